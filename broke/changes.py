@@ -1,0 +1,205 @@
+"""Every state-changing operation: each is one locked read-modify-write of the state store."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from broke.catalog import Catalog, load_catalog, split_backend_id
+from broke.errors import InvalidInputError, NotFoundError
+from broke.presets import Profile, Team, profiles, teams
+from broke.resolver import backend_chain, find_backend, is_slot_reference
+from broke.state.model import Access, CustomBackend, SlotConfig, State
+from broke.state.store import StateStore
+
+_ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")
+
+
+def check_backend(backend_id: str, state: State, catalog: Catalog, slot: str | None = None) -> None:
+    """An unknown backend, or a floating one for a pinned slot, is refused."""
+    backend = find_backend(backend_id, state, catalog)
+    if backend is None:
+        raise NotFoundError(
+            f"unknown backend '{backend_id}'; see `broke models`, or add it with `broke backend add`"
+        )
+    if slot and state.slots[slot].pinned and backend.floating:
+        raise InvalidInputError(
+            f"slot '{slot}' is pinned and '{backend_id}' is a floating alias; pick a pinned backend"
+        )
+
+
+def check_slot(name: str, catalog: Catalog) -> str:
+    if name not in catalog.slots:
+        raise NotFoundError(f"unknown slot '{name}'; slots are: {', '.join(catalog.slots)}")
+    return name
+
+
+def swap(store: StateStore, assignments: list[tuple[str, str]]) -> State:
+    """Point each slot at a backend, all in one write (one generation)."""
+    catalog = load_catalog()
+    for slot, _ in assignments:
+        check_slot(slot, catalog)
+
+    def apply(state: State) -> None:
+        for slot, backend_id in assignments:
+            check_backend(backend_id, state, catalog, slot)
+            state.slots[slot].backend = backend_id
+
+    return store.update(apply)[0]
+
+
+def set_fallbacks(store: StateStore, slot: str, entries: list[str]) -> State:
+    """Replace a slot's fallback chain (backend ids or slot names); refuses cycles and unknowns."""
+    catalog = load_catalog()
+    check_slot(slot, catalog)
+
+    def apply(state: State) -> None:
+        for entry in entries:
+            if is_slot_reference(entry):
+                check_slot(entry, catalog)
+                if entry == slot:
+                    raise InvalidInputError(f"slot '{slot}' cannot fall back to itself")
+            else:
+                check_backend(entry, state, catalog, slot)
+        state.slots[slot].fallbacks = list(entries)
+        cycles = [note for note in backend_chain(slot, state)[1] if note.startswith("fallback cycle")]
+        if cycles:
+            raise InvalidInputError(cycles[0])
+
+    return store.update(apply)[0]
+
+
+def _apply_team(state: State, name: str, team: Team, catalog: Catalog, source: Path) -> None:
+    for slot, config in team.slots.items():
+        if slot not in catalog.slots:
+            raise InvalidInputError(f"{source}: unknown slot '{slot}'")
+        for entry in [config.backend, *config.fallbacks]:
+            if is_slot_reference(entry):
+                check_slot(entry, catalog)
+            elif find_backend(entry, state, catalog) is None:
+                raise InvalidInputError(f"{source}: slot '{slot}' uses unknown backend '{entry}'")
+        state.slots[slot] = SlotConfig(config.backend, list(config.fallbacks), config.pinned)
+    state.active_team = name
+
+
+def load_team(store: StateStore, name: str) -> State:
+    entry = teams(store.home).get(name)
+    catalog = load_catalog()
+    return store.update(lambda s: _apply_team(s, name, entry.preset, catalog, entry.path))[0]
+
+
+def save_team(store: StateStore, name: str, description: str = "") -> Path:
+    """Save the current slot mapping as a user team (the state itself does not change)."""
+    state = store.load()
+    return teams(store.home).save(name, Team(description=description, slots=state.slots))
+
+
+def load_profile(store: StateStore, name: str) -> State:
+    """Apply a profile: its team (if any), its access limits, and mark it active."""
+    entry = profiles(store.home).get(name)
+    profile = entry.preset
+    team = teams(store.home).get(profile.team) if profile.team else None
+    catalog = load_catalog()
+    for slot in profile.access.slots:
+        check_slot(slot, catalog)
+
+    def apply(state: State) -> None:
+        if team is not None:
+            _apply_team(state, team.name, team.preset, catalog, team.path)
+        state.access = Access(list(profile.access.slots), profile.access.rpm, profile.access.tpm)
+        state.active_profile = name
+
+    return store.update(apply)[0]
+
+
+@dataclass(frozen=True)
+class ProfileChange:
+    """Fields of `profile new`; None means unchanged (or the default for a new profile)."""
+
+    team: str | None = None
+    slots: list[str] | None = None
+    rpm: int | None = None
+    tpm: int | None = None
+    description: str | None = None
+
+
+def write_profile(store: StateStore, name: str, change: ProfileChange) -> tuple[Path, bool]:
+    """Create a user profile, or update the given fields of an existing one. Returns (path, created)."""
+    library = profiles(store.home)
+    catalog = load_catalog()
+    created = not library.exists(name)
+    profile = Profile() if created else library.get(name).preset
+    if change.team:
+        teams(store.home).get(change.team)
+    for slot in change.slots or []:
+        check_slot(slot, catalog)
+    for limit in (change.rpm, change.tpm):
+        if limit is not None and limit < 0:
+            raise InvalidInputError("rpm and tpm must be 0 (unlimited) or more")
+    if change.team is not None:
+        profile.team = change.team
+    if change.slots is not None:
+        profile.access.slots = list(change.slots)
+    if change.rpm is not None:
+        profile.access.rpm = change.rpm
+    if change.tpm is not None:
+        profile.access.tpm = change.tpm
+    if change.description is not None:
+        profile.description = change.description
+    return library.save(name, profile), created
+
+
+def set_frozen(store: StateStore, frozen: bool) -> State:
+    def apply(state: State) -> None:
+        state.frozen = frozen
+
+    return store.update(apply, allow_frozen=True)[0]
+
+
+def add_backend(
+    store: StateStore, backend_id: str, *, provider: str, model: str, api_base: str | None,
+    key_env: str | None, pinned: bool,
+) -> State:
+    """Register a custom backend `ID` (PROVIDER/MODEL-like) served by `provider`."""
+    catalog = load_catalog()
+    split_backend_id(backend_id)
+    info = catalog.provider(provider)
+    if backend_id in catalog.backends:
+        raise InvalidInputError(f"'{backend_id}' is a known backend already; pick another id")
+    if info.needs_api_base and not api_base:
+        raise InvalidInputError(f"provider '{provider}' needs --api-base URL")
+    if api_base and not re.match(r"^https?://[^\s/]+", api_base):
+        raise InvalidInputError(f"--api-base must be an http:// or https:// URL, got '{api_base}'")
+    if key_env is not None and not _ENV_NAME.match(key_env):
+        raise InvalidInputError(f"--key-env must be an environment variable name, got '{key_env}'")
+    if not model.strip():
+        raise InvalidInputError("--model must not be empty")
+
+    def apply(state: State) -> None:
+        state.backends[backend_id] = CustomBackend(provider, model, api_base, key_env, pinned)
+
+    return store.update(apply)[0]
+
+
+def backend_users(state: State, backend_id: str) -> list[str]:
+    """Where the state refers to a backend: slots, fallbacks, model policies, router tiers."""
+    users = [f"slot {slot}" for slot, c in state.slots.items() if backend_id in [c.backend, *c.fallbacks]]
+    users += [f"model-policy {slot}" for slot, p in state.model_policy.items() if backend_id in p.order]
+    users += [f"router tier {tier}" for tier, b in state.router.tiers.items() if backend_id in b]
+    return users
+
+
+def remove_backend(store: StateStore, backend_id: str) -> State:
+    def apply(state: State) -> None:
+        if backend_id not in state.backends:
+            if backend_id in load_catalog().backends:
+                raise InvalidInputError(f"'{backend_id}' is a known backend, not a custom one")
+            raise NotFoundError(f"unknown custom backend '{backend_id}'; see `broke models`")
+        users = backend_users(state, backend_id)
+        if users:
+            raise InvalidInputError(
+                f"backend '{backend_id}' is still used by {', '.join(users)}; swap it out first"
+            )
+        del state.backends[backend_id]
+
+    return store.update(apply)[0]

@@ -1,0 +1,1 @@
+"""The `broke` command line: parses, calls the core, renders. No logic of its own."""

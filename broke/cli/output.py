@@ -1,0 +1,78 @@
+"""Rendering helpers shared by the command modules: consoles, JSON output, tables, the store."""
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from functools import cache
+from typing import TYPE_CHECKING
+
+import typer
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
+
+    from broke.state.store import StateStore
+
+# Core and rich modules are imported where used: read-only commands must start fast.
+
+JSON_OPTION = typer.Option(False, "--json", help="Print machine-readable JSON.")
+
+
+@cache
+def console() -> "Console":
+    from rich.console import Console
+
+    return Console(highlight=False, soft_wrap=True)
+
+
+def store() -> "StateStore":
+    """The store of `$BROKE_HOME` (or the platform's app dir)."""
+    from broke.state.store import StateStore
+
+    return StateStore()
+
+
+def print_json(data: Any) -> None:
+    import json
+
+    sys.stdout.write(json.dumps(data, indent=2, sort_keys=False) + "\n")
+
+
+def table(*columns: str, title: str | None = None) -> "Table":
+    from rich.table import Table
+
+    t = Table(title=title, title_justify="left", header_style="bold")
+    for column in columns:
+        t.add_column(column, overflow="fold")
+    return t
+
+
+def say(message: str) -> None:
+    console().print(message)
+
+
+def show(renderable: object) -> None:
+    console().print(renderable)
+
+
+def esc(text: str) -> str:
+    """Escape rich markup in user-supplied text."""
+    from rich.markup import escape
+
+    return escape(text)
+
+
+def fail(message: str, code: int = 1) -> None:
+    """Print one error line and exit with `code`."""
+    sys.stderr.write(f"broke: error: {message}\n")
+    raise typer.Exit(code)
+
+
+STATUS_STYLE = {"healthy": "green", "unknown": "dim", "cooldown": "yellow", "blocked": "red",
+                "auth_failed": "red", "incompatible": "red"}
+
+
+def status_text(status: str) -> str:
+    return f"[{STATUS_STYLE.get(status, 'white')}]{status}[/]"

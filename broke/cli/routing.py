@@ -1,0 +1,131 @@
+"""`route`, `explain`, `validate`, `doctor`: every one asks the same resolver."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Optional
+
+import typer
+
+from broke.cli.output import JSON_OPTION, esc, print_json, say, show, status_text, store, table
+
+if TYPE_CHECKING:
+    from broke.resolver import Resolution
+
+PROFILE_OPTION = typer.Option(None, "--profile", "-p", help="Resolve with this profile's access limits.")
+LEVEL_STYLE = {"error": "red", "warning": "yellow", "info": "cyan"}
+
+
+def _resolve(slot: str, profile: str | None) -> "Resolution":
+    from broke.context import RoutingContext
+    from broke.resolver import Scope
+
+    s = store()
+    ctx = RoutingContext.load(s)
+    scope = None
+    if profile:
+        from broke.presets import profiles
+
+        access = profiles(s.home).get(profile).preset.access
+        scope = Scope(profile, access)
+    return ctx.resolve(slot, scope)
+
+
+def _choice_line(resolution: "Resolution") -> str:
+    chosen = resolution.chosen
+    if chosen is None:
+        return f"{resolution.slot} → [red]none[/]: {esc(resolution.reason)}"
+    key = f" [dim]key {chosen.key_env}[/]" if chosen.key_env else ""
+    return f"{resolution.slot} → [bold]{esc(chosen.backend)}[/]{key} [dim]({chosen.source})[/]"
+
+
+def route(slot: str = typer.Argument(..., help="A slot or a client model name (e.g. claude-sonnet-4-5)."),
+          profile: Optional[str] = PROFILE_OPTION, as_json: bool = JSON_OPTION) -> None:
+    """Print the backend a request for SLOT would go to now (exit 1 if none)."""
+    resolution = _resolve(slot, profile)
+    if as_json:
+        print_json(resolution.to_dict())
+    else:
+        say(_choice_line(resolution))
+    if resolution.chosen is None:
+        raise typer.Exit(1)
+
+
+def explain(slot: str = typer.Argument(..., help="A slot or a client model name."),
+            profile: Optional[str] = PROFILE_OPTION, as_json: bool = JSON_OPTION) -> None:
+    """Show the whole candidate chain for SLOT and why each candidate is usable or skipped."""
+    resolution = _resolve(slot, profile)
+    if as_json:
+        print_json(resolution.to_dict())
+        return
+    if resolution.requested != resolution.slot:
+        say(f"[dim]{esc(resolution.requested)} is an alias of slot {resolution.slot}[/]")
+    say(_choice_line(resolution) + f" [dim]· generation {resolution.generation}[/]")
+    t = table("#", "backend", "key", "source", "version", "health", "verdict")
+    for number, c in enumerate(resolution.candidates, start=1):
+        version = {True: "pinned", False: "[yellow]floating[/]", None: "?"}[c.pinned]
+        verdict = "[green]chosen[/]" if c is resolution.chosen else (
+            "[green]usable[/]" if c.usable else f"[red]skip[/] {esc(c.skip_reason)}")
+        t.add_row(str(number), esc(c.backend), c.key_env or "[dim]none needed[/]", c.source,
+                  version, f"{status_text(c.model_health)} / {status_text(c.key_health)}", verdict)
+    show(t)
+    for note in resolution.notes:
+        say(f"[yellow]note:[/] {esc(note)}")
+
+
+def _findings_table(findings: list[dict]) -> None:
+    if not findings:
+        say("[green]no problems found[/]")
+        return
+    t = table("level", "check", "about", "message")
+    for f in findings:
+        t.add_row(f"[{LEVEL_STYLE[f['level']]}]{f['level']}[/]", f["code"], esc(f["subject"]),
+                  esc(f["message"]))
+    show(t)
+
+
+def validate(as_json: bool = JSON_OPTION) -> None:
+    """Static checks: unknown backends, missing keys, fallback cycles, floating aliases, frozen (exit 1 on errors)."""
+    from broke import diagnostics
+    from broke.context import RoutingContext
+    
+    findings, resolutions = diagnostics.validate(RoutingContext.load(store()))
+    data = [f.__dict__ for f in findings]
+    ok = not any(f.level == "error" for f in findings)
+    if as_json:
+        print_json({"ok": ok, "findings": data, "resolutions": [r.to_dict() for r in resolutions]})
+    else:
+        _findings_table(data)
+    if not ok:
+        raise typer.Exit(1)
+
+
+def doctor(as_json: bool = JSON_OPTION) -> None:
+    """Check the state file, permissions, provider keys and every slot's resolution (exit 1 on errors)."""
+    from broke import diagnostics
+    from broke.context import RoutingContext
+    
+    report = diagnostics.doctor(RoutingContext.load(store()))
+    if as_json:
+        print_json(report)
+    else:
+        st = report["state"]
+        exists = "" if st["exists"] else " [dim](not written yet: defaults)[/]"
+        say(f"[bold]state[/] {esc(st['path'])}{exists}: schema {st['schema_version']}, "
+            f"generation {st['generation']}, team {st['active_team'] or '-'}, "
+            f"profile {st['active_profile'] or '-'}" + (", [red]frozen[/]" if st["frozen"] else ""))
+        keys = ", ".join(f"{k['provider']} ×{len(k['present'])}" for k in report["keys"] if k["present"])
+        say(f"[bold]keys[/] {keys or '[yellow]no provider keys set[/]'}")
+        for resolution in report["resolutions"]:
+            chosen = resolution["chosen"]
+            line = (f"[green]ok[/]  {resolution['slot']} → {esc(chosen['deployment'])}" if chosen
+                    else f"[red]bad[/] {resolution['slot']}: {esc(resolution['reason'])}")
+            say("  " + line)
+        _findings_table([f for f in report["findings"] if f["code"] != "no_candidate"])
+    if not report["ok"]:
+        raise typer.Exit(1)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("route")(route)
+    app.command("explain")(explain)
+    app.command("validate")(validate)
+    app.command("doctor")(doctor)

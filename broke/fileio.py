@@ -1,0 +1,79 @@
+"""Crash-safe file writes and TOML reads whose errors name the file and line."""
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from broke.errors import StateFileError
+from broke.paths import FILE_MODE, ensure_dir
+
+_HEADER = re.compile(r"^\s*\[\[?\s*(.+?)\s*\]\]?\s*(?:#.*)?$")
+_KEY = re.compile(r"""^\s*("[^"]*"|'[^']*'|[A-Za-z0-9_.-]+)\s*=""")
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write `data` to `path` so readers see the old or the new file, never a half one (mode 0600)."""
+    ensure_dir(path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        os.fchmod(fd, FILE_MODE)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def read_toml(path: Path) -> tuple[dict[str, Any], str]:
+    """Parse a TOML file; return (data, text). Errors name the file and the line."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise StateFileError(f"{path}: not a UTF-8 text file") from None
+    except OSError as exc:
+        raise StateFileError(f"{path}: cannot read: {exc.strerror}") from None
+    try:
+        return tomllib.loads(text), text
+    except tomllib.TOMLDecodeError as exc:
+        raise StateFileError(f"{path}: invalid TOML: {exc}") from None
+
+
+def _split_key(key: str) -> tuple[str, ...]:
+    parts = re.findall(r'"([^"]*)"|\'([^\']*)\'|([^.\s]+)', key)
+    return tuple(next(p for p in groups if p) for groups in parts)
+
+
+def locate_line(text: str, path: tuple[str, ...]) -> int:
+    """The 1-based line that defines key `path` (or its nearest enclosing table); 1 if unknown."""
+    best_line, best_len = 1, 0
+    table: tuple[str, ...] = ()
+    for number, line in enumerate(text.splitlines(), start=1):
+        header = _HEADER.match(line)
+        if header:
+            table = _split_key(header.group(1))
+            full = table
+        else:
+            key = _KEY.match(line)
+            if not key:
+                continue
+            full = table + _split_key(key.group(1))
+        common = 0
+        for mine, wanted in zip(full, path):
+            if mine != wanted:
+                break
+            common += 1
+        if common == len(full) and common > best_len:
+            best_line, best_len = number, common
+    return best_line

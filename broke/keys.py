@@ -1,0 +1,29 @@
+"""Provider key pools: which key variables exist (names only; values never leave this module's callers)."""
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+
+
+def key_pool(prefix: str, env: Mapping[str, str]) -> list[str]:
+    """The variables of a key pool that are set: PREFIX, PREFIX_2, PREFIX_3, … in number order."""
+    pattern = re.compile(rf"^{re.escape(prefix)}(?:_(\d+))?$")
+    found = []
+    for name, value in env.items():
+        match = pattern.match(name)
+        if match and value.strip():
+            found.append((int(match.group(1) or 1), name))
+    return [name for _, name in sorted(found)]
+
+
+def provider_env(dotenv: Path) -> dict[str, str]:
+    """The environment provider keys come from: `$BROKE_HOME/.env`, overridden by the process environment."""
+    env: dict[str, str] = {}
+    if dotenv.is_file():
+        from dotenv import dotenv_values
+
+        env.update({k: v for k, v in dotenv_values(dotenv).items() if v is not None})
+    env.update(os.environ)
+    return env

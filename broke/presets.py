@@ -1,0 +1,114 @@
+"""Teams (saved slot mappings) and profiles (team + access), from the user's home or shipped presets."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Generic, TypeVar
+
+import tomli_w
+
+from broke.errors import InvalidInputError, NotFoundError, StateFileError
+from broke.fileio import atomic_write, locate_line, read_toml
+from broke.paths import PROJECT_ROOT
+from broke.state.model import Access, SlotConfig
+from broke.state.schema import SchemaError, structure, unstructure
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+@dataclass
+class Team:
+    """A saved slot mapping with fallbacks; slots it leaves out keep their mapping on load."""
+
+    description: str = ""
+    slots: dict[str, SlotConfig] = field(default_factory=dict)
+
+
+@dataclass
+class Profile:
+    """A team plus access limits; `team` "" keeps the current mapping."""
+
+    description: str = ""
+    team: str = ""
+    access: Access = field(default_factory=Access)
+
+
+P = TypeVar("P", Team, Profile)
+
+
+@dataclass(frozen=True)
+class PresetEntry(Generic[P]):
+    name: str
+    origin: str  # "user" or "shipped"
+    path: Path
+    preset: P
+
+
+class PresetLibrary(Generic[P]):
+    """User presets under `$BROKE_HOME/<kind>/`, shipped ones under the checkout's `<kind>/`."""
+
+    def __init__(self, kind: str, cls: type[P], home: Path) -> None:
+        self.kind, self.cls = kind, cls
+        self.user_dir = home / kind
+        self.shipped_dir = PROJECT_ROOT / kind
+        self.noun = kind.rstrip("s")
+
+    def check_name(self, name: str) -> str:
+        if not _NAME.match(name):
+            raise InvalidInputError(
+                f"{self.noun} name '{name}' must be 1-64 letters, digits, '.', '_' or '-'"
+            )
+        return name
+
+    def _parse(self, path: Path) -> P:
+        data, text = read_toml(path)
+        try:
+            return structure(self.cls, data)
+        except SchemaError as exc:
+            raise StateFileError(f"{path}:{locate_line(text, exc.path)}: {exc.message}") from None
+
+    def _origin_paths(self, name: str) -> list[tuple[str, Path]]:
+        return [("user", self.user_dir / f"{name}.toml"), ("shipped", self.shipped_dir / f"{name}.toml")]
+
+    def get(self, name: str) -> PresetEntry[P]:
+        """A user preset, else a shipped one of that name."""
+        self.check_name(name)
+        for origin, path in self._origin_paths(name):
+            if path.is_file():
+                return PresetEntry(name, origin, path, self._parse(path))
+        raise NotFoundError(f"unknown {self.noun} '{name}'; see `broke {self.noun} list`")
+
+    def list(self) -> list[PresetEntry[P]]:
+        """Every preset by name; a user preset hides a shipped one of the same name."""
+        entries: dict[str, PresetEntry[P]] = {}
+        for origin, directory in (("shipped", self.shipped_dir), ("user", self.user_dir)):
+            if directory.is_dir():
+                for path in directory.glob("*.toml"):
+                    entries[path.stem] = PresetEntry(path.stem, origin, path, self._parse(path))
+        return [entries[name] for name in sorted(entries)]
+
+    def exists(self, name: str) -> bool:
+        return any(path.is_file() for _, path in self._origin_paths(self.check_name(name)))
+
+    def save(self, name: str, preset: P) -> Path:
+        path = self.user_dir / f"{self.check_name(name)}.toml"
+        atomic_write(path, tomli_w.dumps(unstructure(preset)).encode("utf-8"))
+        return path
+
+    def delete(self, name: str) -> Path:
+        path = self.user_dir / f"{self.check_name(name)}.toml"
+        if not path.is_file():
+            if (self.shipped_dir / f"{name}.toml").is_file():
+                raise InvalidInputError(f"{self.noun} '{name}' is a shipped preset and cannot be deleted")
+            raise NotFoundError(f"unknown {self.noun} '{name}'; see `broke {self.noun} list`")
+        path.unlink()
+        return path
+
+
+def teams(home: Path) -> PresetLibrary[Team]:
+    return PresetLibrary("teams", Team, home)
+
+
+def profiles(home: Path) -> PresetLibrary[Profile]:
+    return PresetLibrary("profiles", Profile, home)

@@ -1,0 +1,203 @@
+"""THE decision point: (state, health, slot, profile, now) -> Resolution. Pure: no I/O of its own."""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+
+from broke.catalog import Backend, Catalog, load_catalog
+from broke.health import UNUSABLE, Health
+from broke.keys import key_pool
+from broke.state.model import Access, State
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Whose request this is: a profile's access limits, or the state's own."""
+
+    profile: str
+    access: Access
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One backend × key a request for the slot could go to, annotated."""
+
+    backend: str
+    provider: str
+    key_env: str | None  # the key variable's name (never its value); None = no key needed
+    key_present: bool
+    source: str  # primary / fallback / via slot X / model policy
+    pinned: bool | None  # None: unknown backend
+    model_health: str
+    key_health: str
+    skip_reason: str = ""  # "" = usable
+
+    @property
+    def usable(self) -> bool:
+        return not self.skip_reason
+
+    @property
+    def deployment(self) -> str:
+        """The concrete deployment name the gateway asks LiteLLM for."""
+        return f"{self.backend}@{self.key_env}" if self.key_env else self.backend
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "usable": self.usable, "deployment": self.deployment}
+
+
+@dataclass(frozen=True)
+class Resolution:
+    slot: str
+    requested: str
+    generation: int
+    profile: str
+    candidates: tuple[Candidate, ...]
+    chosen: Candidate | None
+    reason: str = ""  # why nothing was chosen
+    allowed: bool = True  # False: the profile's access limits exclude the slot
+    notes: tuple[str, ...] = field(default=())  # chain problems: cycles, unknown slot references
+
+    def to_dict(self) -> dict:
+        return {
+            "slot": self.slot,
+            "requested": self.requested,
+            "generation": self.generation,
+            "profile": self.profile,
+            "chosen": self.chosen.to_dict() if self.chosen else None,
+            "reason": self.reason,
+            "allowed": self.allowed,
+            "notes": list(self.notes),
+            "candidates": [c.to_dict() for c in self.candidates],
+        }
+
+
+def find_backend(backend_id: str, state: State, catalog: Catalog) -> Backend | None:
+    """A custom backend of the state, else a known backend of the catalog."""
+    custom = state.backends.get(backend_id)
+    if custom is not None:
+        return Backend(
+            id=backend_id, provider=custom.provider, model=custom.model, pinned=custom.pinned,
+            api_base=custom.api_base, key_env=custom.key_env, custom=True,
+        )
+    return catalog.backends.get(backend_id)
+
+
+def is_slot_reference(entry: str) -> bool:
+    """Fallback entries without a '/' name another slot, whose chain is followed."""
+    return "/" not in entry
+
+
+def backend_chain(slot: str, state: State) -> tuple[list[tuple[str, str]], list[str]]:
+    """The slot's backends in chain order as (backend id, source), following slot references.
+
+    Returns the chain and notes on problems (cycles, unknown slot references).
+    """
+    chain: list[tuple[str, str]] = []
+    notes: list[str] = []
+
+    def follow(current: str, path: list[str], source: str) -> None:
+        config = state.slots[current]
+        entries = [(config.backend, source or "primary")]
+        entries += [(fb, source or "fallback") for fb in config.fallbacks]
+        for entry, entry_source in entries:
+            if not is_slot_reference(entry):
+                if entry not in (b for b, _ in chain):
+                    chain.append((entry, entry_source))
+            elif entry in path:
+                notes.append("fallback cycle: " + " -> ".join(path + [entry]))
+            elif entry not in state.slots:
+                notes.append(f"fallback of slot '{current}' names unknown slot '{entry}'")
+            else:
+                follow(entry, path + [entry], f"via slot {entry}")
+
+    follow(slot, [slot], "")
+    return chain, notes
+
+
+def _policy_ordered(items: list[str], order: list[str]) -> list[str]:
+    """`items` with those named in `order` first (in that order), the rest as they were."""
+    first = [name for name in order if name in items]
+    return first + [name for name in items if name not in first]
+
+
+def _candidates_for(
+    backend_id: str, source: str, state: State, health: Health, env: Mapping[str, str],
+    now: float, catalog: Catalog, pinned_slot: bool,
+) -> list[Candidate]:
+    backend = find_backend(backend_id, state, catalog)
+    model_health = health.model_status(backend_id, now)
+    if backend is None:
+        provider = backend_id.partition("/")[0]
+        return [Candidate(backend_id, provider, None, False, source, None, model_health, "unknown",
+                          f"unknown backend '{backend_id}'")]
+    provider = catalog.providers.get(backend.provider)
+    prefix = backend.key_env if backend.key_env is not None else (provider.key_env if provider else "")
+    if prefix:
+        pool = key_pool(prefix, env)
+        policy = state.key_policy.get(backend.provider)
+        keys = _policy_ordered(pool, policy.order) if policy else pool
+        entries = [(key, True) for key in keys] or [(prefix, False)]
+    else:
+        entries = [(None, True)]
+    out = []
+    for key_env, present in entries:
+        key_health = health.key_status(key_env, now) if key_env else "unknown"
+        if provider is None:
+            skip = f"unknown provider '{backend.provider}'"
+        elif pinned_slot and backend.floating:
+            skip = "floating alias on a pinned slot"
+        elif not present:
+            skip = f"missing key {key_env}"
+        elif model_health in UNUSABLE:
+            skip = f"backend {model_health}"
+        elif key_health in UNUSABLE:
+            skip = f"key {key_health}"
+        else:
+            skip = ""
+        out.append(Candidate(backend_id, backend.provider, key_env, present, source,
+                             backend.pinned, model_health, key_health, skip))
+    return out
+
+
+def resolve(
+    requested: str,
+    state: State,
+    health: Health,
+    *,
+    env: Mapping[str, str],
+    now: float,
+    scope: Scope | None = None,
+    catalog: Catalog | None = None,
+) -> Resolution:
+    """Resolve a requested model name (slot or client alias) to ordered candidates and a choice.
+
+    Raises NotFoundError for a name that maps to no slot.
+    """
+    catalog = catalog or load_catalog()
+    slot = catalog.require_slot(requested)
+    scope = scope or Scope(state.active_profile, state.access)
+    chain, notes = backend_chain(slot, state)
+    sources = dict(chain)
+    policy = state.model_policy.get(slot)
+    order = _policy_ordered(list(sources), policy.order) if policy else list(sources)
+    pinned_slot = state.slots[slot].pinned
+    candidates = tuple(
+        candidate
+        for backend_id in order
+        for candidate in _candidates_for(backend_id, sources[backend_id], state, health, env, now,
+                                         catalog, pinned_slot)
+    )
+    chosen = next((c for c in candidates if c.usable), None)
+    reason = ""
+    allowed = scope.access.allows(slot)
+    if not allowed:
+        chosen = None
+        who = f"profile '{scope.profile}'" if scope.profile else "the access limits"
+        reason = f"slot '{slot}' is not allowed by {who} (allowed: {', '.join(scope.access.slots)})"
+    elif chosen is None:
+        first = candidates[0] if candidates else None
+        reason = "no usable candidate" + (f": {first.backend}: {first.skip_reason}" if first else "")
+        if len(candidates) > 1:
+            reason += f" (and {len(candidates) - 1} more unusable)"
+    return Resolution(slot, requested, state.generation, scope.profile, candidates, chosen, reason,
+                      allowed, tuple(notes))
