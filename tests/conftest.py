@@ -1,0 +1,66 @@
+"""Shared fixtures: an isolated BROKE_HOME, a clean provider environment, and a CLI runner."""
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from broke.catalog import load_catalog
+from broke.cli.main import app
+
+_KEY_VARS = re.compile(r"^[A-Z0-9_]*(API_KEY|TOKEN)(_\d+)?$")
+
+
+@pytest.fixture(autouse=True)
+def broke_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test gets its own home and an environment without provider keys."""
+    home = tmp_path / "home"
+    monkeypatch.setenv("BROKE_HOME", str(home))
+    monkeypatch.setenv("COLUMNS", "200")
+    for name in list(os.environ):
+        if _KEY_VARS.match(name):
+            monkeypatch.delenv(name)
+    return home
+
+
+@pytest.fixture
+def cli():
+    """Run `broke ARGS…` in-process; returns the click Result (exit_code, stdout, stderr, output)."""
+    runner = CliRunner()
+
+    def run(*args: str, input: str | None = None):
+        return runner.invoke(app, list(args), input=input)
+
+    return run
+
+
+@pytest.fixture
+def cli_json(cli):
+    """Run a read command with --json and return (exit code, parsed JSON)."""
+
+    def run(*args: str):
+        result = cli(*args, "--json")
+        return result.exit_code, json.loads(result.stdout)
+
+    return run
+
+
+@pytest.fixture
+def slots() -> tuple[str, ...]:
+    return load_catalog().slots
+
+
+def assert_one_error_line(result, *fragments: str, code: int = 1) -> None:
+    """A failed command: the expected exit code, exactly one error line naming the problem, no traceback."""
+    assert result.exit_code == code, result.output
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("broke: error: ")
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+    assert "Traceback" not in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
