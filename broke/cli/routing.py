@@ -41,10 +41,14 @@ def route(slot: str = typer.Argument(..., help="A slot or a client model name (e
           profile: Optional[str] = PROFILE_OPTION, as_json: bool = JSON_OPTION) -> None:
     """Print the backend a request for SLOT would go to now (exit 1 if none)."""
     resolution = _resolve(slot, profile)
+    chosen = resolution.chosen
     if as_json:
         print_json(resolution.to_dict())
+    elif chosen is None:  # plain styled echo, not rich: `route` is the command scripts call often
+        typer.echo(f"{resolution.slot} → {typer.style('none', fg='red')}: {resolution.reason}")
     else:
-        say(_choice_line(resolution))
+        key = f" key {chosen.key_env}" if chosen.key_env else ""
+        typer.echo(f"{resolution.slot} → {typer.style(chosen.backend, bold=True)}{key} ({chosen.source})")
     if resolution.chosen is None:
         raise typer.Exit(1)
 
