@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from broke.catalog import Catalog, load_catalog, split_backend_id
-from broke.errors import InvalidInputError, NotFoundError
+from broke.errors import BrokeError, InvalidInputError, NotFoundError
 from broke.presets import Profile, Team, profiles, teams
 from broke.resolver import backend_chain, find_backend, is_slot_reference
 from broke.state.model import Access, CustomBackend, SlotConfig, State
@@ -70,15 +70,18 @@ def set_fallbacks(store: StateStore, slot: str, entries: list[str]) -> State:
 
 
 def _apply_team(state: State, name: str, team: Team, catalog: Catalog, source: Path) -> None:
+    """Put a team's slots into the state; the same checks as `swap` and `fallback`, naming the file."""
     for slot, config in team.slots.items():
-        if slot not in catalog.slots:
-            raise InvalidInputError(f"{source}: unknown slot '{slot}'")
-        for entry in [config.backend, *config.fallbacks]:
-            if is_slot_reference(entry):
-                check_slot(entry, catalog)
-            elif find_backend(entry, state, catalog) is None:
-                raise InvalidInputError(f"{source}: slot '{slot}' uses unknown backend '{entry}'")
-        state.slots[slot] = SlotConfig(config.backend, list(config.fallbacks), config.pinned)
+        try:
+            check_slot(slot, catalog)
+            state.slots[slot] = SlotConfig(config.backend, list(config.fallbacks), config.pinned)
+            for entry in [config.backend, *config.fallbacks]:
+                if is_slot_reference(entry):
+                    check_slot(entry, catalog)
+                else:
+                    check_backend(entry, state, catalog, slot)
+        except BrokeError as exc:
+            raise InvalidInputError(f"{source}: slot '{slot}': {exc}") from None
     state.active_team = name
 
 
@@ -156,6 +159,13 @@ def set_frozen(store: StateStore, frozen: bool) -> State:
     return store.update(apply, allow_frozen=True)[0]
 
 
+def _is_http_url(url: str) -> bool:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    return parts.scheme in ("http", "https") and bool(parts.hostname) and not any(c.isspace() for c in url)
+
+
 def add_backend(
     store: StateStore, backend_id: str, *, provider: str, model: str, api_base: str | None,
     key_env: str | None, pinned: bool,
@@ -168,7 +178,7 @@ def add_backend(
         raise InvalidInputError(f"'{backend_id}' is a known backend already; pick another id")
     if info.needs_api_base and not api_base:
         raise InvalidInputError(f"provider '{provider}' needs --api-base URL")
-    if api_base and not re.match(r"^https?://[^\s/]+", api_base):
+    if api_base is not None and not _is_http_url(api_base):
         raise InvalidInputError(f"--api-base must be an http:// or https:// URL, got '{api_base}'")
     if key_env is not None and not _ENV_NAME.match(key_env):
         raise InvalidInputError(f"--key-env must be an environment variable name, got '{key_env}'")
@@ -176,6 +186,10 @@ def add_backend(
         raise InvalidInputError("--model must not be empty")
 
     def apply(state: State) -> None:
+        if backend_id in state.backends:
+            raise InvalidInputError(
+                f"custom backend '{backend_id}' exists; `broke backend remove {backend_id}` first"
+            )
         state.backends[backend_id] = CustomBackend(provider, model, api_base, key_env, pinned)
 
     return store.update(apply)[0]

@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass
 from broke.changes import backend_users
 from broke.context import RoutingContext
 from broke.keys import key_pool
-from broke.resolver import Resolution, find_backend
+from broke.resolver import FLOATING_ON_PINNED, Resolution, find_backend
 
 
 @dataclass(frozen=True)
@@ -59,12 +59,12 @@ def _slot_findings(resolution: Resolution) -> list[Finding]:
         for note in resolution.notes
     ]
     for candidate in resolution.candidates:
-        if not candidate.key_present:
-            found.append(Finding("warning", "missing_key", slot,
-                                 f"{candidate.backend}: {candidate.skip_reason}"))
-        elif candidate.skip_reason == "floating alias on a pinned slot":
+        if candidate.skip_reason == FLOATING_ON_PINNED:
             found.append(Finding("error", "floating_on_pinned", slot,
                                  f"{candidate.backend} is a floating alias on pinned slot '{slot}'"))
+        elif not candidate.key_present:
+            found.append(Finding("warning", "missing_key", slot,
+                                 f"{candidate.backend}: {candidate.skip_reason}"))
     if not resolution.allowed:
         found.append(Finding("info", "not_allowed", slot, resolution.reason))
     elif resolution.chosen is None:

@@ -51,7 +51,7 @@ def _records(path: Path, data: object, section: str) -> dict[str, HealthRecord]:
                 f"{path}: {section}.{name} needs a status, one of {', '.join(STATUSES)}"
             )
         until = entry.get("until")
-        if until is not None and not isinstance(until, (int, float)):
+        if until is not None and (isinstance(until, bool) or not isinstance(until, (int, float))):
             raise StateFileError(f"{path}: {section}.{name}.until must be a number")
         records[name] = HealthRecord(entry["status"], until, str(entry.get("reason", "")))
     return records
@@ -74,7 +74,7 @@ def load_health(path: Path) -> Health:
     if not isinstance(data, dict):
         raise StateFileError(f"{path}: must hold a JSON object")
     generation = data.get("generation", 0)
-    if not isinstance(generation, int):
+    if isinstance(generation, bool) or not isinstance(generation, int):
         raise StateFileError(f"{path}: generation must be an integer")
     return Health(
         generation=generation,

@@ -10,6 +10,9 @@ from broke.keys import key_pool
 from broke.state.model import Access, State
 
 
+FLOATING_ON_PINNED = "floating alias on a pinned slot"
+
+
 @dataclass(frozen=True)
 class Scope:
     """Whose request this is: a profile's access limits, or the state's own."""
@@ -145,7 +148,7 @@ def _candidates_for(
         if provider is None:
             skip = f"unknown provider '{backend.provider}'"
         elif pinned_slot and backend.floating:
-            skip = "floating alias on a pinned slot"
+            skip = FLOATING_ON_PINNED
         elif not present:
             skip = f"missing key {key_env}"
         elif model_health in UNUSABLE:

@@ -44,12 +44,16 @@ def snapshot_restore(snapshot_id: str = typer.Argument(..., metavar="ID")) -> No
     say(f"snapshot [bold]{info.id}[/] restored (generation {state.generation})")
 
 
-def freeze(switch: Optional[str] = typer.Argument(None, metavar="[on|off]")) -> None:
+def freeze(switch: Optional[str] = typer.Argument(None, metavar="[on|off]"),
+           as_json: bool = JSON_OPTION) -> None:
     """Show, or turn on/off, the freeze that blocks every state-changing command."""
     from broke import changes
 
     if switch is None:
         frozen = store().load().frozen
+        if as_json:
+            print_json({"frozen": frozen})
+            return
         say("state is [bold red]frozen[/]" if frozen else "state is not frozen")
         return
     if switch not in ("on", "off"):
