@@ -9,7 +9,9 @@ from broke.catalog import Catalog, load_catalog, split_backend_id
 from broke.errors import BrokeError, InvalidInputError, NotFoundError
 from broke.presets import Profile, Team, profiles, teams
 from broke.resolver import backend_chain, find_backend, is_slot_reference
-from broke.state.model import Access, CustomBackend, SlotConfig, State
+from broke.state.model import (
+    KEY_POLICY_MODES, MODEL_POLICY_MODES, Access, CustomBackend, KeyPolicy, ModelPolicy, SlotConfig, State,
+)
 from broke.state.store import StateStore
 
 _ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")
@@ -215,5 +217,52 @@ def remove_backend(store: StateStore, backend_id: str) -> State:
                 f"backend '{backend_id}' is still used by {', '.join(users)}; swap it out first"
             )
         del state.backends[backend_id]
+
+    return store.update(apply)[0]
+
+
+def set_key_policy(store: StateStore, provider: str, *, mode: str | None = None,
+                   cooldown_s: int | None = None, retries: int | None = None,
+                   order: list[str] | None = None) -> State:
+    """Change a provider's key policy (given fields only); applies to the gateway's next request."""
+    catalog = load_catalog()
+    info = catalog.provider(provider)
+    if mode is not None and mode not in KEY_POLICY_MODES:
+        raise InvalidInputError(f"--mode must be one of {', '.join(KEY_POLICY_MODES)}")
+    if (cooldown_s is not None and cooldown_s < 0) or (retries is not None and retries < 0):
+        raise InvalidInputError("--cooldown and --retries must be 0 or more")
+    prefixes = {info.key_env} | {b.key_env for b in store.load().backends.values()
+                                 if b.provider == provider and b.key_env}
+    for name in order or []:
+        if not any(re.fullmatch(rf"{re.escape(p)}(_\d+)?", name) for p in prefixes if p):
+            raise InvalidInputError(f"--order names '{name}', not a key variable of {provider} "
+                                    f"({', '.join(sorted(p for p in prefixes if p))}, …_2, …)")
+
+    def apply(state: State) -> None:
+        policy = state.key_policy.setdefault(provider, KeyPolicy())
+        for name, value in (("mode", mode), ("cooldown_s", cooldown_s), ("retries", retries),
+                            ("order", order)):
+            if value is not None:
+                setattr(policy, name, value)
+
+    return store.update(apply)[0]
+
+
+def set_model_policy(store: StateStore, slot: str, *, mode: str | None = None,
+                     order: list[str] | None = None) -> State:
+    """Change how a slot orders its backends (given fields only)."""
+    catalog = load_catalog()
+    check_slot(slot, catalog)
+    if mode is not None and mode not in MODEL_POLICY_MODES:
+        raise InvalidInputError(f"--mode must be one of {', '.join(MODEL_POLICY_MODES)}")
+
+    def apply(state: State) -> None:
+        for backend_id in order or []:
+            check_backend(backend_id, state, catalog, slot)
+        policy = state.model_policy.setdefault(slot, ModelPolicy())
+        if mode is not None:
+            policy.mode = mode
+        if order is not None:
+            policy.order = list(order)
 
     return store.update(apply)[0]

@@ -1,7 +1,8 @@
 """Runtime health records (`health.json`, written by the gateway): keys, models and workers."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import time
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from broke.errors import StateFileError
@@ -11,15 +12,20 @@ STATUSES = ("healthy", "cooldown", "blocked", "auth_failed", "incompatible")
 UNUSABLE = ("cooldown", "blocked", "auth_failed", "incompatible")
 
 
+SECTIONS = ("keys", "models", "workers")
+
+
 @dataclass(frozen=True)
 class HealthRecord:
     status: str
-    until: float | None = None  # epoch seconds a cooldown lasts
+    until: float | None = None  # epoch seconds the status lasts (None: until changed)
     reason: str = ""
+    failures: int = 0  # consecutive failures seen
+    updated_at: float = 0.0
 
     def effective(self, now: float) -> str:
-        """The status at `now`: a cooldown whose time has passed counts as healthy."""
-        if self.status == "cooldown" and self.until is not None and self.until <= now:
+        """The status at `now`: a status whose `until` has passed counts as healthy."""
+        if self.until is not None and self.until <= now:
             return "healthy"
         return self.status
 
@@ -53,7 +59,14 @@ def _records(path: Path, data: object, section: str) -> dict[str, HealthRecord]:
         until = entry.get("until")
         if until is not None and (isinstance(until, bool) or not isinstance(until, (int, float))):
             raise StateFileError(f"{path}: {section}.{name}.until must be a number")
-        records[name] = HealthRecord(entry["status"], until, str(entry.get("reason", "")))
+        failures = entry.get("failures", 0)
+        updated_at = entry.get("updated_at", 0.0)
+        if isinstance(failures, bool) or not isinstance(failures, int):
+            raise StateFileError(f"{path}: {section}.{name}.failures must be an integer")
+        if isinstance(updated_at, bool) or not isinstance(updated_at, (int, float)):
+            raise StateFileError(f"{path}: {section}.{name}.updated_at must be a number")
+        records[name] = HealthRecord(entry["status"], until, str(entry.get("reason", "")), failures,
+                                     float(updated_at))
     return records
 
 
@@ -82,3 +95,45 @@ def load_health(path: Path) -> Health:
         models=_records(path, data, "models"),
         workers=_records(path, data, "workers"),
     )
+
+
+def dump_health(health: Health) -> bytes:
+    import json
+
+    data = {"generation": health.generation}
+    for section in SECTIONS:
+        data[section] = {name: asdict(record) for name, record in getattr(health, section).items()}
+    return (json.dumps(data, indent=1, sort_keys=True) + "\n").encode("utf-8")
+
+
+class HealthStore:
+    """Reads and writes `health.json` under its own lock (the gateway and `key-state`/`model-state`)."""
+
+    def __init__(self, home: Path) -> None:
+        self.home = home
+        self.path = home / "health.json"
+        self.lock_path = home / "health.json.lock"
+
+    def load(self) -> Health:
+        return load_health(self.path)
+
+    def set(self, section: str, name: str, status: str, *, until: float | None = None,
+            reason: str = "", count_failure: bool = False) -> Health:
+        """Record `status` for one key, model or worker; a new generation of the file."""
+        from filelock import FileLock
+
+        from broke.fileio import atomic_write
+        from broke.paths import FILE_MODE, ensure_dir
+
+        if section not in SECTIONS or status not in STATUSES:
+            raise ValueError(f"bad health record {section}/{status}")
+        ensure_dir(self.home)
+        with FileLock(self.lock_path, mode=FILE_MODE, timeout=10):
+            current = self.load()
+            records = dict(getattr(current, section))
+            previous = records.get(name)
+            failures = (previous.failures if previous else 0) + 1 if count_failure else 0
+            records[name] = HealthRecord(status, until, reason, failures, time.time())
+            updated = replace(current, generation=current.generation + 1, **{section: records})
+            atomic_write(self.path, dump_health(updated))
+        return updated

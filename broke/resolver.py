@@ -22,6 +22,17 @@ class Scope:
 
 
 @dataclass(frozen=True)
+class Rotation:
+    """The gateway's runtime position in round-robin and sticky policies (empty for the CLI)."""
+
+    turns: Mapping[str, int] = field(default_factory=dict)  # "slot:NAME" / "provider:NAME" -> count
+    sticky_keys: Mapping[str, str] = field(default_factory=dict)  # provider -> last key that worked
+
+
+NO_ROTATION = Rotation()
+
+
+@dataclass(frozen=True)
 class Candidate:
     """One backend × key a request for the slot could go to, annotated."""
 
@@ -123,9 +134,29 @@ def _policy_ordered(items: list[str], order: list[str]) -> list[str]:
     return first + [name for name in items if name not in first]
 
 
+def _rotated(items: list[str], turn: int) -> list[str]:
+    if not items:
+        return items
+    start = turn % len(items)
+    return items[start:] + items[:start]
+
+
+def _key_order(pool: list[str], provider: str, state: State, rotation: Rotation) -> list[str]:
+    """The provider's keys in the order its key policy asks for now."""
+    policy = state.key_policy.get(provider)
+    if policy is None:
+        return pool
+    keys = _policy_ordered(pool, policy.order)
+    if policy.mode == "round_robin":
+        keys = _rotated(keys, rotation.turns.get(f"provider:{provider}", 0))
+    elif policy.mode == "sticky" and rotation.sticky_keys.get(provider) in keys:
+        keys = _policy_ordered(keys, [rotation.sticky_keys[provider]])
+    return keys
+
+
 def _candidates_for(
     backend_id: str, source: str, state: State, health: Health, env: Mapping[str, str],
-    now: float, catalog: Catalog, pinned_slot: bool,
+    now: float, catalog: Catalog, pinned_slot: bool, rotation: Rotation,
 ) -> list[Candidate]:
     backend = find_backend(backend_id, state, catalog)
     model_health = health.model_status(backend_id, now)
@@ -137,8 +168,7 @@ def _candidates_for(
     prefix = backend.key_env if backend.key_env is not None else (provider.key_env if provider else "")
     if prefix:
         pool = key_pool(prefix, env)
-        policy = state.key_policy.get(backend.provider)
-        keys = _policy_ordered(pool, policy.order) if policy else pool
+        keys = _key_order(pool, backend.provider, state, rotation)
         entries = [(key, True) for key in keys] or [(prefix, False)]
     else:
         entries = [(None, True)]
@@ -171,6 +201,7 @@ def resolve(
     now: float,
     scope: Scope | None = None,
     catalog: Catalog | None = None,
+    rotation: Rotation = NO_ROTATION,
 ) -> Resolution:
     """Resolve a requested model name (slot or client alias) to ordered candidates and a choice.
 
@@ -183,12 +214,14 @@ def resolve(
     sources = dict(chain)
     policy = state.model_policy.get(slot)
     order = _policy_ordered(list(sources), policy.order) if policy else list(sources)
+    if policy and policy.mode == "round_robin":
+        order = _rotated(order, rotation.turns.get(f"slot:{slot}", 0))
     pinned_slot = state.slots[slot].pinned
     candidates = tuple(
         candidate
         for backend_id in order
         for candidate in _candidates_for(backend_id, sources[backend_id], state, health, env, now,
-                                         catalog, pinned_slot)
+                                         catalog, pinned_slot, rotation)
     )
     chosen = next((c for c in candidates if c.usable), None)
     reason = ""

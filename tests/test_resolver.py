@@ -244,12 +244,15 @@ def test_unusable_key_status_skips_key(status):
     assert r.chosen.backend == GROQ
 
 
-def test_blocked_status_ignores_until():
+def test_blocked_without_until_stays_blocked_and_expires_with_one():
     state = state_with(sonnet=SlotConfig(SONNET, [GROQ]))
-    health = Health(models={SONNET: HealthRecord("blocked", until=NOW - 100)})
+    health = Health(models={SONNET: HealthRecord("blocked")})
     r = resolve("sonnet", state, health, env=ALL_KEYS, now=NOW)
     assert r.candidates[0].model_health == "blocked"
     assert r.chosen.backend == GROQ
+    expired = Health(models={SONNET: HealthRecord("auth_failed", until=NOW - 100)})
+    r = resolve("sonnet", state, expired, env=ALL_KEYS, now=NOW)
+    assert r.chosen.backend == SONNET
 
 
 def test_healthy_and_unknown_are_usable():

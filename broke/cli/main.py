@@ -9,7 +9,7 @@ from typer._click.exceptions import NoArgsIsHelpError, UsageError
 from typer.core import TyperGroup
 
 from broke import __version__
-from broke.cli import backends, routing, slots, snapshots, teams
+from broke.cli import backends, gateway, policy, routing, slots, snapshots, teams
 from broke.errors import BrokeError
 
 
@@ -65,7 +65,7 @@ class BrokeGroup(TyperGroup):
 app = typer.Typer(
     cls=BrokeGroup,
     name="broke",
-    no_args_is_help=True,
+    invoke_without_command=True,
     add_completion=False,
     pretty_exceptions_enable=False,
     help="Local control plane for LLM routing: stable slots, your choice of backend.",
@@ -79,12 +79,18 @@ def _version(value: bool) -> None:
 
 
 @app.callback()
-def _root(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+def _root(ctx: typer.Context,
+          version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
                                        help="Print the version and exit.")) -> None:
-    """Local control plane for LLM routing: stable slots, your choice of backend."""
+    """Local control plane for LLM routing: stable slots, your choice of backend.
+
+    With no command: start the gateway if it is not running, then show its status.
+    """
+    if ctx.invoked_subcommand is None:
+        gateway.bare()
 
 
-for module in (slots, routing, teams, snapshots, backends):
+for module in (slots, routing, gateway, policy, teams, snapshots, backends):
     module.register(app)
 
 

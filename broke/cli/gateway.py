@@ -1,0 +1,135 @@
+"""`start`, `stop`, `restart`, `status`, `connect`, `probe`, `metrics`: the running gateway."""
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+
+from broke.cli.output import JSON_OPTION, console, esc, print_json, say, show, store, table
+
+PORT_OPTION = typer.Option(None, "--port", help="Front proxy port on 127.0.0.1 (default 4000 or $BROKE_PORT).")
+
+
+def start(port: Optional[int] = PORT_OPTION) -> None:
+    """Start LiteLLM and the front proxy (if not running) and wait until both answer."""
+    from broke.gateway import supervisor
+    from broke.gateway.runfiles import TokenStore
+
+    home = store().home
+    with console().status("starting the gateway") as spinner:
+        record, started = supervisor.start(home, port=port, progress=lambda m: spinner.update(m))
+    TokenStore(home).token_for("client")
+    verb = "started" if started else "already running"
+    say(f"gateway {verb} on [bold]{record.base_url}[/] ({len(record.deployments)} deployments); "
+        "`broke connect` prints the client settings")
+
+
+def stop() -> None:
+    """Stop exactly the processes `broke start` launched."""
+    from broke.gateway import supervisor
+
+    done = supervisor.stop(store().home)
+    say("\n".join(done) if done else "the gateway is not running")
+
+
+def restart(port: Optional[int] = PORT_OPTION) -> None:
+    """Stop, then start (re-reads keys and custom backends)."""
+    stop()
+    start(port)
+
+
+def status(as_json: bool = JSON_OPTION) -> None:
+    """Show the gateway's processes, ports and health."""
+    from broke.gateway import supervisor
+
+    current = supervisor.status(store().home)
+    if as_json:
+        print_json({
+            "running": current.running,
+            "stale": current.stale,
+            "base_url": current.record.base_url if current.record else None,
+            "processes": [{"name": p.name, "pid": p.record.pid, "port": p.record.port, "alive": p.alive,
+                           "log": p.record.log} for p in current.processes],
+        })
+        return
+    if current.record is None:
+        say("gateway: [dim]not running[/] (`broke start`)")
+        return
+    say(f"gateway: {'[green]running[/]' if current.running else '[red]not running[/]'} "
+        f"at {current.record.base_url}" + (" [yellow](stale record)[/]" if current.stale else ""))
+    t = table("process", "pid", "port", "alive", "log")
+    for p in current.processes:
+        t.add_row(p.name, str(p.record.pid), str(p.record.port),
+                  "[green]yes[/]" if p.alive else "[red]no[/]", esc(p.record.log))
+    show(t)
+
+
+def bare() -> None:
+    """`broke` with no command: start the gateway if needed, then show its status."""
+    start(None)
+    status(False)
+
+
+def connect(profile: Optional[str] = typer.Option(None, "--profile", "-p", help="A profile-bound token."),
+            as_json: bool = JSON_OPTION) -> None:
+    """Print the base URL and the client token (or a profile's token) for clients."""
+    from broke.gateway import supervisor
+    from broke.gateway.runfiles import DEFAULT_PORT, TokenStore
+    from broke.presets import profiles
+
+    home = store().home
+    owner = "client"
+    if profile:
+        profiles(home).get(profile)
+        owner = f"profile:{profile}"
+    token = TokenStore(home).token_for(owner)
+    record = supervisor.status(home).record
+    base_url = record.base_url if record else f"http://127.0.0.1:{DEFAULT_PORT}"
+    if as_json:
+        print_json({"base_url": base_url, "token": token, "profile": profile})
+        return
+    say(f"base URL: {base_url}\ntoken:    {token}" + (f"  [dim](profile {esc(profile)})[/]" if profile else ""))
+    say(f"[dim]Anthropic clients: ANTHROPIC_BASE_URL={base_url} ANTHROPIC_AUTH_TOKEN=<token>\n"
+        f"OpenAI clients:    OPENAI_BASE_URL={base_url}/v1 OPENAI_API_KEY=<token>[/]")
+
+
+def probe(slot: str = typer.Argument(..., help="A slot or client model name."),
+          as_json: bool = JSON_OPTION) -> None:
+    """Send one tiny real request through the gateway; report latency and who answered (exit 1 on error)."""
+    from dataclasses import asdict
+
+    from broke.gateway.client import probe as run_probe
+
+    result = run_probe(store().home, slot)
+    if as_json:
+        print_json(asdict(result))
+    else:
+        colour = "green" if result.status == 200 else "red"
+        say(f"{result.slot}: [{colour}]{result.status}[/] in {result.seconds * 1000:.0f} ms from "
+            f"[bold]{esc(result.backend)}[/] (attempts {result.attempts}): {esc(result.answer[:120])}")
+    if result.status != 200:
+        raise typer.Exit(1)
+
+
+def metrics(as_json: bool = JSON_OPTION) -> None:
+    """Requests, errors, failovers and latency per slot and backend since the gateway started."""
+    from broke.gateway.client import metrics_summary
+
+    rows = metrics_summary(store().home)
+    if as_json:
+        print_json(rows)
+        return
+    if not rows:
+        say("no requests yet")
+        return
+    t = table("slot", "backend", "requests", "errors", "failovers", "p50 ms", "p99 ms")
+    for r in rows:
+        t.add_row(r["slot"], esc(r["backend"]), str(r["requests"]), str(r["errors"]), str(r["failovers"]),
+                  str(r["p50_ms"] if r["p50_ms"] is not None else "-"),
+                  str(r["p99_ms"] if r["p99_ms"] is not None else "-"))
+    show(t)
+
+
+def register(app: typer.Typer) -> None:
+    for command in (start, stop, restart, status, connect, probe, metrics):
+        app.command(command.__name__)(command)

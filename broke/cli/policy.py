@@ -1,0 +1,204 @@
+"""`key-policy`, `key-state`, `model-policy`, `model-state`: live policy, applied to the next request."""
+from __future__ import annotations
+
+import time
+from typing import Optional
+
+import typer
+
+from broke.cli.output import JSON_OPTION, esc, print_json, say, show, status_text, store, table
+from broke.errors import UsageProblem
+
+SET_STATUSES = ("healthy", "cooldown", "blocked")
+FOR_OPTION = typer.Option(None, "--for", help="Seconds the status lasts (cooldown default: the policy's).")
+
+
+def _split(value: Optional[str]) -> Optional[list[str]]:
+    return None if value is None else [v.strip() for v in value.split(",") if v.strip()]
+
+
+def key_policy(
+    provider: Optional[str] = typer.Argument(None, help="Provider to change; none: show every policy."),
+    mode: Optional[str] = typer.Option(None, "--mode", help="round_robin | priority | sticky | rotate_on_rate_limit"),
+    cooldown: Optional[int] = typer.Option(None, "--cooldown", help="Seconds a rate-limited key sits out."),
+    retries: Optional[int] = typer.Option(None, "--retries", help="More keys to try after one fails."),
+    order: Optional[str] = typer.Option(None, "--order", help="Key variables in order: K1,K2"),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Show key policies, or change one provider's."""
+    from broke import changes
+    from broke.catalog import load_catalog
+    from broke.state.model import KeyPolicy
+    from broke.state.schema import unstructure
+
+    if provider is not None and any(v is not None for v in (mode, cooldown, retries, order)):
+        state = changes.set_key_policy(store(), provider, mode=mode, cooldown_s=cooldown, retries=retries,
+                                       order=_split(order))
+        say(f"key policy of {provider} updated (generation {state.generation})")
+        return
+    state = store().load()
+    providers = [provider] if provider else [p for p, info in load_catalog().providers.items() if info.key_env]
+    if provider:
+        load_catalog().provider(provider)
+    rows = {p: unstructure(state.key_policy.get(p, KeyPolicy())) for p in providers}
+    if as_json:
+        print_json(rows)
+        return
+    t = table("provider", "mode", "cooldown s", "retries", "order")
+    for p, policy in rows.items():
+        t.add_row(p, policy["mode"], str(policy["cooldown_s"]), str(policy["retries"]),
+                  ", ".join(policy["order"]) or "-")
+    show(t)
+
+
+def _health_rows(section: str, names: list[str]) -> list[dict]:
+    from broke.health import HealthStore
+
+    health = HealthStore(store().home).load()
+    now = time.time()
+    records = getattr(health, section)
+    rows = []
+    for name in sorted(set(names) | set(records)):
+        record = records.get(name)
+        rows.append({
+            "name": name,
+            "status": record.effective(now) if record else "unknown",
+            "until": record.until if record and record.until and record.until > now else None,
+            "reason": record.reason if record else "",
+            "failures": record.failures if record else 0,
+        })
+    return rows
+
+
+def _set_health(section: str, name: str, status: str, seconds: Optional[float], provider: str | None) -> None:
+    from broke.gateway.events import MANUAL, EventLog
+    from broke.gateway.runfiles import run_dir
+    from broke.health import HealthStore
+
+    if status not in SET_STATUSES:
+        raise UsageProblem(f"status must be one of {', '.join(SET_STATUSES)}, got '{status}'")
+    home = store().home
+    until = time.time() + seconds if seconds else None
+    if status == "cooldown" and until is None:
+        until = time.time() + 60
+    HealthStore(home).set(section, name, status, until=until, reason=MANUAL)
+    event = {"event": "manual", "reason": MANUAL, "status": status}
+    if section == "keys":
+        from broke.gateway.runfiles import key_ref
+        from broke.keys import provider_env
+
+        value = provider_env(home / ".env").get(name)
+        event.update(provider=provider, key_ref=key_ref(value) if value else None)
+    else:
+        event.update(backend=name)
+    EventLog(run_dir(home) / "rotation.log").write(**event)
+    say(f"{name}: {status}" + (f" for {until - time.time():.0f}s" if until else ""))
+
+
+def key_state(
+    action: Optional[str] = typer.Argument(None, metavar="[set]"),
+    key: Optional[str] = typer.Argument(None, metavar="[KEY]", help="A key variable, e.g. OPENROUTER_API_KEY_2."),
+    new_status: Optional[str] = typer.Argument(None, metavar="[healthy|cooldown|blocked]"),
+    seconds: Optional[float] = FOR_OPTION,
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Show every key's state (names only, never values), or set one by hand."""
+    from broke.catalog import load_catalog
+    from broke.keys import key_pool, provider_env
+
+    catalog = load_catalog()
+    env = provider_env(store().home / ".env")
+    prefixes = {name: info.key_env for name, info in catalog.providers.items() if info.key_env}
+    for backend in store().load().backends.values():
+        if backend.key_env:
+            prefixes[backend.provider + ":" + backend.key_env] = backend.key_env
+    owner = {k: p.split(":")[0] for p, prefix in prefixes.items() for k in key_pool(prefix, env)}
+    if action is not None:
+        if action != "set" or not key or not new_status:
+            raise UsageProblem("use `broke key-state` or `broke key-state set KEY healthy|cooldown|blocked`")
+        _set_health("keys", key, new_status, seconds, owner.get(key))
+        return
+    rows = _health_rows("keys", list(owner))
+    for row in rows:
+        row["provider"] = owner.get(row["name"], "?")
+    if as_json:
+        print_json(rows)
+        return
+    _show_health(rows, "key", with_provider=True)
+
+
+def _show_health(rows: list[dict], noun: str, with_provider: bool = False) -> None:
+    if not rows:
+        say(f"no {noun}s known")
+        return
+    columns = [noun] + (["provider"] if with_provider else []) + ["status", "for", "reason", "failures"]
+    t = table(*columns)
+    now = time.time()
+    for r in rows:
+        left = f"{r['until'] - now:.0f}s" if r["until"] else "-"
+        cells = [esc(r["name"])] + ([r["provider"]] if with_provider else [])
+        t.add_row(*cells, status_text(r["status"]), left, esc(r["reason"]) or "-", str(r["failures"]))
+    show(t)
+
+
+def model_policy(
+    slot: Optional[str] = typer.Argument(None, help="Slot to change; none: show every policy."),
+    mode: Optional[str] = typer.Option(None, "--mode", help="ordered | round_robin"),
+    order: Optional[str] = typer.Option(None, "--order", help="Backends to try first, in order: B1,B2"),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Show model policies, or change one slot's."""
+    from broke import changes
+    from broke.catalog import load_catalog
+    from broke.state.model import ModelPolicy
+    from broke.state.schema import unstructure
+
+    if slot is not None and (mode is not None or order is not None):
+        state = changes.set_model_policy(store(), slot, mode=mode, order=_split(order))
+        say(f"model policy of {slot} updated (generation {state.generation})")
+        return
+    state = store().load()
+    slots = [changes.check_slot(slot, load_catalog())] if slot else list(load_catalog().slots)
+    rows = {s: unstructure(state.model_policy.get(s, ModelPolicy())) for s in slots}
+    if as_json:
+        print_json(rows)
+        return
+    t = table("slot", "mode", "order")
+    for s, policy in rows.items():
+        t.add_row(s, policy["mode"], esc(", ".join(policy["order"])) or "-")
+    show(t)
+
+
+def model_state(
+    action: Optional[str] = typer.Argument(None, metavar="[set]"),
+    backend: Optional[str] = typer.Argument(None, metavar="[BACKEND]"),
+    new_status: Optional[str] = typer.Argument(None, metavar="[healthy|cooldown|blocked]"),
+    seconds: Optional[float] = FOR_OPTION,
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Show every routed backend's state, or set one by hand."""
+    from broke.resolver import backend_chain
+
+    state = store().load()
+    if action is not None:
+        if action != "set" or not backend or not new_status:
+            raise UsageProblem("use `broke model-state` or `broke model-state set BACKEND healthy|cooldown|blocked`")
+        from broke.catalog import load_catalog
+        from broke.changes import check_backend
+
+        check_backend(backend, state, load_catalog())
+        _set_health("models", backend, new_status, seconds, None)
+        return
+    routed = sorted({b for slot in state.slots for b, _ in backend_chain(slot, state)[0]})
+    rows = _health_rows("models", routed)
+    if as_json:
+        print_json(rows)
+        return
+    _show_health(rows, "backend")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("key-policy")(key_policy)
+    app.command("key-state")(key_state)
+    app.command("model-policy")(model_policy)
+    app.command("model-state")(model_state)

@@ -1,0 +1,1 @@
+"""The gateway: LiteLLM config rendering, the front proxy (ASGI) and the process supervisor."""

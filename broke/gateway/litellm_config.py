@@ -1,0 +1,85 @@
+"""Render the LiteLLM proxy config from the state: one deployment per backend × key.
+
+Keys are referenced as `os.environ/NAME`, never written into the file. broke owns retries,
+fallbacks and cooldowns, so LiteLLM's own are switched off.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from broke.catalog import Backend, Catalog
+from broke.keys import key_pool
+from broke.resolver import find_backend
+from broke.state.model import State
+
+#: What a key-less OpenAI-compatible server gets as its key (LiteLLM insists on one).
+NO_KEY = "not-needed"
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """One LiteLLM model entry: the name the front proxy asks for, and how LiteLLM reaches it."""
+
+    name: str  # backend id, or backend id@KEY_VAR
+    backend: str
+    key_env: str | None
+    litellm_params: dict
+
+
+def _litellm_model(backend: Backend, catalog: Catalog) -> str:
+    provider = catalog.providers[backend.provider]
+    if provider.local or provider.needs_api_base or backend.api_base:
+        # OpenAI-compatible servers: hosted_vllm/ keeps /v1/messages and /v1/responses on chat completions.
+        return f"hosted_vllm/{backend.model}"
+    return f"{provider.litellm_prefix}/{backend.model}"
+
+
+def deployments(state: State, catalog: Catalog, env: Mapping[str, str]) -> list[Deployment]:
+    """Every deployment the gateway can serve now: known and custom backends × the keys that are set.
+
+    Backends that need an address they do not have (a local model without a worker) are left out.
+    """
+    out = []
+    for backend_id in [*catalog.backends, *state.backends]:
+        backend = find_backend(backend_id, state, catalog)
+        provider = catalog.providers.get(backend.provider) if backend else None
+        if backend is None or provider is None:
+            continue
+        if (provider.local or provider.needs_api_base) and not backend.api_base:
+            continue
+        params: dict = {"model": _litellm_model(backend, catalog)}
+        if backend.api_base:
+            # Such servers speak chat completions only: /v1/responses is bridged onto it.
+            params.update(api_base=backend.api_base, use_chat_completions_api=True)
+        prefix = backend.key_env if backend.key_env is not None else provider.key_env
+        if not prefix:
+            out.append(Deployment(backend_id, backend_id, None, {**params, "api_key": NO_KEY}))
+            continue
+        for key_env in key_pool(prefix, env):
+            out.append(Deployment(f"{backend_id}@{key_env}", backend_id, key_env,
+                                  {**params, "api_key": f"os.environ/{key_env}"}))
+    return out
+
+
+def render(items: list[Deployment], *, request_timeout_s: float) -> dict:
+    """The LiteLLM proxy config (written as JSON, which LiteLLM's YAML loader reads)."""
+    return {
+        "model_list": [
+            {
+                "model_name": d.name,
+                "litellm_params": {**d.litellm_params, "max_retries": 0, "timeout": request_timeout_s},
+                "model_info": {"id": d.name, "supports_reasoning": False},
+            }
+            for d in items
+        ],
+        "litellm_settings": {
+            "drop_params": True,
+            "num_retries": 0,
+            "request_timeout": request_timeout_s,
+            "use_chat_completions_url_for_anthropic_messages": True,
+            "telemetry": False,
+        },
+        "router_settings": {"num_retries": 0, "disable_cooldowns": True, "retry_after": 0},
+        "general_settings": {"master_key": "os.environ/LITELLM_MASTER_KEY"},
+    }

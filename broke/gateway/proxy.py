@@ -1,0 +1,374 @@
+"""The front proxy: client auth, model -> slot -> resolver, forward to LiteLLM, fail over before the first byte."""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import re
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from broke.catalog import load_catalog
+from broke.gateway import events
+from broke.gateway.events import EventLog
+from broke.gateway.limits import FailedAuthLimiter, RateLimiter
+from broke.gateway.live import Watched
+from broke.gateway.metrics import Metrics
+from broke.gateway.runfiles import GatewayRecord, TokenStore
+from broke.health import Health, HealthStore, load_health
+from broke.presets import profiles
+from broke.resolver import Candidate, Resolution, Rotation, Scope, resolve
+from broke.state.model import Access, State
+from broke.state.store import StateStore, default_state
+
+log = logging.getLogger("broke.gateway")
+
+#: Upstream answers that send the request to the next candidate (only before the first byte).
+RETRYABLE = {401, 403, 408, 429} | set(range(500, 600))
+#: How long a backend that failed (5xx, timeout, connection) is skipped.
+BACKEND_COOLDOWN_S = 30.0
+#: How long a key that failed authentication is skipped before it is tried again.
+AUTH_RETRY_S = 300.0
+FORWARDED_HEADERS = ("content-type", "accept", "anthropic-version", "anthropic-beta", "openai-beta",
+                     "user-agent", "x-request-id")
+DROPPED_RESPONSE_HEADERS = {"connection", "keep-alive", "transfer-encoding", "content-length", "te",
+                            "trailer", "upgrade", "server", "date"}
+_USAGE = re.compile(rb'"(total_tokens|input_tokens|output_tokens)"\s*:\s*(\d+)')
+
+
+def error_body(status: int, code: str, message: str) -> JSONResponse:
+    """An OpenAI-style error (Anthropic clients read `error.message` too)."""
+    return JSONResponse({"error": {"message": message, "type": code, "code": code}}, status_code=status)
+
+
+def usage_tokens(data: bytes) -> int:
+    """Tokens a response reports using (total, else input + output); 0 when it says nothing."""
+    found: dict[bytes, int] = {}
+    for name, value in _USAGE.findall(data):
+        found[name] = max(found.get(name, 0), int(value))
+    return found.get(b"total_tokens") or found.get(b"input_tokens", 0) + found.get(b"output_tokens", 0)
+
+
+@dataclass(frozen=True)
+class Client:
+    """Who is asking: the owner of the token and the access limits that go with it."""
+
+    owner: str  # "client" or "profile:NAME"
+    scope: Scope | None  # None: the state's own access limits
+
+
+class FrontProxy:
+    def __init__(self, home: Path, record: GatewayRecord, master_key: str) -> None:
+        self.home, self.record, self.master_key = home, record, master_key
+        self.catalog = load_catalog()
+        self.key_names = {name: "set" for name in record.key_refs}
+        self.deployments = set(record.deployments)
+        store = StateStore(home)
+        self.state: Watched[State] = Watched(store.path, store.load, default_state)
+        health_path = home / "health.json"
+        self.health: Watched[Health] = Watched(health_path, lambda: load_health(health_path), Health)
+        tokens = TokenStore(home)
+        self.tokens: Watched[dict[str, str]] = Watched(tokens.path, self._token_owners(tokens), dict)
+        self.health_store = HealthStore(home)
+        self.event_log = EventLog(home / "run" / "rotation.log")
+        self.metrics = Metrics()
+        self.auth_limiter = FailedAuthLimiter()
+        self.rates = RateLimiter()
+        self.turns: Counter[str] = Counter()
+        self.sticky_keys: dict[str, str] = {}
+        self.upstream = httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{record.litellm.port}",
+            timeout=httpx.Timeout(connect=5.0, read=None, write=60.0, pool=60.0),
+            limits=httpx.Limits(max_connections=512, max_keepalive_connections=128),
+        )
+
+    @staticmethod
+    def _token_owners(tokens: TokenStore):
+        return lambda: {token: owner for owner, token in tokens.load().items()}
+
+    # ---- the ASGI app ---------------------------------------------------------------------------
+    def app(self) -> Starlette:
+        routes = [
+            Route("/v1/chat/completions", self.chat, methods=["POST"]),
+            Route("/v1/messages", self.messages, methods=["POST"]),
+            Route("/v1/responses", self.responses, methods=["POST"]),
+            Route("/v1/models", self.models, methods=["GET"]),
+            Route("/health", self.health_check, methods=["GET"]),
+            Route("/metrics", self.metrics_text, methods=["GET"]),
+        ]
+        return Starlette(routes=routes, lifespan=self._lifespan)
+
+    @contextlib.asynccontextmanager
+    async def _lifespan(self, app: Starlette):
+        yield
+        await self.upstream.aclose()
+
+    async def chat(self, request: Request) -> Response:
+        return await self.handle(request, "/v1/chat/completions")
+
+    async def messages(self, request: Request) -> Response:
+        return await self.handle(request, "/v1/messages")
+
+    async def responses(self, request: Request) -> Response:
+        return await self.handle(request, "/v1/responses")
+
+    # ---- plain endpoints ------------------------------------------------------------------------
+    @staticmethod
+    def _loopback(request: Request) -> bool:
+        host = request.client.host if request.client else ""
+        return host in ("127.0.0.1", "::1", "localhost") or host.startswith("127.")
+
+    async def health_check(self, request: Request) -> Response:
+        if not self._loopback(request):
+            return error_body(403, "forbidden", "/health answers loopback clients only")
+        try:
+            answer = await self.upstream.get("/health/liveliness", timeout=5.0)
+            litellm_ok = answer.status_code == 200
+        except httpx.HTTPError:
+            litellm_ok = False
+        body = {"status": "ok" if litellm_ok else "degraded", "litellm": litellm_ok,
+                "generation": self.state.get().generation}
+        return JSONResponse(body, status_code=200 if litellm_ok else 503)
+
+    async def metrics_text(self, request: Request) -> Response:
+        if not self._loopback(request):
+            return error_body(403, "forbidden", "/metrics answers loopback clients only")
+        return PlainTextResponse(self.metrics.render(self.state.get().generation),
+                                 media_type="text/plain; version=0.0.4")
+
+    async def models(self, request: Request) -> Response:
+        client = self._authenticate(request)
+        if isinstance(client, Response):
+            return client
+        access = self._access(client)
+        slots = [s for s in self.catalog.slots if access.allows(s)]
+        return JSONResponse({"object": "list", "data": [
+            {"id": slot, "object": "model", "created": 0, "owned_by": "broke"} for slot in slots]})
+
+    # ---- auth and limits ------------------------------------------------------------------------
+    def _authenticate(self, request: Request) -> Client | Response:
+        address = request.client.host if request.client else "?"
+        now = time.time()
+        if self.auth_limiter.blocked(address, now):
+            self.metrics.reject("auth_rate_limited", 429)
+            return error_body(429, "rate_limited", "too many failed authentications; wait a minute")
+        header = request.headers.get("authorization", "")
+        token = header[7:].strip() if header.lower().startswith("bearer ") else ""
+        token = token or request.headers.get("x-api-key", "").strip()
+        owner = self.tokens.get().get(token) if token else None
+        if owner is None:
+            self.auth_limiter.fail(address, now)
+            self.metrics.reject("bad_token", 401)
+            what = "invalid token" if token else "missing token (Authorization: Bearer or x-api-key)"
+            return error_body(401, "authentication_error", f"{what}; see `broke connect`")
+        if owner.startswith("profile:"):
+            name = owner.split(":", 1)[1]
+            try:
+                access = profiles(self.home).get(name).preset.access
+            except Exception as exc:  # a deleted or broken profile locks its token out, not the gateway
+                return error_body(403, "permission_error", f"profile '{name}' is unusable: {exc}")
+            return Client(owner, Scope(name, access))
+        return Client(owner, None)
+
+    def _access(self, client: Client) -> Access:
+        return client.scope.access if client.scope else self.state.get().access
+
+    # ---- routing ----------------------------------------------------------------------------------
+    async def handle(self, request: Request, path: str) -> Response:
+        started = time.perf_counter()
+        client = self._authenticate(request)
+        if isinstance(client, Response):
+            return client
+        body = await self._read_body(request)
+        if isinstance(body, Response):
+            return body
+        try:
+            payload = json.loads(body)
+        except ValueError:
+            payload = None
+        if not isinstance(payload, dict) or not isinstance(payload.get("model"), str):
+            self.metrics.reject("bad_request", 400)
+            return error_body(400, "invalid_request_error", "the body must be JSON with a string 'model'")
+        requested = payload["model"]
+        if self.catalog.slot_for_model(requested) is None:
+            self.metrics.reject("invalid_model", 400)
+            return error_body(400, "invalid_model",
+                              f"unknown model '{requested}'; ask for a slot: {', '.join(self.catalog.slots)}")
+        state, health = self.state.get(), self.health.get()
+        rotation = Rotation(dict(self.turns), dict(self.sticky_keys))
+        resolution = resolve(requested, state, health, env=self.key_names, now=time.time(),
+                             scope=client.scope, catalog=self.catalog, rotation=rotation)
+        if not resolution.allowed:
+            self.metrics.reject("slot_not_allowed", 403)
+            return error_body(403, "permission_error", resolution.reason)
+        access = self._access(client)
+        limited = self.rates.check(client.owner, access.rpm, access.tpm, time.time())
+        if limited:
+            self.metrics.reject("rate_limited", 429)
+            return error_body(429, "rate_limit_error", limited)
+        self._advance_turns(resolution, state)
+        return await self._forward(request, path, payload, resolution, client, started)
+
+    async def _read_body(self, request: Request) -> bytes | Response:
+        limit = self.record.body_limit_bytes
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > limit:
+            self.metrics.reject("too_large", 413)
+            return error_body(413, "request_too_large", f"request body over {limit} bytes")
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                self.metrics.reject("too_large", 413)
+                return error_body(413, "request_too_large", f"request body over {limit} bytes")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def _advance_turns(self, resolution: Resolution, state: State) -> None:
+        """Round-robin policies move one step per request."""
+        policy = state.model_policy.get(resolution.slot)
+        if policy and policy.mode == "round_robin":
+            self.turns[f"slot:{resolution.slot}"] += 1
+        for provider in {c.provider for c in resolution.candidates}:
+            key_policy = state.key_policy.get(provider)
+            if key_policy and key_policy.mode == "round_robin":
+                self.turns[f"provider:{provider}"] += 1
+
+    def _attempts_plan(self, resolution: Resolution, state: State) -> list[Candidate]:
+        """Usable candidates the running LiteLLM knows, at most `retries + 1` keys per backend."""
+        plan, per_backend = [], Counter()
+        for candidate in resolution.candidates:
+            if not candidate.usable or candidate.deployment not in self.deployments:
+                continue
+            policy = state.key_policy.get(candidate.provider)
+            if policy and per_backend[candidate.backend] > policy.retries:
+                continue
+            per_backend[candidate.backend] += 1
+            plan.append(candidate)
+        return plan
+
+    async def _forward(self, request: Request, path: str, payload: dict, resolution: Resolution,
+                       client: Client, started: float) -> Response:
+        state = self.state.get()
+        plan = self._attempts_plan(resolution, state)
+        base_headers = {"x-broke-slot": resolution.slot, "x-broke-generation": str(resolution.generation)}
+        if not plan:
+            reason = resolution.reason or "no candidate is loaded in the running gateway; run `broke restart`"
+            self.metrics.reject("no_backend", 503)
+            response = error_body(503, "no_backend", f"slot '{resolution.slot}': {reason}")
+            response.headers.update({**base_headers, "x-broke-attempts": "0"})
+            return response
+        headers = {name: request.headers[name] for name in FORWARDED_HEADERS if name in request.headers}
+        headers["authorization"] = f"Bearer {self.master_key}"
+        last: tuple[int, bytes, dict[str, str]] = (502, b"", {})
+        self.metrics.in_flight += 1
+        try:
+            for attempt, candidate in enumerate(plan, start=1):
+                body = json.dumps({**payload, "model": candidate.deployment}).encode("utf-8")
+                upstream_request = self.upstream.build_request("POST", path, content=body, headers=headers)
+                try:
+                    upstream = await asyncio.wait_for(self.upstream.send(upstream_request, stream=True),
+                                                      self.record.first_byte_timeout_s)
+                except (asyncio.TimeoutError, httpx.TimeoutException):
+                    await self._failed(resolution.slot, candidate, events.TIMEOUT, None)
+                    last = (504, b'{"error":{"message":"upstream timed out before the first byte"}}', {})
+                    continue
+                except httpx.HTTPError as exc:
+                    await self._failed(resolution.slot, candidate, events.ERROR, None)
+                    last = (502, json.dumps({"error": {"message": f"upstream unreachable: {type(exc).__name__}"}}).encode(), {})
+                    continue
+                if upstream.status_code in RETRYABLE:
+                    error = await upstream.aread()
+                    await upstream.aclose()
+                    await self._failed(resolution.slot, candidate, self._reason(upstream.status_code),
+                                       upstream.status_code)
+                    last = (upstream.status_code, error, self._response_headers(upstream))
+                    continue
+                answer_headers = {**self._response_headers(upstream), **base_headers,
+                                  "x-broke-backend": candidate.backend, "x-broke-attempts": str(attempt)}
+                self._succeeded(candidate)
+                return await self._relay(upstream, answer_headers, resolution.slot, candidate, client, started)
+        finally:
+            self.metrics.in_flight -= 1
+        status, error, error_headers = last
+        self.metrics.answered(resolution.slot, "-", status, time.perf_counter() - started)
+        return Response(error, status_code=status, headers={**error_headers, **base_headers,
+                                                            "x-broke-attempts": str(len(plan))},
+                        media_type="application/json")
+
+    @staticmethod
+    def _response_headers(upstream: httpx.Response) -> dict[str, str]:
+        return {k: v for k, v in upstream.headers.items()
+                if k.lower() not in DROPPED_RESPONSE_HEADERS
+                and not k.lower().startswith(("x-litellm", "llm_provider-"))}
+
+    async def _relay(self, upstream: httpx.Response, headers: dict[str, str], slot: str,
+                     candidate: Candidate, client: Client, started: float) -> Response:
+        """Pass the answer through: small JSON at once, event streams chunk by chunk."""
+        if "text/event-stream" not in upstream.headers.get("content-type", ""):
+            content = await upstream.aread()
+            await upstream.aclose()
+            self.rates.spent(client.owner, usage_tokens(content), time.time())
+            self.metrics.answered(slot, candidate.backend, upstream.status_code, time.perf_counter() - started)
+            return Response(content, status_code=upstream.status_code, headers=headers)
+
+        async def stream():
+            tail = b""
+            try:
+                async for chunk in upstream.aiter_raw():
+                    tail = (tail + chunk)[-4096:]
+                    yield chunk
+            finally:
+                await upstream.aclose()
+                self.rates.spent(client.owner, usage_tokens(tail), time.time())
+                self.metrics.answered(slot, candidate.backend, upstream.status_code,
+                                      time.perf_counter() - started)
+
+        return StreamingResponse(stream(), status_code=upstream.status_code, headers=headers)
+
+    # ---- health bookkeeping -----------------------------------------------------------------------
+    @staticmethod
+    def _reason(status: int) -> str:
+        if status == 429:
+            return events.RATE_LIMIT
+        if status in (401, 403):
+            return events.AUTH
+        if status == 408:
+            return events.TIMEOUT
+        return events.ERROR
+
+    async def _failed(self, slot: str, candidate: Candidate, reason: str, status: int | None) -> None:
+        """Record a failed attempt: the key (429, auth) or the backend (errors, timeouts) sits out a while."""
+        self.metrics.failed_over(slot, candidate.backend, reason)
+        now = time.time()
+        key_ref = self.record.key_refs.get(candidate.key_env or "", None)
+        if reason in (events.RATE_LIMIT, events.AUTH) and candidate.key_env:
+            policy = self.state.get().key_policy.get(candidate.provider)
+            if reason == events.RATE_LIMIT:
+                status_name, until = "cooldown", now + (policy.cooldown_s if policy else 60)
+            else:
+                status_name, until = "auth_failed", now + AUTH_RETRY_S
+            await asyncio.to_thread(self.health_store.set, "keys", candidate.key_env, status_name,
+                                    until=until, reason=reason, count_failure=True)
+            if self.sticky_keys.get(candidate.provider) == candidate.key_env:
+                del self.sticky_keys[candidate.provider]
+        else:
+            await asyncio.to_thread(self.health_store.set, "models", candidate.backend, "cooldown",
+                                    until=now + BACKEND_COOLDOWN_S, reason=reason, count_failure=True)
+        self.event_log.write(event="failover", slot=slot, provider=candidate.provider,
+                             backend=candidate.backend, key_ref=key_ref, reason=reason, status=status)
+        log.warning("slot %s: %s failed (%s); trying the next candidate", slot, candidate.deployment, reason)
+
+    def _succeeded(self, candidate: Candidate) -> None:
+        """A candidate answered: sticky key policies keep using its key."""
+        if candidate.key_env:
+            self.sticky_keys[candidate.provider] = candidate.key_env

@@ -1,0 +1,117 @@
+"""Files under `$BROKE_HOME/run/`: the gateway record, client tokens, the LiteLLM config and logs."""
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from broke.errors import StateFileError
+from broke.fileio import atomic_write
+from broke.paths import ensure_dir
+
+DEFAULT_PORT = 4000
+
+
+def run_dir(home: Path) -> Path:
+    return ensure_dir(home / "run")
+
+
+def key_ref(value: str) -> str:
+    """A reference to a key that identifies it without revealing it (sha256 prefix of the value)."""
+    return "k-" + hashlib.sha256(value.encode("utf-8")).hexdigest()[:10]
+
+
+@dataclass
+class ProcessRecord:
+    """A process broke started: enough to find it again and to tell a reused PID apart."""
+
+    pid: int
+    create_time: float
+    port: int
+    log: str
+
+
+@dataclass
+class GatewayRecord:
+    """What `broke start` launched, and what the front proxy needs to know about it."""
+
+    front: ProcessRecord
+    litellm: ProcessRecord
+    deployments: list[str] = field(default_factory=list)
+    key_refs: dict[str, str] = field(default_factory=dict)  # key variable -> key_ref
+    first_byte_timeout_s: float = 120.0
+    body_limit_bytes: int = 32 * 1024 * 1024
+    started_at: float = 0.0
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.front.port}"
+
+
+def record_path(home: Path) -> Path:
+    return home / "run" / "gateway.json"
+
+
+def write_record(home: Path, record: GatewayRecord) -> None:
+    run_dir(home)
+    atomic_write(record_path(home), (json.dumps(asdict(record), indent=1) + "\n").encode())
+
+
+def read_record(home: Path) -> GatewayRecord | None:
+    path = record_path(home)
+    try:
+        data = json.loads(path.read_text())
+        return GatewayRecord(
+            front=ProcessRecord(**data.pop("front")), litellm=ProcessRecord(**data.pop("litellm")), **data
+        )
+    except FileNotFoundError:
+        return None
+    except (ValueError, TypeError, KeyError) as exc:
+        raise StateFileError(f"{path}: not a gateway record ({exc}); remove it if no gateway runs") from None
+
+
+def master_key(home: Path) -> str:
+    """The internal LiteLLM master key of the running gateway (made fresh by each start)."""
+    return (home / "run" / "litellm_master_key").read_text().strip()
+
+
+def new_master_key(home: Path) -> str:
+    key = "sk-broke-internal-" + secrets.token_urlsafe(24)
+    atomic_write(run_dir(home) / "litellm_master_key", key.encode())
+    return key
+
+
+class TokenStore:
+    """Client tokens: one for the user (`client`), one per profile that asked for one."""
+
+    def __init__(self, home: Path) -> None:
+        self.path = home / "run" / "tokens.json"
+        self.home = home
+
+    def load(self) -> dict[str, str]:
+        """owner -> token, where owner is "client" or "profile:NAME"."""
+        try:
+            data = json.loads(self.path.read_text())
+        except FileNotFoundError:
+            return {}
+        except ValueError:
+            raise StateFileError(f"{self.path}: not valid JSON; remove it to make new tokens") from None
+        if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
+            raise StateFileError(f"{self.path}: must map owners to tokens")
+        return data
+
+    def token_for(self, owner: str) -> str:
+        """The owner's token, made (0600) on first use."""
+        from filelock import FileLock
+
+        from broke.paths import FILE_MODE
+
+        run_dir(self.home)
+        with FileLock(str(self.path) + ".lock", mode=FILE_MODE, timeout=10):
+            tokens = self.load()
+            if owner not in tokens:
+                tokens[owner] = "broke-" + secrets.token_urlsafe(32)
+                atomic_write(self.path, (json.dumps(tokens, indent=1) + "\n").encode())
+            return tokens[owner]

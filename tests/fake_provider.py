@@ -1,0 +1,525 @@
+"""A fake cloud LLM provider speaking the OpenAI Chat Completions API, for end-to-end tests.
+
+It stands in for cloud providers behind LiteLLM (as an OpenAI-compatible "hosted_vllm"
+backend at ``fake.base_url``). Standard library only; it listens on loopback only.
+
+    with FakeProvider() as fake:
+        fake.fail("429", key="key-one", times=1)
+        ...  # point a client at fake.base_url with api_key="key-one"
+        assert fake.requests[0]["outcome"] == "429"
+
+The answer to every request is ``fake:{model}:{key}``, where ``key`` is the bearer token
+the client sent (these are fake test keys: echoing them back is the point), so a test
+can tell which backend and which key served a request.
+
+Endpoints: ``POST /v1/chat/completions`` (also ``/chat/completions``), non-streaming
+JSON or ``"stream": true`` server-sent events; ``GET /v1/models``; ``GET /health``.
+Streaming responses use chunked transfer encoding, one HTTP chunk per SSE event, each
+sent as soon as it is written, with ``fake.chunk_delay_s`` seconds between events.
+
+Failure modes, added with ``fake.fail(mode, key=..., model=..., times=...)``:
+
+- ``"429"``: rate limit error (``Retry-After: 1``), ``"401"``: invalid API key,
+  ``"500"``: server error; each with an OpenAI-style JSON error body;
+- ``"hang"``: read the request, then send nothing until the client goes away or the
+  fake stops;
+- ``"drop"``: read the request, then close the connection without a byte of response.
+"""
+from __future__ import annotations
+
+import json
+import select
+import socket
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, TypedDict
+
+FAILURE_MODES = ("429", "401", "500", "hang", "drop")
+DEFAULT_MODEL = "fake-model"
+
+# mode -> (HTTP status, error type, error code, message)
+_HTTP_ERRORS: dict[str, tuple[int, str, str, str]] = {
+    "429": (429, "rate_limit_error", "rate_limit_exceeded", "Rate limit reached (fake provider)."),
+    "401": (401, "invalid_request_error", "invalid_api_key", "Incorrect API key provided (fake provider)."),
+    "500": (500, "server_error", "server_error", "The server had an error (fake provider)."),
+}
+_COMPLETION_PATHS = ("/v1/chat/completions", "/chat/completions")
+_MODELS_PATHS = ("/v1/models", "/models")
+_HEALTH_PATHS = ("/health", "/v1/health")
+_POLL_S = 0.05
+
+
+class RequestRecord(TypedDict):
+    """What the fake remembers about one request it received."""
+
+    path: str
+    model: str | None
+    key: str | None
+    stream: bool
+    request_id: str | None
+    messages_text: str
+    outcome: str
+
+
+@dataclass
+class FailureRule:
+    """Fail matching requests in ``mode``; ``None`` in ``key``/``model`` matches anything.
+
+    ``remaining`` is how many more matching requests the rule affects (``None``: no limit).
+    """
+
+    mode: str
+    key: str | None = None
+    model: str | None = None
+    remaining: int | None = None
+
+    def matches(self, key: str | None, model: str | None) -> bool:
+        """Whether a request with this key and model falls under the rule."""
+        return (self.key is None or self.key == key) and (self.model is None or self.model == model)
+
+
+class FailurePlan:
+    """The thread-safe set of failure rules; the newest matching rule wins."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._rules: list[FailureRule] = []
+
+    def add(self, rule: FailureRule) -> None:
+        """Add a rule; it takes precedence over every rule added before it."""
+        with self._lock:
+            self._rules.append(rule)
+
+    def clear(self) -> None:
+        """Remove every rule."""
+        with self._lock:
+            self._rules.clear()
+
+    def take(self, key: str | None, model: str | None) -> str | None:
+        """The failure mode for a request (using up one of the rule's times), or ``None``."""
+        with self._lock:
+            for rule in reversed(self._rules):
+                if not rule.matches(key, model):
+                    continue
+                if rule.remaining is not None:
+                    rule.remaining -= 1
+                    if rule.remaining <= 0:
+                        self._rules.remove(rule)
+                return rule.mode
+        return None
+
+
+class RequestLog:
+    """A thread-safe record of every request received, and of the models seen."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._records: list[RequestRecord] = []
+        self._models: set[str] = set()
+
+    def add(self, record: RequestRecord) -> None:
+        """Remember one request."""
+        with self._lock:
+            self._records.append(record)
+            if record["model"]:
+                self._models.add(record["model"])
+
+    def snapshot(self) -> list[RequestRecord]:
+        """A copy of the records so far, oldest first."""
+        with self._lock:
+            return [RequestRecord(**record) for record in self._records]
+
+    def models(self) -> list[str]:
+        """Every model named in a request so far, plus the default one, sorted."""
+        with self._lock:
+            return sorted(self._models | {DEFAULT_MODEL})
+
+    def reset(self) -> None:
+        """Forget the records (the models seen are kept)."""
+        with self._lock:
+            self._records.clear()
+
+
+def answer_text(model: str, key: str | None) -> str:
+    """The deterministic answer: ``fake:{model}:{key}``."""
+    return f"fake:{model}:{key or ''}"
+
+
+def split_answer(text: str) -> list[str]:
+    """The streamed pieces of an answer: one per ``:``-separated part, separators kept."""
+    pieces = [part + ":" for part in text.split(":")]
+    pieces[-1] = pieces[-1][:-1]
+    return [piece for piece in pieces if piece]
+
+
+def count_words(messages: Any) -> int:
+    """A rough prompt token count: the words in every message's text."""
+    return sum(len(_message_text(message).split()) for message in _as_list(messages))
+
+
+def user_text(messages: Any) -> str:
+    """The text of the user messages, joined by newlines."""
+    return "\n".join(_message_text(message) for message in _as_list(messages)
+                     if isinstance(message, dict) and message.get("role") == "user")
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _message_text(message: Any) -> str:
+    """A message's content as text: a string, or the text parts of a list of parts."""
+    content = message.get("content") if isinstance(message, dict) else None
+    if isinstance(content, str):
+        return content
+    parts = [part.get("text", "") for part in _as_list(content) if isinstance(part, dict)]
+    return " ".join(part for part in parts if isinstance(part, str))
+
+
+def bearer_key(authorization: str | None) -> str | None:
+    """The token of an ``Authorization: Bearer TOKEN`` header, or ``None``."""
+    if not authorization:
+        return None
+    scheme, _, token = authorization.strip().partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    return token.strip() or None
+
+
+class _Server(ThreadingHTTPServer):
+    """The HTTP server: daemon handler threads, and a registry of open connections.
+
+    ``stopping`` is set when the fake stops; waiting handlers watch it. ``close_connections``
+    shuts down every open socket, so idle keep-alive handlers wake up and exit too.
+    """
+
+    daemon_threads = True
+    allow_reuse_address = False
+    request_queue_size = 128  # the listen backlog; the default 5 resets bursts of concurrent clients
+
+    def __init__(self, provider: FakeProvider) -> None:
+        self.provider = provider
+        self.stopping = threading.Event()
+        self._connections: set[socket.socket] = set()
+        self._connections_lock = threading.Lock()
+        super().__init__(("127.0.0.1", 0), _Handler)
+
+    def track(self, connection: socket.socket) -> None:
+        with self._connections_lock:
+            self._connections.add(connection)
+
+    def untrack(self, connection: socket.socket) -> None:
+        with self._connections_lock:
+            self._connections.discard(connection)
+
+    def close_connections(self) -> None:
+        with self._connections_lock:
+            connections = list(self._connections)
+        for connection in connections:
+            try:
+                connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Clients going away mid-response is routine here: stay quiet."""
+
+
+class _Handler(BaseHTTPRequestHandler):
+    """Answers one connection's requests on behalf of ``server.provider``."""
+
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # small writes (headers, then body; SSE events) go out at once
+    server: _Server
+
+    # -- connection lifecycle ------------------------------------------------
+
+    def setup(self) -> None:
+        super().setup()
+        self.server.track(self.connection)
+
+    def finish(self) -> None:
+        try:
+            super().finish()
+        except OSError:
+            pass
+        finally:
+            self.server.untrack(self.connection)
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+        """No access log on stderr."""
+
+    # -- routing -------------------------------------------------------------
+
+    def do_GET(self) -> None:
+        path = self.path.split("?", 1)[0]
+        if path in _HEALTH_PATHS:
+            self._send_json(200, {"status": "ok"})
+        elif path in _MODELS_PATHS:
+            models = self.server.provider.log.models()
+            self._send_json(200, {"object": "list", "data": [
+                {"id": model, "object": "model", "created": 0, "owned_by": "fake"} for model in models]})
+        else:
+            self._send_error(404, "invalid_request_error", "not_found", f"No route GET {path}")
+
+    def do_POST(self) -> None:
+        path = self.path.split("?", 1)[0]
+        body = self._read_body()
+        if path not in _COMPLETION_PATHS:
+            self._send_error(404, "invalid_request_error", "not_found", f"No route POST {path}")
+            return
+        try:
+            payload = json.loads(body or b"{}")
+        except ValueError:
+            payload = None
+        if not isinstance(payload, dict):
+            self._send_error(400, "invalid_request_error", "invalid_json", "Request body is not a JSON object.")
+            return
+        self._complete(path, payload)
+
+    # -- chat completions ----------------------------------------------------
+
+    def _complete(self, path: str, payload: dict[str, Any]) -> None:
+        provider = self.server.provider
+        model = payload.get("model") if isinstance(payload.get("model"), str) else None
+        key = bearer_key(self.headers.get("Authorization"))
+        stream = payload.get("stream") is True
+        mode = provider.plan.take(key, model)
+        provider.log.add(RequestRecord(
+            path=path, model=model, key=key, stream=stream,
+            request_id=self.headers.get("x-request-id"),
+            messages_text=user_text(payload.get("messages")),
+            outcome=mode or "ok"))
+
+        if mode in _HTTP_ERRORS:
+            status, error_type, code, message = _HTTP_ERRORS[mode]
+            headers = {"Retry-After": "1"} if mode == "429" else {}
+            self._send_error(status, error_type, code, message, headers)
+        elif mode == "hang":
+            self._hang()
+        elif mode == "drop":
+            self._drop()
+        else:
+            name = model or DEFAULT_MODEL
+            text = answer_text(name, key)
+            prompt_tokens = count_words(payload.get("messages"))
+            if stream:
+                options = payload.get("stream_options")
+                include_usage = isinstance(options, dict) and options.get("include_usage") is True
+                self._stream_answer(name, text, prompt_tokens, include_usage)
+            else:
+                self._send_answer(name, text, prompt_tokens)
+
+    def _send_answer(self, model: str, text: str, prompt_tokens: int) -> None:
+        completion_tokens = len(split_answer(text))
+        self._send_json(200, {
+            "id": _completion_id(), "object": "chat.completion", "created": int(time.time()),
+            "model": model,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
+                         "logprobs": None, "finish_reason": "stop"}],
+            "usage": _usage(prompt_tokens, completion_tokens)})
+
+    def _stream_answer(self, model: str, text: str, prompt_tokens: int, include_usage: bool) -> None:
+        pieces = split_answer(text)
+        base = {"id": _completion_id(), "object": "chat.completion.chunk",
+                "created": int(time.time()), "model": model}
+
+        def chunk(delta: dict[str, Any], finish_reason: str | None = None) -> dict[str, Any]:
+            return {**base, "choices": [{"index": 0, "delta": delta, "logprobs": None,
+                                         "finish_reason": finish_reason}]}
+
+        events: list[dict[str, Any]] = [chunk({"role": "assistant", "content": ""})]
+        events += [chunk({"content": piece}) for piece in pieces]
+        events.append(chunk({}, "stop"))
+        if include_usage:
+            events.append({**base, "choices": [], "usage": _usage(prompt_tokens, len(pieces))})
+
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream; charset=utf-8")
+        self.send_header("Cache-Control", "no-cache")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        try:
+            for index, event in enumerate(events):
+                if index and self._pause(self.server.provider.chunk_delay_s):
+                    self.close_connection = True
+                    return
+                self._write_chunk(f"data: {json.dumps(event)}\n\n".encode())
+            self._write_chunk(b"data: [DONE]\n\n")
+            self._write_chunk(b"")
+        except OSError:
+            self.close_connection = True
+
+    # -- failure modes -------------------------------------------------------
+
+    def _hang(self) -> None:
+        """Send nothing until the client disconnects or the fake stops."""
+        self.close_connection = True
+        while not self.server.stopping.wait(_POLL_S):
+            if self._client_gone():
+                return
+
+    def _drop(self) -> None:
+        """Close the connection abruptly, without a byte of response."""
+        self.close_connection = True
+        try:
+            self.connection.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.connection.close()
+
+    def _client_gone(self) -> bool:
+        """Whether the peer has closed its end (readable with nothing to read) or the socket failed."""
+        try:
+            readable, _, _ = select.select([self.connection], [], [], 0)
+            return bool(readable) and self.connection.recv(1, socket.MSG_PEEK) == b""
+        except (OSError, ValueError):
+            return True
+
+    def _pause(self, seconds: float) -> bool:
+        """Sleep between stream chunks; True when the fake is stopping."""
+        if seconds > 0:
+            return self.server.stopping.wait(seconds)
+        return self.server.stopping.is_set()
+
+    # -- HTTP plumbing -------------------------------------------------------
+
+    def _read_body(self) -> bytes:
+        """The request body, by Content-Length or chunked transfer encoding."""
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            body = b""
+            while True:
+                size = int(self.rfile.readline().split(b";", 1)[0].strip() or b"0", 16)
+                if size == 0:
+                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                        pass  # trailers
+                    return body
+                body += self.rfile.read(size)
+                self.rfile.readline()
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length > 0 else b""
+
+    def _write_chunk(self, data: bytes) -> None:
+        """Send one HTTP/1.1 chunk right away (an empty one ends the body)."""
+        self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+        self.wfile.flush()
+
+    def _send_json(self, status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> None:
+        data = json.dumps(body).encode()
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            for name, value in (headers or {}).items():
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(data)
+            self.wfile.flush()
+        except OSError:
+            self.close_connection = True
+
+    def _send_error(self, status: int, error_type: str, code: str, message: str,
+                    headers: dict[str, str] | None = None) -> None:
+        self._send_json(status, {"error": {"message": message, "type": error_type,
+                                           "param": None, "code": code}}, headers)
+
+
+def _completion_id() -> str:
+    return f"chatcmpl-fake-{uuid.uuid4().hex[:24]}"
+
+
+def _usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
+    return {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens}
+
+
+class FakeProvider:
+    """A fake OpenAI-compatible provider on ``127.0.0.1`` at a port the OS picks.
+
+    Use as a context manager, or call ``start()`` and ``stop()``. ``chunk_delay_s`` is the
+    pause between streamed events (default 0). See the module docstring for the behaviour.
+    """
+
+    def __init__(self, chunk_delay_s: float = 0.0) -> None:
+        self.chunk_delay_s = chunk_delay_s
+        self.plan = FailurePlan()
+        self.log = RequestLog()
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle -----------------------------------------------------------
+
+    def start(self) -> FakeProvider:
+        """Start serving (no-op when already started); returns ``self``."""
+        if self._server is None:
+            self._server = _Server(self)
+            self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": _POLL_S},
+                                            name=f"fake-provider-{self.port}", daemon=True)
+            self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and close every connection, hanging ones included; idempotent."""
+        server, thread = self._server, self._thread
+        if server is None:
+            return
+        self._server = self._thread = None
+        server.stopping.set()
+        server.shutdown()
+        server.server_close()
+        server.close_connections()
+        if thread is not None:
+            thread.join(timeout=2)
+
+    def __enter__(self) -> FakeProvider:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    # -- addresses -----------------------------------------------------------
+
+    @property
+    def port(self) -> int:
+        """The port it listens on (only while started)."""
+        if self._server is None:
+            raise RuntimeError("FakeProvider is not running")
+        return int(self._server.server_address[1])
+
+    @property
+    def base_url(self) -> str:
+        """``http://127.0.0.1:PORT/v1``, the OpenAI-style API base."""
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    # -- failures and records ------------------------------------------------
+
+    def fail(self, mode: str, *, key: str | None = None, model: str | None = None,
+             times: int | None = None) -> FailureRule:
+        """Fail requests matching ``key`` and ``model`` (``None``: any) in ``mode``.
+
+        ``times`` limits how many matching requests are affected (``None``: until ``clear()``).
+        Newer rules are checked first.
+        """
+        if mode not in FAILURE_MODES:
+            raise ValueError(f"unknown failure mode {mode!r}; expected one of {', '.join(FAILURE_MODES)}")
+        if times is not None and times < 1:
+            raise ValueError("times must be at least 1 (or None for no limit)")
+        rule = FailureRule(mode, key=key, model=model, remaining=times)
+        self.plan.add(rule)
+        return rule
+
+    def clear(self) -> None:
+        """Remove every failure rule."""
+        self.plan.clear()
+
+    @property
+    def requests(self) -> list[RequestRecord]:
+        """A snapshot of every request received so far, oldest first."""
+        return self.log.snapshot()
+
+    def reset_requests(self) -> None:
+        """Forget the requests received so far."""
+        self.log.reset()

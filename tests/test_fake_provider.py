@@ -1,0 +1,270 @@
+"""The fake OpenAI-compatible provider used by end-to-end tests, checked with httpx."""
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import httpx
+import pytest
+
+from fake_provider import FakeProvider
+
+MESSAGES = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "say hello world"}]
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeProvider]:
+    with FakeProvider() as provider:
+        yield provider
+
+
+def chat(fake: FakeProvider, key: str = "key-one", model: str = "model-a", *,
+         timeout: float = 5.0, headers: dict[str, str] | None = None, **body: Any) -> httpx.Response:
+    """One chat completion request to the fake."""
+    return httpx.post(f"{fake.base_url}/chat/completions", timeout=timeout,
+                      headers={"Authorization": f"Bearer {key}", **(headers or {})},
+                      json={"model": model, "messages": MESSAGES, **body})
+
+
+def sse_events(lines: Iterator[str]) -> list[Any]:
+    """The payloads of `data:` lines, JSON-decoded except the final `[DONE]`."""
+    events: list[Any] = []
+    for line in lines:
+        if line.startswith("data: "):
+            data = line[len("data: "):]
+            events.append(data if data == "[DONE]" else json.loads(data))
+    return events
+
+
+def test_non_stream_answer_and_usage(fake):
+    response = chat(fake)
+    assert response.status_code == 200
+    body = response.json()
+    assert body["object"] == "chat.completion" and body["model"] == "model-a"
+    choice = body["choices"][0]
+    assert choice["message"] == {"role": "assistant", "content": "fake:model-a:key-one"}
+    assert choice["finish_reason"] == "stop"
+    # prompt: "be brief" + "say hello world" = 5 words; answer: "fake:", "model-a:", "key-one"
+    assert body["usage"] == {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8}
+
+
+def test_path_without_v1_health_and_models(fake):
+    root = fake.base_url.removesuffix("/v1")
+    response = httpx.post(f"{root}/chat/completions", headers={"Authorization": "Bearer k2"},
+                          json={"model": "model-b", "messages": MESSAGES})
+    assert response.json()["choices"][0]["message"]["content"] == "fake:model-b:k2"
+    assert httpx.get(f"{root}/health").json() == {"status": "ok"}
+    models = [m["id"] for m in httpx.get(f"{fake.base_url}/models").json()["data"]]
+    assert models == ["fake-model", "model-b"]
+    assert httpx.get(f"{root}/nowhere").status_code == 404
+
+
+def test_stream_events_and_usage(fake):
+    with httpx.stream("POST", f"{fake.base_url}/chat/completions", headers={"Authorization": "Bearer key-one"},
+                      json={"model": "model-a", "messages": MESSAGES, "stream": True,
+                            "stream_options": {"include_usage": True}}) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        events = sse_events(response.iter_lines())
+    assert events[-1] == "[DONE]"
+    chunks = events[:-1]
+    assert all(chunk["object"] == "chat.completion.chunk" for chunk in chunks)
+    assert len({chunk["id"] for chunk in chunks}) == 1
+    assert chunks[0]["choices"][0]["delta"]["role"] == "assistant"
+    content = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"])
+    assert content == "fake:model-a:key-one"
+    assert len([c for c in chunks if c["choices"] and c["choices"][0]["delta"].get("content")]) == 3
+    assert chunks[-2]["choices"][0]["finish_reason"] == "stop"
+    assert chunks[-1]["choices"] == [] and chunks[-1]["usage"]["completion_tokens"] == 3
+
+
+def test_stream_without_usage_option_has_no_usage_chunk(fake):
+    with httpx.stream("POST", f"{fake.base_url}/chat/completions", headers={"Authorization": "Bearer k"},
+                      json={"model": "m", "messages": MESSAGES, "stream": True}) as response:
+        events = sse_events(response.iter_lines())
+    assert events[-1] == "[DONE]"
+    assert all("usage" not in event and event["choices"] for event in events[:-1])
+
+
+def test_stream_chunks_arrive_incrementally(fake):
+    fake.chunk_delay_s = 0.2
+    arrivals: list[float] = []
+    start = time.monotonic()
+    with httpx.stream("POST", f"{fake.base_url}/chat/completions", headers={"Authorization": "Bearer key-one"},
+                      json={"model": "model-a", "messages": MESSAGES, "stream": True}) as response:
+        for line in response.iter_lines():
+            if line.startswith("data: "):
+                arrivals.append(time.monotonic() - start)
+    # role, 3 content pieces, finish: 4 pauses of 0.2 s between the first event and the last
+    assert len(arrivals) == 6
+    assert arrivals[0] < 0.3
+    assert arrivals[-1] - arrivals[0] >= 0.7
+
+
+@pytest.mark.parametrize(("mode", "status", "code"), [
+    ("429", 429, "rate_limit_exceeded"), ("401", 401, "invalid_api_key"), ("500", 500, "server_error")])
+def test_http_error_modes(fake, mode, status, code):
+    fake.fail(mode)
+    response = chat(fake)
+    assert response.status_code == status
+    assert response.json()["error"]["code"] == code
+    assert ("retry-after" in response.headers) == (mode == "429")
+    if mode == "429":
+        assert response.headers["retry-after"] == "1"
+        assert response.json()["error"]["type"] == "rate_limit_error"
+    assert fake.requests[-1]["outcome"] == mode
+
+
+def test_error_mode_applies_to_streams_too(fake):
+    fake.fail("429")
+    assert chat(fake, stream=True).status_code == 429
+
+
+def test_hang_times_out_the_client(fake):
+    fake.fail("hang")
+    start = time.monotonic()
+    with pytest.raises(httpx.ReadTimeout):
+        chat(fake, timeout=0.3)
+    assert time.monotonic() - start < 2
+    assert fake.requests[-1]["outcome"] == "hang"
+
+
+def test_drop_closes_without_a_response(fake):
+    fake.fail("drop")
+    with pytest.raises((httpx.RemoteProtocolError, httpx.ReadError)):
+        chat(fake)
+    assert fake.requests[-1]["outcome"] == "drop"
+
+
+def test_times_limits_a_rule(fake):
+    fake.fail("500", times=1)
+    assert [chat(fake).status_code for _ in range(3)] == [500, 200, 200]
+    assert [r["outcome"] for r in fake.requests] == ["500", "ok", "ok"]
+
+
+def test_rules_match_key_and_model(fake):
+    fake.fail("401", key="key-bad")
+    fake.fail("429", model="model-busy")
+    assert chat(fake, key="key-bad").status_code == 401
+    assert chat(fake, key="key-good").status_code == 200
+    assert chat(fake, key="key-good", model="model-busy").status_code == 429
+    assert chat(fake, key="key-bad", model="model-busy").status_code == 429  # newest rule first
+    fake.clear()
+    assert chat(fake, key="key-bad", model="model-busy").status_code == 200
+
+
+def test_newest_rule_wins_and_expired_rules_fall_through(fake):
+    fake.fail("500")
+    fake.fail("429", times=1)
+    assert [chat(fake).status_code for _ in range(2)] == [429, 500]
+
+
+def test_fail_rejects_unknown_modes(fake):
+    with pytest.raises(ValueError):
+        fake.fail("404")
+    with pytest.raises(ValueError):
+        fake.fail("429", times=0)
+
+
+def test_requests_are_recorded(fake):
+    chat(fake, key="k1", headers={"x-request-id": "req-42"})
+    chat(fake, key="k2", model="model-b", stream=True)
+    first, second = fake.requests
+    assert first == {"path": "/v1/chat/completions", "model": "model-a", "key": "k1", "stream": False,
+                     "request_id": "req-42", "messages_text": "say hello world", "outcome": "ok"}
+    assert second["key"] == "k2" and second["model"] == "model-b" and second["stream"] is True
+    assert second["request_id"] is None
+    fake.reset_requests()
+    assert fake.requests == []
+
+
+def test_request_without_key(fake):
+    response = httpx.post(f"{fake.base_url}/chat/completions", json={"model": "model-a", "messages": MESSAGES})
+    assert response.json()["choices"][0]["message"]["content"] == "fake:model-a:"
+    assert fake.requests[-1]["key"] is None
+
+
+def test_bad_json_is_a_400(fake):
+    response = httpx.post(f"{fake.base_url}/chat/completions", content=b"not json")
+    assert response.status_code == 400
+
+
+def test_stop_is_prompt_while_a_request_hangs():
+    fake = FakeProvider().start()
+    fake.fail("hang")
+    errors: list[BaseException] = []
+
+    def hanging_request() -> None:
+        try:
+            chat(fake, timeout=30)
+        except httpx.HTTPError as error:
+            errors.append(error)
+
+    client = threading.Thread(target=hanging_request, daemon=True)
+    client.start()
+    deadline = time.monotonic() + 5
+    while not fake.requests and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert fake.requests, "the hanging request never arrived"
+    start = time.monotonic()
+    fake.stop()
+    assert time.monotonic() - start < 2
+    client.join(timeout=5)
+    assert not client.is_alive() and errors  # the client sees the connection end, not an answer
+    fake.stop()  # idempotent
+
+
+def test_stop_is_prompt_mid_stream():
+    fake = FakeProvider(chunk_delay_s=5).start()
+    opened = threading.Event()
+
+    def slow_stream() -> None:
+        try:
+            with httpx.stream("POST", f"{fake.base_url}/chat/completions", timeout=30,
+                              json={"model": "m", "messages": MESSAGES, "stream": True}) as response:
+                for _ in response.iter_lines():
+                    opened.set()
+        except httpx.HTTPError:
+            pass
+
+    client = threading.Thread(target=slow_stream, daemon=True)
+    client.start()
+    assert opened.wait(5)
+    start = time.monotonic()
+    fake.stop()
+    assert time.monotonic() - start < 2
+    client.join(timeout=5)
+    assert not client.is_alive()
+
+
+def test_fifty_concurrent_requests(fake):
+    fake.chunk_delay_s = 0.05
+    with httpx.Client(timeout=10) as client:
+        def one(i: int) -> str:
+            response = client.post(f"{fake.base_url}/chat/completions", headers={"Authorization": f"Bearer k{i}"},
+                                   json={"model": "model-a", "messages": MESSAGES, "stream": i % 2 == 0})
+            response.raise_for_status()
+            if i % 2:
+                return response.json()["choices"][0]["message"]["content"]
+            events = sse_events(iter(response.text.splitlines()))
+            return "".join(e["choices"][0]["delta"].get("content") or "" for e in events[:-1] if e["choices"])
+
+        start = time.monotonic()
+        with ThreadPoolExecutor(max_workers=50) as pool:
+            answers = list(pool.map(one, range(50)))
+    assert answers == [f"fake:model-a:k{i}" for i in range(50)]
+    assert len(fake.requests) == 50
+    assert time.monotonic() - start < 5  # served concurrently, not one after another
+
+
+def test_port_and_base_url():
+    fake = FakeProvider()
+    with pytest.raises(RuntimeError):
+        _ = fake.port
+    with fake:
+        assert fake.base_url == f"http://127.0.0.1:{fake.port}/v1"
+        assert fake.port > 0
