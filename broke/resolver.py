@@ -51,6 +51,11 @@ class Candidate:
         return not self.skip_reason
 
     @property
+    def benched_by_health(self) -> bool:
+        """Skipped only because health marks its backend or key as failing (not a config problem)."""
+        return self.skip_reason.startswith(("backend ", "key "))
+
+    @property
     def deployment(self) -> str:
         """The concrete deployment name the gateway asks LiteLLM for."""
         return f"{self.backend}@{self.key_env}" if self.key_env else self.backend

@@ -90,7 +90,7 @@ def validate(as_json: bool = JSON_OPTION) -> None:
     """Static checks: unknown backends, missing keys, fallback cycles, floating aliases, frozen (exit 1 on errors)."""
     from broke import diagnostics
     from broke.context import RoutingContext
-    
+
     findings, resolutions = diagnostics.validate(RoutingContext.load(store()))
     data = [f.__dict__ for f in findings]
     ok = not any(f.level == "error" for f in findings)
@@ -102,12 +102,23 @@ def validate(as_json: bool = JSON_OPTION) -> None:
         raise typer.Exit(1)
 
 
-def doctor(as_json: bool = JSON_OPTION) -> None:
-    """Check the state file, permissions, provider keys and every slot's resolution (exit 1 on errors)."""
+def doctor(as_json: bool = JSON_OPTION,
+           static: bool = typer.Option(False, "--static", help="Skip the live checks (gateway, backends).")) -> None:
+    """Check the state file, permissions, keys, every slot's resolution, and the live gateway (exit 1 on errors)."""
+    from dataclasses import asdict
+
     from broke import diagnostics
     from broke.context import RoutingContext
-    
-    report = diagnostics.doctor(RoutingContext.load(store()))
+
+    ctx = RoutingContext.load(store())
+    report = diagnostics.doctor(ctx)
+    if not static:
+        from broke.gateway.checks import live_checks
+
+        live, findings = live_checks(ctx, [ctx.resolve(r["slot"]) for r in report["resolutions"]])
+        report["live"] = live
+        report["findings"] += [asdict(f) for f in findings]
+        report["ok"] = report["ok"] and not any(f.level == "error" for f in findings)
     if as_json:
         print_json(report)
     else:
@@ -118,6 +129,10 @@ def doctor(as_json: bool = JSON_OPTION) -> None:
             f"profile {st['active_profile'] or '-'}" + (", [red]frozen[/]" if st["frozen"] else ""))
         keys = ", ".join(f"{k['provider']} ×{len(k['present'])}" for k in report["keys"] if k["present"])
         say(f"[bold]keys[/] {keys or '[yellow]no provider keys set[/]'}")
+        gateway = report.get("live", {}).get("gateway")
+        if gateway:
+            state_word = "[green]running[/]" if gateway["running"] else "[dim]not running[/]"
+            say(f"[bold]gateway[/] {state_word}" + (f" at {gateway['base_url']}" if gateway.get("base_url") else ""))
         for resolution in report["resolutions"]:
             chosen = resolution["chosen"]
             line = (f"[green]ok[/]  {resolution['slot']} → {esc(chosen['deployment'])}" if chosen

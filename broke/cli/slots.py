@@ -12,7 +12,7 @@ from broke.errors import InvalidInputError, UsageProblem
 def list_slots(as_json: bool = JSON_OPTION) -> None:
     """Show every slot: its backend, fallbacks and what a request would get now."""
     from broke.context import RoutingContext
-    
+
     ctx = RoutingContext.load(store())
     state = ctx.state
     rows = []
@@ -47,7 +47,7 @@ def list_models(as_json: bool = JSON_OPTION) -> None:
     from broke.context import RoutingContext
     from broke.keys import key_pool
     from broke.resolver import find_backend
-    
+
     ctx = RoutingContext.load(store())
     catalog, state = ctx.catalog, ctx.state
     rows = []
@@ -86,9 +86,9 @@ def list_models(as_json: bool = JSON_OPTION) -> None:
 def _pick_interactively() -> list[tuple[str, str]]:
     """Ask for a slot and a backend by number (rich prompts)."""
     from rich.prompt import Prompt
-    
+
     from broke.catalog import load_catalog
-    
+
     catalog = load_catalog()
     slots = list(catalog.slots)
     for number, slot in enumerate(slots, start=1):
@@ -126,7 +126,7 @@ def swap(
 ) -> None:
     """Change what slots route to: a whole team, one slot, or many at once (no args: pick interactively)."""
     from broke import changes
-    
+
     team, assignments = _parse_swap(args) if args else (None, _pick_interactively())
     if team is not None:
         state = changes.load_team(store(), team)
@@ -148,7 +148,7 @@ def fallback(
     """Set (or with no FALLBACK show) a slot's fallback chain; `--clear` empties it."""
     from broke import changes
     from broke.catalog import load_catalog
-    
+
     if clear and entries:
         fail("give fallbacks or --clear, not both", 2)
     if not clear and not entries:

@@ -158,14 +158,14 @@ class FrontProxy:
     def _authenticate(self, request: Request) -> Client | Response:
         address = request.client.host if request.client else "?"
         now = time.time()
-        if self.auth_limiter.blocked(address, now):
-            self.metrics.reject("auth_rate_limited", 429)
-            return error_body(429, "rate_limited", "too many failed authentications; wait a minute")
         header = request.headers.get("authorization", "")
         token = header[7:].strip() if header.lower().startswith("bearer ") else ""
         token = token or request.headers.get("x-api-key", "").strip()
         owner = self.tokens.get().get(token) if token else None
         if owner is None:
+            if self.auth_limiter.blocked(address, now):  # a valid token still gets through
+                self.metrics.reject("auth_rate_limited", 429)
+                return error_body(429, "rate_limited", "too many failed authentications; wait a minute")
             self.auth_limiter.fail(address, now)
             self.metrics.reject("bad_token", 401)
             what = "invalid token" if token else "missing token (Authorization: Bearer or x-api-key)"
@@ -244,11 +244,15 @@ class FrontProxy:
                 self.turns[f"provider:{provider}"] += 1
 
     def _attempts_plan(self, resolution: Resolution, state: State) -> list[Candidate]:
-        """Usable candidates the running LiteLLM knows, at most `retries + 1` keys per backend."""
+        """Usable candidates the running LiteLLM knows, at most `retries + 1` keys per backend.
+
+        When health has benched every candidate, the benched ones are tried anyway (in order): a
+        cooldown is advice about what to try first, never the reason a request fails.
+        """
+        loaded = [c for c in resolution.candidates if c.deployment in self.deployments]
+        chosen = [c for c in loaded if c.usable] or [c for c in loaded if c.benched_by_health]
         plan, per_backend = [], Counter()
-        for candidate in resolution.candidates:
-            if not candidate.usable or candidate.deployment not in self.deployments:
-                continue
+        for candidate in chosen:
             policy = state.key_policy.get(candidate.provider)
             if policy and per_backend[candidate.backend] > policy.retries:
                 continue
@@ -269,28 +273,38 @@ class FrontProxy:
             return response
         headers = {name: request.headers[name] for name in FORWARDED_HEADERS if name in request.headers}
         headers["authorization"] = f"Bearer {self.master_key}"
+        headers["accept-encoding"] = "identity"  # loopback: compression only costs time
         last: tuple[int, bytes, dict[str, str]] = (502, b"", {})
+        attempt = 0
+        down: set[str] = set()  # backends that failed as a whole during this request
         self.metrics.in_flight += 1
         try:
-            for attempt, candidate in enumerate(plan, start=1):
+            for candidate in plan:
+                if candidate.backend in down:
+                    continue
+                attempt += 1
                 body = json.dumps({**payload, "model": candidate.deployment}).encode("utf-8")
                 upstream_request = self.upstream.build_request("POST", path, content=body, headers=headers)
                 try:
                     upstream = await asyncio.wait_for(self.upstream.send(upstream_request, stream=True),
                                                       self.record.first_byte_timeout_s)
                 except (asyncio.TimeoutError, httpx.TimeoutException):
+                    down.add(candidate.backend)
                     await self._failed(resolution.slot, candidate, events.TIMEOUT, None)
                     last = (504, b'{"error":{"message":"upstream timed out before the first byte"}}', {})
                     continue
                 except httpx.HTTPError as exc:
+                    down.add(candidate.backend)
                     await self._failed(resolution.slot, candidate, events.ERROR, None)
                     last = (502, json.dumps({"error": {"message": f"upstream unreachable: {type(exc).__name__}"}}).encode(), {})
                     continue
                 if upstream.status_code in RETRYABLE:
                     error = await upstream.aread()
                     await upstream.aclose()
-                    await self._failed(resolution.slot, candidate, self._reason(upstream.status_code),
-                                       upstream.status_code)
+                    reason = self._reason(upstream.status_code)
+                    if reason not in (events.RATE_LIMIT, events.AUTH):
+                        down.add(candidate.backend)
+                    await self._failed(resolution.slot, candidate, reason, upstream.status_code)
                     last = (upstream.status_code, error, self._response_headers(upstream))
                     continue
                 answer_headers = {**self._response_headers(upstream), **base_headers,
@@ -302,7 +316,7 @@ class FrontProxy:
         status, error, error_headers = last
         self.metrics.answered(resolution.slot, "-", status, time.perf_counter() - started)
         return Response(error, status_code=status, headers={**error_headers, **base_headers,
-                                                            "x-broke-attempts": str(len(plan))},
+                                                            "x-broke-attempts": str(attempt)},
                         media_type="application/json")
 
     @staticmethod

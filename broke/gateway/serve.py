@@ -14,6 +14,7 @@ from broke.paths import broke_home
 
 def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request would flood the log
     home = broke_home()
     record = read_record(home)
     if record is None:

@@ -145,6 +145,19 @@ def _wait_healthy(url: str, record: ProcessRecord, name: str, timeout_s: float,
     raise GatewayError(f"{name} did not answer its health check within {timeout_s:.0f}s; see {record.log}")
 
 
+def _env_number(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1
+    if value <= 0:
+        raise GatewayError(f"{name} must be a positive number, got '{raw}'")
+    return value
+
+
 def start(home: Path, *, port: int | None = None, first_byte_timeout_s: float | None = None,
           progress: Progress = lambda _: None) -> tuple[GatewayRecord, bool]:
     """Start the gateway unless it runs; returns (record, started_now)."""
@@ -153,10 +166,11 @@ def start(home: Path, *, port: int | None = None, first_byte_timeout_s: float | 
         return current.record, False  # type: ignore[return-value]
     if current.record is not None:
         stop(home)  # half-running or stale: end what is ours, clean the record
-    port = port or int(os.environ.get("BROKE_PORT", DEFAULT_PORT))
+    port = port or int(_env_number("BROKE_PORT", DEFAULT_PORT))
     if not _port_free(port):
         raise GatewayError(f"port {port} on 127.0.0.1 is in use; pick another with `broke start --port N`")
-    first_byte_timeout_s = first_byte_timeout_s or float(os.environ.get("BROKE_FIRST_BYTE_TIMEOUT", 120))
+    first_byte_timeout_s = first_byte_timeout_s or _env_number("BROKE_FIRST_BYTE_TIMEOUT", 120)
+    body_limit_bytes = int(_env_number("BROKE_BODY_LIMIT_MB", 32) * 1024 * 1024)
 
     state = StateStore(home).load()
     env = provider_env(home / ".env")
@@ -179,7 +193,8 @@ def start(home: Path, *, port: int | None = None, first_byte_timeout_s: float | 
     front = ProcessRecord(0, 0.0, port, str(run / "gateway.log"))
     record = GatewayRecord(front=front, litellm=litellm, deployments=[d.name for d in items],
                            key_refs={k: key_ref(env[k]) for k in key_vars},
-                           first_byte_timeout_s=first_byte_timeout_s, started_at=time.time())
+                           first_byte_timeout_s=first_byte_timeout_s, body_limit_bytes=body_limit_bytes,
+                           started_at=time.time())
     write_record(home, record)
     try:
         progress("starting the front proxy")

@@ -1,0 +1,63 @@
+"""Live checks for `doctor`: is the gateway up, are the routed backends reachable, is each choice loaded."""
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+
+from broke.context import RoutingContext
+from broke.diagnostics import Finding
+from broke.gateway.supervisor import status
+from broke.resolver import Resolution, find_backend
+
+
+def _reachable(api_base: str) -> str:
+    """"" if an HTTP server answers at `api_base` (any status), else why not."""
+    try:
+        httpx.get(api_base.rstrip("/") + "/models", timeout=3.0)
+        return ""
+    except httpx.HTTPError as exc:
+        return type(exc).__name__
+
+
+def live_checks(ctx: RoutingContext, resolutions: list[Resolution]) -> tuple[dict, list[Finding]]:
+    """The gateway's state and findings from talking to it and to the backends it would use."""
+    current = status(ctx.home)
+    findings: list[Finding] = []
+    report: dict = {"gateway": {"running": current.running, "stale_record": current.stale}}
+    if current.stale:
+        findings.append(Finding("warning", "stale_gateway_record", "gateway",
+                                "a gateway record exists but its processes are gone; `broke stop` cleans it"))
+    if current.running:
+        record = current.record
+        try:
+            answer = httpx.get(f"{record.base_url}/health", timeout=5.0)
+            healthy = answer.status_code == 200
+        except httpx.HTTPError:
+            healthy = False
+        report["gateway"].update(base_url=record.base_url, healthy=healthy)
+        if not healthy:
+            findings.append(Finding("error", "gateway_unhealthy", "gateway",
+                                    f"the gateway does not answer /health; see {record.front.log}"))
+        loaded = set(record.deployments)
+        for r in resolutions:
+            if r.chosen and r.chosen.deployment not in loaded:
+                findings.append(Finding("warning", "not_loaded", r.slot,
+                                        f"{r.chosen.deployment} is not in the running gateway; `broke restart`"))
+    else:
+        findings.append(Finding("info", "gateway_down", "gateway", "the gateway is not running (`broke start`)"))
+    bases = {}
+    for r in resolutions:
+        if r.chosen:
+            backend = find_backend(r.chosen.backend, ctx.state, ctx.catalog)
+            if backend and backend.api_base:
+                bases[backend.id] = backend.api_base
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = dict(zip(bases, pool.map(_reachable, bases.values())))
+    report["backends"] = {b: {"api_base": bases[b], "reachable": not why, "error": why or None}
+                          for b, why in results.items()}
+    for backend_id, why in results.items():
+        if why:
+            findings.append(Finding("error", "unreachable", backend_id,
+                                    f"{backend_id} does not answer at {bases[backend_id]} ({why})"))
+    return report, findings

@@ -1,0 +1,350 @@
+"""The real gateway (LiteLLM + front proxy) against a fake provider on loopback."""
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from typer.testing import CliRunner
+
+from broke.cli.main import app
+from broke.gateway.supervisor import free_port, is_ours
+from fake_provider import FakeProvider
+
+pytestmark = pytest.mark.timeout(600)
+
+
+def run_cli(*args: str):
+    result = CliRunner().invoke(app, list(args))
+    assert result.exit_code == 0, result.output
+    return result
+
+
+@pytest.fixture(scope="module")
+def gateway(tmp_path_factory):
+    """A running gateway with two fake backends (two keys each) and fallbacks, shared by this module."""
+    home = tmp_path_factory.mktemp("gateway") / "home"
+    fake = FakeProvider().start()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("BROKE_HOME", str(home))
+        mp.setenv("BROKE_FIRST_BYTE_TIMEOUT", "5")
+        mp.setenv("BROKE_BODY_LIMIT_MB", "1")
+        for name in [n for n in os.environ if n.endswith("_API_KEY") or "_API_KEY_" in n]:
+            mp.delenv(name)
+        home.mkdir(parents=True)
+        (home / ".env").write_text("FAKE_API_KEY=key-one\nFAKE_API_KEY_2=key-two\n")
+        for model in ("model-a", "model-b"):
+            run_cli("backend", "add", f"fake/{model}", "--provider", "openai-compatible", "--api-base",
+                    fake.base_url, "--model", model, "--key-env", "FAKE_API_KEY")
+        run_cli("backend", "add", "dead/model-x", "--provider", "openai-compatible", "--api-base",
+                f"http://127.0.0.1:{free_port()}/v1", "--model", "model-x")
+        port = free_port()
+        run_cli("start", "--port", str(port))
+        token = json.loads(run_cli("connect", "--json").stdout)["token"]
+        try:
+            yield {"home": home, "fake": fake, "url": f"http://127.0.0.1:{port}", "token": token}
+        finally:
+            run_cli("stop")
+            fake.stop()
+
+
+@pytest.fixture
+def gw(gateway, monkeypatch):
+    """Per test: this module's home, default routing, no failure rules, fresh health."""
+    monkeypatch.setenv("BROKE_HOME", str(gateway["home"]))
+    gateway["fake"].clear()
+    gateway["fake"].chunk_delay_s = 0.0
+    (gateway["home"] / "health.json").unlink(missing_ok=True)
+    run_cli("swap", "sonnet=fake/model-a", "opus=fake/model-b", "gpt-5-codex=fake/model-a")
+    CliRunner().invoke(app, ["fallback", "sonnet", "--clear"])
+    CliRunner().invoke(app, ["key-policy", "openai-compatible", "--mode", "rotate_on_rate_limit",
+                             "--order", ""])
+    return gateway
+
+
+def post(gw, path, body, token=None, **kw):
+    headers = {"authorization": f"Bearer {token or gw['token']}"}
+    return httpx.post(gw["url"] + path, json=body, headers=headers, timeout=30, **kw)
+
+
+def chat(model="sonnet", text="hi", **extra):
+    return {"model": model, "messages": [{"role": "user", "content": text}], **extra}
+
+
+def sse_text(raw: str) -> str:
+    """The text deltas of an SSE stream, whichever API produced it."""
+    out = []
+    for line in raw.splitlines():
+        if not line.startswith("data: ") or line == "data: [DONE]":
+            continue
+        event = json.loads(line[6:])
+        for choice in event.get("choices") or []:
+            out.append((choice.get("delta") or {}).get("content") or "")
+        if event.get("type") == "content_block_delta":
+            out.append(event["delta"].get("text", ""))
+        if event.get("type") == "response.output_text.delta":
+            out.append(event.get("delta", ""))
+    return "".join(out)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_chat_completions(gw, stream):
+    answer = post(gw, "/v1/chat/completions", chat("claude-sonnet-4-5", stream=stream))
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["x-broke-slot"] == "sonnet"
+    assert answer.headers["x-broke-backend"] == "fake/model-a"
+    assert answer.headers["x-broke-attempts"] == "1"
+    assert int(answer.headers["x-broke-generation"]) > 0
+    text = sse_text(answer.text) if stream else answer.json()["choices"][0]["message"]["content"]
+    assert text == "fake:model-a:key-one"
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_anthropic_messages_with_thinking(gw, stream):
+    body = {"model": "claude-opus-5-5", "max_tokens": 64, "stream": stream,
+            "thinking": {"type": "enabled", "budget_tokens": 1024},
+            "messages": [{"role": "user", "content": "hi"}]}
+    answer = httpx.post(gw["url"] + "/v1/messages", json=body, timeout=30,
+                        headers={"x-api-key": gw["token"], "anthropic-version": "2023-06-01"})
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["x-broke-backend"] == "fake/model-b"
+    text = sse_text(answer.text) if stream else answer.json()["content"][0]["text"]
+    assert text == "fake:model-b:key-one"
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_responses_api(gw, stream):
+    answer = post(gw, "/v1/responses", {"model": "gpt-5-codex", "input": "hi", "stream": stream})
+    assert answer.status_code == 200, answer.text
+    if stream:
+        assert sse_text(answer.text) == "fake:model-a:key-one"
+    else:
+        content = answer.json()["output"][0]["content"][0]["text"]
+        assert content == "fake:model-a:key-one"
+
+
+def test_unknown_model_is_400_and_never_forwarded(gw):
+    gw["fake"].reset_requests()
+    answer = post(gw, "/v1/chat/completions", chat("gpt-4o"))
+    assert answer.status_code == 400
+    assert answer.json()["error"]["code"] == "invalid_model"
+    assert gw["fake"].requests == []
+
+
+def test_models_lists_the_slots(gw):
+    answer = httpx.get(gw["url"] + "/v1/models", headers={"authorization": f"Bearer {gw['token']}"})
+    assert answer.status_code == 200
+    assert {"sonnet", "opus", "gpt-5-codex", "auto"} <= {m["id"] for m in answer.json()["data"]}
+
+
+def test_missing_or_bad_token_is_401_then_429(gw):
+    assert httpx.post(gw["url"] + "/v1/chat/completions", json=chat()).status_code == 401
+    codes = [post(gw, "/v1/chat/completions", chat(), token=f"wrong-{i}").status_code for i in range(12)]
+    assert codes[0] == 401 and codes[-1] == 429
+    assert post(gw, "/v1/chat/completions", chat()).status_code == 200  # the real token still works
+
+
+def test_oversized_body_is_413(gw):
+    answer = post(gw, "/v1/chat/completions", chat(text="x" * (1024 * 1024 + 10)))
+    assert answer.status_code == 413
+
+
+def test_swap_changes_the_very_next_request(gw):
+    assert post(gw, "/v1/chat/completions", chat()).headers["x-broke-backend"] == "fake/model-a"
+    run_cli("swap", "sonnet", "fake/model-b")
+    answer = post(gw, "/v1/chat/completions", chat())
+    assert answer.headers["x-broke-backend"] == "fake/model-b"
+    assert answer.json()["choices"][0]["message"]["content"] == "fake:model-b:key-one"
+
+
+def test_route_and_explain_name_what_the_gateway_uses(gw):
+    run_cli("fallback", "sonnet", "fake/model-b")
+    for rule in (None, "drop"):
+        if rule:
+            gw["fake"].fail(rule, model="model-a")
+            post(gw, "/v1/chat/completions", chat())  # puts model-a in cooldown
+        routed = json.loads(run_cli("route", "sonnet", "--json").stdout)["chosen"]["backend"]
+        explained = json.loads(run_cli("explain", "sonnet", "--json").stdout)["chosen"]["backend"]
+        used = post(gw, "/v1/chat/completions", chat()).headers["x-broke-backend"]
+        assert routed == explained == used
+
+
+def test_dead_primary_falls_over_within_a_second(gw):
+    run_cli("fallback", "sonnet", "fake/model-b")
+    gw["fake"].fail("drop", model="model-a")
+    started = time.monotonic()
+    answer = post(gw, "/v1/chat/completions", chat())
+    elapsed = time.monotonic() - started
+    assert answer.status_code == 200
+    assert answer.headers["x-broke-backend"] == "fake/model-b"
+    assert answer.headers["x-broke-attempts"] == "2"
+    assert elapsed < 1.0
+    states = {r["name"]: r["status"] for r in json.loads(run_cli("model-state", "--json").stdout)}
+    assert states["fake/model-a"] == "cooldown"
+
+
+def test_unreachable_backend_and_hang_fall_over(gw):
+    run_cli("swap", "haiku", "dead/model-x")
+    run_cli("fallback", "haiku", "fake/model-b")
+    answer = post(gw, "/v1/chat/completions", chat("haiku"))
+    assert answer.headers["x-broke-backend"] == "fake/model-b"
+    assert answer.headers["x-broke-attempts"] == "2"
+    run_cli("fallback", "sonnet", "fake/model-b")
+    gw["fake"].fail("hang", model="model-a")
+    answer = post(gw, "/v1/chat/completions", chat())
+    assert answer.status_code == 200 and answer.headers["x-broke-backend"] == "fake/model-b"
+
+
+def test_429_on_key_one_is_served_by_key_two(gw):
+    gw["fake"].fail("429", key="key-one")
+    answer = post(gw, "/v1/chat/completions", chat())
+    assert answer.status_code == 200
+    assert answer.json()["choices"][0]["message"]["content"] == "fake:model-a:key-two"
+    assert answer.headers["x-broke-attempts"] == "2"
+    keys = {r["name"]: r for r in json.loads(run_cli("key-state", "--json").stdout)}
+    assert keys["FAKE_API_KEY"]["status"] == "cooldown" and keys["FAKE_API_KEY"]["reason"] == "429"
+    assert keys["FAKE_API_KEY_2"]["status"] == "unknown"
+    # The cooled-down key is skipped by the next request: one attempt, key two.
+    answer = post(gw, "/v1/chat/completions", chat())
+    assert answer.headers["x-broke-attempts"] == "1"
+    log = (gw["home"] / "run" / "rotation.log").read_text()
+    assert '"reason": "429"' in log and "key-one" not in log and "key-two" not in log
+
+
+def test_key_state_set_by_hand_applies_live(gw):
+    run_cli("key-state", "set", "FAKE_API_KEY", "blocked")
+    answer = post(gw, "/v1/chat/completions", chat())
+    assert answer.json()["choices"][0]["message"]["content"] == "fake:model-a:key-two"
+    run_cli("key-state", "set", "FAKE_API_KEY", "healthy")
+    answer = post(gw, "/v1/chat/completions", chat())
+    assert answer.json()["choices"][0]["message"]["content"] == "fake:model-a:key-one"
+
+
+def test_round_robin_key_policy_applies_without_restart(gw):
+    run_cli("key-policy", "openai-compatible", "--mode", "round_robin")
+    texts = [post(gw, "/v1/chat/completions", chat()).json()["choices"][0]["message"]["content"]
+             for _ in range(4)]
+    assert sorted(texts) == ["fake:model-a:key-one"] * 2 + ["fake:model-a:key-two"] * 2
+    assert texts[0] != texts[1]
+
+
+def test_all_candidates_failing_passes_the_last_error_through(gw):
+    gw["fake"].fail("500", model="model-a")
+    answer = post(gw, "/v1/chat/completions", chat())
+    assert answer.status_code >= 500
+    assert answer.headers["x-broke-attempts"] == "1"  # the 500 benches the backend: key two is not tried
+    gw["fake"].clear()
+    again = post(gw, "/v1/chat/completions", chat())  # only benched candidates left: tried anyway
+    assert again.status_code == 200 and again.headers["x-broke-backend"] == "fake/model-a"
+
+
+def test_stream_arrives_chunk_by_chunk(gw):
+    gw["fake"].chunk_delay_s = 0.4
+    arrivals = []
+    started = time.monotonic()
+    with httpx.stream("POST", gw["url"] + "/v1/chat/completions", json=chat(stream=True), timeout=30,
+                      headers={"authorization": f"Bearer {gw['token']}"}) as answer:
+        for line in answer.iter_lines():
+            if line.startswith("data: ") and '"content"' in line:
+                arrivals.append(time.monotonic() - started)
+    assert len(arrivals) >= 3
+    assert arrivals[-1] - arrivals[0] >= 0.7  # the first chunk came long before the last was written
+
+
+def test_profile_token_restricts_slots_and_rate(gw):
+    run_cli("profile", "new", "bot", "--slots", "opus", "--rpm", "3")
+    token = json.loads(run_cli("connect", "--profile", "bot", "--json").stdout)["token"]
+    assert token != gw["token"]
+    assert post(gw, "/v1/chat/completions", chat("sonnet"), token=token).status_code == 403
+    codes = [post(gw, "/v1/chat/completions", chat("opus"), token=token).status_code for _ in range(4)]
+    assert codes == [200, 200, 200, 429]
+
+
+def test_probe_and_metrics(gw):
+    result = run_cli("probe", "sonnet", "--json")
+    probe = json.loads(result.stdout)
+    assert probe["status"] == 200 and probe["backend"] == "fake/model-a" and probe["seconds"] > 0
+    rows = json.loads(run_cli("metrics", "--json").stdout)
+    sonnet = [r for r in rows if r["slot"] == "sonnet" and r["backend"] == "fake/model-a"]
+    assert sonnet and sonnet[0]["requests"] >= 1 and sonnet[0]["p50_ms"] is not None
+    text = httpx.get(gw["url"] + "/metrics").text
+    assert "broke_requests_total{" in text and "broke_state_generation" in text
+
+
+def test_doctor_live_checks(gw):
+    result = CliRunner().invoke(app, ["doctor", "--json"])
+    report = json.loads(result.stdout)
+    assert report["live"]["gateway"]["running"] is True and report["live"]["gateway"]["healthy"] is True
+    assert report["live"]["backends"]["fake/model-a"]["reachable"] is True
+
+
+def test_50_clients_times_20_requests_none_lost_or_duplicated(gw):
+    import asyncio
+
+    import psutil
+
+    from broke.gateway.runfiles import read_record
+
+    front = psutil.Process(read_record(gw["home"]).front.pid)
+    gw["fake"].reset_requests()
+    rss_before = front.memory_info().rss
+
+    async def client(number: int, http: httpx.AsyncClient) -> list[tuple[str, str]]:
+        seen = []
+        for i in range(20):
+            tag = f"c{number}-r{i}"
+            answer = await http.post(gw["url"] + "/v1/chat/completions", json=chat(text=tag),
+                                     headers={"authorization": f"Bearer {gw['token']}"})
+            seen.append((tag, answer.status_code))
+        return seen
+
+    async def main():
+        limits = httpx.Limits(max_connections=50)
+        async with httpx.AsyncClient(timeout=60, limits=limits) as http:
+            return await asyncio.gather(*(client(n, http) for n in range(50)))
+
+    results = [item for batch in asyncio.run(main()) for item in batch]
+    assert len(results) == 1000 and all(status == 200 for _, status in results)
+    received = [r["messages_text"] for r in gw["fake"].requests]
+    assert sorted(received) == sorted(tag for tag, _ in results)  # each exactly once
+    growth_mb = (front.memory_info().rss - rss_before) / 2**20
+    assert growth_mb < 64, f"front proxy grew {growth_mb:.1f} MB over 1000 requests"
+
+
+def test_stale_record_is_detected_and_never_killed(tmp_path, monkeypatch):
+    """A record whose PID now belongs to another program is cleaned, not signalled."""
+    from broke.gateway.runfiles import GatewayRecord, ProcessRecord, write_record
+
+    home = tmp_path / "stale"
+    monkeypatch.setenv("BROKE_HOME", str(home))
+    bystander = threading.current_thread()  # this test process stands in for an unrelated program
+    me = ProcessRecord(os.getpid(), 12345.0, 1, "x.log")  # right PID, wrong creation time
+    write_record(home, GatewayRecord(front=me, litellm=me))
+    assert not is_ours(me)
+    status = json.loads(run_cli("status", "--json").stdout)
+    assert status["running"] is False and status["stale"] is True
+    run_cli("stop")
+    assert bystander.is_alive()
+    assert not (home / "run" / "gateway.json").exists()
+
+
+def test_stop_leaves_no_process_behind(tmp_path, monkeypatch):
+    import psutil
+
+    from broke.gateway.runfiles import read_record
+
+    home = tmp_path / "own"
+    monkeypatch.setenv("BROKE_HOME", str(home))
+    run_cli("start", "--port", str(free_port()))
+    record = read_record(home)
+    processes = [psutil.Process(p.pid) for p in (record.front, record.litellm)]
+    family = processes + [c for p in processes for c in p.children(recursive=True)]
+    run_cli("stop")
+    gone, alive = psutil.wait_procs(family, timeout=15)
+    assert alive == []
+    assert not Path(home / "run" / "gateway.json").exists()
+    assert "not running" in run_cli("status").stdout
