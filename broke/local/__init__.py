@@ -1,0 +1,1 @@
+"""Local MLX models and workers."""
