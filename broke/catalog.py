@@ -38,6 +38,11 @@ class Backend:
     def floating(self) -> bool:
         return not self.pinned
 
+    @property
+    def model_name_for_worker(self) -> str | None:
+        """The worker name of a local model (`mlx/NAME` -> NAME); None for other providers."""
+        return self.id[len("mlx/"):] if self.provider == "mlx" else None
+
 
 @dataclass(frozen=True)
 class SlotFamily:

@@ -266,3 +266,19 @@ def set_model_policy(store: StateStore, slot: str, *, mode: str | None = None,
             policy.order = list(order)
 
     return store.update(apply)[0]
+
+
+def add_local_model(store: StateStore, name: str, model_ref: str) -> State:
+    """Register a local model as backend `mlx/NAME`; `model_ref` is a directory or a hub repo id."""
+    backend_id = f"mlx/{name}"
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._/-]{0,127}", name) or ".." in name:
+        raise InvalidInputError(f"local model name '{name}' must be letters, digits, '.', '_', '-' or '/'")
+    if backend_id in load_catalog().backends:
+        raise InvalidInputError(f"'{backend_id}' is a known backend already; pick another --name")
+
+    def apply(state: State) -> None:
+        if backend_id in state.backends:
+            raise InvalidInputError(f"'{backend_id}' exists; `broke backend remove {backend_id}` first")
+        state.backends[backend_id] = CustomBackend("mlx", model_ref, pinned=True)
+
+    return store.update(apply)[0]

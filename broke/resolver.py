@@ -164,7 +164,8 @@ def _candidates_for(
     now: float, catalog: Catalog, pinned_slot: bool, rotation: Rotation,
 ) -> list[Candidate]:
     backend = find_backend(backend_id, state, catalog)
-    model_health = health.model_status(backend_id, now)
+    worker = backend.model_name_for_worker if backend else None
+    model_health = health.model_status(backend_id, now, worker)
     if backend is None:
         provider = backend_id.partition("/")[0]
         return [Candidate(backend_id, provider, None, False, source, None, model_health, "unknown",

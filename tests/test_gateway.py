@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from broke.cli.main import app
-from broke.gateway.supervisor import free_port, is_ours
+from broke.procs import free_port, is_ours
 from fake_provider import FakeProvider
 
 pytestmark = pytest.mark.timeout(600)
@@ -317,7 +317,8 @@ def test_50_clients_times_20_requests_none_lost_or_duplicated(gw):
 
 def test_stale_record_is_detected_and_never_killed(tmp_path, monkeypatch):
     """A record whose PID now belongs to another program is cleaned, not signalled."""
-    from broke.gateway.runfiles import GatewayRecord, ProcessRecord, write_record
+    from broke.gateway.runfiles import GatewayRecord, write_record
+    from broke.procs import ProcessRecord
 
     home = tmp_path / "stale"
     monkeypatch.setenv("BROKE_HOME", str(home))

@@ -29,16 +29,20 @@ class Deployment:
 
 def _litellm_model(backend: Backend, catalog: Catalog) -> str:
     provider = catalog.providers[backend.provider]
-    if provider.local or provider.needs_api_base or backend.api_base:
+    if provider.local:
+        return "hosted_vllm/default_model"  # mlx_lm.server answers only to this name (or its path)
+    if provider.needs_api_base or backend.api_base:
         # OpenAI-compatible servers: hosted_vllm/ keeps /v1/messages and /v1/responses on chat completions.
         return f"hosted_vllm/{backend.model}"
     return f"{provider.litellm_prefix}/{backend.model}"
 
 
-def deployments(state: State, catalog: Catalog, env: Mapping[str, str]) -> list[Deployment]:
+def deployments(state: State, catalog: Catalog, env: Mapping[str, str],
+                local_bases: Mapping[str, str] | None = None) -> list[Deployment]:
     """Every deployment the gateway can serve now: known and custom backends × the keys that are set.
 
-    Backends that need an address they do not have (a local model without a worker) are left out.
+    Local models are served at their worker's address (`local_bases`: backend id -> api_base);
+    backends that need an address they do not have are left out.
     """
     out = []
     for backend_id in [*catalog.backends, *state.backends]:
@@ -46,12 +50,13 @@ def deployments(state: State, catalog: Catalog, env: Mapping[str, str]) -> list[
         provider = catalog.providers.get(backend.provider) if backend else None
         if backend is None or provider is None:
             continue
-        if (provider.local or provider.needs_api_base) and not backend.api_base:
+        api_base = (local_bases or {}).get(backend_id) if provider.local else backend.api_base
+        if (provider.local or provider.needs_api_base) and not api_base:
             continue
         params: dict = {"model": _litellm_model(backend, catalog)}
-        if backend.api_base:
+        if api_base:
             # Such servers speak chat completions only: /v1/responses is bridged onto it.
-            params.update(api_base=backend.api_base, use_chat_completions_api=True)
+            params.update(api_base=api_base, use_chat_completions_api=True)
         prefix = backend.key_env if backend.key_env is not None else provider.key_env
         if not prefix:
             out.append(Deployment(backend_id, backend_id, None, {**params, "api_key": NO_KEY}))

@@ -38,7 +38,7 @@ RETRYABLE = {401, 403, 408, 429} | set(range(500, 600))
 BACKEND_COOLDOWN_S = 30.0
 #: How long a key that failed authentication is skipped before it is tried again.
 AUTH_RETRY_S = 300.0
-FORWARDED_HEADERS = ("content-type", "accept", "anthropic-version", "anthropic-beta", "openai-beta",
+FORWARDED_HEADERS = ("accept", "anthropic-version", "anthropic-beta", "openai-beta",
                      "user-agent", "x-request-id")
 DROPPED_RESPONSE_HEADERS = {"connection", "keep-alive", "transfer-encoding", "content-length", "te",
                             "trailer", "upgrade", "server", "date"}
@@ -274,6 +274,7 @@ class FrontProxy:
         headers = {name: request.headers[name] for name in FORWARDED_HEADERS if name in request.headers}
         headers["authorization"] = f"Bearer {self.master_key}"
         headers["accept-encoding"] = "identity"  # loopback: compression only costs time
+        headers["content-type"] = "application/json"  # the body is re-encoded JSON, whatever was sent
         last: tuple[int, bytes, dict[str, str]] = (502, b"", {})
         attempt = 0
         down: set[str] = set()  # backends that failed as a whole during this request
@@ -283,7 +284,7 @@ class FrontProxy:
                 if candidate.backend in down:
                     continue
                 attempt += 1
-                body = json.dumps({**payload, "model": candidate.deployment}).encode("utf-8")
+                body = json.dumps(self._payload_for(payload, candidate)).encode("utf-8")
                 upstream_request = self.upstream.build_request("POST", path, content=body, headers=headers)
                 try:
                     upstream = await asyncio.wait_for(self.upstream.send(upstream_request, stream=True),
@@ -318,6 +319,17 @@ class FrontProxy:
         return Response(error, status_code=status, headers={**error_headers, **base_headers,
                                                             "x-broke-attempts": str(attempt)},
                         media_type="application/json")
+
+    def _payload_for(self, payload: dict, candidate: Candidate) -> dict:
+        """The body for one attempt: the deployment's name, and token limits a local worker can serve."""
+        body = {**payload, "model": candidate.deployment}
+        if candidate.provider == "mlx":
+            for field in ("max_tokens", "max_completion_tokens", "max_output_tokens"):
+                if field in body and body[field] is None:
+                    del body[field]  # mlx_lm.server refuses null
+                elif isinstance(body.get(field), int) and body[field] > self.record.local_max_tokens:
+                    body[field] = self.record.local_max_tokens
+        return body
 
     @staticmethod
     def _response_headers(upstream: httpx.Response) -> dict[str, str]:

@@ -10,6 +10,7 @@ from pathlib import Path
 from broke.errors import StateFileError
 from broke.fileio import atomic_write
 from broke.paths import ensure_dir
+from broke.procs import ProcessRecord
 
 DEFAULT_PORT = 4000
 
@@ -24,16 +25,6 @@ def key_ref(value: str) -> str:
 
 
 @dataclass
-class ProcessRecord:
-    """A process broke started: enough to find it again and to tell a reused PID apart."""
-
-    pid: int
-    create_time: float
-    port: int
-    log: str
-
-
-@dataclass
 class GatewayRecord:
     """What `broke start` launched, and what the front proxy needs to know about it."""
 
@@ -43,6 +34,7 @@ class GatewayRecord:
     key_refs: dict[str, str] = field(default_factory=dict)  # key variable -> key_ref
     first_byte_timeout_s: float = 120.0
     body_limit_bytes: int = 32 * 1024 * 1024
+    local_max_tokens: int = 4096  # requests to local workers are capped to this
     started_at: float = 0.0
 
     @property

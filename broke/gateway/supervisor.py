@@ -6,12 +6,11 @@ recorded PID still belongs to the process broke started (same creation time).
 from __future__ import annotations
 
 import json
+import logging
 import os
-import signal
-import socket
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,20 +21,20 @@ from broke.errors import BrokeError
 from broke.fileio import atomic_write
 from broke.gateway.litellm_config import deployments, render
 from broke.gateway.runfiles import (
-    DEFAULT_PORT, GatewayRecord, ProcessRecord, key_ref, new_master_key, read_record, record_path,
+    DEFAULT_PORT, GatewayRecord, key_ref, new_master_key, read_record, record_path,
     run_dir, write_record,
 )
 from broke.keys import provider_env
-from broke.paths import FILE_MODE
+from broke.procs import (
+    ProcessRecord, child_env, create_time, end_group, free_port, is_ours, port_free, spawn,
+)
 from broke.state.store import StateStore
 
 LITELLM_START_TIMEOUT_S = 120.0
 FRONT_START_TIMEOUT_S = 30.0
-STOP_GRACE_S = 10.0
-#: Variables every child keeps (locale, home, temp, certificates); secrets are added per child.
-BASE_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TMPDIR", "TZ", "SSL_CERT_FILE", "SSL_CERT_DIR")
-#: Outbound proxy settings matter only to the process that calls providers.
-PROXY_ENV = ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy")
+
+
+log = logging.getLogger("broke.gateway")
 
 
 class GatewayError(BrokeError):
@@ -66,26 +65,6 @@ class GatewayStatus:
         return self.record is not None and not any(p.alive for p in self.processes)
 
 
-def is_ours(record: ProcessRecord) -> bool:
-    """True if the recorded PID is alive and is still the process broke started (not a reused PID)."""
-    import psutil
-
-    if record.pid <= 0:
-        return False
-    try:
-        process = psutil.Process(record.pid)
-        return abs(process.create_time() - record.create_time) < 0.05 and \
-            process.status() != psutil.STATUS_ZOMBIE
-    except psutil.Error:
-        return False
-
-
-def _create_time(pid: int) -> float:
-    import psutil
-
-    return psutil.Process(pid).create_time()
-
-
 def status(home: Path) -> GatewayStatus:
     record = read_record(home)
     if record is None:
@@ -94,39 +73,6 @@ def status(home: Path) -> GatewayStatus:
         ProcessStatus(name, proc, is_ours(proc)) for name, proc in (("front", record.front),
                                                                    ("litellm", record.litellm))
     ))
-
-
-def _port_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        try:
-            probe.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def child_env(extra: Mapping[str, str], *, outbound: bool = False) -> dict[str, str]:
-    """Only what a child needs: the base variables, proxies if it calls out, and `extra`."""
-    names = BASE_ENV + (PROXY_ENV if outbound else ())
-    return {**{n: os.environ[n] for n in names if n in os.environ}, **extra}
-
-
-def _spawn(argv: list[str], env: dict[str, str], log: Path) -> int:
-    import subprocess
-
-    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, FILE_MODE)
-    try:
-        process = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=fd,
-                                   stderr=subprocess.STDOUT, cwd=log.parent, start_new_session=True)
-    finally:
-        os.close(fd)
-    return process.pid
 
 
 def _wait_healthy(url: str, record: ProcessRecord, name: str, timeout_s: float,
@@ -167,14 +113,22 @@ def start(home: Path, *, port: int | None = None, first_byte_timeout_s: float | 
     if current.record is not None:
         stop(home)  # half-running or stale: end what is ours, clean the record
     port = port or int(_env_number("BROKE_PORT", DEFAULT_PORT))
-    if not _port_free(port):
+    if not port_free(port):
         raise GatewayError(f"port {port} on 127.0.0.1 is in use; pick another with `broke start --port N`")
     first_byte_timeout_s = first_byte_timeout_s or _env_number("BROKE_FIRST_BYTE_TIMEOUT", 120)
     body_limit_bytes = int(_env_number("BROKE_BODY_LIMIT_MB", 32) * 1024 * 1024)
 
     state = StateStore(home).load()
     env = provider_env(home / ".env")
-    items = deployments(state, load_catalog(), env)
+    from broke.local import workers
+
+    for backend_id in workers.routed_local_backends(state):
+        try:
+            workers.start_worker(home, backend_id, progress=progress)
+        except BrokeError as exc:  # one missing model must not keep the rest of the gateway down
+            progress(f"skipping {backend_id}: {exc}")
+            log.warning("skipping %s: %s", backend_id, exc)
+    items = deployments(state, load_catalog(), env, workers.local_bases(home))
     key_vars = sorted({d.key_env for d in items if d.key_env})
     run = run_dir(home)
     config_path = run / "litellm_config.json"
@@ -187,20 +141,21 @@ def start(home: Path, *, port: int | None = None, first_byte_timeout_s: float | 
                              "LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_TELEMETRY": "False"},
                             outbound=True)
     progress("starting LiteLLM")
-    litellm.pid = _spawn([str(bin_dir / "litellm"), "--config", str(config_path), "--host", "127.0.0.1",
+    litellm.pid = spawn([str(bin_dir / "litellm"), "--config", str(config_path), "--host", "127.0.0.1",
                           "--port", str(litellm.port)], litellm_env, Path(litellm.log))
-    litellm.create_time = _create_time(litellm.pid)
+    litellm.create_time = create_time(litellm.pid)
     front = ProcessRecord(0, 0.0, port, str(run / "gateway.log"))
     record = GatewayRecord(front=front, litellm=litellm, deployments=[d.name for d in items],
                            key_refs={k: key_ref(env[k]) for k in key_vars},
                            first_byte_timeout_s=first_byte_timeout_s, body_limit_bytes=body_limit_bytes,
+                           local_max_tokens=int(_env_number("BROKE_LOCAL_MAX_TOKENS", 4096)),
                            started_at=time.time())
     write_record(home, record)
     try:
         progress("starting the front proxy")
-        front.pid = _spawn([sys.executable, "-m", "broke.gateway.serve"],
+        front.pid = spawn([sys.executable, "-m", "broke.gateway.serve"],
                            child_env({"BROKE_HOME": str(home)}), Path(front.log))
-        front.create_time = _create_time(front.pid)
+        front.create_time = create_time(front.pid)
         write_record(home, record)
         _wait_healthy(f"http://127.0.0.1:{litellm.port}/health/liveliness", litellm, "LiteLLM",
                       LITELLM_START_TIMEOUT_S, progress)
@@ -212,33 +167,18 @@ def start(home: Path, *, port: int | None = None, first_byte_timeout_s: float | 
     return record, True
 
 
-def _end_group(process: ProcessRecord) -> None:
-    """SIGTERM the process group broke started, then SIGKILL what is left after the grace period."""
-    try:
-        os.killpg(process.pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    deadline = time.monotonic() + STOP_GRACE_S
-    while time.monotonic() < deadline and is_ours(process):
-        time.sleep(0.1)
-    try:
-        os.killpg(process.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-
-
 def stop(home: Path) -> list[str]:
     """Stop the recorded processes that are still ours; returns what was done, one line each."""
     current = status(home)
-    if current.record is None:
-        return []
     done = []
     for process in current.processes:
         if process.alive:
-            _end_group(process.record)
+            end_group(process.record)
             done.append(f"stopped {process.name} (pid {process.record.pid})")
         elif process.record.pid:
             done.append(f"{process.name} (pid {process.record.pid}) was already gone")
     record_path(home).unlink(missing_ok=True)
     (home / "run" / "litellm_master_key").unlink(missing_ok=True)
-    return done
+    from broke.local.workers import stop_all
+
+    return done + stop_all(home)

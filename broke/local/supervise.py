@@ -1,0 +1,86 @@
+"""One worker's supervisor process: runs `mlx_lm.server` for a model and restarts it when it dies.
+
+Started by `broke worker start` as `python -m broke.local.supervise NAME MODEL_DIR PORT`, in its own
+process group (the server is its child, in the same group), so stopping the group stops both.
+Worker health goes to `health.json` (`workers.NAME`): healthy once the server answers, cooldown
+while it restarts.
+"""
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+
+import httpx
+
+from broke.health import HealthStore
+from broke.paths import broke_home
+
+BACKOFF_S = (1.0, 2.0, 4.0, 8.0, 16.0, 30.0)
+READY_TIMEOUT_S = 180.0
+
+
+def log(message: str) -> None:
+    print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} broke-worker: {message}", flush=True)
+
+
+def wait_ready(server: subprocess.Popen, port: int) -> bool:
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while time.monotonic() < deadline and server.poll() is None:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2.0).status_code == 200:
+                return True
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    return False
+
+
+def main(name: str, model_dir: str, port: int, host: str = "127.0.0.1") -> int:
+    health = HealthStore(broke_home())
+    stopping = False
+
+    def on_term(signum, frame):  # noqa: ARG001 - signal handler signature
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGINT, on_term)
+    argv = [sys.executable, "-m", "mlx_lm.server", "--model", model_dir, "--host", host, "--port", str(port)]
+    restarts = 0
+    while not stopping:
+        log(f"starting mlx_lm.server for {name} on {host}:{port}")
+        server = subprocess.Popen(argv, stdin=subprocess.DEVNULL)
+        started = time.monotonic()
+        if wait_ready(server, port):
+            health.set("workers", name, "healthy", reason="ready")
+            log("ready")
+        while not stopping and server.poll() is None:
+            time.sleep(0.2)
+        if stopping:
+            server.terminate()
+            try:
+                server.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                server.kill()
+            health.set("workers", name, "blocked", reason="stopped")
+            break
+        if time.monotonic() - started > 60:
+            restarts = 0  # it ran a good while: start the back-off afresh
+        delay = BACKOFF_S[min(restarts, len(BACKOFF_S) - 1)]
+        restarts += 1
+        log(f"mlx_lm.server exited with {server.returncode}; restarting in {delay:.0f}s")
+        health.set("workers", name, "cooldown", until=time.time() + delay + 5, reason="restarting",
+                   count_failure=True)
+        deadline = time.monotonic() + delay
+        while not stopping and time.monotonic() < deadline:
+            time.sleep(0.1)
+    log("stopped")
+    return 0
+
+
+if __name__ == "__main__":
+    if len(sys.argv) not in (4, 5):
+        sys.exit("usage: python -m broke.local.supervise NAME MODEL_DIR PORT [HOST]")
+    sys.exit(main(sys.argv[1], sys.argv[2], int(sys.argv[3]), *sys.argv[4:5]))
