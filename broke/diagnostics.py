@@ -7,6 +7,8 @@ from dataclasses import asdict, dataclass
 from broke.changes import backend_users
 from broke.context import RoutingContext
 from broke.keys import key_pool
+from broke.local.demo import NEXT_STEP
+from broke.local.models import DEMO_BACKEND
 from broke.resolver import FLOATING_ON_PINNED, Resolution, find_backend
 
 
@@ -78,6 +80,9 @@ def validate(ctx: RoutingContext) -> tuple[list[Finding], list[Resolution]]:
     findings = _backend_findings(ctx)
     for resolution in resolutions:
         findings += _slot_findings(resolution)
+    demo_slots = [r.slot for r in resolutions if r.chosen and r.chosen.backend == DEMO_BACKEND]
+    if demo_slots:
+        findings.append(Finding("info", "demo", ", ".join(demo_slots), NEXT_STEP))
     if ctx.state.frozen:
         findings.append(Finding("info", "frozen", "state",
                                 "state is frozen: changes are refused until `broke freeze off`"))

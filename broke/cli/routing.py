@@ -73,6 +73,10 @@ def explain(slot: str = typer.Argument(..., help="A slot or a client model name.
     show(t)
     for note in resolution.notes:
         say(f"[yellow]note:[/] {esc(note)}")
+    from broke.local.demo import NEXT_STEP, is_demo
+
+    if any(is_demo(c.backend) for c in resolution.candidates):
+        say(f"[yellow]demo:[/] {esc(NEXT_STEP)}")
 
 
 def _findings_table(findings: list[dict]) -> None:

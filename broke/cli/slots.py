@@ -12,6 +12,8 @@ from broke.errors import InvalidInputError, UsageProblem
 def list_slots(as_json: bool = JSON_OPTION) -> None:
     """Show every slot: its backend, fallbacks and what a request would get now."""
     from broke.context import RoutingContext
+    from broke.local.demo import NEXT_STEP
+    from broke.local.models import DEMO_BACKEND
 
     ctx = RoutingContext.load(store())
     state = ctx.state
@@ -37,8 +39,11 @@ def list_slots(as_json: bool = JSON_OPTION) -> None:
     t = table("slot", "family", "backend", "fallbacks", "now answers")
     for row in rows:
         answer = esc(row["chosen"]) if row["chosen"] else f"[red]none[/] [dim]({esc(row['reason'])})[/]"
+        demo = " [yellow](demo)[/]" if row["backend"] == DEMO_BACKEND else ""
         t.add_row(row["slot"] + (" [dim](pinned)[/]" if row["pinned"] else ""), row["family"],
-                  esc(row["backend"]), esc(", ".join(row["fallbacks"])) or "-", answer)
+                  esc(row["backend"]) + demo, esc(", ".join(row["fallbacks"])) or "-", answer)
+    if any(row["backend"] == DEMO_BACKEND for row in rows):
+        say(f"[yellow]demo:[/] {esc(NEXT_STEP)}")
     show(t)
 
 

@@ -39,7 +39,7 @@ def probe(home: Path, slot: str, timeout_s: float = 120.0) -> ProbeResult:
     """One tiny chat request for `slot` through the gateway."""
     record = running_record(home)
     token = TokenStore(home).token_for("client")
-    body = {"model": slot, "max_tokens": 16, "messages": [{"role": "user", "content": "Reply with: ok"}]}
+    body = {"model": slot, "max_tokens": 64, "messages": [{"role": "user", "content": "Reply with: ok"}]}
     started = time.perf_counter()
     try:
         answer = httpx.post(f"{record.base_url}/v1/chat/completions", json=body, timeout=timeout_s,

@@ -118,9 +118,13 @@ def start(home: Path, *, port: int | None = None, first_byte_timeout_s: float | 
     first_byte_timeout_s = first_byte_timeout_s or _env_number("BROKE_FIRST_BYTE_TIMEOUT", 120)
     body_limit_bytes = int(_env_number("BROKE_BODY_LIMIT_MB", 32) * 1024 * 1024)
 
+    from broke.local import workers
+    from broke.local.demo import route_fresh_home_to_demo
+
+    if route_fresh_home_to_demo(home):
+        progress("no provider keys and no local models: routing every slot to the offline demo model")
     state = StateStore(home).load()
     env = provider_env(home / ".env")
-    from broke.local import workers
 
     for backend_id in workers.routed_local_backends(state):
         try:
