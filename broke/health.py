@@ -41,12 +41,16 @@ class Health:
         record = self.keys.get(key_env)
         return record.effective(now) if record else "unknown"
 
-    def model_status(self, backend_id: str, now: float, worker: str | None = None) -> str:
-        """A backend's status; for a local model the newer of its own and its worker's record counts."""
+    def backend_record(self, backend_id: str, worker: str | None = None) -> HealthRecord | None:
+        """A backend's record; for a local model the newer of its own and its worker's counts."""
         record = self.models.get(backend_id)
         worker_record = self.workers.get(worker) if worker else None
         if worker_record and (record is None or worker_record.updated_at >= record.updated_at):
-            record = worker_record
+            return worker_record
+        return record
+
+    def model_status(self, backend_id: str, now: float, worker: str | None = None) -> str:
+        record = self.backend_record(backend_id, worker)
         return record.effective(now) if record else "unknown"
 
 

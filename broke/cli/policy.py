@@ -60,6 +60,8 @@ def _health_rows(section: str, names: list[str]) -> list[dict]:
     rows = []
     for name in sorted(set(names) | set(records)):
         record = records.get(name)
+        if section == "models" and name.startswith("mlx/"):
+            record = health.backend_record(name, name[len("mlx/"):])  # a local model: its worker counts
         rows.append({
             "name": name,
             "status": record.effective(now) if record else "unknown",

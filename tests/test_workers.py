@@ -1,0 +1,169 @@
+"""Real MLX workers (mlx_lm.server on CPU) serving tiny models made by make-tiny, behind the real gateway."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+
+import httpx
+import psutil
+import pytest
+from typer.testing import CliRunner
+
+from broke.cli.main import app
+from broke.local.workers import find_worker, read_workers
+from broke.procs import free_port
+
+pytestmark = pytest.mark.timeout(600)
+ANSWER_A = "alpha beta gamma delta"
+ANSWER_B = "one two three"
+
+
+def run_cli(*args: str):
+    result = CliRunner().invoke(app, list(args))
+    assert result.exit_code == 0, result.output
+    return result
+
+
+@pytest.fixture(scope="module")
+def local_gateway(tmp_path_factory):
+    """Two tiny local models, sonnet on one and opus on the other (falling back to the first)."""
+    root = tmp_path_factory.mktemp("local")
+    home = root / "home"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("BROKE_HOME", str(home))
+        for name in [n for n in os.environ if n.endswith("_API_KEY") or "_API_KEY_" in n]:
+            mp.delenv(name)
+        run_cli("local", "make-tiny", str(root / "tiny-a"), "--answer", ANSWER_A, "--add", "tiny-a")
+        run_cli("local", "make-tiny", str(root / "tiny-b"), "--answer", ANSWER_B, "--add", "tiny-b")
+        run_cli("swap", "sonnet=mlx/tiny-a", "opus=mlx/tiny-b")
+        run_cli("fallback", "opus", "mlx/tiny-a")
+        port = free_port()
+        run_cli("start", "--port", str(port))
+        token = json.loads(run_cli("connect", "--json").stdout)["token"]
+        try:
+            yield {"home": home, "url": f"http://127.0.0.1:{port}", "token": token}
+        finally:
+            run_cli("stop")
+
+
+@pytest.fixture
+def lg(local_gateway, monkeypatch):
+    monkeypatch.setenv("BROKE_HOME", str(local_gateway["home"]))
+    return local_gateway
+
+
+def ask(lg, model="sonnet", stream=False, max_tokens=128000):
+    body = {"model": model, "stream": stream, "max_tokens": max_tokens,
+            "messages": [{"role": "user", "content": "what do you say?"}]}
+    return httpx.post(lg["url"] + "/v1/chat/completions", json=body, timeout=60,
+                      headers={"authorization": f"Bearer {lg['token']}"})
+
+
+def streamed_text(raw: str) -> str:
+    parts = []
+    for line in raw.splitlines():
+        if line.startswith("data: ") and line != "data: [DONE]":
+            for choice in json.loads(line[6:]).get("choices") or []:
+                parts.append((choice.get("delta") or {}).get("content") or "")
+    return "".join(parts)
+
+
+def test_start_runs_the_routed_workers(lg):
+    rows = json.loads(run_cli("worker", "list", "--json").stdout)
+    assert {r["backend"]: r["state"] for r in rows} == {"mlx/tiny-a": "ready", "mlx/tiny-b": "ready"}
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_chat_through_the_gateway_gets_the_deterministic_answer(lg, stream):
+    answer = ask(lg, stream=stream)  # Claude Code-sized max_tokens is capped for the worker
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["x-broke-backend"] == "mlx/tiny-a"
+    text = streamed_text(answer.text) if stream else answer.json()["choices"][0]["message"]["content"]
+    assert text == ANSWER_A
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_anthropic_messages_against_a_worker(lg, stream):
+    body = {"model": "claude-opus-5-5", "max_tokens": 32000, "stream": stream,
+            "messages": [{"role": "user", "content": "hello"}]}
+    answer = httpx.post(lg["url"] + "/v1/messages", json=body, timeout=60,
+                        headers={"x-api-key": lg["token"], "anthropic-version": "2023-06-01"})
+    assert answer.status_code == 200, answer.text
+    if stream:
+        deltas = [json.loads(line[6:])["delta"].get("text", "") for line in answer.text.splitlines()
+                  if line.startswith("data: ") and '"content_block_delta"' in line]
+        assert "".join(deltas) == ANSWER_B
+    else:
+        assert answer.json()["content"][0]["text"] == ANSWER_B
+
+
+def test_a_killed_worker_is_restarted_and_serves_again(lg):
+    record = find_worker(lg["home"], "tiny-b")
+    server = psutil.Process(record.pid).children()[0]
+    server.send_signal(signal.SIGKILL)
+    server.wait(timeout=10)
+    # Meanwhile opus follows its fallback chain to tiny-a.
+    during = ask(lg, "opus")
+    assert during.status_code == 200
+    assert during.headers["x-broke-backend"] in ("mlx/tiny-b", "mlx/tiny-a")
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        children = psutil.Process(record.pid).children()
+        if children and children[0].pid != server.pid:
+            try:
+                if httpx.get(f"http://127.0.0.1:{record.port}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+        time.sleep(0.3)
+    else:
+        pytest.fail("the worker was not restarted within 60 s")
+    states = {r["name"]: r["status"] for r in json.loads(run_cli("model-state", "--json").stdout)}
+    assert states["mlx/tiny-b"] == "healthy"  # the worker's fresh record outranks the backend's bench
+    after = ask(lg, "opus")
+    assert after.status_code == 200 and after.headers["x-broke-backend"] == "mlx/tiny-b"
+    assert after.json()["choices"][0]["message"]["content"] == ANSWER_B
+
+
+def test_worker_stop_leaves_no_process(lg, tmp_path):
+    run_cli("local", "make-tiny", str(tmp_path / "tiny-c"), "--add", "tiny-c")
+    run_cli("worker", "start", "tiny-c")
+    record = find_worker(lg["home"], "tiny-c")
+    family = [psutil.Process(record.pid)] + psutil.Process(record.pid).children(recursive=True)
+    assert len(family) >= 2  # the supervisor and its mlx_lm.server
+    run_cli("worker", "stop", "tiny-c")
+    _, alive = psutil.wait_procs(family, timeout=15)
+    assert alive == []
+    assert "mlx/tiny-c" not in {w.backend for w in read_workers(lg["home"])}
+
+
+def test_offline_demo_on_a_fresh_home(tmp_path, monkeypatch):
+    """No keys, no models: `start` then `probe sonnet` answers from the demo model."""
+    monkeypatch.setenv("BROKE_HOME", str(tmp_path / "fresh"))
+    run_cli("start", "--port", str(free_port()))
+    try:
+        probe = json.loads(run_cli("probe", "sonnet", "--json").stdout)
+        assert probe["status"] == 200 and probe["backend"] == "mlx/broke-demo"
+        assert probe["answer"].startswith("Hello from broke's demo model")
+        assert "demo" in run_cli("list").stdout
+    finally:
+        run_cli("stop")
+
+
+def test_local_models_lists_what_is_on_disk(lg, tmp_path):
+    run_cli("local", "make-tiny", str(tmp_path / "models" / "tiny-d"))
+    rows = json.loads(run_cli("local", "models", "--dir", str(tmp_path / "models"), "--json").stdout)
+    tiny = [r for r in rows if r["name"] == "tiny-d"]
+    assert tiny and tiny[0]["loadable"] is True and tiny[0]["model_type"] == "llama"
+    assert tiny[0]["size_bytes"] > 0
+
+
+def test_local_add_of_an_unreachable_repo_is_a_clear_error(lg, monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    result = CliRunner().invoke(app, ["local", "add", "nobody/not-a-model"])
+    assert result.exit_code == 1
+    assert "cannot download nobody/not-a-model" in result.stderr
+    assert "Traceback" not in result.output
