@@ -10,7 +10,8 @@ from broke.errors import BrokeError, InvalidInputError, NotFoundError
 from broke.presets import Profile, Team, profiles, teams
 from broke.resolver import backend_chain, find_backend, is_slot_reference
 from broke.state.model import (
-    KEY_POLICY_MODES, MODEL_POLICY_MODES, Access, CustomBackend, KeyPolicy, ModelPolicy, SlotConfig, State,
+    KEY_POLICY_MODES, MODEL_POLICY_MODES, Access, CustomBackend, KeyPolicy, ModelPolicy, Node, SlotConfig,
+    State,
 )
 from broke.state.store import StateStore
 
@@ -280,5 +281,34 @@ def add_local_model(store: StateStore, name: str, model_ref: str) -> State:
         if backend_id in state.backends:
             raise InvalidInputError(f"'{backend_id}' exists; `broke backend remove {backend_id}` first")
         state.backends[backend_id] = CustomBackend("mlx", model_ref, pinned=True)
+
+    return store.update(apply)[0]
+
+
+def add_node(store: StateStore, name: str, url: str, *, model: str, token_env: str | None) -> State:
+    """A worker on another machine joins the pool of local model `model` (backend mlx/MODEL)."""
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", name):
+        raise InvalidInputError(f"node name '{name}' must be letters, digits, '.', '_' or '-'")
+    if not _is_http_url(url):
+        raise InvalidInputError(f"node URL must be an http:// or https:// URL, got '{url}'")
+    if token_env is not None and not _ENV_NAME.match(token_env):
+        raise InvalidInputError(f"--token-env must be an environment variable name, got '{token_env}'")
+    backend_id = f"mlx/{model}"
+
+    def apply(state: State) -> None:
+        if name in state.nodes:
+            raise InvalidInputError(f"node '{name}' exists; `broke node remove {name}` first")
+        if find_backend(backend_id, state, load_catalog()) is None:
+            state.backends[backend_id] = CustomBackend("mlx", model, pinned=True)
+        state.nodes[name] = Node(url.rstrip("/"), model, token_env)
+
+    return store.update(apply)[0]
+
+
+def remove_node(store: StateStore, name: str) -> State:
+    def apply(state: State) -> None:
+        if name not in state.nodes:
+            raise NotFoundError(f"unknown node '{name}'; see `broke node list`")
+        del state.nodes[name]
 
     return store.update(apply)[0]

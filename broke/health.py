@@ -41,16 +41,25 @@ class Health:
         record = self.keys.get(key_env)
         return record.effective(now) if record else "unknown"
 
-    def backend_record(self, backend_id: str, worker: str | None = None) -> HealthRecord | None:
-        """A backend's record; for a local model the newer of its own and its worker's counts."""
+    def pool_record(self, model: str, now: float) -> HealthRecord | None:
+        """The best record of a local model's workers (`NAME` or `NAME@PORT`): a healthy one if any."""
+        records = [r for key, r in self.workers.items() if key == model or key.startswith(f"{model}@")]
+        if not records:
+            return None
+        healthy = [r for r in records if r.effective(now) == "healthy"]
+        return max(healthy or records, key=lambda r: r.updated_at)
+
+    def backend_record(self, backend_id: str, worker: str | None = None,
+                       now: float | None = None) -> HealthRecord | None:
+        """A backend's record; for a local model the newer of its own and its workers' counts."""
         record = self.models.get(backend_id)
-        worker_record = self.workers.get(worker) if worker else None
+        worker_record = self.pool_record(worker, time.time() if now is None else now) if worker else None
         if worker_record and (record is None or worker_record.updated_at >= record.updated_at):
             return worker_record
         return record
 
     def model_status(self, backend_id: str, now: float, worker: str | None = None) -> str:
-        record = self.backend_record(backend_id, worker)
+        record = self.backend_record(backend_id, worker, now)
         return record.effective(now) if record else "unknown"
 
 

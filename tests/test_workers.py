@@ -5,6 +5,7 @@ import json
 import os
 import signal
 import time
+from pathlib import Path
 
 import httpx
 import psutil
@@ -39,6 +40,8 @@ def local_gateway(tmp_path_factory):
         run_cli("local", "make-tiny", str(root / "tiny-b"), "--answer", ANSWER_B, "--add", "tiny-b")
         run_cli("swap", "sonnet=mlx/tiny-a", "opus=mlx/tiny-b")
         run_cli("fallback", "opus", "mlx/tiny-a")
+        run_cli("worker", "start", "tiny-a")
+        run_cli("worker", "start", "tiny-a", "--replica")  # a pool of two workers for sonnet
         port = free_port()
         run_cli("start", "--port", str(port))
         token = json.loads(run_cli("connect", "--json").stdout)["token"]
@@ -72,7 +75,34 @@ def streamed_text(raw: str) -> str:
 
 def test_start_runs_the_routed_workers(lg):
     rows = json.loads(run_cli("worker", "list", "--json").stdout)
-    assert {r["backend"]: r["state"] for r in rows} == {"mlx/tiny-a": "ready", "mlx/tiny-b": "ready"}
+    assert sorted((r["backend"], r["state"]) for r in rows) == [
+        ("mlx/tiny-a", "ready"), ("mlx/tiny-a", "ready"), ("mlx/tiny-b", "ready")]
+
+
+def served_counts(home) -> dict[str, int]:
+    """Chat requests each worker's log shows (mlx_lm.server logs one line per request)."""
+    return {w.log: Path(w.log).read_text().count("POST /v1/chat/completions")
+            for w in read_workers(home) if w.backend == "mlx/tiny-a"}
+
+
+def test_two_workers_of_one_model_both_serve(lg):
+    import asyncio
+
+    before = served_counts(lg["home"])
+
+    async def burst():
+        async with httpx.AsyncClient(timeout=60) as http:
+            body = {"model": "sonnet", "messages": [{"role": "user", "content": "hi"}]}
+            return await asyncio.gather(*(
+                http.post(lg["url"] + "/v1/chat/completions", json=body,
+                          headers={"authorization": f"Bearer {lg['token']}"}) for _ in range(24)))
+
+    answers = asyncio.run(burst())
+    assert all(a.status_code == 200 and a.json()["choices"][0]["message"]["content"] == ANSWER_A
+               for a in answers)
+    after = served_counts(lg["home"])
+    assert len(after) == 2
+    assert all(after[log] > before.get(log, 0) for log in after), after
 
 
 @pytest.mark.parametrize("stream", [False, True])
@@ -164,3 +194,28 @@ def test_local_add_of_an_unreachable_repo_is_a_clear_error(lg, monkeypatch, tmp_
     assert result.exit_code == 1
     assert "cannot download nobody/not-a-model" in result.stderr
     assert "Traceback" not in result.output
+
+
+def test_a_node_behind_a_token_joins_the_pool(tmp_path, monkeypatch):
+    """A worker for other machines (non-loopback address, token) joins a gateway as a node."""
+    home = tmp_path / "nodehome"
+    monkeypatch.setenv("BROKE_HOME", str(home))
+    run_cli("local", "make-tiny", str(tmp_path / "tiny-n"), "--answer", ANSWER_B, "--add", "tiny-n")
+    port = free_port()
+    run_cli("worker", "start", "tiny-n", "--host", "127.0.0.2", "--port", str(port), "--token", "node-secret")
+    base = f"http://127.0.0.2:{port}/v1"
+    assert httpx.get(base + "/models").status_code == 401
+    assert httpx.get(base + "/models", headers={"authorization": "Bearer node-secret"}).status_code == 200
+    (home / ".env").write_text("NODE_TOKEN=node-secret\n")
+    run_cli("node", "add", "studio", base, "--model", "tiny-n", "--token-env", "NODE_TOKEN")
+    run_cli("swap", "haiku", "mlx/tiny-n")
+    run_cli("start", "--port", str(free_port()))
+    try:
+        probe = json.loads(run_cli("probe", "haiku", "--json").stdout)
+        assert probe["status"] == 200 and probe["answer"] == ANSWER_B
+        config = (home / "run" / "litellm_config.json").read_text()
+        assert base in config and "os.environ/NODE_TOKEN" in config
+        assert "node-secret" not in config
+        assert json.loads(run_cli("node", "list", "--json").stdout)["studio"]["url"] == base
+    finally:
+        run_cli("stop")

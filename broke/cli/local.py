@@ -85,26 +85,34 @@ def local_make_tiny(directory: Path = typer.Argument(..., metavar="DIR"),
 
 
 @worker_app.command("start")
-def worker_start(model: str = typer.Argument(..., help="NAME or mlx/NAME."),
-                 port: Optional[int] = typer.Option(None, "--port", help="Port on 127.0.0.1 (default: a free one).")) -> None:
-    """Start the worker of a local model and wait until it answers."""
+def worker_start(
+    model: str = typer.Argument(..., help="NAME or mlx/NAME."),
+    port: Optional[int] = typer.Option(None, "--port", help="Port (default: a free one)."),
+    replica: bool = typer.Option(False, "--replica", help="Add another worker to the model's pool."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Listen address; beyond loopback needs --token."),
+    token: Optional[str] = typer.Option(None, "--token", envvar="BROKE_WORKER_TOKEN",
+                                        help="Token other machines must present (or $BROKE_WORKER_TOKEN)."),
+) -> None:
+    """Start a worker of a local model and wait until it answers."""
     from broke.local.workers import start_worker
 
     with console().status("starting the worker") as spinner:
-        record, started = start_worker(store().home, model, port=port, progress=spinner.update)
+        record, started = start_worker(store().home, model, port=port, replica=replica, host=host,
+                                       token=token, progress=spinner.update)
+    where = f"{record.host}:{record.port}" + (" (token required)" if record.exposed else "")
     say(f"worker of [bold]{esc(record.backend)}[/] {'started' if started else 'already running'} "
-        f"on {record.api_base} (pid {record.pid})")
+        f"on {where} (pid {record.pid})")
 
 
 @worker_app.command("stop")
-def worker_stop(model: Optional[str] = typer.Argument(None, help="NAME or mlx/NAME."),
+def worker_stop(model: Optional[str] = typer.Argument(None, help="NAME or mlx/NAME (all its workers)."),
                 stop_all: bool = typer.Option(False, "--all", help="Stop every worker.")) -> None:
-    """Stop a worker (or all): exactly the process group broke started."""
+    """Stop a model's workers (or all): exactly the process groups broke started."""
     from broke.local import workers
 
     if bool(model) == stop_all:
         raise UsageProblem("give a MODEL or --all")
-    done = workers.stop_all(store().home) if stop_all else [workers.stop_worker(store().home, model)]
+    done = workers.stop_all(store().home) if stop_all else workers.stop_worker(store().home, model)
     say("\n".join(done) if done else "no workers")
 
 
@@ -117,7 +125,8 @@ def worker_list(as_json: bool = JSON_OPTION) -> None:
     for w in read_workers(store().home):
         running = worker_running(w)
         state = ("ready" if answering(w) else "starting") if running else "dead"
-        rows.append({"model": w.name, "backend": w.backend, "port": w.port, "pid": w.pid, "state": state,
+        rows.append({"model": w.name, "backend": w.backend, "host": w.host, "port": w.port, "pid": w.pid,
+                     "state": state,
                      "model_dir": w.model_dir, "log": w.log})
     if as_json:
         print_json(rows)
@@ -125,10 +134,10 @@ def worker_list(as_json: bool = JSON_OPTION) -> None:
     if not rows:
         say("no workers (`broke worker start MODEL`)")
         return
-    t = table("model", "backend", "port", "pid", "state")
+    t = table("model", "backend", "host", "port", "pid", "state")
     colour = {"ready": "green", "starting": "yellow", "dead": "red"}
     for r in rows:
-        t.add_row(esc(r["model"]), esc(r["backend"]), str(r["port"]), str(r["pid"]),
+        t.add_row(esc(r["model"]), esc(r["backend"]), r["host"], str(r["port"]), str(r["pid"]),
                   f"[{colour[r['state']]}]{r['state']}[/]")
     show(t)
 

@@ -37,12 +37,21 @@ def _litellm_model(backend: Backend, catalog: Catalog) -> str:
     return f"{provider.litellm_prefix}/{backend.model}"
 
 
+def _pool_members(backend_id: str, state: State, local_bases: Mapping[str, list[str]]) -> list[tuple[str, str | None]]:
+    """(api_base, key variable) of every worker serving a local model: this machine's and nodes'."""
+    members: list[tuple[str, str | None]] = [(base, None) for base in local_bases.get(backend_id, [])]
+    members += [(node.url, node.token_env) for node in state.nodes.values()
+                if f"mlx/{node.model}" == backend_id]
+    return members
+
+
 def deployments(state: State, catalog: Catalog, env: Mapping[str, str],
-                local_bases: Mapping[str, str] | None = None) -> list[Deployment]:
+                local_bases: Mapping[str, list[str]] | None = None) -> list[Deployment]:
     """Every deployment the gateway can serve now: known and custom backends × the keys that are set.
 
-    Local models are served at their worker's address (`local_bases`: backend id -> api_base);
-    backends that need an address they do not have are left out.
+    A local model gets one deployment per worker (this machine's, `local_bases`: backend id ->
+    api_bases, and nodes'), all under the backend's name: LiteLLM balances that pool. Backends that
+    need an address they do not have are left out.
     """
     out = []
     for backend_id in [*catalog.backends, *state.backends]:
@@ -50,13 +59,21 @@ def deployments(state: State, catalog: Catalog, env: Mapping[str, str],
         provider = catalog.providers.get(backend.provider) if backend else None
         if backend is None or provider is None:
             continue
-        api_base = (local_bases or {}).get(backend_id) if provider.local else backend.api_base
-        if (provider.local or provider.needs_api_base) and not api_base:
+        if provider.local:
+            for api_base, key_env in _pool_members(backend_id, state, local_bases or {}):
+                if key_env and key_env not in env:
+                    continue  # a node whose token is not set here cannot be reached
+                params = {"model": _litellm_model(backend, catalog), "api_base": api_base,
+                          "use_chat_completions_api": True,
+                          "api_key": f"os.environ/{key_env}" if key_env else NO_KEY}
+                out.append(Deployment(backend_id, backend_id, None, params))
+            continue
+        if provider.needs_api_base and not backend.api_base:
             continue
         params: dict = {"model": _litellm_model(backend, catalog)}
-        if api_base:
+        if backend.api_base:
             # Such servers speak chat completions only: /v1/responses is bridged onto it.
-            params.update(api_base=api_base, use_chat_completions_api=True)
+            params.update(api_base=backend.api_base, use_chat_completions_api=True)
         prefix = backend.key_env if backend.key_env is not None else provider.key_env
         if not prefix:
             out.append(Deployment(backend_id, backend_id, None, {**params, "api_key": NO_KEY}))
@@ -74,9 +91,9 @@ def render(items: list[Deployment], *, request_timeout_s: float) -> dict:
             {
                 "model_name": d.name,
                 "litellm_params": {**d.litellm_params, "max_retries": 0, "timeout": request_timeout_s},
-                "model_info": {"id": d.name, "supports_reasoning": False},
+                "model_info": {"id": f"{d.name}#{number}", "supports_reasoning": False},
             }
-            for d in items
+            for number, d in enumerate(items)
         ],
         "litellm_settings": {
             "drop_params": True,
@@ -85,6 +102,7 @@ def render(items: list[Deployment], *, request_timeout_s: float) -> dict:
             "use_chat_completions_url_for_anthropic_messages": True,
             "telemetry": False,
         },
-        "router_settings": {"num_retries": 0, "disable_cooldowns": True, "retry_after": 0},
+        "router_settings": {"num_retries": 0, "disable_cooldowns": True, "retry_after": 0,
+                            "routing_strategy": "least-busy"},
         "general_settings": {"master_key": "os.environ/LITELLM_MASTER_KEY"},
     }

@@ -133,7 +133,8 @@ def start(home: Path, *, port: int | None = None, first_byte_timeout_s: float | 
             progress(f"skipping {backend_id}: {exc}")
             log.warning("skipping %s: %s", backend_id, exc)
     items = deployments(state, load_catalog(), env, workers.local_bases(home))
-    key_vars = sorted({d.key_env for d in items if d.key_env})
+    key_vars = sorted({d.key_env for d in items if d.key_env} |
+                      {n.token_env for n in state.nodes.values() if n.token_env and n.token_env in env})
     run = run_dir(home)
     config_path = run / "litellm_config.json"
     atomic_write(config_path, json.dumps(render(items, request_timeout_s=600), indent=1).encode())
@@ -149,7 +150,7 @@ def start(home: Path, *, port: int | None = None, first_byte_timeout_s: float | 
                           "--port", str(litellm.port)], litellm_env, Path(litellm.log))
     litellm.create_time = create_time(litellm.pid)
     front = ProcessRecord(0, 0.0, port, str(run / "gateway.log"))
-    record = GatewayRecord(front=front, litellm=litellm, deployments=[d.name for d in items],
+    record = GatewayRecord(front=front, litellm=litellm, deployments=sorted({d.name for d in items}),
                            key_refs={k: key_ref(env[k]) for k in key_vars},
                            first_byte_timeout_s=first_byte_timeout_s, body_limit_bytes=body_limit_bytes,
                            local_max_tokens=int(_env_number("BROKE_LOCAL_MAX_TOKENS", 4096)),

@@ -1,12 +1,14 @@
 """One worker's supervisor process: runs `mlx_lm.server` for a model and restarts it when it dies.
 
-Started by `broke worker start` as `python -m broke.local.supervise NAME MODEL_DIR PORT`, in its own
-process group (the server is its child, in the same group), so stopping the group stops both.
-Worker health goes to `health.json` (`workers.NAME`): healthy once the server answers, cooldown
-while it restarts.
+Started by `broke worker start` as `python -m broke.local.supervise NAME MODEL_DIR PORT [HOST]`, in
+its own process group (the server is its child, in the same group), so stopping the group stops
+both. Worker health goes to `health.json` (`workers.NAME`): healthy once the server answers,
+cooldown while it restarts. With a HOST other than loopback the server listens on a loopback port
+and a token check (`broke.local.token_front`, token from $BROKE_WORKER_TOKEN) takes HOST:PORT.
 """
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -16,6 +18,7 @@ import httpx
 
 from broke.health import HealthStore
 from broke.paths import broke_home
+from broke.procs import free_port
 
 BACKOFF_S = (1.0, 2.0, 4.0, 8.0, 16.0, 30.0)
 READY_TIMEOUT_S = 180.0
@@ -47,13 +50,23 @@ def main(name: str, model_dir: str, port: int, host: str = "127.0.0.1") -> int:
 
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGINT, on_term)
-    argv = [sys.executable, "-m", "mlx_lm.server", "--model", model_dir, "--host", host, "--port", str(port)]
+    exposed = host not in ("127.0.0.1", "localhost")
+    server_port = free_port() if exposed else port
+    argv = [sys.executable, "-m", "mlx_lm.server", "--model", model_dir, "--host", "127.0.0.1",
+            "--port", str(server_port)]
+    front = None
+    if exposed:
+        code = ("import os,sys; from broke.local.token_front import serve; "
+                "serve(os.environ['BROKE_WORKER_TOKEN'], sys.argv[1], int(sys.argv[2]), int(sys.argv[3]))")
+        front = subprocess.Popen([sys.executable, "-c", code, host, str(port), str(server_port)],
+                                 stdin=subprocess.DEVNULL)
+    server_env = {k: v for k, v in os.environ.items() if k != "BROKE_WORKER_TOKEN"}
     restarts = 0
     while not stopping:
-        log(f"starting mlx_lm.server for {name} on {host}:{port}")
-        server = subprocess.Popen(argv, stdin=subprocess.DEVNULL)
+        log(f"starting mlx_lm.server for {name} on {host}:{port}" + (" (token required)" if exposed else ""))
+        server = subprocess.Popen(argv, stdin=subprocess.DEVNULL, env=server_env)
         started = time.monotonic()
-        if wait_ready(server, port):
+        if wait_ready(server, server_port):
             health.set("workers", name, "healthy", reason="ready")
             log("ready")
         while not stopping and server.poll() is None:
@@ -76,6 +89,9 @@ def main(name: str, model_dir: str, port: int, host: str = "127.0.0.1") -> int:
         deadline = time.monotonic() + delay
         while not stopping and time.monotonic() < deadline:
             time.sleep(0.1)
+    if front is not None:
+        front.terminate()
+        front.wait(timeout=10)
     log("stopped")
     return 0
 

@@ -21,6 +21,7 @@ from broke.state.model import State
 from broke.state.store import StateStore
 
 READY_TIMEOUT_S = 180.0
+LOOPBACK = "127.0.0.1"
 Progress = Callable[[str], None]
 
 
@@ -37,10 +38,21 @@ class WorkerRecord:
     pid: int  # the worker's supervisor (its server is in the same process group)
     create_time: float
     log: str
+    host: str = LOOPBACK
 
     @property
     def process(self) -> ProcessRecord:
         return ProcessRecord(self.pid, self.create_time, self.port, self.log)
+
+    @property
+    def key(self) -> str:
+        """The worker's name in health.json: one model can have several workers (a pool)."""
+        return f"{self.name}@{self.port}"
+
+    @property
+    def exposed(self) -> bool:
+        """Listening for other machines (behind a token), not for this machine's gateway."""
+        return self.host != LOOPBACK
 
     @property
     def api_base(self) -> str:
@@ -52,8 +64,8 @@ def backend_of(model: str) -> str:
     return model if model.startswith("mlx/") else f"mlx/{model}"
 
 
-def _file(home: Path, name: str) -> Path:
-    return home / "run" / "workers" / (name.replace("/", "--") + ".json")
+def _file(home: Path, record: WorkerRecord) -> Path:
+    return home / "run" / "workers" / f"{record.name.replace('/', '--')}@{record.port}.json"
 
 
 def read_workers(home: Path) -> list[WorkerRecord]:
@@ -67,9 +79,14 @@ def read_workers(home: Path) -> list[WorkerRecord]:
     return records
 
 
-def find_worker(home: Path, model: str) -> WorkerRecord | None:
+def workers_of(home: Path, model: str) -> list[WorkerRecord]:
+    """The workers (one, or several forming a pool) of a local model."""
     backend = backend_of(model)
-    return next((w for w in read_workers(home) if w.backend == backend), None)
+    return [w for w in read_workers(home) if w.backend == backend]
+
+
+def find_worker(home: Path, model: str) -> WorkerRecord | None:
+    return next(iter(workers_of(home, model)), None)
 
 
 def worker_running(record: WorkerRecord) -> bool:
@@ -77,8 +94,9 @@ def worker_running(record: WorkerRecord) -> bool:
 
 
 def answering(record: WorkerRecord) -> bool:
+    host = LOOPBACK if record.host in (LOOPBACK, "0.0.0.0", "::") else record.host
     try:
-        return httpx.get(f"http://127.0.0.1:{record.port}/health", timeout=2.0).status_code == 200
+        return httpx.get(f"http://{host}:{record.port}/health", timeout=2.0).status_code == 200
     except httpx.HTTPError:
         return False
 
@@ -106,58 +124,76 @@ def _model_dir(home: Path, state: State, backend_id: str) -> Path:
     return model_path(backend, home)
 
 
-def start_worker(home: Path, model: str, *, port: int | None = None,
+def start_worker(home: Path, model: str, *, port: int | None = None, replica: bool = False,
+                 host: str = LOOPBACK, token: str | None = None,
                  progress: Progress = lambda _: None) -> tuple[WorkerRecord, bool]:
-    """Start (or find running) the worker of a local model; returns (record, started_now)."""
+    """Start (or find running) a worker of a local model; returns (record, started_now).
+
+    `replica` adds another worker to the model's pool even if one runs. A `host` other than
+    loopback (for other machines) requires a `token`.
+    """
     backend_id = backend_of(model)
-    current = find_worker(home, backend_id)
-    if current and worker_running(current):
-        return current, False
-    if current:
-        _file(home, current.name).unlink(missing_ok=True)
+    if host != LOOPBACK and not token:
+        raise WorkerError("a worker listening beyond loopback needs --token (other machines must present it)")
+    for current in workers_of(home, backend_id):
+        if not worker_running(current):
+            _file(home, current).unlink(missing_ok=True)
+        elif not replica and current.host == host:
+            return current, False
     state = StateStore(home).load()
     model_dir = _model_dir(home, state, backend_id)
     port = port or free_port()
     if not port_free(port):
-        raise WorkerError(f"port {port} on 127.0.0.1 is in use; pick another with --port")
+        raise WorkerError(f"port {port} is in use; pick another with --port")
     name = backend_id[len("mlx/"):]
     run = ensure_dir(home / "run")
     ensure_dir(run / "workers")
-    log = run / f"worker-{name.replace('/', '--')}.log"
+    log = run / f"worker-{name.replace('/', '--')}@{port}.log"
     cache = hub_cache() if hub_cache().is_dir() else ensure_dir(run / "hf-cache")
-    env = child_env({"BROKE_HOME": str(home), "HF_HUB_CACHE": str(cache), "HF_HUB_OFFLINE": "1",
-                     "PYTHONUNBUFFERED": "1"})
-    progress(f"starting the worker of {backend_id}")
-    pid = spawn([sys.executable, "-m", "broke.local.supervise", name, str(model_dir), str(port)], env, log)
-    record = WorkerRecord(name, backend_id, str(model_dir), port, pid, create_time(pid), str(log))
-    atomic_write(_file(home, name), json.dumps(asdict(record), indent=1).encode())
+    extra = {"BROKE_HOME": str(home), "HF_HUB_CACHE": str(cache), "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+    if token:
+        extra["BROKE_WORKER_TOKEN"] = token  # in the environment, not argv: `ps` shows argv to everyone
+    progress(f"starting a worker of {backend_id}")
+    pid = spawn([sys.executable, "-m", "broke.local.supervise", f"{name}@{port}", str(model_dir), str(port),
+                 host], child_env(extra), log)
+    record = WorkerRecord(name, backend_id, str(model_dir), port, pid, create_time(pid), str(log), host)
+    atomic_write(_file(home, record), json.dumps(asdict(record), indent=1).encode())
     deadline = time.monotonic() + READY_TIMEOUT_S
-    progress(f"waiting for {backend_id} on 127.0.0.1:{port}")
+    progress(f"waiting for {backend_id} on port {port}")
     while not answering(record):
         if not worker_running(record) or time.monotonic() > deadline:
-            stop_worker(home, backend_id)
+            _stop(home, record)
             raise WorkerError(f"the worker of {backend_id} did not become ready; see {log}")
         time.sleep(0.2)
     return record, True
 
 
-def stop_worker(home: Path, model: str) -> str:
-    record = find_worker(home, model)
-    if record is None:
-        raise NotFoundError(f"no worker for {backend_of(model)}; see `broke worker list`")
-    said = f"stopped the worker of {record.backend} (pid {record.pid})"
+def _stop(home: Path, record: WorkerRecord) -> str:
+    said = f"stopped the worker of {record.backend} on port {record.port} (pid {record.pid})"
     if worker_running(record):
         end_group(record.process)
     else:
-        said = f"the worker of {record.backend} was already gone"
-    _file(home, record.name).unlink(missing_ok=True)
+        said = f"the worker of {record.backend} on port {record.port} was already gone"
+    _file(home, record).unlink(missing_ok=True)
     return said
 
 
+def stop_worker(home: Path, model: str) -> list[str]:
+    """Stop every worker of a local model (its whole pool on this machine)."""
+    records = workers_of(home, model)
+    if not records:
+        raise NotFoundError(f"no worker for {backend_of(model)}; see `broke worker list`")
+    return [_stop(home, record) for record in records]
+
+
 def stop_all(home: Path) -> list[str]:
-    return [stop_worker(home, w.backend) for w in read_workers(home)]
+    return [_stop(home, w) for w in read_workers(home)]
 
 
-def local_bases(home: Path) -> dict[str, str]:
-    """backend id -> api_base of every running worker."""
-    return {w.backend: w.api_base for w in read_workers(home) if worker_running(w)}
+def local_bases(home: Path) -> dict[str, list[str]]:
+    """backend id -> api_base of each running worker of that model on this machine."""
+    bases: dict[str, list[str]] = {}
+    for w in read_workers(home):
+        if worker_running(w) and not w.exposed:
+            bases.setdefault(w.backend, []).append(w.api_base)
+    return bases

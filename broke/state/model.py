@@ -62,6 +62,15 @@ class CustomBackend:
 
 
 @dataclass
+class Node:
+    """A worker on another machine (`broke node add`): it serves local model `model` at `url`."""
+
+    url: str
+    model: str
+    token_env: str | None = None
+
+
+@dataclass
 class RouterConfig:
     """Tiers of the complexity router for `auto` and the strong-model threshold."""
 
@@ -82,4 +91,5 @@ class State:
     key_policy: dict[str, KeyPolicy] = field(default_factory=dict)
     model_policy: dict[str, ModelPolicy] = field(default_factory=dict)
     backends: dict[str, CustomBackend] = field(default_factory=dict)
+    nodes: dict[str, Node] = field(default_factory=dict)
     router: RouterConfig = field(default_factory=RouterConfig)
