@@ -46,6 +46,19 @@ def live_checks(ctx: RoutingContext, resolutions: list[Resolution]) -> tuple[dic
                                         f"{r.chosen.deployment} is not in the running gateway; `broke restart`"))
     else:
         findings.append(Finding("info", "gateway_down", "gateway", "the gateway is not running (`broke start`)"))
+    from broke.local.workers import answering, read_workers, worker_running
+
+    report["workers"] = []
+    for worker in read_workers(ctx.home):
+        running = worker_running(worker)
+        ready = running and answering(worker)
+        report["workers"].append({"backend": worker.backend, "port": worker.port, "host": worker.host,
+                                  "running": running, "ready": ready,
+                                  "health": ctx.health.model_status(worker.backend, ctx.now, worker.name)})
+        if not ready:
+            findings.append(Finding("error" if not running else "warning", "worker_down", worker.backend,
+                                    f"the worker of {worker.backend} on port {worker.port} is "
+                                    f"{'not running' if not running else 'not answering'}; see {worker.log}"))
     bases = {}
     for r in resolutions:
         if r.chosen:
