@@ -1,0 +1,83 @@
+"""`claude`, `codex` (short: `c`, `x`) and `launch-env`: run a coding client through the gateway."""
+from __future__ import annotations
+
+import os
+import shlex
+from typing import Optional
+
+import typer
+
+from broke.cli.output import JSON_OPTION, print_json, store
+
+#: Everything after broke's own options goes to the client untouched (`--` included, once past them).
+PASS_THROUGH = {"allow_extra_args": True, "ignore_unknown_options": True, "allow_interspersed_args": False}
+OPTIONS_METAVAR = "[--profile P] [--] [ARGS]..."
+PROFILE_OPTION = typer.Option(None, "--profile", metavar="P",
+                              help="Use profile P's token (its slots, rpm and tpm limits apply).")
+
+
+def _launch(client: str, args: list[str], profile: str | None) -> None:
+    from rich.console import Console
+
+    from broke import launch
+
+    home = store().home
+    err = Console(stderr=True, highlight=False, soft_wrap=True)  # stdout belongs to the client
+    with err.status("starting the gateway") as spinner:
+        plan, started = launch.prepare(home, client, args, profile=profile, environ=os.environ,
+                                       progress=lambda m: spinner.update(m))
+    if started:
+        err.print(f"broke: gateway started on {plan.base_url}")
+    launch.exec_client(home, plan)
+
+
+def claude(ctx: typer.Context, profile: Optional[str] = PROFILE_OPTION) -> None:
+    """Run Claude Code through the gateway (started if needed); ARGS go to claude untouched.
+
+    broke's options come first; `broke claude -- --help` shows claude's own help.
+    """
+    _launch("claude", ctx.args, profile)
+
+
+def codex(ctx: typer.Context, profile: Optional[str] = PROFILE_OPTION) -> None:
+    """Run Codex through the gateway (started if needed); ARGS go to codex untouched.
+
+    broke's options come first; `broke codex -- --help` shows codex's own help. Adds
+    `-m gpt-5-codex` unless ARGS choose a model with -m/--model.
+    """
+    _launch("codex", ctx.args, profile)
+
+
+def launch_env(client: str = typer.Argument(..., metavar="CLIENT", help="claude or codex."),
+               shell: bool = typer.Option(False, "--shell", help="Print `export`/`unset` lines to eval "
+                                          "(with the real token)."),
+               profile: Optional[str] = PROFILE_OPTION, as_json: bool = JSON_OPTION) -> None:
+    """Show what `broke claude` / `broke codex` would set and remove (token masked)."""
+    from broke import launch
+    from broke.errors import UsageProblem
+
+    if shell and as_json:
+        raise UsageProblem("--shell and --json cannot be used together")
+    plan = launch.preview(store().home, client, profile, os.environ)
+    if shell:
+        typer.echo("\n".join(launch.shell_lines(plan)))
+        return
+    masked = {name: plan.masked(name) for name in plan.set}
+    if as_json:
+        print_json({"client": plan.client, "profile": plan.profile, "base_url": plan.base_url,
+                    "argv": plan.argv, "set": masked, "removed": plan.removed})
+        return
+    token = f"profile {profile}'s token" if profile else "the client token"
+    lines = [f"{plan.client} through {plan.base_url} with {token}",
+             f"command: {shlex.join(plan.argv)} [ARGS]..."]
+    lines += [f"set    {name}={value}" for name, value in masked.items()]
+    lines += [f"remove {name}" for name in plan.removed]
+    typer.echo("\n".join(lines))
+
+
+def register(app: typer.Typer) -> None:
+    for name, command, help_text in (("claude", claude, None), ("c", claude, "Short for `broke claude`."),
+                                     ("codex", codex, None), ("x", codex, "Short for `broke codex`.")):
+        app.command(name, help=help_text, context_settings=PASS_THROUGH,
+                    options_metavar=OPTIONS_METAVAR)(command)
+    app.command("launch-env")(launch_env)

@@ -1,0 +1,231 @@
+"""Launch Claude Code or Codex through the gateway: the argv, a sanitised environment, an audit line.
+
+Everything here but `prepare` and `exec_client` is pure: it takes the caller's environment as a
+mapping, so what a client would get can be computed and tested without starting anything.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import shutil
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NoReturn
+
+from broke.errors import BrokeError, UsageProblem
+
+#: Prefixes and names of caller variables that would point a client somewhere other than broke.
+STALE_PREFIXES = ("ANTHROPIC_", "OPENAI_")
+STALE_NAMES = frozenset({"CLAUDE_CODE_USE_BEDROCK", "CLAUDE_CODE_USE_VERTEX"})
+#: Proxy variables (matched case-insensitively) are kept, but loopback must bypass them.
+PROXY_NAMES = frozenset({"http_proxy", "https_proxy", "all_proxy"})
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost")
+CODEX_KEY_ENV = "BROKE_CODEX_KEY"
+CODEX_DEFAULT_MODEL = "gpt-5-codex"
+AUDIT_LOG = "launch_audit.log"
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Client:
+    name: str
+    binary: str
+    install: str
+
+
+CLIENTS = {
+    "claude": Client("claude", "claude", "npm i -g @anthropic-ai/claude-code"),
+    "codex": Client("codex", "codex", "npm i -g @openai/codex"),
+}
+
+
+class ClientNotFoundError(BrokeError):
+    """The client's program is not on PATH."""
+
+
+@dataclass(frozen=True)
+class LaunchPlan:
+    """What a launch runs: argv, the whole environment, and what broke set and removed in it."""
+
+    client: str
+    profile: str | None
+    base_url: str
+    argv: list[str]
+    env: dict[str, str]
+    set: dict[str, str]
+    removed: list[str]
+    token: str
+
+    def masked(self, name: str) -> str:
+        """The value broke sets for `name`, with the token cut to its first 8 characters."""
+        value = self.set[name]
+        return mask(value) if value == self.token else value
+
+
+def mask(secret: str) -> str:
+    return secret[:8] + "…"
+
+
+def client_named(name: str) -> Client:
+    try:
+        return CLIENTS[name]
+    except KeyError:
+        raise UsageProblem(f"unknown client '{name}'; expected one of: {', '.join(CLIENTS)}") from None
+
+
+def token_owner(home: Path, profile: str | None) -> str:
+    """The TokenStore owner for a launch: "client", or "profile:P" for a profile that exists."""
+    if not profile:
+        return "client"
+    from broke.presets import profiles
+
+    profiles(home).get(profile)  # NotFoundError for an unknown profile
+    return f"profile:{profile}"
+
+
+def _is_stale(name: str) -> bool:
+    return name.startswith(STALE_PREFIXES) or name in STALE_NAMES
+
+
+def _no_proxy_vars(environ: Mapping[str, str]) -> dict[str, str]:
+    """NO_PROXY and no_proxy with the loopback hosts added, if any proxy variable is set."""
+    if not any(name.lower() in PROXY_NAMES and value for name, value in environ.items()):
+        return {}
+    out = {}
+    for name in ("NO_PROXY", "no_proxy"):
+        hosts = [h.strip() for h in environ.get(name, "").split(",") if h.strip()]
+        out[name] = ",".join(hosts + [h for h in LOOPBACK_HOSTS if h not in hosts])
+    return out
+
+
+def client_vars(client: str, base_url: str, token: str) -> dict[str, str]:
+    """The variables broke sets for `client`."""
+    if client_named(client).name == "claude":
+        return {
+            "ANTHROPIC_BASE_URL": base_url,
+            "ANTHROPIC_AUTH_TOKEN": token,
+            "ANTHROPIC_MODEL": "sonnet",
+            "ANTHROPIC_DEFAULT_OPUS_MODEL": "opus",
+            "ANTHROPIC_DEFAULT_SONNET_MODEL": "sonnet",
+            "ANTHROPIC_DEFAULT_HAIKU_MODEL": "haiku",
+            "CLAUDE_CODE_SUBAGENT_MODEL": "subagent",
+            "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+        }
+    return {CODEX_KEY_ENV: token}
+
+
+def _toml_string(value: str) -> str:
+    return json.dumps(value)  # a JSON string of printable text is a TOML basic string
+
+
+def _passes_model(args: Sequence[str]) -> bool:
+    """Whether the user's arguments choose a model themselves (`-m`, `--model`), before any `--`."""
+    for arg in args:
+        if arg == "--":
+            return False
+        if arg == "--model" or arg.startswith(("--model=", "-m")):
+            return True
+    return False
+
+
+def client_argv(client: str, base_url: str, args: Sequence[str]) -> list[str]:
+    """The command line: the user's arguments untouched, after what points the client at broke."""
+    if client_named(client).name == "claude":
+        return ["claude", *args]
+    provider = ",".join(f"{k}={_toml_string(v)}" for k, v in (
+        ("name", "broke"), ("base_url", f"{base_url}/v1"), ("env_key", CODEX_KEY_ENV), ("wire_api", "responses")))
+    argv = ["codex", "-c", 'model_provider="broke"', "-c", f"model_providers.broke={{{provider}}}"]
+    if not _passes_model(args):
+        argv += ["-m", CODEX_DEFAULT_MODEL]
+    return [*argv, *args]
+
+
+def build_plan(client: str, base_url: str, token: str, args: Sequence[str],
+               environ: Mapping[str, str], profile: str | None = None) -> LaunchPlan:
+    """The launch of `client` from a caller whose environment is `environ`."""
+    setting = {**_no_proxy_vars(environ), **client_vars(client, base_url, token)}
+    env = {k: v for k, v in environ.items() if not _is_stale(k)}
+    env.update(setting)
+    removed = sorted(k for k in environ if _is_stale(k) and k not in setting)
+    return LaunchPlan(client, profile, base_url, client_argv(client, base_url, args), env, setting,
+                      removed, token)
+
+
+def shell_lines(plan: LaunchPlan) -> list[str]:
+    """`unset K` and `export K=V` lines (real values, shell-quoted) that make a shell's environment the plan's."""
+    lines = [f"unset {name}" for name in plan.removed]
+    lines += [f"export {name}={shlex.quote(value)}" for name, value in plan.set.items()]
+    if plan.client == "codex":
+        lines.append(f"# then run: {shlex.join(plan.argv)}")
+    return lines
+
+
+def require_client(client: str, environ: Mapping[str, str]) -> None:
+    """Raise a ClientNotFoundError naming the install command if the client is not on the caller's PATH."""
+    spec = client_named(client)
+    if shutil.which(spec.binary, path=environ.get("PATH", os.defpath)) is None:
+        raise ClientNotFoundError(f"`{spec.binary}` is not on PATH; install it with `{spec.install}`")
+
+
+def planned_base_url(home: Path) -> str:
+    """The running gateway's base URL, else the one `broke start` would use."""
+    from broke.gateway import supervisor
+    from broke.gateway.runfiles import DEFAULT_PORT
+
+    record = supervisor.status(home).record
+    if record is not None:
+        return record.base_url
+    return f"http://127.0.0.1:{os.environ.get('BROKE_PORT') or DEFAULT_PORT}"
+
+
+def preview(home: Path, client: str, profile: str | None, environ: Mapping[str, str]) -> LaunchPlan:
+    """The plan a launch would use now, without starting anything (for `broke launch-env`)."""
+    from broke.gateway.runfiles import TokenStore
+
+    client_named(client)
+    token = TokenStore(home).token_for(token_owner(home, profile))
+    return build_plan(client, planned_base_url(home), token, [], environ, profile)
+
+
+def prepare(home: Path, client: str, args: Sequence[str], *, profile: str | None,
+            environ: Mapping[str, str], progress: Progress) -> tuple[LaunchPlan, bool]:
+    """Check the client is installed, start the gateway if needed; returns (plan, gateway_started)."""
+    from broke.gateway import supervisor
+    from broke.gateway.runfiles import TokenStore
+
+    require_client(client, environ)
+    owner = token_owner(home, profile)
+    record, started = supervisor.start(home, progress=progress)
+    token = TokenStore(home).token_for(owner)
+    return build_plan(client, record.base_url, token, args, environ, profile), started
+
+
+def audit(home: Path, plan: LaunchPlan) -> None:
+    """Append one JSON line to run/launch_audit.log (0600): who launched what; names only, never values."""
+    from broke.gateway.runfiles import run_dir
+    from broke.paths import FILE_MODE
+    from broke.state.store import StateStore, utc_now_iso
+
+    line = {
+        "time": utc_now_iso(),
+        "client": plan.client,
+        "profile": plan.profile,
+        "generation": StateStore(home).load().generation,
+        "set": sorted(plan.set),
+        "removed": plan.removed,
+    }
+    fd = os.open(run_dir(home) / AUDIT_LOG, os.O_WRONLY | os.O_CREAT | os.O_APPEND, FILE_MODE)
+    with os.fdopen(fd, "a", encoding="utf-8") as fh:
+        fh.write(json.dumps(line) + "\n")
+
+
+def exec_client(home: Path, plan: LaunchPlan) -> NoReturn:
+    """Audit the launch, flush our output, and replace this process with the client."""
+    audit(home, plan)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execvpe(plan.argv[0], plan.argv, plan.env)

@@ -1,0 +1,330 @@
+"""`broke claude`, `broke codex` and `broke launch-env`: the plan, and the real clients through a real gateway."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import stat
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from broke import launch
+from broke.cli.main import app
+from broke.gateway import supervisor
+from broke.gateway.runfiles import TokenStore
+from broke.procs import free_port
+from conftest import assert_one_error_line
+from fake_provider import FakeProvider
+
+pytestmark = pytest.mark.timeout(900)
+
+URL = "http://127.0.0.1:4999"
+TOKEN = "broke-secret-token-value-0123456789"
+STALE = {"ANTHROPIC_API_KEY": "sk-ant-stale-secret", "ANTHROPIC_BASE_URL": "https://api.anthropic.com",
+         "OPENAI_BASE_URL": "http://127.0.0.1:9/v1", "OPENAI_API_KEY": "sk-openai-stale-secret",
+         "CLAUDE_CODE_USE_BEDROCK": "1", "CLAUDE_CODE_USE_VERTEX": "1"}
+CALLER = {**STALE, "PATH": "/usr/bin:/bin", "EDITOR": "vim", "LANG": "C.UTF-8"}
+
+# The real clients the end-to-end tests install (bump both together; the cache is keyed by them).
+CLAUDE_CODE_VERSION = "2.1.197"
+CODEX_VERSION = "0.169.0"
+CLIENT_TIMEOUT_S = 120
+BROKE = Path(sys.executable).parent / "broke"
+
+
+# ---- the plan (no gateway) ----------------------------------------------------------------------
+
+def test_claude_env_drops_stale_variables_keeps_the_rest_and_sets_the_slots():
+    plan = launch.build_plan("claude", URL, TOKEN, [], CALLER)
+    assert plan.env == {
+        "PATH": "/usr/bin:/bin", "EDITOR": "vim", "LANG": "C.UTF-8",
+        "ANTHROPIC_BASE_URL": URL, "ANTHROPIC_AUTH_TOKEN": TOKEN,
+        "ANTHROPIC_MODEL": "sonnet", "ANTHROPIC_DEFAULT_OPUS_MODEL": "opus",
+        "ANTHROPIC_DEFAULT_SONNET_MODEL": "sonnet", "ANTHROPIC_DEFAULT_HAIKU_MODEL": "haiku",
+        "CLAUDE_CODE_SUBAGENT_MODEL": "subagent", "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+    }
+    # ANTHROPIC_BASE_URL is replaced, not removed.
+    assert plan.removed == ["ANTHROPIC_API_KEY", "CLAUDE_CODE_USE_BEDROCK", "CLAUDE_CODE_USE_VERTEX",
+                            "OPENAI_API_KEY", "OPENAI_BASE_URL"]
+    assert plan.argv == ["claude"]
+
+
+def test_codex_env_has_only_its_key_from_broke():
+    plan = launch.build_plan("codex", URL, TOKEN, [], CALLER)
+    assert plan.set == {"BROKE_CODEX_KEY": TOKEN}
+    assert not any(name.startswith(("ANTHROPIC_", "OPENAI_", "CLAUDE_CODE_")) for name in plan.env)
+    assert plan.env["EDITOR"] == "vim"
+
+
+def test_proxies_are_kept_but_loopback_bypasses_them():
+    caller = {"PATH": "/bin", "https_proxy": "http://proxy:3128", "HTTP_PROXY": "http://proxy:3128",
+              "NO_PROXY": "corp.example,localhost"}
+    env = launch.build_plan("claude", URL, TOKEN, [], caller).env
+    assert env["https_proxy"] == env["HTTP_PROXY"] == "http://proxy:3128"
+    assert env["NO_PROXY"] == "corp.example,localhost,127.0.0.1"
+    assert env["no_proxy"] == "127.0.0.1,localhost"
+    assert "NO_PROXY" not in launch.build_plan("claude", URL, TOKEN, [], {"PATH": "/bin"}).env
+
+
+def test_claude_args_pass_through_untouched():
+    args = ["-p", "say hi", "--", "--help", "--profile", "x"]
+    assert launch.build_plan("claude", URL, TOKEN, args, CALLER).argv == ["claude", *args]
+
+
+def test_codex_argv_points_at_broke_and_adds_a_model_unless_given():
+    provider = ('model_providers.broke={name="broke",base_url="http://127.0.0.1:4999/v1",'
+                'env_key="BROKE_CODEX_KEY",wire_api="responses"}')
+    args = ["exec", "--skip-git-repo-check", "say hi"]
+    assert launch.client_argv("codex", URL, args) == [
+        "codex", "-c", 'model_provider="broke"', "-c", provider, "-m", "gpt-5-codex", *args]
+    for own in (["-m", "gpt-5-mini"], ["--model", "gpt-5"], ["--model=gpt-5"], ["exec", "-m", "gpt-5"]):
+        argv = launch.client_argv("codex", URL, own)
+        assert argv.count("-m") == own.count("-m") and argv[-len(own):] == own
+    # After `--`, "-m" is the prompt's text, not an option.
+    assert "gpt-5-codex" in launch.client_argv("codex", URL, ["exec", "--", "-m"])
+
+
+def test_launch_env_masks_the_token(cli, monkeypatch):
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-stale-secret")
+    token = json.loads(cli("connect", "--json").stdout)["token"]
+    result = cli("launch-env", "claude")
+    assert result.exit_code == 0, result.output
+    assert f"set    ANTHROPIC_AUTH_TOKEN={token[:8]}…" in result.stdout
+    assert "set    ANTHROPIC_MODEL=sonnet" in result.stdout
+    assert "remove ANTHROPIC_API_KEY" in result.stdout
+    assert token not in result.stdout and "sk-ant-stale-secret" not in result.stdout
+
+    data = json.loads(cli("launch-env", "codex", "--json").stdout)
+    assert data["set"] == {"BROKE_CODEX_KEY": token[:8] + "…"}
+    assert data["argv"][-2:] == ["-m", "gpt-5-codex"]
+
+
+def test_launch_env_profile_uses_the_profiles_token(cli, broke_home):
+    result = cli("launch-env", "claude", "--profile", "solo")
+    assert result.exit_code == 0, result.output
+    token = TokenStore(broke_home).token_for("profile:solo")
+    assert f"ANTHROPIC_AUTH_TOKEN={token[:8]}…" in result.stdout
+    assert TokenStore(broke_home).token_for("client")[:8] + "…" not in result.stdout
+
+
+def test_launch_env_shell_lines_evaluate_to_the_launch_environment(cli, monkeypatch):
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://elsewhere/v1")
+    token = json.loads(cli("connect", "--json").stdout)["token"]
+    out = cli("launch-env", "codex", "--shell").stdout
+    assert "unset OPENAI_BASE_URL" in out.splitlines()
+    assert f"export BROKE_CODEX_KEY={token}" in out.splitlines()
+    shell = subprocess.run(["sh", "-c", 'eval "$LINES"; echo "${OPENAI_BASE_URL-gone} $BROKE_CODEX_KEY"'],
+                           env={**os.environ, "LINES": out}, capture_output=True, text=True, check=True)
+    assert shell.stdout.split() == ["gone", token]
+
+
+def test_launch_env_bad_client_or_profile_is_one_error_line(cli):
+    assert_one_error_line(cli("launch-env", "vim"), "unknown client 'vim'", code=2)
+    assert_one_error_line(cli("launch-env", "claude", "--profile", "nope"), "unknown profile 'nope'")
+    assert_one_error_line(cli("launch-env", "codex", "--shell", "--json"), "--shell", code=2)
+
+
+def test_audit_line_names_variables_never_values(broke_home):
+    plan = launch.build_plan("codex", URL, TOKEN, ["exec", "secret prompt"], CALLER, profile="solo")
+    launch.audit(broke_home, plan)
+    launch.audit(broke_home, plan)
+    path = broke_home / "run" / "launch_audit.log"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    text = path.read_text()
+    lines = [json.loads(line) for line in text.splitlines()]
+    assert len(lines) == 2
+    assert {k: lines[0][k] for k in ("client", "profile", "generation", "set")} == {
+        "client": "codex", "profile": "solo", "generation": 0, "set": ["BROKE_CODEX_KEY"]}
+    assert "OPENAI_API_KEY" in lines[0]["removed"] and lines[0]["time"]
+    for secret in (TOKEN, STALE["ANTHROPIC_API_KEY"], STALE["OPENAI_API_KEY"], STALE["OPENAI_BASE_URL"],
+                   "secret prompt"):
+        assert secret not in text
+
+
+@pytest.mark.parametrize("command, install", [
+    (["claude", "-p", "hi"], "npm i -g @anthropic-ai/claude-code"),
+    (["c"], "npm i -g @anthropic-ai/claude-code"),
+    (["codex", "exec", "hi"], "npm i -g @openai/codex"),
+    (["x"], "npm i -g @openai/codex"),
+])
+def test_missing_client_is_one_error_line_with_the_install_command(cli, broke_home, tmp_path, monkeypatch,
+                                                                    command, install):
+    empty = tmp_path / "empty-bin"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))
+    assert_one_error_line(cli(*command), "is not on PATH", install)
+    assert supervisor.status(broke_home).record is None  # nothing was started for it
+
+
+# ---- end to end: a real gateway, a stub client and the real clients ---------------------------------
+
+def _cache_root() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "broke-test-clients"
+
+
+@pytest.fixture(scope="session")
+def client_bin() -> Path:
+    """The bin directory of Claude Code and Codex installed from npm, cached by version across runs."""
+    npm = shutil.which("npm")
+    if npm is None:
+        pytest.skip("npm is not on PATH: cannot install Claude Code and Codex for the end-to-end tests")
+    target = _cache_root() / f"claude-code-{CLAUDE_CODE_VERSION}_codex-{CODEX_VERSION}"
+    bin_dir = target / "node_modules" / ".bin"
+    if not ((bin_dir / "claude").exists() and (bin_dir / "codex").exists()):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        scratch = Path(tempfile.mkdtemp(prefix=".install-", dir=target.parent))
+        done = subprocess.run(
+            [npm, "install", "--prefix", str(scratch), "--no-audit", "--no-fund",
+             f"@anthropic-ai/claude-code@{CLAUDE_CODE_VERSION}", f"@openai/codex@{CODEX_VERSION}"],
+            capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL)
+        assert done.returncode == 0, f"npm install failed:\n{done.stdout}\n{done.stderr}"
+        try:
+            scratch.rename(target)  # all or nothing: a half install is never reused
+        except OSError:  # another run installed it first
+            shutil.rmtree(scratch, ignore_errors=True)
+    return bin_dir
+
+
+def _diagnosis(home: Path) -> str:
+    logs = []
+    for name in ("gateway.log", "litellm.log"):
+        path = home / "run" / name
+        if path.exists():
+            logs.append(f"--- {name} (tail) ---\n" + "\n".join(path.read_text(errors="replace").splitlines()[-40:]))
+    return "\n".join(logs)
+
+
+def _cli(*args: str) -> None:
+    result = CliRunner().invoke(app, list(args))
+    assert result.exit_code == 0, result.output
+
+
+@pytest.fixture(scope="module")
+def e2e(tmp_path_factory):
+    """A home with two fake backends and every Claude and Codex slot on one of them; the gateway
+    is not started here: the first launch starts it on `port`."""
+    home = tmp_path_factory.mktemp("launch") / "home"
+    fake = FakeProvider().start()
+    port = free_port()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("BROKE_HOME", str(home))
+        home.mkdir(parents=True)
+        (home / ".env").write_text("FAKE_API_KEY=key-one\n")
+        for model in ("model-a", "model-b"):
+            _cli("backend", "add", f"fake/{model}", "--provider", "openai-compatible", "--api-base",
+                 fake.base_url, "--model", model, "--key-env", "FAKE_API_KEY")
+        try:
+            yield {"home": home, "fake": fake, "port": port}
+        finally:
+            CliRunner().invoke(app, ["stop"])
+            fake.stop()
+
+
+@pytest.fixture
+def routed(e2e, monkeypatch):
+    """Per test: every client slot on fake/model-a."""
+    monkeypatch.setenv("BROKE_HOME", str(e2e["home"]))
+    _cli("swap", *[f"{slot}=fake/model-a" for slot in
+                   ("sonnet", "opus", "haiku", "subagent", "gpt-5-codex", "gpt-5", "gpt-5-mini")])
+    return e2e
+
+
+def run_broke(e2e, tmp_path: Path, bin_dir: Path, *args: str) -> subprocess.CompletedProcess:
+    """`broke ARGS…` as the user runs it: stale provider settings in the environment, the client's
+    own home in tmp_path, stdin closed."""
+    env = {**os.environ, **STALE, "BROKE_HOME": str(e2e["home"]), "BROKE_PORT": str(e2e["port"]),
+           "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', os.defpath)}",
+           "HOME": str(tmp_path / "client-home"), "CODEX_HOME": str(tmp_path / "codex-home"),
+           "BROKE_TEST_UNRELATED": "kept"}
+    for name in ("client-home", "codex-home"):
+        (tmp_path / name).mkdir(exist_ok=True)
+    try:
+        return subprocess.run([str(BROKE), *args], env=env, cwd=tmp_path, stdin=subprocess.DEVNULL,
+                              capture_output=True, text=True, timeout=CLIENT_TIMEOUT_S)
+    except subprocess.TimeoutExpired as exc:
+        pytest.fail(f"`broke {' '.join(args)}` ran over {CLIENT_TIMEOUT_S}s\nstdout: {exc.stdout}\n"
+                    f"stderr: {exc.stderr}\n{_diagnosis(e2e['home'])}")
+
+
+def assert_answered(e2e, done: subprocess.CompletedProcess, answer: str) -> None:
+    assert done.returncode == 0 and answer in done.stdout, (
+        f"exit {done.returncode}\nstdout: {done.stdout}\nstderr: {done.stderr[-4000:]}\n{_diagnosis(e2e['home'])}")
+
+
+STUB = """#!{python}
+import json, os, sys
+print(json.dumps({{"argv": sys.argv[1:], "env": dict(os.environ)}}))
+"""
+
+
+@pytest.fixture
+def stub_bin(tmp_path: Path) -> Path:
+    """A `claude` that prints its arguments and environment as JSON."""
+    bin_dir = tmp_path / "stub-bin"
+    bin_dir.mkdir()
+    stub = bin_dir / "claude"
+    stub.write_text(STUB.format(python=sys.executable))
+    stub.chmod(0o755)
+    return bin_dir
+
+
+def test_launch_starts_the_gateway_and_execs_the_client(routed, tmp_path, stub_bin):
+    home = routed["home"]
+    if supervisor.status(home).running:
+        _cli("stop")
+    args = ["-p", "two words", "--", "--help", "--profile", "x"]
+    done = run_broke(routed, tmp_path, stub_bin, "claude", *args)
+    assert done.returncode == 0, done.stderr + _diagnosis(home)
+    assert "gateway started on" in done.stderr
+    seen = json.loads(done.stdout)
+    assert seen["argv"] == args
+    env = seen["env"]
+    assert env["ANTHROPIC_BASE_URL"] == f"http://127.0.0.1:{routed['port']}"
+    assert env["ANTHROPIC_AUTH_TOKEN"] == TokenStore(home).token_for("client")
+    assert env["ANTHROPIC_MODEL"] == "sonnet" and env["BROKE_TEST_UNRELATED"] == "kept"
+    assert not (set(STALE) - {"ANTHROPIC_BASE_URL"}) & set(env)
+    assert supervisor.status(home).running
+
+
+def test_profile_launch_uses_the_profile_token_and_is_audited(routed, tmp_path, stub_bin):
+    home = routed["home"]
+    done = run_broke(routed, tmp_path, stub_bin, "c", "--profile", "solo", "--version")
+    assert done.returncode == 0, done.stderr + _diagnosis(home)
+    seen = json.loads(done.stdout)
+    assert seen["argv"] == ["--version"]
+    assert seen["env"]["ANTHROPIC_AUTH_TOKEN"] == TokenStore(home).token_for("profile:solo")
+    audit = (home / "run" / "launch_audit.log").read_text()
+    last = json.loads(audit.splitlines()[-1])
+    assert last["client"] == "claude" and last["profile"] == "solo"
+    assert "ANTHROPIC_AUTH_TOKEN" in last["set"] and "ANTHROPIC_API_KEY" in last["removed"]
+    assert seen["env"]["ANTHROPIC_AUTH_TOKEN"] not in audit and STALE["ANTHROPIC_API_KEY"] not in audit
+
+
+def test_claude_code_answers_through_broke_and_follows_a_swap(routed, tmp_path, client_bin):
+    done = run_broke(routed, tmp_path, client_bin, "claude", "-p", "say hi")
+    assert_answered(routed, done, "fake:model-a:key-one")
+    _cli("swap", "sonnet", "fake/model-b")
+    done = run_broke(routed, tmp_path, client_bin, "claude", "-p", "say hi")
+    assert_answered(routed, done, "fake:model-b:key-one")
+    assert "fake:model-a" not in done.stdout
+
+
+def test_codex_answers_through_broke_and_follows_a_swap(routed, tmp_path, client_bin):
+    done = run_broke(routed, tmp_path, client_bin, "codex", "exec", "--skip-git-repo-check", "say hi")
+    assert_answered(routed, done, "fake:model-a:key-one")
+    _cli("swap", "gpt-5-codex", "fake/model-b")
+    done = run_broke(routed, tmp_path, client_bin, "codex", "exec", "--skip-git-repo-check", "say hi")
+    assert_answered(routed, done, "fake:model-b:key-one")
+    assert "fake:model-a" not in done.stdout
+
+
+def test_installed_client_versions(client_bin):
+    for name, version in (("claude", CLAUDE_CODE_VERSION), ("codex", CODEX_VERSION)):
+        out = subprocess.run([str(client_bin / name), "--version"], capture_output=True, text=True,
+                             timeout=60, stdin=subprocess.DEVNULL)
+        assert version in out.stdout, out.stdout + out.stderr
