@@ -8,7 +8,6 @@ import logging
 import re
 import time
 from collections import Counter
-from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
@@ -21,13 +20,13 @@ from starlette.routing import Route
 from broke.catalog import load_catalog
 from broke.gateway import events
 from broke.gateway.events import EventLog
-from broke.gateway.limits import FailedAuthLimiter, RateLimiter
+from broke.gateway.auth import Authenticator, Client, Refusal
+from broke.gateway.limits import RateLimiter
 from broke.gateway.live import Watched
 from broke.gateway.metrics import Metrics
-from broke.gateway.runfiles import GatewayRecord, TokenStore
+from broke.gateway.runfiles import GatewayRecord
 from broke.health import Health, HealthStore, load_health
-from broke.presets import profiles
-from broke.resolver import Candidate, Resolution, Rotation, Scope, resolve
+from broke.resolver import Candidate, Resolution, Rotation, resolve
 from broke.state.model import Access, State
 from broke.state.store import StateStore, default_state
 
@@ -67,14 +66,6 @@ def usage_tokens(data: bytes) -> int:
     return found.get(b"total_tokens") or found.get(b"input_tokens", 0) + found.get(b"output_tokens", 0)
 
 
-@dataclass(frozen=True)
-class Client:
-    """Who is asking: the owner of the token and the access limits that go with it."""
-
-    owner: str  # "client" or "profile:NAME"
-    scope: Scope | None  # None: the state's own access limits
-
-
 class FrontProxy:
     def __init__(self, home: Path, record: GatewayRecord, master_key: str) -> None:
         self.home, self.record, self.master_key = home, record, master_key
@@ -85,21 +76,15 @@ class FrontProxy:
         self.state: Watched[State] = Watched(store.path, store.load, default_state)
         health_path = home / "health.json"
         self.health: Watched[Health] = Watched(health_path, lambda: load_health(health_path), Health)
-        tokens = TokenStore(home)
-        self.tokens: Watched[dict[str, str]] = Watched(tokens.path, self._token_owners(tokens), dict)
+        self.auth = Authenticator(home)
         self.health_store = HealthStore(home)
         self.event_log = EventLog(home / "run" / "rotation.log")
         self.metrics = Metrics()
-        self.auth_limiter = FailedAuthLimiter()
         self.rates = RateLimiter()
         self.turns: Counter[str] = Counter()
         self.sticky_keys: dict[str, str] = {}
         self.upstream_url = f"http://127.0.0.1:{record.litellm.port}"
         self.session: aiohttp.ClientSession | None = None  # made in the server's event loop
-
-    @staticmethod
-    def _token_owners(tokens: TokenStore):
-        return lambda: {token: owner for owner, token in tokens.load().items()}
 
     # ---- the ASGI app ---------------------------------------------------------------------------
     def app(self) -> Starlette:
@@ -175,28 +160,11 @@ class FrontProxy:
 
     # ---- auth and limits ------------------------------------------------------------------------
     def _authenticate(self, request: Request) -> Client | Response:
-        address = request.client.host if request.client else "?"
-        now = time.time()
-        header = request.headers.get("authorization", "")
-        token = header[7:].strip() if header.lower().startswith("bearer ") else ""
-        token = token or request.headers.get("x-api-key", "").strip()
-        owner = self.tokens.get().get(token) if token else None
-        if owner is None:
-            if self.auth_limiter.blocked(address, now):  # a valid token still gets through
-                self.metrics.reject("auth_rate_limited", 429)
-                return error_body(429, "rate_limited", "too many failed authentications; wait a minute")
-            self.auth_limiter.fail(address, now)
-            self.metrics.reject("bad_token", 401)
-            what = "invalid token" if token else "missing token (Authorization: Bearer or x-api-key)"
-            return error_body(401, "authentication_error", f"{what}; see `broke connect`")
-        if owner.startswith("profile:"):
-            name = owner.split(":", 1)[1]
-            try:
-                access = profiles(self.home).get(name).preset.access
-            except Exception as exc:  # a deleted or broken profile locks its token out, not the gateway
-                return error_body(403, "permission_error", f"profile '{name}' is unusable: {exc}")
-            return Client(owner, Scope(name, access))
-        return Client(owner, None)
+        verdict = self.auth.check(request)
+        if isinstance(verdict, Refusal):
+            self.metrics.reject(verdict.metric, verdict.status)
+            return error_body(verdict.status, verdict.code, verdict.message)
+        return verdict
 
     def _access(self, client: Client) -> Access:
         return client.scope.access if client.scope else self.state.get().access

@@ -1,0 +1,67 @@
+"""Client authentication for the front proxy: tokens, profile-bound scopes, bad-token rate limiting."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from starlette.requests import Request
+
+from broke.gateway.limits import FailedAuthLimiter
+from broke.gateway.live import Watched
+from broke.gateway.runfiles import TokenStore
+from broke.presets import profiles
+from broke.resolver import Scope
+
+
+@dataclass(frozen=True)
+class Client:
+    """Who is asking: the owner of the token and the access limits that go with it."""
+
+    owner: str  # "client" or "profile:NAME"
+    scope: Scope | None  # None: the state's own access limits
+
+
+@dataclass(frozen=True)
+class Refusal:
+    status: int
+    code: str
+    message: str
+    metric: str
+
+
+class Authenticator:
+    def __init__(self, home: Path) -> None:
+        self.home = home
+        tokens = TokenStore(home)
+        self.owners: Watched[dict[str, str]] = Watched(
+            tokens.path, lambda: {token: owner for owner, token in tokens.load().items()}, dict)
+        self.limiter = FailedAuthLimiter()
+
+    @staticmethod
+    def token_of(request: Request) -> str:
+        header = request.headers.get("authorization", "")
+        token = header[7:].strip() if header.lower().startswith("bearer ") else ""
+        return token or request.headers.get("x-api-key", "").strip()
+
+    def check(self, request: Request) -> Client | Refusal:
+        """The client a request's token belongs to, or why it is refused (401, then 429 when repeated)."""
+        address = request.client.host if request.client else "?"
+        now = time.time()
+        token = self.token_of(request)
+        owner = self.owners.get().get(token) if token else None
+        if owner is None:
+            if self.limiter.blocked(address, now):  # a valid token still gets through
+                return Refusal(429, "rate_limited", "too many failed authentications; wait a minute",
+                               "auth_rate_limited")
+            self.limiter.fail(address, now)
+            what = "invalid token" if token else "missing token (Authorization: Bearer or x-api-key)"
+            return Refusal(401, "authentication_error", f"{what}; see `broke connect`", "bad_token")
+        if owner.startswith("profile:"):
+            name = owner.split(":", 1)[1]
+            try:
+                access = profiles(self.home).get(name).preset.access
+            except Exception as exc:  # a deleted or broken profile locks its token out, not the gateway
+                return Refusal(403, "permission_error", f"profile '{name}' is unusable: {exc}", "bad_profile")
+            return Client(owner, Scope(name, access))
+        return Client(owner, None)
