@@ -42,6 +42,8 @@ FORWARDED_HEADERS = ("accept", "anthropic-version", "anthropic-beta", "openai-be
                      "user-agent", "x-request-id")
 DROPPED_RESPONSE_HEADERS = {"connection", "keep-alive", "transfer-encoding", "content-length", "te",
                             "trailer", "upgrade", "server", "date"}
+#: The model name mlx_lm.server answers to (any other makes it look on the hub).
+DIRECT_WORKER_MODEL = "default_model"
 _USAGE = re.compile(rb'"(total_tokens|input_tokens|output_tokens)"\s*:\s*(\d+)')
 
 
@@ -103,7 +105,6 @@ class FrontProxy:
         # aiohttp, not httpx, for the LiteLLM hop: about half the CPU per request. Bytes pass through
         # as they come (no decompression), and no cookies are kept between clients.
         self.session = aiohttp.ClientSession(
-            base_url=self.upstream_url,
             connector=aiohttp.TCPConnector(limit=512, keepalive_timeout=30),
             auto_decompress=False,
             cookie_jar=aiohttp.DummyCookieJar(),
@@ -135,7 +136,7 @@ class FrontProxy:
             return error_body(403, "forbidden", "/health answers loopback clients only")
         try:
             async with asyncio.timeout(5.0):
-                async with self.session.get("/health/liveliness") as answer:
+                async with self.session.get(self.upstream_url + "/health/liveliness") as answer:
                     litellm_ok = answer.status == 200
         except (aiohttp.ClientError, TimeoutError):
             litellm_ok = False
@@ -271,10 +272,10 @@ class FrontProxy:
                 if candidate.backend in down:
                     continue
                 attempt += 1
-                body = _encode(self._payload_for(payload, candidate))
+                url, body, send_headers = self._target(path, payload, candidate, headers)
                 try:
                     async with asyncio.timeout(self.record.first_byte_timeout_s):
-                        upstream = await self.session.post(path, data=body, headers=headers)
+                        upstream = await self.session.post(url, data=body, headers=send_headers)
                 except TimeoutError:
                     down.add(candidate.backend)
                     await self._failed(resolution.slot, candidate, events.TIMEOUT, None)
@@ -306,6 +307,23 @@ class FrontProxy:
         return Response(error, status_code=status, headers={**error_headers, **base_headers,
                                                             "x-broke-attempts": str(attempt)},
                         media_type="application/json")
+
+    def _target(self, path: str, payload: dict, candidate: Candidate,
+                headers: dict[str, str]) -> tuple[str, bytes, dict[str, str]]:
+        """Where one attempt goes: LiteLLM, or for chat completions a local worker directly.
+
+        A worker speaks chat completions natively, and LiteLLM's hop costs more time to first token
+        than the tiny models take; other APIs need LiteLLM's translation. Workers of one model are
+        taken in turn.
+        """
+        workers = self.record.direct_workers.get(candidate.backend) if path == "/v1/chat/completions" else None
+        if not workers:
+            return self.upstream_url + path, _encode(self._payload_for(payload, candidate)), headers
+        turn = self.turns[f"pool:{candidate.backend}"]
+        self.turns[f"pool:{candidate.backend}"] += 1
+        body = {**self._payload_for(payload, candidate), "model": DIRECT_WORKER_MODEL}
+        direct_headers = {k: v for k, v in headers.items() if k != "authorization"}
+        return f"{workers[turn % len(workers)]}/chat/completions", _encode(body), direct_headers
 
     def _payload_for(self, payload: dict, candidate: Candidate) -> dict:
         """The body for one attempt: the deployment's name, and token limits a local worker can serve."""

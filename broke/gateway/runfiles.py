@@ -35,6 +35,8 @@ class GatewayRecord:
     first_byte_timeout_s: float = 120.0
     body_limit_bytes: int = 32 * 1024 * 1024
     local_max_tokens: int = 4096  # requests to local workers are capped to this
+    #: local model -> its workers' API bases, for chat completions sent to them directly (no nodes)
+    direct_workers: dict[str, list[str]] = field(default_factory=dict)
     started_at: float = 0.0
 
     @property

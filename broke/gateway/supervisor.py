@@ -132,7 +132,9 @@ def start(home: Path, *, port: int | None = None, first_byte_timeout_s: float | 
         except BrokeError as exc:  # one missing model must not keep the rest of the gateway down
             progress(f"skipping {backend_id}: {exc}")
             log.warning("skipping %s: %s", backend_id, exc)
-    items = deployments(state, load_catalog(), env, workers.local_bases(home))
+    bases = workers.local_bases(home)
+    items = deployments(state, load_catalog(), env, bases)
+    node_pools = {f"mlx/{node.model}" for node in state.nodes.values()}
     key_vars = sorted({d.key_env for d in items if d.key_env} |
                       {n.token_env for n in state.nodes.values() if n.token_env and n.token_env in env})
     run = run_dir(home)
@@ -154,6 +156,7 @@ def start(home: Path, *, port: int | None = None, first_byte_timeout_s: float | 
                            key_refs={k: key_ref(env[k]) for k in key_vars},
                            first_byte_timeout_s=first_byte_timeout_s, body_limit_bytes=body_limit_bytes,
                            local_max_tokens=int(_env_number("BROKE_LOCAL_MAX_TOKENS", 4096)),
+                           direct_workers={b: urls for b, urls in bases.items() if b not in node_pools},
                            started_at=time.time())
     write_record(home, record)
     try:

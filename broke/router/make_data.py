@@ -1,0 +1,106 @@
+"""Derive the shipped router training set from the routing data (RouteLLM outcomes, Arena-Hard categories).
+
+Regenerate with (from the checkout root):
+
+    .venv/bin/python -m broke.router.make_data --src ../shared/data/routing
+
+Reads `prompts.csv` and `scores.csv` there and writes `broke/router/data/routing.jsonl.gz`:
+one JSON object a line, `source, item_id, prompt, category, split, weak, strong` (scores 0..1, null
+where the source has no outcomes). Only redistributable sources are kept (see `SOURCES.md`);
+LeetCode is left out because its problem text is LeetCode's. The output is byte-identical for
+the same input (sorted rows, gzip without a timestamp).
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import gzip
+import hashlib
+import io
+import json
+import sys
+from pathlib import Path
+
+from broke.paths import PROJECT_ROOT
+
+DATA_FILE = Path(__file__).resolve().parent / "data" / "routing.jsonl.gz"
+WEAK_MODEL = "mistralai/Mixtral-8x7B-Instruct-v0.1"
+STRONG_MODEL = "gpt-4-1106-preview"
+#: Sources that may be shipped, and the share of each held out for evaluation (by hash of source/item_id).
+HELD_OUT_SHARE = {
+    "routellm_mmlu": 0.2,
+    "routellm_gsm8k": 0.5,
+    "routellm_mtbench": 1.0,  # 80 prompts: all held out, never trained on
+    "arena_hard_v2": 0.2,  # no outcomes: trains code_bias / answer_complexity only
+}
+#: MT-Bench prompts carry both turns; the scores (and RouteLLM's routing) are for the first turn.
+TURN_MARK = "\n\n[turn 2]"
+
+
+def split_for(source: str, item_id: str, given: str) -> str:
+    """`contaminated` where the data says so, else `test` or `train` by a stable hash of source/item_id."""
+    if given == "contaminated":
+        return "contaminated"
+    digest = hashlib.sha256(f"{source}/{item_id}".encode()).digest()
+    fraction = int.from_bytes(digest[:8], "big") / 2**64
+    return "test" if fraction < HELD_OUT_SHARE[source] else "train"
+
+
+def derive(src: Path) -> list[dict]:
+    """The shipped rows, sorted by source and item_id."""
+    scores: dict[tuple[str, str], dict[str, float]] = {}
+    with open(src / "scores.csv", newline="", encoding="utf-8") as fh:
+        for row in csv.DictReader(fh):
+            scores.setdefault((row["source"], row["item_id"]), {})[row["model"]] = float(row["score"])
+    rows = []
+    with open(src / "prompts.csv", newline="", encoding="utf-8") as fh:
+        for row in csv.DictReader(fh):
+            source = row["source"]
+            if source not in HELD_OUT_SHARE:
+                continue
+            outcome = scores.get((source, row["item_id"]), {})
+            has_outcome = source.startswith("routellm_")
+            if has_outcome and not {WEAK_MODEL, STRONG_MODEL} <= outcome.keys():
+                raise SystemExit(f"{source}/{row['item_id']}: missing a model score")
+            rows.append({
+                "source": source,
+                "item_id": row["item_id"],
+                "prompt": row["prompt"].split(TURN_MARK, 1)[0],
+                # Arena-Hard keeps its sub-category (coding / math / creative_writing) in `difficulty`.
+                "category": row["difficulty"] if source == "arena_hard_v2" else row["category"],
+                "split": split_for(source, row["item_id"], row["split"]),
+                "weak": outcome.get(WEAK_MODEL) if has_outcome else None,
+                "strong": outcome.get(STRONG_MODEL) if has_outcome else None,
+            })
+    rows.sort(key=lambda r: (r["source"], r["item_id"]))
+    return rows
+
+
+def write(rows: list[dict], out: Path) -> None:
+    """Write `rows` as deterministic gzip-compressed JSON lines."""
+    buf = io.BytesIO()
+    with gzip.GzipFile(filename="", mode="wb", fileobj=buf, mtime=0, compresslevel=9) as gz:
+        for row in rows:
+            gz.write((json.dumps(row, ensure_ascii=False, sort_keys=True) + "\n").encode())
+    out.write_bytes(buf.getvalue())
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--src", type=Path, default=PROJECT_ROOT.parent / "shared" / "data" / "routing",
+                        help="directory with prompts.csv and scores.csv")
+    parser.add_argument("--out", type=Path, default=DATA_FILE, help=f"output file (default {DATA_FILE})")
+    args = parser.parse_args(argv)
+    rows = derive(args.src)
+    write(rows, args.out)
+    counts: dict[tuple[str, str], int] = {}
+    for row in rows:
+        counts[row["source"], row["split"]] = counts.get((row["source"], row["split"]), 0) + 1
+    for (source, split), n in sorted(counts.items()):
+        print(f"{source:18} {split:13} {n:6}")
+    print(f"wrote {args.out} ({args.out.stat().st_size:,} bytes)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
