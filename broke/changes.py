@@ -10,7 +10,7 @@ from broke.errors import BrokeError, InvalidInputError, NotFoundError
 from broke.presets import Profile, Team, profiles, teams
 from broke.resolver import backend_chain, find_backend, is_slot_reference
 from broke.state.model import (
-    KEY_POLICY_MODES, MODEL_POLICY_MODES, Access, CustomBackend, KeyPolicy, ModelPolicy, Node, SlotConfig,
+    KEY_POLICY_MODES, MODEL_POLICY_MODES, TIERS, Access, CustomBackend, KeyPolicy, ModelPolicy, Node, SlotConfig,
     State,
 )
 from broke.state.store import StateStore
@@ -310,5 +310,40 @@ def remove_node(store: StateStore, name: str) -> State:
         if name not in state.nodes:
             raise NotFoundError(f"unknown node '{name}'; see `broke node list`")
         del state.nodes[name]
+
+    return store.update(apply)[0]
+
+
+def set_tier(store: StateStore, tier: str, backends: list[str]) -> State:
+    """Set the backends of a router tier (basic, balanced or premium); an empty list clears it."""
+    if tier not in TIERS:
+        raise InvalidInputError(f"tier must be one of {', '.join(TIERS)}, got '{tier}'")
+    catalog = load_catalog()
+
+    def apply(state: State) -> None:
+        for backend_id in backends:
+            check_backend(backend_id, state, catalog)
+        if backends:
+            state.router.tiers[tier] = list(backends)
+        else:
+            state.router.tiers.pop(tier, None)
+
+    return store.update(apply)[0]
+
+
+def set_thresholds(store: StateStore, *, balanced_from: float | None = None,
+                   premium_from: float | None = None) -> State:
+    """Where tiers start on p_strong (0..1); balanced must not start above premium."""
+
+    def apply(state: State) -> None:
+        if balanced_from is not None:
+            state.router.balanced_from = balanced_from
+        if premium_from is not None:
+            state.router.premium_from = premium_from
+        router = state.router
+        if not 0.0 <= router.balanced_from <= router.premium_from <= 1.0:
+            raise InvalidInputError(
+                f"thresholds must satisfy 0 <= balanced ({router.balanced_from}) <= premium "
+                f"({router.premium_from}) <= 1")
 
     return store.update(apply)[0]

@@ -9,6 +9,7 @@ from broke.context import RoutingContext
 from broke.keys import key_pool
 from broke.local.demo import NEXT_STEP
 from broke.local.models import DEMO_BACKEND
+from broke.state.model import TIERS
 from broke.resolver import FLOATING_ON_PINNED, Resolution, find_backend
 
 
@@ -44,6 +45,10 @@ def _backend_findings(ctx: RoutingContext) -> list[Finding]:
         elif provider.needs_api_base and not custom.api_base:
             found.append(Finding("error", "missing_api_base", backend_id,
                                  f"custom backend '{backend_id}' needs an api_base"))
+    for tier in state.router.tiers:
+        if tier not in TIERS:
+            found.append(Finding("error", "unknown_tier", tier,
+                                 f"router tier '{tier}' is not one of {', '.join(TIERS)}"))
     for slot in state.slots:
         if slot not in catalog.slots:
             found.append(Finding("error", "unknown_slot", slot, f"state maps unknown slot '{slot}'"))

@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field
 from broke.catalog import Backend, Catalog, load_catalog
 from broke.health import UNUSABLE, Health
 from broke.keys import key_pool
-from broke.state.model import Access, State
+from broke.state.model import TIERS, Access, State
 
 
 FLOATING_ON_PINNED = "floating alias on a pinned slot"
@@ -74,6 +74,8 @@ class Resolution:
     chosen: Candidate | None
     reason: str = ""  # why nothing was chosen
     allowed: bool = True  # False: the profile's access limits exclude the slot
+    tier: str = ""  # the router tier a prompt picked ("" when no router decided)
+    p_strong: float | None = None  # the router's estimate that picked the tier
     notes: tuple[str, ...] = field(default=())  # chain problems: cycles, unknown slot references
 
     def to_dict(self) -> dict:
@@ -85,6 +87,8 @@ class Resolution:
             "chosen": self.chosen.to_dict() if self.chosen else None,
             "reason": self.reason,
             "allowed": self.allowed,
+            "tier": self.tier,
+            "p_strong": self.p_strong,
             "notes": list(self.notes),
             "candidates": [c.to_dict() for c in self.candidates],
         }
@@ -131,6 +135,21 @@ def backend_chain(slot: str, state: State) -> tuple[list[tuple[str, str]], list[
 
     follow(slot, [slot], "")
     return chain, notes
+
+
+def routes_by_complexity(slot: str, state: State) -> bool:
+    """`auto` always picks a tier per prompt; other slots when configured with router = "complexity"."""
+    return slot == "auto" or state.slots[slot].router == "complexity"
+
+
+def tier_chain(tier: str, state: State) -> list[tuple[str, str]]:
+    """A tier's backends, then the tiers above it (a tier that is all down falls back upwards)."""
+    chain: list[tuple[str, str]] = []
+    for name in TIERS[TIERS.index(tier):]:
+        for backend_id in state.router.tiers.get(name, []):
+            if backend_id not in (b for b, _ in chain):
+                chain.append((backend_id, f"tier {name}"))
+    return chain
 
 
 def _policy_ordered(items: list[str], order: list[str]) -> list[str]:
@@ -208,6 +227,7 @@ def resolve(
     scope: Scope | None = None,
     catalog: Catalog | None = None,
     rotation: Rotation = NO_ROTATION,
+    p_strong: float | None = None,
 ) -> Resolution:
     """Resolve a requested model name (slot or client alias) to ordered candidates and a choice.
 
@@ -217,6 +237,14 @@ def resolve(
     slot = catalog.require_slot(requested)
     scope = scope or Scope(state.active_profile, state.access)
     chain, notes = backend_chain(slot, state)
+    tier = ""
+    if p_strong is not None and routes_by_complexity(slot, state):
+        if state.router.tiers:
+            tier = state.router.tier_for(p_strong)
+            routed = tier_chain(tier, state)
+            chain = routed + [(b, s) for b, s in chain if b not in dict(routed)]
+        else:
+            notes.append("no router tiers configured (`broke router tier`): the slot's own chain is used")
     sources = dict(chain)
     policy = state.model_policy.get(slot)
     order = _policy_ordered(list(sources), policy.order) if policy else list(sources)
@@ -242,4 +270,4 @@ def resolve(
         if len(candidates) > 1:
             reason += f" (and {len(candidates) - 1} more unusable)"
     return Resolution(slot, requested, state.generation, scope.profile, candidates, chosen, reason,
-                      allowed, tuple(notes))
+                      allowed, tier, p_strong, tuple(notes))

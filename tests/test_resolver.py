@@ -565,3 +565,42 @@ def test_health_booleans_are_not_numbers(tmp_path, body):
     path.write_text(body)
     with pytest.raises(StateFileError, match="health.json"):
         load_health(path)
+
+
+# ---- the complexity router's tiers ----------------------------------------------------------------
+
+def tiered_state(**slots: SlotConfig):
+    state = state_with(**slots)
+    state.router.tiers = {"basic": [MLX], "balanced": [GROQ], "premium": [OPUS]}
+    return state
+
+
+@pytest.mark.parametrize("p_strong, tier, backend", [(0.05, "basic", MLX), (0.45, "balanced", GROQ),
+                                                     (0.95, "premium", OPUS)])
+def test_auto_picks_the_tier_of_its_estimate(p_strong, tier, backend):
+    r = resolve("auto", tiered_state(), Health(), env=ALL_KEYS, now=NOW, p_strong=p_strong)
+    assert (r.tier, r.chosen.backend, r.chosen.source) == (tier, backend, f"tier {tier}")
+    assert r.to_dict()["p_strong"] == p_strong
+
+
+def test_a_tier_that_is_all_down_falls_back_upwards_then_to_the_slot_chain():
+    health = Health(models={MLX: HealthRecord("blocked"), GROQ: HealthRecord("blocked")})
+    r = resolve("auto", tiered_state(), health, env=ALL_KEYS, now=NOW, p_strong=0.05)
+    assert r.tier == "basic" and r.chosen.backend == OPUS
+    assert [c.backend for c in r.candidates][-1] == SONNET  # auto's own backend comes last
+
+
+def test_without_an_estimate_or_tiers_the_slot_chain_is_used():
+    r = resolve("auto", tiered_state(), Health(), env=ALL_KEYS, now=NOW)
+    assert r.tier == "" and r.chosen.backend == SONNET
+    bare = resolve("auto", state_with(), Health(), env=ALL_KEYS, now=NOW, p_strong=0.9)
+    assert bare.tier == "" and bare.chosen.backend == SONNET
+    assert any("no router tiers" in note for note in bare.notes)
+
+
+def test_other_slots_use_tiers_only_when_configured():
+    plain = resolve("sonnet", tiered_state(), Health(), env=ALL_KEYS, now=NOW, p_strong=0.05)
+    assert plain.tier == "" and plain.chosen.backend == SONNET
+    routed = tiered_state(sonnet=SlotConfig(SONNET, router="complexity"))
+    r = resolve("sonnet", routed, Health(), env=ALL_KEYS, now=NOW, p_strong=0.05)
+    assert r.tier == "basic" and r.chosen.backend == MLX

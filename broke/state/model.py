@@ -18,6 +18,8 @@ class SlotConfig:
     fallbacks: list[str] = field(default_factory=list)
     #: A pinned slot only accepts fixed-version backends; floating aliases are skipped.
     pinned: bool = False
+    #: "complexity": pick a router tier per prompt (the `auto` slot always does).
+    router: str = field(default="", metadata={"choices": ("", "complexity")})
 
 
 @dataclass
@@ -72,10 +74,17 @@ class Node:
 
 @dataclass
 class RouterConfig:
-    """Tiers of the complexity router for `auto` and the strong-model threshold."""
+    """The complexity router: each tier's backends, and the p_strong at which a tier starts."""
 
-    tiers: dict[str, list[str]] = field(default_factory=dict)
-    threshold: float = field(default=0.5, metadata={"min": 0.0})
+    tiers: dict[str, list[str]] = field(default_factory=dict)  # basic / balanced / premium -> backends
+    balanced_from: float = field(default=0.3, metadata={"min": 0.0})
+    premium_from: float = field(default=0.6, metadata={"min": 0.0})
+
+    def tier_for(self, p_strong: float) -> str:
+        """The cheapest tier likely good enough for a prompt whose p_strong is given."""
+        if p_strong >= self.premium_from:
+            return "premium"
+        return "balanced" if p_strong >= self.balanced_from else "basic"
 
 
 @dataclass
