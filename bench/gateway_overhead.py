@@ -34,10 +34,6 @@ import asyncio
 import contextlib
 import json
 import os
-import platform
-import shlex
-import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -47,7 +43,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
-import psutil
+
+from harness import (CpuMeter, RequestFailed, broke, clean_up, exit_status, free_port, gateway_record, have_broke,
+                     must, percentile, print_log_tails, print_machine_and_command, start_gateway)
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
@@ -80,10 +78,6 @@ class Target:
         self.headers = {"authorization": f"Bearer {self.token}", "content-type": "application/json"}
 
 
-class RequestFailed(Exception):
-    pass
-
-
 def check(target: Target, response: httpx.Response) -> None:
     """Raise RequestFailed unless this is a real answer from the fake."""
     if response.status_code != 200:
@@ -98,36 +92,6 @@ def check(target: Target, response: httpx.Response) -> None:
         name, expected = target.check_header
         if response.headers.get(name) != expected:
             raise RequestFailed(f"{name} = {response.headers.get(name)!r}, expected {expected!r}")
-
-
-def percentile(values: list[float], q: float) -> float:
-    """Nearest-rank percentile (q in 0..100)."""
-    ordered = sorted(values)
-    if not ordered:
-        return float("nan")
-    rank = max(1, -(-len(ordered) * q // 100))  # ceil(n * q / 100)
-    return ordered[int(rank) - 1]
-
-
-class CpuMeter:
-    """CPU seconds (user + system) used so far by the gateway's processes, by name."""
-
-    def __init__(self, pids: dict[str, int]) -> None:
-        self.processes = {name: psutil.Process(pid) for name, pid in pids.items()}
-
-    def snapshot(self) -> dict[str, float]:
-        out = {}
-        for name, process in self.processes.items():
-            try:
-                times = process.cpu_times()
-                out[name] = times.user + times.system
-            except psutil.Error:
-                out[name] = float("nan")
-        return out
-
-    @staticmethod
-    def delta(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
-        return {name: after[name] - before[name] for name in before}
 
 
 # ---- load generation ------------------------------------------------------------------------------
@@ -271,32 +235,6 @@ def fake_provider(separate: bool) -> Iterator[str]:
             child.wait()
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def broke(home: Path, *args: str, timeout: float = 180.0) -> subprocess.CompletedProcess:
-    exe = Path(sys.executable).parent / "broke"
-    env = {**os.environ, "BROKE_HOME": str(home)}
-    env.pop("FAKE_API_KEY", None)  # the key comes from $BROKE_HOME/.env only
-    return subprocess.run([str(exe), *args], env=env, stdin=subprocess.DEVNULL, capture_output=True,
-                          text=True, timeout=timeout)
-
-
-def must(result: subprocess.CompletedProcess, what: str) -> None:
-    if result.returncode != 0:
-        raise RuntimeError(f"{what} failed (exit {result.returncode}):\n{result.stdout}{result.stderr}")
-
-
-def tail(path: Path, lines: int = 30) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
-
-
 # ---- report ---------------------------------------------------------------------------------------
 
 def report(args: argparse.Namespace, targets: list[Target], res: Results) -> None:
@@ -346,12 +284,11 @@ def report(args: argparse.Namespace, targets: list[Target], res: Results) -> Non
     print(f"  throughput c / b under {args.concurrency} clients: {ratio * 100:.1f} %   "
           f"[target >= {THROUGHPUT_TARGET * 100:.0f} %] {'PASS' if ratio >= THROUGHPUT_TARGET else 'FAIL'}")
     print()
-    print(f"machine: {os.cpu_count()} CPU core(s), Python {platform.python_version()}, "
-          f"{platform.system()} {platform.release()}. The load generator, the fake provider "
-          f"({'its own process' if args.fake_process else 'in the load generator: one GIL'}), LiteLLM "
-          "and the front proxy all share these cores, so absolute numbers are noisy: compare the "
-          "paths with each other, and rerun to see the spread.")
-    print("command: " + " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv]))
+    print_machine_and_command(
+        ". The load generator, the fake provider "
+        f"({'its own process' if args.fake_process else 'in the load generator: one GIL'}), LiteLLM "
+        "and the front proxy all share these cores, so absolute numbers are noisy: compare the "
+        "paths with each other, and rerun to see the spread.")
 
 
 # ---- main -----------------------------------------------------------------------------------------
@@ -374,10 +311,9 @@ def main() -> int:
         args.concurrent_requests = 2 * args.requests
     if min(args.requests, args.concurrency, args.concurrent_requests, args.rounds) < 1 or args.warmup < 0:
         parser.error("counts must be positive")
-    if not (Path(sys.executable).parent / "broke").exists():
-        print("error: run with the venv's interpreter (.venv/bin/python), where `broke` is installed",
-              file=sys.stderr)
+    if not have_broke():
         return 1
+    os.environ.pop("FAKE_API_KEY", None)  # the key comes from $BROKE_HOME/.env only
 
     home = Path(tempfile.mkdtemp(prefix="broke-bench-gw-"))
     started_gateway = False
@@ -394,14 +330,10 @@ def main() -> int:
                  "broke backend add")
             must(broke(home, "swap", SLOT, BACKEND), "broke swap")
             port = free_port()
-            print(f"starting the gateway on 127.0.0.1:{port} (LiteLLM takes a while) ...", flush=True)
-            t0 = time.perf_counter()
             started_gateway = True
-            must(broke(home, "start", "--port", str(port)), "broke start")
-            print(f"gateway up in {time.perf_counter() - t0:.1f} s", flush=True)
+            start_gateway(home, port)
 
-            record = json.loads((home / "run" / "gateway.json").read_text())
-            master = (home / "run" / "litellm_master_key").read_text().strip()
+            record, master = gateway_record(home)
             client_token = json.loads((home / "run" / "tokens.json").read_text())["client"]
             deployment = f"{BACKEND}@FAKE_API_KEY"
             if deployment not in record["deployments"]:
@@ -423,25 +355,11 @@ def main() -> int:
                 print("no timings for some path; see the errors below", file=sys.stderr)
     except Exception as exc:  # setup failed: say why, with the gateway logs
         print(f"error: {exc}", file=sys.stderr)
-        for name in ("litellm.log", "gateway.log"):
-            print(f"--- {name} (tail) ---\n{tail(home / 'run' / name)}", file=sys.stderr)
+        print_log_tails(home / "run" / name for name in ("litellm.log", "gateway.log"))
         errors.append(str(exc))
     finally:
-        if started_gateway:
-            stopped = broke(home, "stop", timeout=60)
-            if stopped.returncode != 0:
-                print(f"warning: broke stop exited {stopped.returncode}: {stopped.stderr.strip()}", file=sys.stderr)
-        if args.keep_home:
-            print(f"kept BROKE_HOME={home}")
-        else:
-            shutil.rmtree(home, ignore_errors=True)
-
-    if errors:
-        print(f"\n{len(errors)} request(s) or step(s) failed; the first ones:", file=sys.stderr)
-        for line in errors[:10]:
-            print("  " + line, file=sys.stderr)
-        return 1
-    return 0
+        clean_up(home, started_gateway, args.keep_home)
+    return exit_status(errors)
 
 
 if __name__ == "__main__":

@@ -36,13 +36,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
-import shlex
-import shutil
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -51,6 +45,9 @@ from pathlib import Path
 
 import httpx
 import psutil
+
+from harness import (CpuMeter, RequestFailed, broke, clean_up, exit_status, free_port, gateway_record, have_broke,
+                     must, percentile, print_log_tails, print_machine_and_command, start_gateway)
 
 TTFT_TARGET_PCT = 5.0
 SLOT = "sonnet"
@@ -67,10 +64,6 @@ ANSWER = (
     "calm oceans, honest ledgers, plus lasting friendships everywhere."
 )
 PROMPT = [{"role": "user", "content": "Describe a hopeful morning in one long sentence."}]
-
-
-class RequestFailed(Exception):
-    pass
 
 
 @dataclass
@@ -153,32 +146,6 @@ def stream_once(client: httpx.Client, target: Target) -> Sample:
     return Sample((first - started) * 1000.0, rate, chunks, (finished - started) * 1000.0)
 
 
-def percentile(values: list[float], q: float) -> float:
-    """Nearest-rank percentile (q in 0..100)."""
-    ordered = sorted(values)
-    if not ordered:
-        return float("nan")
-    rank = max(1, -(-len(ordered) * q // 100))  # ceil(n * q / 100)
-    return ordered[int(rank) - 1]
-
-
-class CpuMeter:
-    """CPU seconds (user + system) used so far by the processes in play, by name."""
-
-    def __init__(self, pids: dict[str, int]) -> None:
-        self.processes = {name: psutil.Process(pid) for name, pid in pids.items()}
-
-    def snapshot(self) -> dict[str, float]:
-        out = {}
-        for name, process in self.processes.items():
-            try:
-                times = process.cpu_times()
-                out[name] = times.user + times.system
-            except psutil.Error:
-                out[name] = float("nan")
-        return out
-
-
 def measure(targets: list[Target], warmup: int, runs: int, pause: float, meter: CpuMeter,
             errors: list[str]) -> tuple[dict[str, list[Sample]], dict[str, float], dict[str, list[float]]]:
     """Samples per target; the targets take turns request by request, in rotating order.
@@ -217,40 +184,14 @@ def measure(targets: list[Target], warmup: int, runs: int, pause: float, meter: 
             round_(i, True)
             if (i + 1) % 10 == 0:
                 print(f"  {i + 1}/{runs} rounds", flush=True)
-        after = meter.snapshot()
+        cpu = CpuMeter.delta(before, meter.snapshot())
     finally:
         for client in clients.values():
             client.close()
-    return samples, {name: after[name] - before[name] for name in before}, paired
+    return samples, cpu, paired
 
 
 # ---- the gateway ----------------------------------------------------------------------------------
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def broke(home: Path, *args: str, timeout: float = 300.0) -> subprocess.CompletedProcess:
-    exe = Path(sys.executable).parent / "broke"
-    env = {**os.environ, "BROKE_HOME": str(home)}
-    return subprocess.run([str(exe), *args], env=env, stdin=subprocess.DEVNULL, capture_output=True,
-                          text=True, timeout=timeout)
-
-
-def must(result: subprocess.CompletedProcess, what: str) -> str:
-    if result.returncode != 0:
-        raise RuntimeError(f"{what} failed (exit {result.returncode}):\n{result.stdout}{result.stderr}")
-    return result.stdout
-
-
-def tail(path: Path, lines: int = 30) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
-
 
 def worker_server_pid(supervisor_pid: int) -> int:
     """The mlx_lm.server process under the worker's supervisor."""
@@ -316,11 +257,10 @@ def report(args: argparse.Namespace, targets: list[Target], samples: dict[str, l
               f"{statistics.median(g - l for g, l in zip(paired['gateway'], paired['litellm'])):+.2f} ms")
         print(f"    decode tokens/s, litellm / direct: {rate['litellm'] / rate['direct'] * 100:.1f} %")
     print()
-    print(f"machine: {os.cpu_count()} CPU core(s), Python {platform.python_version()}, "
-          f"{platform.system()} {platform.release()}, mlx on CPU. The client (this process), LiteLLM, "
-          "the front proxy and the worker (mlx_lm.server) all share these cores, so absolute numbers "
-          "are noisy: compare the paths with each other, and rerun to see the spread.")
-    print("command: " + " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv]))
+    print_machine_and_command(
+        ", mlx on CPU. The client (this process), LiteLLM, the front proxy and the worker (mlx_lm.server) "
+        "all share these cores, so absolute numbers are noisy: compare the paths with each other, and "
+        "rerun to see the spread.")
 
 
 # ---- main -----------------------------------------------------------------------------------------
@@ -338,9 +278,7 @@ def main() -> int:
     args = parser.parse_args()
     if args.runs < 1 or args.warmup < 0:
         parser.error("--runs must be positive and --warmup not negative")
-    if not (Path(sys.executable).parent / "broke").exists():
-        print("error: run with the venv's interpreter (.venv/bin/python), where `broke` is installed",
-              file=sys.stderr)
+    if not have_broke():
         return 1
 
     home = Path(tempfile.mkdtemp(prefix="broke-bench-worker-"))
@@ -352,19 +290,15 @@ def main() -> int:
              "broke local make-tiny")
         must(broke(home, "swap", SLOT, BACKEND), "broke swap")
         port = free_port()
-        print(f"starting the gateway and the worker on 127.0.0.1:{port} (LiteLLM takes a while) ...", flush=True)
-        t0 = time.perf_counter()
         started_gateway = True
-        must(broke(home, "start", "--port", str(port)), "broke start")
-        print(f"gateway up in {time.perf_counter() - t0:.1f} s", flush=True)
+        start_gateway(home, port, what="the gateway and the worker")
 
         workers = json.loads(must(broke(home, "worker", "list", "--json"), "broke worker list"))
         worker = next((w for w in workers if w["backend"] == BACKEND), None)
         if worker is None or worker["state"] != "ready":
             raise RuntimeError(f"the worker of {BACKEND} is not ready: {workers}")
         connect = json.loads(must(broke(home, "connect", "--json"), "broke connect"))
-        record = json.loads((home / "run" / "gateway.json").read_text())
-        master = (home / "run" / "litellm_master_key").read_text().strip()
+        record, master = gateway_record(home)
         if BACKEND not in record["deployments"]:
             raise RuntimeError(f"deployment {BACKEND} not in the gateway record: {record['deployments']}")
         print(f"worker (mlx_lm.server) on 127.0.0.1:{worker['port']}, front proxy on {connect['base_url']}, "
@@ -392,25 +326,11 @@ def main() -> int:
             print("no timings for some path; see the errors below", file=sys.stderr)
     except Exception as exc:  # setup failed: say why, with the logs
         print(f"error: {exc}", file=sys.stderr)
-        for log in sorted((home / "run").glob("*.log")):
-            print(f"--- {log.name} (tail) ---\n{tail(log)}", file=sys.stderr)
+        print_log_tails(sorted((home / "run").glob("*.log")))
         errors.append(str(exc))
     finally:
-        if started_gateway:
-            stopped = broke(home, "stop", timeout=60)
-            if stopped.returncode != 0:
-                print(f"warning: broke stop exited {stopped.returncode}: {stopped.stderr.strip()}", file=sys.stderr)
-        if args.keep_home:
-            print(f"kept BROKE_HOME={home}")
-        else:
-            shutil.rmtree(home, ignore_errors=True)
-
-    if errors:
-        print(f"\n{len(errors)} request(s) or step(s) failed; the first ones:", file=sys.stderr)
-        for line in errors[:10]:
-            print("  " + line, file=sys.stderr)
-        return 1
-    return 0
+        clean_up(home, started_gateway, args.keep_home)
+    return exit_status(errors)
 
 
 if __name__ == "__main__":
