@@ -54,6 +54,13 @@ def slots() -> tuple[str, ...]:
     return load_catalog().slots
 
 
+def run_cli(*args: str):
+    """Run `broke ARGS…` in-process outside a test's fixtures (module fixtures); it must succeed."""
+    result = CliRunner().invoke(app, list(args))
+    assert result.exit_code == 0, result.output
+    return result
+
+
 def assert_one_error_line(result, *fragments: str, code: int = 1) -> None:
     """A failed command: the expected exit code, exactly one error line naming the problem, no traceback."""
     assert result.exit_code == code, result.output

@@ -12,16 +12,11 @@ import pytest
 from typer.testing import CliRunner
 
 from broke.cli.main import app
+from conftest import run_cli
 from broke.procs import free_port, is_ours
 from fake_provider import FakeProvider
 
 pytestmark = pytest.mark.timeout(600)
-
-
-def run_cli(*args: str):
-    result = CliRunner().invoke(app, list(args))
-    assert result.exit_code == 0, result.output
-    return result
 
 
 @pytest.fixture(scope="module")

@@ -13,18 +13,13 @@ import pytest
 from typer.testing import CliRunner
 
 from broke.cli.main import app
+from conftest import run_cli
 from broke.local.workers import find_worker, read_workers
 from broke.procs import free_port
 
 pytestmark = pytest.mark.timeout(600)
 ANSWER_A = "alpha beta gamma delta"
 ANSWER_B = "one two three"
-
-
-def run_cli(*args: str):
-    result = CliRunner().invoke(app, list(args))
-    assert result.exit_code == 0, result.output
-    return result
 
 
 @pytest.fixture(scope="module")
