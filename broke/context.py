@@ -38,9 +38,9 @@ class RoutingContext:
             catalog=load_catalog(),
         )
 
-    def resolve(self, requested: str, scope: Scope | None = None) -> Resolution:
+    def resolve(self, requested: str, scope: Scope | None = None, p_strong: float | None = None) -> Resolution:
         return resolve(requested, self.state, self.health, env=self.env, now=self.now, scope=scope,
-                       catalog=self.catalog)
+                       catalog=self.catalog, p_strong=p_strong)
 
     def resolve_all(self, scope: Scope | None = None) -> list[Resolution]:
         return [self.resolve(slot, scope) for slot in self.catalog.slots]

@@ -344,3 +344,38 @@ def test_stop_leaves_no_process_behind(tmp_path, monkeypatch):
     assert alive == []
     assert not Path(home / "run" / "gateway.json").exists()
     assert "not running" in run_cli("status").stdout
+
+
+EASY = "what is 2+2"
+HARD = ("Refactor this multi-file Python service so the worker pool, the cache invalidation and the "
+        "retry queue cannot deadlock; prove the lock ordering is safe, then write the migration plan, "
+        "step by step, for a zero-downtime rollout across three regions.")
+
+
+def test_auto_routes_each_prompt_to_a_tier(gw):
+    easy = json.loads(run_cli("estimate", "--json", EASY).stdout)
+    hard = json.loads(run_cli("estimate", "--json", HARD).stdout)
+    assert easy["p_strong"] < hard["p_strong"]
+    middle = (easy["p_strong"] + hard["p_strong"]) / 2
+    run_cli("router", "thresholds", "--balanced", f"{middle:.6f}", "--premium", f"{middle:.6f}")
+    run_cli("router", "tier", "basic", "fake/model-a")
+    run_cli("router", "tier", "premium", "fake/model-b")
+    try:
+        answers = {text: post(gw, "/v1/chat/completions", chat("auto", text)) for text in (EASY, HARD)}
+        assert answers[EASY].headers["x-broke-tier"] == "basic"
+        assert answers[EASY].headers["x-broke-backend"] == "fake/model-a"
+        assert answers[HARD].headers["x-broke-tier"] == "premium"
+        assert answers[HARD].headers["x-broke-backend"] == "fake/model-b"
+        for answer in answers.values():
+            assert 0 <= float(answer.headers["x-broke-complexity"]) <= 1
+            assert answer.headers["x-broke-quality-temperature"] in ("green", "yellow", "orange", "red")
+        routed = json.loads(run_cli("route", "auto", "--prompt", EASY, "--json").stdout)
+        assert routed["tier"] == "basic" and routed["chosen"]["backend"] == "fake/model-a"
+        # A tier whose backends are down falls back to the next tier up.
+        gw["fake"].fail("drop", model="model-a")
+        fallen = post(gw, "/v1/chat/completions", chat("auto", EASY))
+        assert fallen.status_code == 200
+        assert fallen.headers["x-broke-tier"] == "basic" and fallen.headers["x-broke-backend"] == "fake/model-b"
+    finally:
+        run_cli("router", "tier", "basic")
+        run_cli("router", "tier", "premium")

@@ -572,6 +572,7 @@ def test_health_booleans_are_not_numbers(tmp_path, body):
 def tiered_state(**slots: SlotConfig):
     state = state_with(**slots)
     state.router.tiers = {"basic": [MLX], "balanced": [GROQ], "premium": [OPUS]}
+    state.router.balanced_from, state.router.premium_from = 0.3, 0.6
     return state
 
 

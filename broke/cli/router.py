@@ -1,11 +1,14 @@
 """`router show|tier|thresholds`: the complexity router's tiers for the `auto` slot."""
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Optional
 
 import typer
 
-from broke.cli.output import JSON_OPTION, esc, print_json, say, show, store, table
+from broke.cli.output import JSON_OPTION, console, esc, print_json, say, show, store, table
+from broke.errors import UsageProblem
 
 router_app = typer.Typer(no_args_is_help=True, help="The complexity router: tiers and thresholds for `auto`.")
 
@@ -50,5 +53,88 @@ def router_thresholds(balanced: Optional[float] = typer.Option(None, "--balanced
         f"(generation {state.generation})")
 
 
+
+
+@router_app.command("calibrate")
+def router_calibrate(strong_share: float = typer.Option(..., "--strong-share", min=0.0, max=1.0,
+                                                        help="Share of the reference prompts to send to premium.")) -> None:
+    """Set the thresholds so about STRONG_SHARE of a reference prompt set goes to premium (RouteLLM-style)."""
+    from broke import changes
+    from broke.router.data import reference_prompts
+    from broke.router.model import load_or_train
+    from broke.router.tiers import calibrate
+
+    s = store()
+    with console().status("calibrating on the reference prompts"):
+        thresholds = calibrate(strong_share, reference_prompts(), load_or_train(s.home))
+    state = changes.set_thresholds(s, balanced_from=thresholds.balanced_from, premium_from=thresholds.premium_from)
+    say(f"premium from p_strong {thresholds.premium_from:.3f}, balanced from {thresholds.balanced_from:.3f} "
+        f"(generation {state.generation})")
+
+
+@router_app.command("eval")
+def router_eval(data: Optional[Path] = typer.Option(None, "--data", help="JSONL of {prompt, weak, strong}."),
+                as_json: bool = JSON_OPTION) -> None:
+    """APGR and CPT(50%), CPT(80%) on labelled prompts (default: the shipped held-out split)."""
+    from dataclasses import asdict
+
+    from broke.router.decide import evaluate_labelled
+
+    with console().status("evaluating"):
+        quality = evaluate_labelled(store().home, data)
+    if as_json:
+        print_json(asdict(quality))
+        return
+    say(f"{quality.n} prompts: APGR {quality.apgr:.3f} (random ≈ 0.5), CPT(50%) {quality.cpt50:.1%}, "
+        f"CPT(80%) {quality.cpt80:.1%}; weak-only {quality.weak_quality:.3f}, strong-only {quality.strong_quality:.3f}")
+    t = table("strong share", "quality")
+    for point in quality.curve:
+        t.add_row(f"{point.strong_share:.1%}", f"{point.quality:.3f}")
+    show(t)
+
+
+@router_app.command("train")
+def router_train() -> None:
+    """Fit the router again from the shipped data (it is fitted on first use anyway)."""
+    from broke.router.decide import retrain
+
+    with console().status("training the router"):
+        retrain(store().home)
+    say("router trained")
+
+
+def estimate(prompt: Optional[str] = typer.Argument(None, help="The prompt (default: read stdin)."),
+             batch: Optional[Path] = typer.Option(None, "--batch", help="JSONL file: one {id, prompt} per line."),
+             as_json: bool = JSON_OPTION) -> None:
+    """Estimate a prompt's complexity: dimensions, p_strong, tier and quality temperature."""
+    import sys
+
+    from broke.router.decide import estimate_batch, estimate_prompt
+
+    s = store()
+    state = s.load()
+    if batch is not None:
+        try:
+            lines = batch.read_text(encoding="utf-8").splitlines()
+        except OSError as exc:
+            raise UsageProblem(f"cannot read {batch}: {exc.strerror}") from None
+        for result in estimate_batch(s.home, lines, state, str(batch)):
+            sys.stdout.write(json.dumps(result) + "\n")
+        return
+    text = prompt if prompt is not None else sys.stdin.read()
+    if not text.strip():
+        raise UsageProblem("give a PROMPT, pipe one on stdin, or use --batch FILE")
+    result = estimate_prompt(s.home, text, state)
+    if as_json:
+        print_json(result)
+        return
+    colour = {"green": "green", "yellow": "yellow", "orange": "dark_orange", "red": "red"}[result["temperature"]]
+    say(f"tier [bold]{result['tier']}[/]  p_strong {result['p_strong']:.3f}  "
+        f"temperature [{colour}]{result['temperature']}[/]")
+    say(f"prompt complexity {result['prompt_complexity']:.3f} · answer complexity "
+        f"{result['answer_complexity']:.3f} · code bias {result['code_bias']:.3f}")
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(router_app, name="router")
+    app.command("estimate")(estimate)

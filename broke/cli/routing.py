@@ -11,10 +11,11 @@ if TYPE_CHECKING:
     from broke.resolver import Resolution
 
 PROFILE_OPTION = typer.Option(None, "--profile", "-p", help="Resolve with this profile's access limits.")
+PROMPT_OPTION = typer.Option(None, "--prompt", help="For `auto`: decide the tier for this prompt.")
 LEVEL_STYLE = {"error": "red", "warning": "yellow", "info": "cyan"}
 
 
-def _resolve(slot: str, profile: str | None) -> "Resolution":
+def _resolve(slot: str, profile: str | None, prompt: str | None = None) -> "Resolution":
     from broke.context import RoutingContext
     from broke.resolver import Scope
 
@@ -26,7 +27,12 @@ def _resolve(slot: str, profile: str | None) -> "Resolution":
 
         access = profiles(s.home).get(profile).preset.access
         scope = Scope(profile, access)
-    return ctx.resolve(slot, scope)
+    p_strong = None
+    if prompt is not None:  # only then the router (and scikit-learn) is loaded
+        from broke.router.decide import estimate_prompt
+
+        p_strong = estimate_prompt(s.home, prompt, ctx.state)["p_strong"]
+    return ctx.resolve(slot, scope, p_strong)
 
 
 def _choice_line(resolution: "Resolution") -> str:
@@ -38,9 +44,10 @@ def _choice_line(resolution: "Resolution") -> str:
 
 
 def route(slot: str = typer.Argument(..., help="A slot or a client model name (e.g. claude-sonnet-4-5)."),
-          profile: Optional[str] = PROFILE_OPTION, as_json: bool = JSON_OPTION) -> None:
+          profile: Optional[str] = PROFILE_OPTION, prompt: Optional[str] = PROMPT_OPTION,
+          as_json: bool = JSON_OPTION) -> None:
     """Print the backend a request for SLOT would go to now (exit 1 if none)."""
-    resolution = _resolve(slot, profile)
+    resolution = _resolve(slot, profile, prompt)
     chosen = resolution.chosen
     if as_json:
         print_json(resolution.to_dict())
@@ -54,15 +61,18 @@ def route(slot: str = typer.Argument(..., help="A slot or a client model name (e
 
 
 def explain(slot: str = typer.Argument(..., help="A slot or a client model name."),
-            profile: Optional[str] = PROFILE_OPTION, as_json: bool = JSON_OPTION) -> None:
+            profile: Optional[str] = PROFILE_OPTION, prompt: Optional[str] = PROMPT_OPTION,
+            as_json: bool = JSON_OPTION) -> None:
     """Show the whole candidate chain for SLOT and why each candidate is usable or skipped."""
-    resolution = _resolve(slot, profile)
+    resolution = _resolve(slot, profile, prompt)
     if as_json:
         print_json(resolution.to_dict())
         return
     if resolution.requested != resolution.slot:
         say(f"[dim]{esc(resolution.requested)} is an alias of slot {resolution.slot}[/]")
     say(_choice_line(resolution) + f" [dim]· generation {resolution.generation}[/]")
+    if resolution.tier:
+        say(f"router: p_strong {resolution.p_strong:.3f} → tier [bold]{resolution.tier}[/]")
     t = table("#", "backend", "key", "source", "version", "health", "verdict")
     for number, c in enumerate(resolution.candidates, start=1):
         version = {True: "pinned", False: "[yellow]floating[/]", None: "?"}[c.pinned]

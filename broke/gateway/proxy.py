@@ -21,6 +21,7 @@ from broke.catalog import load_catalog
 from broke.gateway import events
 from broke.gateway.events import EventLog
 from broke.gateway.auth import Authenticator, Client, Refusal
+from broke.gateway.complexity import ComplexityRouter
 from broke.gateway.limits import RateLimiter
 from broke.gateway.live import Watched
 from broke.gateway.metrics import Metrics
@@ -79,6 +80,7 @@ class FrontProxy:
         health_path = home / "health.json"
         self.health: Watched[Health] = Watched(health_path, lambda: load_health(health_path), Health)
         self.auth = Authenticator(home)
+        self.complexity = ComplexityRouter(home)
         self.health_store = HealthStore(home)
         self.event_log = EventLog(home / "run" / "rotation.log")
         self.metrics = Metrics()
@@ -111,6 +113,8 @@ class FrontProxy:
             skip_auto_headers=("Accept-Encoding", "User-Agent"),
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=5.0),
         )
+        if self.state.get().router.tiers:  # `auto` is routed by complexity: have the model ready
+            self.complexity.warm_up()
         try:
             yield
         finally:
@@ -193,8 +197,11 @@ class FrontProxy:
                               f"unknown model '{requested}'; ask for a slot: {', '.join(self.catalog.slots)}")
         state, health = self.state.get(), self.health.get()
         rotation = Rotation(dict(self.turns), dict(self.sticky_keys))
+        slot = self.catalog.slot_for_model(requested)
+        decision = await self.complexity.decide(slot, state, payload, client.owner)
         resolution = resolve(requested, state, health, env=self.key_names, now=time.time(),
-                             scope=client.scope, catalog=self.catalog, rotation=rotation)
+                             scope=client.scope, catalog=self.catalog, rotation=rotation,
+                             p_strong=decision.p_strong if decision else None)
         if not resolution.allowed:
             self.metrics.reject("slot_not_allowed", 403)
             return error_body(403, "permission_error", resolution.reason)
@@ -204,7 +211,10 @@ class FrontProxy:
             self.metrics.reject("rate_limited", 429)
             return error_body(429, "rate_limit_error", limited)
         self._advance_turns(resolution, state)
-        return await self._forward(request, path, payload, resolution, client, started)
+        response = await self._forward(request, path, payload, resolution, client, started)
+        if decision is not None and resolution.tier:
+            response.headers.update(decision.headers(resolution.tier))
+        return response
 
     async def _read_body(self, request: Request) -> bytes | Response:
         limit = self.record.body_limit_bytes

@@ -22,8 +22,8 @@ import sys
 from pathlib import Path
 
 from broke.paths import PROJECT_ROOT
+from broke.router.data import DATA_FILE, Row
 
-DATA_FILE = Path(__file__).resolve().parent / "data" / "routing.jsonl.gz"
 WEAK_MODEL = "mistralai/Mixtral-8x7B-Instruct-v0.1"
 STRONG_MODEL = "gpt-4-1106-preview"
 #: Sources that may be shipped, and the share of each held out for evaluation (by hash of source/item_id).
@@ -46,13 +46,13 @@ def split_for(source: str, item_id: str, given: str) -> str:
     return "test" if fraction < HELD_OUT_SHARE[source] else "train"
 
 
-def derive(src: Path) -> list[dict]:
+def derive(src: Path) -> list[Row]:
     """The shipped rows, sorted by source and item_id."""
     scores: dict[tuple[str, str], dict[str, float]] = {}
     with open(src / "scores.csv", newline="", encoding="utf-8") as fh:
         for row in csv.DictReader(fh):
             scores.setdefault((row["source"], row["item_id"]), {})[row["model"]] = float(row["score"])
-    rows = []
+    rows: list[Row] = []
     with open(src / "prompts.csv", newline="", encoding="utf-8") as fh:
         for row in csv.DictReader(fh):
             source = row["source"]
@@ -76,7 +76,7 @@ def derive(src: Path) -> list[dict]:
     return rows
 
 
-def write(rows: list[dict], out: Path) -> None:
+def write(rows: list[Row], out: Path) -> None:
     """Write `rows` as deterministic gzip-compressed JSON lines."""
     buf = io.BytesIO()
     with gzip.GzipFile(filename="", mode="wb", fileobj=buf, mtime=0, compresslevel=9) as gz:

@@ -1,0 +1,95 @@
+"""Routing quality of the complexity router on the held-out split, RouteLLM's way.
+
+    .venv/bin/python bench/router_quality.py [--points N] [--seeds N] [--curve]
+
+Trains the router on the shipped data's training split (as `load_or_train` would, without
+touching any BROKE_HOME), then scores the held-out prompts that have both models' outcomes
+(MMLU, GSM8K, MT-Bench; `contaminated` rows are never evaluated) by p_strong and reports,
+per source, pooled over all of them, and as the mean of the sources: APGR, CPT(50%) and
+CPT(80%) (broke.router.evaluate; RouteLLM's sweep uses 10 quantile bins), next to a random
+router averaged over `--seeds` fixed seeds. Also reports code_bias's ROC AUC for "is a coding
+prompt" on the held-out Arena-Hard and MT-Bench prompts.
+
+Target: pooled APGR >= 0.70. Exit status 0 on PASS, 1 on FAIL.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+import numpy as np
+
+from broke.router import model
+from broke.router.data import DATA_FILE, EVAL_SPLIT, has_outcome, load_rows
+from broke.router.evaluate import ROUTELLM_POINTS, Quality, evaluate
+
+TARGET_APGR = 0.70
+SOURCES = ("routellm_mmlu", "routellm_gsm8k", "routellm_mtbench")
+
+
+def random_quality(n: int, weak: np.ndarray, strong: np.ndarray, points: int, seeds: int) -> tuple[float, float, float]:
+    """Mean APGR, CPT(50%), CPT(80%) of a uniform random router over seeds 0..seeds-1."""
+    runs = [evaluate(np.random.default_rng(seed).random(n), weak, strong, points) for seed in range(seeds)]
+    return (float(np.mean([q.apgr for q in runs])), float(np.mean([q.cpt50 for q in runs])),
+            float(np.mean([q.cpt80 for q in runs])))
+
+
+def row(name: str, q: Quality, rand: tuple[float, float, float]) -> str:
+    return (f"{name:18} {q.n:5}  {q.weak_quality:6.3f} {q.strong_quality:6.3f}  {q.apgr:6.3f} {q.cpt50:7.1%} "
+            f"{q.cpt80:7.1%}   {rand[0]:6.3f} {rand[1]:7.1%} {rand[2]:7.1%}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--points", type=int, default=ROUTELLM_POINTS, help="threshold sweep points (RouteLLM: 10)")
+    parser.add_argument("--seeds", type=int, default=20, help="random-router seeds to average (default 20)")
+    parser.add_argument("--curve", action="store_true", help="also print the pooled curve")
+    args = parser.parse_args()
+
+    rows = load_rows()
+    start = time.perf_counter()
+    router = model.train(rows)
+    print(f"trained in {time.perf_counter() - start:.2f} s on {DATA_FILE.name} "
+          f"({DATA_FILE.stat().st_size / 1e6:.2f} MB)")
+
+    held = [r for r in rows if r["split"] == EVAL_SPLIT]
+    estimates = router.estimate_many([r["prompt"] for r in held])
+    scored = [(r, e) for r, e in zip(held, estimates) if has_outcome(r)]
+    p = np.array([e.p_strong for _, e in scored])
+    weak = np.array([r["weak"] for r, _ in scored], dtype=np.float64)
+    strong = np.array([r["strong"] for r, _ in scored], dtype=np.float64)
+    source = np.array([r["source"] for r, _ in scored])
+
+    print(f"\n{'held-out':18} {'n':>5}  {'weak':>6} {'strong':>6}  {'APGR':>6} {'CPT50':>7} {'CPT80':>7}"
+          f"   {'random APGR / CPT50 / CPT80':>24}")
+    per_source = []
+    for name in SOURCES:
+        sel = source == name
+        q = evaluate(p[sel], weak[sel], strong[sel], args.points)
+        per_source.append(q)
+        print(row(name, q, random_quality(int(sel.sum()), weak[sel], strong[sel], args.points, args.seeds)))
+    pooled = evaluate(p, weak, strong, args.points)
+    print(row("pooled", pooled, random_quality(len(p), weak, strong, args.points, args.seeds)))
+    print(f"{'mean of sources':18} {'':5}  {'':6} {'':6}  {np.mean([q.apgr for q in per_source]):6.3f} "
+          f"{np.mean([q.cpt50 for q in per_source]):7.1%} {np.mean([q.cpt80 for q in per_source]):7.1%}")
+
+    if args.curve:
+        print("\npooled curve: threshold  strong share  quality")
+        for point in pooled.curve:
+            print(f"  {point.threshold:9.4f}  {point.strong_share:12.1%}  {point.quality:7.4f}")
+
+    from sklearn.metrics import roc_auc_score
+
+    for name in ("arena_hard_v2", "routellm_mtbench"):
+        pairs = [(r["category"] == "coding", e.code_bias) for r, e in zip(held, estimates) if r["source"] == name]
+        auc = roc_auc_score([y for y, _ in pairs], [s for _, s in pairs])
+        print(f"code_bias ROC AUC on held-out {name} (coding vs other categories): {auc:.3f} (n={len(pairs)})")
+
+    verdict = "PASS" if pooled.apgr >= TARGET_APGR else "FAIL"
+    print(f"\n{verdict}: pooled held-out APGR {pooled.apgr:.3f} (target >= {TARGET_APGR})")
+    return 0 if verdict == "PASS" else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

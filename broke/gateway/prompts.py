@@ -1,0 +1,24 @@
+"""The user's turns of a request, whichever API it speaks (chat completions, Anthropic messages, Responses)."""
+from __future__ import annotations
+
+
+def _text(content: object) -> str:
+    """Plain text of a message content: a string, or the text parts of a list of parts."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "\n".join(part.get("text", "") for part in content
+                         if isinstance(part, dict) and isinstance(part.get("text"), str))
+    return ""
+
+
+def user_turns(payload: dict) -> list[str]:
+    """The texts of the user's turns, oldest first (`messages`, or the Responses API's `input`)."""
+    source = payload.get("messages") if "messages" in payload else payload.get("input")
+    if isinstance(source, str) and "messages" not in payload:  # the Responses API's plain-text input
+        return [source]
+    if not isinstance(source, list):
+        return []
+    turns = [_text(item.get("content")) for item in source
+             if isinstance(item, dict) and item.get("role", "user") == "user"]
+    return [t for t in turns if t]

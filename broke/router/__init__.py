@@ -1,0 +1,6 @@
+"""The prompt-complexity router behind the `auto` slot (estimate, tiers, evaluation).
+
+Modules: `features` (prompt features), `data` (shipped training set), `model` (Estimate,
+Router, train, load_or_train), `artifact` (the cached fitted model), `tiers` (thresholds,
+tiers, calibration, temperature), `evaluate` (RouteLLM's APGR / CPT), `make_data`.
+"""

@@ -1,0 +1,112 @@
+"""The cached fitted router under `$BROKE_HOME/router/`: written and read only by broke.
+
+`model.npz` holds plain numeric arrays (no pickles: loaded with allow_pickle=False) and is
+byte-identical for identical weights. `model.json` is its header: the format, the data and code
+versions it was trained with, the sha256 of `model.npz`, and an HMAC-SHA256 of all that under
+`key`, a random secret made once per home (mode 0600). A header from another version, a
+changed `model.npz`, or a file broke did not sign is never loaded; the caller retrains.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import io
+import json
+import os
+import zipfile
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+
+from broke.fileio import atomic_write
+from broke.router import features
+from broke.router.model import HEADS, Router
+
+FORMAT = 1
+_ARRAYS = ("word_weights", "hand_weights", "bias", "platt", "hand_mean", "hand_scale")
+_SHAPES = {
+    "word_weights": (features.N_HASH, len(HEADS)),
+    "hand_weights": (len(features.HAND_FEATURES), len(HEADS)),
+    "bias": (len(HEADS),),
+    "platt": (len(HEADS), 2),
+    "hand_mean": (len(features.HAND_FEATURES),),
+    "hand_scale": (len(features.HAND_FEATURES),),
+}
+#: Modules whose source defines the fitted model: editing any of them retrains.
+_CODE_FILES = ("features.py", "model.py", "data.py", "artifact.py")
+_LIBRARIES = ("numpy", "scipy", "scikit-learn")
+
+
+def router_dir(home: Path) -> Path:
+    return home / "router"
+
+
+def version(data_sha256: str) -> dict[str, str | int]:
+    """What an artifact must have been trained with to be used: format, data and code versions."""
+    code = hashlib.sha256()
+    here = Path(__file__).resolve().parent
+    for name in _CODE_FILES:
+        code.update(name.encode() + b"\0" + (here / name).read_bytes())
+    for lib in _LIBRARIES:
+        code.update(f"{lib}={metadata.version(lib)}\0".encode())
+    return {"format": FORMAT, "data_sha256": data_sha256, "code_sha256": code.hexdigest()}
+
+
+def _key(home: Path) -> bytes:
+    """This home's signing secret, created on first use."""
+    path = router_dir(home) / "key"
+    if not path.exists():
+        atomic_write(path, os.urandom(32))
+    return path.read_bytes()
+
+
+def _signature(key: bytes, header: dict) -> str:
+    body = json.dumps({k: v for k, v in header.items() if k != "hmac"}, sort_keys=True).encode()
+    return hmac.new(key, body, hashlib.sha256).hexdigest()
+
+
+def to_npz(router: Router) -> bytes:
+    """The arrays of `router` as .npz bytes, without timestamps (same weights, same bytes)."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name in _ARRAYS:
+            info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            with zf.open(info, "w") as fh:
+                np.lib.format.write_array(fh, np.ascontiguousarray(getattr(router, name)), allow_pickle=False)
+    return buf.getvalue()
+
+
+def save(home: Path, expected: dict, router: Router) -> None:
+    """Write the artifact and its signed header (the header last: a crash leaves a stale pair)."""
+    blob = to_npz(router)
+    atomic_write(router_dir(home) / "model.npz", blob)
+    header = dict(expected, npz_sha256=hashlib.sha256(blob).hexdigest())
+    header["hmac"] = _signature(_key(home), header)
+    atomic_write(router_dir(home) / "model.json", json.dumps(header, indent=2, sort_keys=True).encode())
+
+
+def load(home: Path, expected: dict) -> Router | None:
+    """The cached Router if it matches `expected` and is broke's own, intact artifact; else None."""
+    folder = router_dir(home)
+    try:
+        header = json.loads((folder / "model.json").read_text(encoding="utf-8"))
+        blob = (folder / "model.npz").read_bytes()
+        key = (folder / "key").read_bytes()
+    except (OSError, ValueError):
+        return None
+    if not isinstance(header, dict) or any(header.get(k) != v for k, v in expected.items()):
+        return None
+    if not hmac.compare_digest(str(header.get("hmac", "")), _signature(key, header)):
+        return None
+    if header.get("npz_sha256") != hashlib.sha256(blob).hexdigest():
+        return None
+    try:
+        with np.load(io.BytesIO(blob), allow_pickle=False) as npz:
+            arrays = {name: npz[name] for name in _ARRAYS}
+    except (OSError, ValueError, KeyError):
+        return None
+    if any(arrays[n].shape != s or arrays[n].dtype.kind != "f" for n, s in _SHAPES.items()):
+        return None
+    return Router(**arrays)

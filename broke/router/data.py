@@ -1,0 +1,46 @@
+"""The shipped router training set: rows, splits and the data version."""
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+from pathlib import Path
+from typing import TypedDict
+
+DATA_FILE = Path(__file__).resolve().parent / "data" / "routing.jsonl.gz"
+#: Splits the model is fitted on; `contaminated` rows (leaked into RouteLLM's own training) are never evaluated.
+TRAIN_SPLITS = ("train", "contaminated")
+EVAL_SPLIT = "test"
+
+
+class Row(TypedDict):
+    """One prompt; `weak`/`strong` are the two models' scores (0..1), None where the source has none."""
+
+    source: str
+    item_id: str
+    prompt: str
+    category: str
+    split: str
+    weak: float | None
+    strong: float | None
+
+
+def load_rows(path: Path = DATA_FILE) -> list[Row]:
+    """All rows of a data file written by `make_data`."""
+    with gzip.open(path, "rt", encoding="utf-8") as fh:
+        return [json.loads(line) for line in fh]
+
+
+def data_version(path: Path = DATA_FILE) -> str:
+    """sha256 of the data file: a model trained on other data is stale."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def has_outcome(row: Row) -> bool:
+    """Whether the row carries both models' scores."""
+    return row["weak"] is not None and row["strong"] is not None
+
+
+def reference_prompts(path: Path = DATA_FILE) -> list[str]:
+    """A default calibration set: the held-out prompts of every source (chat, math, multiple choice)."""
+    return [r["prompt"] for r in load_rows(path) if r["split"] == EVAL_SPLIT]

@@ -1,0 +1,73 @@
+"""What the CLI asks of the router: estimates with their tier, evaluation on labelled prompts, retraining."""
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from broke.errors import InvalidInputError, StateFileError
+from broke.state.model import State
+
+
+def estimate_prompt(home: Path, prompt: str, state: State) -> dict:
+    """The dimensions, p_strong, the tier (with the state's thresholds) and the quality temperature."""
+    from broke.router.model import load_or_train
+    from broke.router.tiers import temperature
+
+    estimate = load_or_train(home).estimate(prompt)
+    return {**estimate.to_dict(), "tier": state.router.tier_for(estimate.p_strong),
+            "temperature": temperature(estimate)}
+
+
+def estimate_batch(home: Path, lines: Iterable[str], state: State, source: str) -> Iterator[dict]:
+    """One result per JSON line `{"id": …, "prompt": …}` (the model is loaded once)."""
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+        except ValueError as exc:
+            raise StateFileError(f"{source}:{number}: not JSON ({exc.msg})") from None
+        if not isinstance(item, dict) or not isinstance(item.get("prompt"), str):
+            raise StateFileError(f"{source}:{number}: needs a string \"prompt\"")
+        yield {"id": item.get("id"), **estimate_prompt(home, item["prompt"], state)}
+
+
+def evaluate_labelled(home: Path, data: Path | None = None):
+    """APGR / CPT of the router on labelled prompts: the shipped held-out split, or a JSONL file of
+    `{"prompt", "weak", "strong"}` (scores 0..1). Returns broke.router.evaluate.Quality."""
+    import numpy as np
+
+    from broke.router.data import EVAL_SPLIT, has_outcome, load_rows
+    from broke.router.evaluate import evaluate
+    from broke.router.model import load_or_train
+
+    if data is None:
+        rows = [r for r in load_rows() if r["split"] == EVAL_SPLIT and has_outcome(r)]
+    else:
+        rows = []
+        for number, line in enumerate(data.read_text().splitlines(), start=1):
+            if line.strip():
+                try:
+                    item = json.loads(line)
+                    rows.append({"prompt": str(item["prompt"]), "weak": float(item["weak"]),
+                                 "strong": float(item["strong"])})
+                except (ValueError, KeyError, TypeError):
+                    raise StateFileError(f"{data}:{number}: needs \"prompt\", \"weak\" and \"strong\"") from None
+    if len(rows) < 10:
+        raise InvalidInputError(f"{len(rows)} labelled prompts are too few to evaluate a router")
+    estimates = load_or_train(home).estimate_many([r["prompt"] for r in rows])
+    return evaluate(np.array([e.p_strong for e in estimates]), np.array([r["weak"] for r in rows]),
+                    np.array([r["strong"] for r in rows]))
+
+
+def retrain(home: Path) -> None:
+    """Drop the cached model and fit it again from the shipped data."""
+    import shutil
+
+    from broke.router.artifact import router_dir
+    from broke.router.model import forget_loaded, load_or_train
+
+    shutil.rmtree(router_dir(home), ignore_errors=True)
+    forget_loaded()
+    load_or_train(home)

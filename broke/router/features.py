@@ -1,0 +1,162 @@
+"""Prompt features for the complexity router: fast hand features plus hashed words.
+
+Two paths give the same numbers: `batch_features` (training; sklearn's HashingVectorizer) and
+`prompt_features` (one prompt at request time; the same murmurhash3 hashing without the
+vectorizer's per-call overhead). Only the first `HEAD_CHARS` and last `TAIL_CHARS` characters
+of a long prompt are tokenised; the length features always see the whole prompt.
+"""
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from scipy.sparse import csr_matrix
+
+#: Hashed word space; changing it changes the artifact (it is part of the code version).
+N_HASH = 2**17
+HEAD_CHARS = 4000
+TAIL_CHARS = 1000
+
+_TOKEN = re.compile(r"\w+")
+#: What a line starts with: code, a list item, a multiple-choice option, or a conversation turn.
+_LINE_START = re.compile(
+    r"^[ \t]*(?:"
+    r"(?P<code>def |class |import |from \S+ import|function\b|const |let |var |public |private |"
+    r"#include|return\b|for ?\(|if ?\(|while ?\(|}|\$ |>>> )"
+    r"|(?P<item>(?:\d+[.)]|[-*•])\s)"
+    r"|(?P<option>\(?[A-D][.)]\s)"
+    r"|(?P<turn>(?i:\[turn \d+\]|(?:user|assistant|human|ai|system)[ \t]*:)))", re.M)
+_NUMBER = re.compile(r"\d+")
+_LATEX = re.compile(r"\\(?:frac|int|sum|sqrt|lim|begin|mathbb|cdot|infty)|\$[^$\n]+\$")
+
+CODE_WORDS = frozenset(
+    "code function functions class method bug debug refactor compile compiler api endpoint script "
+    "implement implementation variable variables array list dict struct module package library "
+    "regex query database sql async await thread threads threading mutex lock locks concurrency "
+    "concurrent race deadlock exception stack runtime interface type types test tests unit "
+    "repository repo git docker kubernetes backend frontend server client http json yaml cli".split())
+LANGUAGES = frozenset(
+    "python javascript typescript java kotlin swift rust go golang c cpp csharp ruby php scala "
+    "haskell elixir erlang lua perl r julia matlab bash shell powershell sql html css react vue "
+    "node nodejs django flask fastapi spring pandas numpy pytorch tensorflow".split())
+MATH_WORDS = frozenset(
+    "prove proof theorem lemma corollary integral derivative differentiate integrate equation "
+    "equations inequality polynomial matrix matrices eigenvalue vector probability expected "
+    "variance induction prime primes modulo limit series converge convergence geometry "
+    "triangle angle radius area volume solve calculate compute".split())
+REASON_WORDS = frozenset(
+    "why explain analyze analyse compare contrast evaluate tradeoff tradeoffs trade design "
+    "architecture architect optimize optimise scalable scale distributed consistency fault "
+    "tolerant latency throughput strategy plan reasoning justify derive critique assess "
+    "implications consequences pros cons migrate migration system systems multi".split())
+CONSTRAINT_WORDS = frozenset(
+    "must should without only exactly least most ensure avoid constraint constraints require "
+    "requirements required handle edge cases complexity efficient efficiently".split())
+INSTRUCT_VERBS = frozenset(
+    "write implement create build design explain describe summarize summarise translate "
+    "rewrite refactor fix debug prove derive compute calculate solve list generate draft "
+    "compose analyze analyse compare optimize optimise develop convert rename make give".split())
+#: Cue word -> its group (the first set that lists it), for one pass over the tokens.
+_CUE_GROUP = {word: group for group, words in reversed(list(enumerate(
+    (CODE_WORDS, LANGUAGES, MATH_WORDS, REASON_WORDS, CONSTRAINT_WORDS)))) for word in words}
+#: Word pairs that ask for several steps or a worked-through answer.
+MULTISTEP_PAIRS = frozenset({
+    ("step", "by"), ("and", "then"), ("after", "that"), ("multi", "step"), ("end", "to"), ("for", "each"),
+    ("each", "of"), ("in", "detail"), ("walk", "me"), ("trade", "off"), ("trade", "offs"), ("pros", "and"),
+})
+
+#: Names of the hand features, in the order of the model's hand weights.
+HAND_FEATURES = (
+    "log_chars", "log_tokens", "log_lines", "code_fences", "inline_code", "code_lines",
+    "code_words", "languages", "symbol_density", "questions", "starts_with_instruction",
+    "numbers", "latex", "math_words", "reasoning_words", "multistep_cues", "list_items",
+    "constraint_words", "multiple_choice", "turns",
+)
+
+
+def _visible(text: str) -> str:
+    """The part of a prompt that is tokenised: all of it, or its head and tail when long."""
+    if len(text) <= HEAD_CHARS + TAIL_CHARS:
+        return text
+    return text[:HEAD_CHARS] + "\n" + text[-TAIL_CHARS:]
+
+
+def tokens(text: str) -> list[str]:
+    """Lower-cased word tokens of the visible text: the analyzer of the hashed features."""
+    return _TOKEN.findall(_visible(text).lower())
+
+
+def hand_features(text: str, toks: list[str]) -> list[float]:
+    """The hand features of `text` (see HAND_FEATURES); `toks` is `tokens(text)`."""
+    visible = _visible(text)
+    cues = Counter(map(_CUE_GROUP.get, toks))
+    multistep = sum(map(MULTISTEP_PAIRS.__contains__, zip(toks, toks[1:])))
+    lines = Counter(m.lastgroup for m in _LINE_START.finditer(visible))
+    symbols = sum(visible.count(c) for c in "{};()[]<>=_")
+    log = math.log1p
+    return [
+        log(len(text)),
+        log(len(toks)),
+        log(text.count("\n")),
+        log(visible.count("```") // 2),
+        log(visible.count("`")),
+        log(lines["code"]),
+        log(cues[0]),
+        log(cues[1]),
+        symbols / (len(visible) + 20),
+        log(visible.count("?")),
+        float(bool(toks) and toks[0] in INSTRUCT_VERBS),
+        log(len(_NUMBER.findall(visible))),
+        log(len(_LATEX.findall(visible))),
+        log(cues[2]),
+        log(cues[3]),
+        log(multistep),
+        log(lines["item"]),
+        log(cues[4]),
+        float(lines["option"] >= 3),
+        log(lines["turn"]),
+    ]
+
+
+def hashed_indices(toks: list[str]) -> np.ndarray:
+    """Sorted unique hashed columns of `toks`, exactly as HashingVectorizer computes them.
+
+    sklearn takes abs(signed murmurhash3) % N_HASH, mapping -2**31 to (2**31 - N_HASH) % N_HASH,
+    which is 2**31 % N_HASH: the int64 abs below.
+    """
+    from sklearn.utils import murmurhash3_32
+
+    signed = np.fromiter(map(murmurhash3_32, toks), dtype=np.int64, count=len(toks))
+    return np.unique(np.abs(signed) % N_HASH)
+
+
+def prompt_features(text: str) -> tuple[np.ndarray, np.ndarray]:
+    """One prompt: (hashed columns, raw hand features).
+
+    The hashed part is binary and L2-normalised, so each listed column has the value
+    1/sqrt(len(columns)), as in a `batch_features` row.
+    """
+    toks = tokens(text)
+    return hashed_indices(toks), np.asarray(hand_features(text, toks), dtype=np.float64)
+
+
+def batch_features(texts: Sequence[str]) -> tuple["csr_matrix", np.ndarray]:
+    """Many prompts: (binary L2-normalised hashed words as CSR, raw hand features as a dense array)."""
+    from sklearn.feature_extraction.text import HashingVectorizer
+
+    vectorizer = HashingVectorizer(n_features=N_HASH, analyzer=tokens, binary=True,
+                                   alternate_sign=False, norm="l2", dtype=np.float64)
+    hashed = vectorizer.transform(texts)
+    hand = np.array([hand_features(t, tokens(t)) for t in texts], dtype=np.float64).reshape(len(texts), -1)
+    return hashed.tocsr(), hand
+
+
+def conversation_text(turns: Sequence[str]) -> str:
+    """Join the user turns of a conversation the way the features count conversation depth."""
+    return "\n\n".join(t if i == 0 else f"[turn {i + 1}]\n{t}" for i, t in enumerate(turns))
