@@ -3,9 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
-import re
 import time
 from collections import Counter
 from pathlib import Path
@@ -23,6 +21,7 @@ from broke.gateway.events import EventLog
 from broke.gateway.auth import Authenticator, Client, Refusal
 from broke.gateway.complexity import ComplexityRouter
 from broke.gateway.limits import RateLimiter
+from broke.gateway.wire import encode, error_body, usage_tokens
 from broke.gateway.live import Watched
 from broke.gateway.metrics import Metrics
 from broke.gateway.runfiles import GatewayRecord
@@ -45,30 +44,6 @@ DROPPED_RESPONSE_HEADERS = {"connection", "keep-alive", "transfer-encoding", "co
                             "trailer", "upgrade", "server", "date"}
 #: The model name mlx_lm.server answers to (any other makes it look on the hub).
 DIRECT_WORKER_MODEL = "default_model"
-_USAGE = re.compile(rb'"(total_tokens|input_tokens|output_tokens)"\s*:\s*(\d+)')
-
-
-def error_body(status: int, code: str, message: str) -> JSONResponse:
-    """An OpenAI-style error (Anthropic clients read `error.message` too)."""
-    return JSONResponse({"error": {"message": message, "type": code, "code": code}}, status_code=status)
-
-
-def _encode(payload: dict) -> bytes:
-    """JSON bytes of a request body (orjson; the standard library for integers orjson refuses)."""
-    try:
-        return orjson.dumps(payload)
-    except TypeError:
-        return json.dumps(payload).encode("utf-8")
-
-
-def usage_tokens(data: bytes) -> int:
-    """Tokens a response reports using (total, else input + output); 0 when it says nothing."""
-    found: dict[bytes, int] = {}
-    for name, value in _USAGE.findall(data):
-        found[name] = max(found.get(name, 0), int(value))
-    return found.get(b"total_tokens") or found.get(b"input_tokens", 0) + found.get(b"output_tokens", 0)
-
-
 class FrontProxy:
     def __init__(self, home: Path, record: GatewayRecord, master_key: str) -> None:
         self.home, self.record, self.master_key = home, record, master_key
@@ -191,13 +166,13 @@ class FrontProxy:
             self.metrics.reject("bad_request", 400)
             return error_body(400, "invalid_request_error", "the body must be JSON with a string 'model'")
         requested = payload["model"]
-        if self.catalog.slot_for_model(requested) is None:
+        slot = self.catalog.slot_for_model(requested)
+        if slot is None:
             self.metrics.reject("invalid_model", 400)
             return error_body(400, "invalid_model",
                               f"unknown model '{requested}'; ask for a slot: {', '.join(self.catalog.slots)}")
         state, health = self.state.get(), self.health.get()
         rotation = Rotation(dict(self.turns), dict(self.sticky_keys))
-        slot = self.catalog.slot_for_model(requested)
         decision = await self.complexity.decide(slot, state, payload, client.owner)
         resolution = resolve(requested, state, health, env=self.key_names, now=time.time(),
                              scope=client.scope, catalog=self.catalog, rotation=rotation,
@@ -328,12 +303,12 @@ class FrontProxy:
         """
         workers = self.record.direct_workers.get(candidate.backend) if path == "/v1/chat/completions" else None
         if not workers:
-            return self.upstream_url + path, _encode(self._payload_for(payload, candidate)), headers
+            return self.upstream_url + path, encode(self._payload_for(payload, candidate)), headers
         turn = self.turns[f"pool:{candidate.backend}"]
         self.turns[f"pool:{candidate.backend}"] += 1
         body = {**self._payload_for(payload, candidate), "model": DIRECT_WORKER_MODEL}
         direct_headers = {k: v for k, v in headers.items() if k != "authorization"}
-        return f"{workers[turn % len(workers)]}/chat/completions", _encode(body), direct_headers
+        return f"{workers[turn % len(workers)]}/chat/completions", encode(body), direct_headers
 
     def _payload_for(self, payload: dict, candidate: Candidate) -> dict:
         """The body for one attempt: the deployment's name, and token limits a local worker can serve."""
