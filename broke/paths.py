@@ -29,25 +29,3 @@ def ensure_dir(path: Path) -> Path:
         path.mkdir(mode=HOME_MODE, parents=True, exist_ok=True)
         os.chmod(path, HOME_MODE)
     return path
-
-
-def state_file() -> Path:
-    return broke_home() / "state.toml"
-
-
-def health_file() -> Path:
-    return broke_home() / "health.json"
-
-
-def user_dir(kind: str) -> Path:
-    """A user data directory under the home: teams, profiles, snapshots, baselines, run."""
-    return broke_home() / kind
-
-
-def preset_dir(kind: str) -> Path:
-    """A shipped preset directory (teams or profiles) of the checkout."""
-    return PROJECT_ROOT / kind
-
-
-def dotenv_file() -> Path:
-    return broke_home() / ".env"
