@@ -41,7 +41,7 @@ class Backend:
     @property
     def model_name_for_worker(self) -> str | None:
         """The worker name of a local model (`mlx/NAME` -> NAME); None for other providers."""
-        return self.id[len("mlx/"):] if self.provider == "mlx" else None
+        return local_model_name(self.id) if self.provider == "mlx" else None
 
 
 @dataclass(frozen=True)
@@ -90,6 +90,19 @@ class Catalog:
             raise NotFoundError(
                 f"unknown provider '{name}'; providers are: {', '.join(self.providers)}"
             ) from None
+
+
+LOCAL_PREFIX = "mlx/"
+
+
+def local_backend_id(model: str) -> str:
+    """`mlx/NAME` for a local model given as NAME or already as its backend id."""
+    return model if model.startswith(LOCAL_PREFIX) else LOCAL_PREFIX + model
+
+
+def local_model_name(backend_id: str) -> str | None:
+    """NAME of backend `mlx/NAME`; None for other backends."""
+    return backend_id[len(LOCAL_PREFIX):] if backend_id.startswith(LOCAL_PREFIX) else None
 
 
 def split_backend_id(backend_id: str) -> tuple[str, str]:

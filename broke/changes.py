@@ -5,7 +5,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from broke.catalog import Catalog, load_catalog, split_backend_id
+from broke.catalog import Catalog, load_catalog, local_backend_id, split_backend_id
 from broke.errors import BrokeError, InvalidInputError, NotFoundError
 from broke.presets import Profile, Team, profiles, teams
 from broke.resolver import backend_chain, find_backend, is_slot_reference
@@ -271,7 +271,7 @@ def set_model_policy(store: StateStore, slot: str, *, mode: str | None = None,
 
 def add_local_model(store: StateStore, name: str, model_ref: str) -> State:
     """Register a local model as backend `mlx/NAME`; `model_ref` is a directory or a hub repo id."""
-    backend_id = f"mlx/{name}"
+    backend_id = local_backend_id(name)
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._/-]{0,127}", name) or ".." in name:
         raise InvalidInputError(f"local model name '{name}' must be letters, digits, '.', '_', '-' or '/'")
     if backend_id in load_catalog().backends:
@@ -293,7 +293,7 @@ def add_node(store: StateStore, name: str, url: str, *, model: str, token_env: s
         raise InvalidInputError(f"node URL must be an http:// or https:// URL, got '{url}'")
     if token_env is not None and not _ENV_NAME.match(token_env):
         raise InvalidInputError(f"--token-env must be an environment variable name, got '{token_env}'")
-    backend_id = f"mlx/{model}"
+    backend_id = local_backend_id(model)
 
     def apply(state: State) -> None:
         if name in state.nodes:

@@ -27,6 +27,7 @@ def node_add(name: str = typer.Argument(...),
 @node_app.command("list")
 def node_list(as_json: bool = JSON_OPTION) -> None:
     """Remote workers and the pools they join."""
+    from broke.catalog import local_backend_id
     from broke.state.schema import unstructure
 
     nodes = store().load().nodes
@@ -38,7 +39,7 @@ def node_list(as_json: bool = JSON_OPTION) -> None:
         return
     t = table("node", "url", "pool", "token")
     for name, node in sorted(nodes.items()):
-        t.add_row(esc(name), esc(node.url), esc(f"mlx/{node.model}"), node.token_env or "-")
+        t.add_row(esc(name), esc(node.url), esc(local_backend_id(node.model)), node.token_env or "-")
     show(t)
 
 

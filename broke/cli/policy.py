@@ -52,6 +52,7 @@ def key_policy(
 
 
 def _health_rows(section: str, names: list[str]) -> list[dict]:
+    from broke.catalog import local_model_name
     from broke.health import HealthStore
 
     health = HealthStore(store().home).load()
@@ -60,8 +61,8 @@ def _health_rows(section: str, names: list[str]) -> list[dict]:
     rows = []
     for name in sorted(set(names) | set(records)):
         record = records.get(name)
-        if section == "models" and name.startswith("mlx/"):
-            record = health.backend_record(name, name[len("mlx/"):])  # a local model: its worker counts
+        if section == "models" and local_model_name(name):
+            record = health.backend_record(name, local_model_name(name))  # a local model: its worker counts
         rows.append({
             "name": name,
             "status": record.effective(now) if record else "unknown",

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from broke.catalog import Backend, Catalog
+from broke.catalog import Backend, Catalog, local_backend_id
 from broke.keys import key_pool
 from broke.resolver import find_backend
 from broke.state.model import State
@@ -41,7 +41,7 @@ def _pool_members(backend_id: str, state: State, local_bases: Mapping[str, list[
     """(api_base, key variable) of every worker serving a local model: this machine's and nodes'."""
     members: list[tuple[str, str | None]] = [(base, None) for base in local_bases.get(backend_id, [])]
     members += [(node.url, node.token_env) for node in state.nodes.values()
-                if f"mlx/{node.model}" == backend_id]
+                if local_backend_id(node.model) == backend_id]
     return members
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import httpx
 
-from broke.catalog import load_catalog
+from broke.catalog import load_catalog, local_backend_id
 from broke.errors import BrokeError
 from broke.fileio import atomic_write
 from broke.gateway.litellm_config import deployments, render
@@ -134,7 +134,7 @@ def start(home: Path, *, port: int | None = None, first_byte_timeout_s: float | 
             log.warning("skipping %s: %s", backend_id, exc)
     bases = workers.local_bases(home)
     items = deployments(state, load_catalog(), env, bases)
-    node_pools = {f"mlx/{node.model}" for node in state.nodes.values()}
+    node_pools = {local_backend_id(node.model) for node in state.nodes.values()}
     key_vars = sorted({d.key_env for d in items if d.key_env} |
                       {n.token_env for n in state.nodes.values() if n.token_env and n.token_env in env})
     run = run_dir(home)

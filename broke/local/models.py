@@ -7,12 +7,12 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from broke.catalog import Backend
+from broke.catalog import Backend, local_backend_id
 from broke.errors import BrokeError
 
 WEIGHT_SUFFIXES = (".safetensors",)
 DEMO_NAME = "broke-demo"
-DEMO_BACKEND = f"mlx/{DEMO_NAME}"
+DEMO_BACKEND = local_backend_id(DEMO_NAME)
 DEMO_ANSWER = ("Hello from broke's demo model. It runs offline; add a real model with `broke local add` "
                "or a provider key to get real answers.")
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import httpx
 
-from broke.catalog import load_catalog
+from broke.catalog import load_catalog, local_backend_id, local_model_name
 from broke.errors import BrokeError, NotFoundError, StateFileError
 from broke.fileio import atomic_write
 from broke.local.models import DEMO_ANSWER, DEMO_BACKEND, demo_path, hub_cache, model_path
@@ -59,11 +59,6 @@ class WorkerRecord:
         return f"http://127.0.0.1:{self.port}/v1"
 
 
-def backend_of(model: str) -> str:
-    """`mlx/NAME` for a model given as NAME or as its backend id."""
-    return model if model.startswith("mlx/") else f"mlx/{model}"
-
-
 def _file(home: Path, record: WorkerRecord) -> Path:
     return home / "run" / "workers" / f"{record.name.replace('/', '--')}@{record.port}.json"
 
@@ -81,7 +76,7 @@ def read_workers(home: Path) -> list[WorkerRecord]:
 
 def workers_of(home: Path, model: str) -> list[WorkerRecord]:
     """The workers (one, or several forming a pool) of a local model."""
-    backend = backend_of(model)
+    backend = local_backend_id(model)
     return [w for w in read_workers(home) if w.backend == backend]
 
 
@@ -132,7 +127,7 @@ def start_worker(home: Path, model: str, *, port: int | None = None, replica: bo
     `replica` adds another worker to the model's pool even if one runs. A `host` other than
     loopback (for other machines) requires a `token`.
     """
-    backend_id = backend_of(model)
+    backend_id = local_backend_id(model)
     if host != LOOPBACK and not token:
         raise WorkerError("a worker listening beyond loopback needs --token (other machines must present it)")
     for current in workers_of(home, backend_id):
@@ -145,7 +140,7 @@ def start_worker(home: Path, model: str, *, port: int | None = None, replica: bo
     port = port or free_port()
     if not port_free(port):
         raise WorkerError(f"port {port} is in use; pick another with --port")
-    name = backend_id[len("mlx/"):]
+    name = local_model_name(backend_id)
     run = ensure_dir(home / "run")
     ensure_dir(run / "workers")
     log = run / f"worker-{name.replace('/', '--')}@{port}.log"
@@ -182,7 +177,7 @@ def stop_worker(home: Path, model: str) -> list[str]:
     """Stop every worker of a local model (its whole pool on this machine)."""
     records = workers_of(home, model)
     if not records:
-        raise NotFoundError(f"no worker for {backend_of(model)}; see `broke worker list`")
+        raise NotFoundError(f"no worker for {local_backend_id(model)}; see `broke worker list`")
     return [_stop(home, record) for record in records]
 
 
