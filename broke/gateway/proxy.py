@@ -133,7 +133,7 @@ class FrontProxy:
         client = self._authenticate(request)
         if isinstance(client, Response):
             return client
-        access = self._access(client)
+        access = self._access(client, self.state.get())
         slots = [s for s in self.catalog.slots if access.allows(s)]
         return JSONResponse({"object": "list", "data": [
             {"id": slot, "object": "model", "created": 0, "owned_by": "broke"} for slot in slots]})
@@ -146,8 +146,9 @@ class FrontProxy:
             return error_body(verdict.status, verdict.code, verdict.message)
         return verdict
 
-    def _access(self, client: Client) -> Access:
-        return client.scope.access if client.scope else self.state.get().access
+    @staticmethod
+    def _access(client: Client, state: State) -> Access:
+        return client.scope.access if client.scope else state.access
 
     # ---- routing ----------------------------------------------------------------------------------
     async def handle(self, request: Request, path: str) -> Response:
@@ -180,13 +181,13 @@ class FrontProxy:
         if not resolution.allowed:
             self.metrics.reject("slot_not_allowed", 403)
             return error_body(403, "permission_error", resolution.reason)
-        access = self._access(client)
+        access = self._access(client, state)
         limited = self.rates.check(client.owner, access.rpm, access.tpm, time.time())
         if limited:
             self.metrics.reject("rate_limited", 429)
             return error_body(429, "rate_limit_error", limited)
         self._advance_turns(resolution, state)
-        response = await self._forward(request, path, payload, resolution, client, started)
+        response = await self._forward(request, path, payload, resolution, state, client, started)
         if decision is not None and resolution.tier:
             response.headers.update(decision.headers(resolution.tier))
         return response
@@ -234,8 +235,8 @@ class FrontProxy:
         return plan
 
     async def _forward(self, request: Request, path: str, payload: dict, resolution: Resolution,
-                       client: Client, started: float) -> Response:
-        state = self.state.get()
+                       state: State, client: Client, started: float) -> Response:
+        """Try the plan's candidates in turn, with the state the request was resolved against."""
         plan = self._attempts_plan(resolution, state)
         base_headers = {"x-broke-slot": resolution.slot, "x-broke-generation": str(resolution.generation)}
         if not plan:
@@ -263,12 +264,12 @@ class FrontProxy:
                         upstream = await self.session.post(url, data=body, headers=send_headers)
                 except TimeoutError:
                     down.add(candidate.backend)
-                    await self._failed(resolution.slot, candidate, events.TIMEOUT, None)
+                    await self._failed(state, resolution.slot, candidate, events.TIMEOUT, None)
                     last = (504, b'{"error":{"message":"upstream timed out before the first byte"}}', {})
                     continue
                 except aiohttp.ClientError as exc:
                     down.add(candidate.backend)
-                    await self._failed(resolution.slot, candidate, events.ERROR, None)
+                    await self._failed(state, resolution.slot, candidate, events.ERROR, None)
                     message = {"error": {"message": f"upstream unreachable: {type(exc).__name__}"}}
                     last = (502, orjson.dumps(message), {})
                     continue
@@ -278,7 +279,7 @@ class FrontProxy:
                     reason = self._reason(upstream.status)
                     if reason not in (events.RATE_LIMIT, events.AUTH):
                         down.add(candidate.backend)
-                    await self._failed(resolution.slot, candidate, reason, upstream.status)
+                    await self._failed(state, resolution.slot, candidate, reason, upstream.status)
                     last = (upstream.status, error, self._response_headers(upstream))
                     continue
                 answer_headers = {**self._response_headers(upstream), **base_headers,
@@ -366,13 +367,14 @@ class FrontProxy:
             return events.TIMEOUT
         return events.ERROR
 
-    async def _failed(self, slot: str, candidate: Candidate, reason: str, status: int | None) -> None:
+    async def _failed(self, state: State, slot: str, candidate: Candidate, reason: str,
+                      status: int | None) -> None:
         """Record a failed attempt: the key (429, auth) or the backend (errors, timeouts) sits out a while."""
         self.metrics.failed_over(slot, candidate.backend, reason)
         now = time.time()
         key_ref = self.record.key_refs.get(candidate.key_env or "", None)
         if reason in (events.RATE_LIMIT, events.AUTH) and candidate.key_env:
-            policy = self.state.get().key_policy.get(candidate.provider)
+            policy = state.key_policy.get(candidate.provider)
             if reason == events.RATE_LIMIT:
                 status_name, until = "cooldown", now + (policy.cooldown_s if policy else 60)
             else:
