@@ -72,12 +72,15 @@ def local_add(source: str = typer.Argument(..., metavar="PATH|REPO", help="A mod
 def local_make_tiny(directory: Path = typer.Argument(..., metavar="DIR"),
                     answer: Optional[str] = typer.Option(None, "--answer", help="Always reply with this text."),
                     add: Optional[str] = typer.Option(None, "--add", metavar="NAME",
-                                                      help="Also register it as mlx/NAME.")) -> None:
+                                                      help="Also register it as mlx/NAME."),
+                    layers: int = typer.Option(2, "--layers", min=1, max=64,
+                                               help="Transformer layers: more make a slower model."),
+                    seed: int = typer.Option(0, "--seed", min=0, help="Seed of the random weights.")) -> None:
     """Write a tiny offline model (random, or rigged to always answer TEXT) that mlx-lm loads."""
     from broke import changes
     from broke.local.tiny import make_tiny
 
-    path = make_tiny(directory.expanduser().resolve(), answer=answer)
+    path = make_tiny(directory.expanduser().resolve(), answer=answer, layers=layers, seed=seed)
     say(f"tiny model written to {esc(str(path))}")
     if add:
         changes.add_local_model(store(), add, str(path))

@@ -88,8 +88,10 @@ This is a test. This is only a test. If this were a real answer, it would be lon
 """
 
 
-def make_tiny(directory: Path, *, answer: str | None = None, seed: int = 0) -> Path:
+def make_tiny(directory: Path, *, answer: str | None = None, seed: int = 0, layers: int = LAYERS) -> Path:
     """Write a tiny llama model directory at `directory` and return it.
+
+    More `layers` make a slower model (each decoding step costs about `layers` times more).
 
     With `answer`, greedy decoding replies exactly `answer` then EOS for any prompt; without
     it the weights are random (seeded by `seed`).
@@ -112,9 +114,9 @@ def make_tiny(directory: Path, *, answer: str | None = None, seed: int = 0) -> P
     ids = {name: vocab[name] for name in (BOS, EOS, PAD)}
     rng = np.random.default_rng(seed)
     if answer is None:
-        weights = _random_weights(rng, vocab_size, hidden)
+        weights = _random_weights(rng, vocab_size, hidden, layers)
     else:
-        weights = _answer_weights(rng, vocab_size, hidden, chain, ids[EOS])
+        weights = _answer_weights(rng, vocab_size, hidden, layers, chain, ids[EOS])
     save_file({k: v.astype(dtype) for k, v in weights.items()}, str(directory / "model.safetensors"),
               metadata={"format": "mlx"})
 
@@ -122,7 +124,7 @@ def make_tiny(directory: Path, *, answer: str | None = None, seed: int = 0) -> P
         "architectures": ["LlamaForCausalLM"],
         "model_type": "llama",
         "hidden_size": hidden,
-        "num_hidden_layers": LAYERS,
+        "num_hidden_layers": layers,
         "num_attention_heads": HEADS,
         "num_key_value_heads": KV_HEADS,
         "head_dim": HEAD_DIM,
@@ -137,7 +139,7 @@ def make_tiny(directory: Path, *, answer: str | None = None, seed: int = 0) -> P
         "eos_token_id": ids[EOS],
         "pad_token_id": ids[PAD],
         "torch_dtype": np.dtype(dtype).name,
-        "broke_tiny": {"answer": answer, "seed": seed, "answer_tokens": len(chain)},
+        "broke_tiny": {"answer": answer, "seed": seed, "answer_tokens": len(chain), "layers": layers},
     }
     tokenizer_config = {
         "tokenizer_class": "PreTrainedTokenizerFast",
@@ -232,10 +234,10 @@ def _with_pieces(tokenizer: Tokenizer, pieces: list[str]) -> Tokenizer:
     return Tokenizer.from_str(json.dumps(data))
 
 
-def _names(hidden: int) -> dict[str, tuple[int, ...]]:
+def _names(hidden: int, layers: int) -> dict[str, tuple[int, ...]]:
     """Parameter names and shapes, as mlx_lm.models.llama expects them (untied lm_head)."""
     shapes: dict[str, tuple[int, ...]] = {}
-    for i in range(LAYERS):
+    for i in range(layers):
         p = f"model.layers.{i}."
         shapes |= {
             p + "self_attn.q_proj.weight": (HEADS * HEAD_DIM, hidden),
@@ -252,11 +254,11 @@ def _names(hidden: int) -> dict[str, tuple[int, ...]]:
     return shapes
 
 
-def _random_weights(rng: np.random.Generator, vocab_size: int, hidden: int) -> dict[str, np.ndarray]:
+def _random_weights(rng: np.random.Generator, vocab_size: int, hidden: int, layers: int) -> dict[str, np.ndarray]:
     weights = {
         name: np.ones(shape, np.float32) if len(shape) == 1
         else rng.normal(0.0, shape[1] ** -0.5, shape).astype(np.float32)
-        for name, shape in _names(hidden).items()
+        for name, shape in _names(hidden, layers).items()
     }
     weights["model.embed_tokens.weight"] = rng.normal(0.0, 1.0, (vocab_size, hidden)).astype(np.float32)
     weights["lm_head.weight"] = rng.normal(0.0, hidden**-0.5, (vocab_size, hidden)).astype(np.float32)
@@ -264,10 +266,10 @@ def _random_weights(rng: np.random.Generator, vocab_size: int, hidden: int) -> d
 
 
 def _answer_weights(
-    rng: np.random.Generator, vocab_size: int, hidden: int, chain: list[int], eos: int
+    rng: np.random.Generator, vocab_size: int, hidden: int, layers: int, chain: list[int], eos: int
 ) -> dict[str, np.ndarray]:
     """Weights under which token chain[i] is followed by chain[i+1], the last by EOS, any other by chain[0]."""
-    weights = _random_weights(rng, vocab_size, hidden)
+    weights = _random_weights(rng, vocab_size, hidden, layers)
     for name in weights:
         if name.endswith(("o_proj.weight", "down_proj.weight")):
             weights[name] = np.zeros_like(weights[name])  # residual stream = token embedding

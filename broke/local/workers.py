@@ -157,13 +157,14 @@ def start_worker(home: Path, model: str, *, port: int | None = None, replica: bo
     progress(f"waiting for {backend_id} on port {port}")
     while not answering(record):
         if not worker_running(record) or time.monotonic() > deadline:
-            _stop(home, record)
+            stop_record(home, record)
             raise WorkerError(f"the worker of {backend_id} did not become ready; see {log}")
         time.sleep(0.2)
     return record, True
 
 
-def _stop(home: Path, record: WorkerRecord) -> str:
+def stop_record(home: Path, record: WorkerRecord) -> str:
+    """Stop one worker (its supervisor and server) and forget its record; says what happened."""
     said = f"stopped the worker of {record.backend} on port {record.port} (pid {record.pid})"
     if worker_running(record):
         end_group(record.process)
@@ -178,11 +179,11 @@ def stop_worker(home: Path, model: str) -> list[str]:
     records = workers_of(home, model)
     if not records:
         raise NotFoundError(f"no worker for {local_backend_id(model)}; see `broke worker list`")
-    return [_stop(home, record) for record in records]
+    return [stop_record(home, record) for record in records]
 
 
 def stop_all(home: Path) -> list[str]:
-    return [_stop(home, w) for w in read_workers(home)]
+    return [stop_record(home, w) for w in read_workers(home)]
 
 
 def local_bases(home: Path) -> dict[str, list[str]]:

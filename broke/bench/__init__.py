@@ -1,0 +1,1 @@
+"""Benchmarks of models on this machine: `benchmark-sequential`, baseline records, export and import."""
