@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from broke.catalog import Catalog, load_catalog
 from broke.health import Health, load_health
@@ -12,6 +13,9 @@ from broke.keys import provider_env
 from broke.resolver import Resolution, Scope, resolve
 from broke.state.model import State
 from broke.state.store import LoadedState, StateStore
+
+if TYPE_CHECKING:
+    from broke.bench.baselines import Speed
 
 
 @dataclass(frozen=True)
@@ -22,25 +26,34 @@ class RoutingContext:
     env: Mapping[str, str]
     now: float
     catalog: Catalog
+    speeds: Mapping[str, "Speed"] = field(default_factory=dict)  # backend id -> measured on this machine
 
     @property
     def state(self) -> State:
         return self.loaded.state
 
     @classmethod
-    def load(cls, store: StateStore) -> "RoutingContext":
+    def load(cls, store: StateStore, *, with_speeds: bool = False) -> "RoutingContext":
+        """Read everything; measured speeds when asked, or when a model policy orders by them."""
+        loaded = store.read()
+        speeds: Mapping[str, Speed] = {}
+        if with_speeds or any(p.mode == "fastest" for p in loaded.state.model_policy.values()):
+            from broke.bench.baselines import expected_speeds
+
+            speeds = expected_speeds(store.home)
         return cls(
             home=store.home,
-            loaded=store.read(),
+            loaded=loaded,
             health=load_health(store.home / "health.json"),
             env=provider_env(store.home / ".env"),
             now=time.time(),
             catalog=load_catalog(),
+            speeds=speeds,
         )
 
     def resolve(self, requested: str, scope: Scope | None = None, p_strong: float | None = None) -> Resolution:
         return resolve(requested, self.state, self.health, env=self.env, now=self.now, scope=scope,
-                       catalog=self.catalog, p_strong=p_strong)
+                       catalog=self.catalog, p_strong=p_strong, speeds=self.speeds)
 
     def resolve_all(self, scope: Scope | None = None) -> list[Resolution]:
         return [self.resolve(slot, scope) for slot in self.catalog.slots]

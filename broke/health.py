@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -134,23 +135,35 @@ class HealthStore:
     def load(self) -> Health:
         return load_health(self.path)
 
+    def forget(self, section: str, name: str) -> None:
+        """Drop one record (a worker that stopped for good: its NAME@PORT will not come back)."""
+        self._change(section, lambda records: records.pop(name, None))
+
     def set(self, section: str, name: str, status: str, *, until: float | None = None,
             reason: str = "", count_failure: bool = False) -> Health:
         """Record `status` for one key, model or worker; a new generation of the file."""
+        if section not in SECTIONS or status not in STATUSES:
+            raise ValueError(f"bad health record {section}/{status}")
+
+        def record(records: dict[str, HealthRecord]) -> None:
+            previous = records.get(name)
+            failures = (previous.failures if previous else 0) + 1 if count_failure else 0
+            records[name] = HealthRecord(status, until, reason, failures, time.time())
+
+        return self._change(section, record)
+
+    def _change(self, section: str, change: Callable[[dict[str, HealthRecord]], object]) -> Health:
+        """Apply `change` to one section's records under the lock; a new generation of the file."""
         from filelock import FileLock
 
         from broke.fileio import atomic_write
         from broke.paths import FILE_MODE, ensure_dir
 
-        if section not in SECTIONS or status not in STATUSES:
-            raise ValueError(f"bad health record {section}/{status}")
         ensure_dir(self.home)
         with FileLock(self.lock_path, mode=FILE_MODE, timeout=10):
             current = self.load()
             records = dict(getattr(current, section))
-            previous = records.get(name)
-            failures = (previous.failures if previous else 0) + 1 if count_failure else 0
-            records[name] = HealthRecord(status, until, reason, failures, time.time())
+            change(records)
             updated = replace(current, generation=current.generation + 1, **{section: records})
             atomic_write(self.path, dump_health(updated))
         return updated

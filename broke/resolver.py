@@ -3,11 +3,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING
 
 from broke.catalog import Backend, Catalog, load_catalog
 from broke.health import UNUSABLE, Health
 from broke.keys import key_pool
 from broke.state.model import TIERS, Access, State
+
+if TYPE_CHECKING:
+    from broke.bench.baselines import Speed
 
 
 FLOATING_ON_PINNED = "floating alias on a pinned slot"
@@ -45,6 +49,8 @@ class Candidate:
     model_health: str
     key_health: str
     skip_reason: str = ""  # "" = usable
+    decode_tps: float | None = None  # measured on this machine (`broke benchmark-sequential`), if it was
+    ttft_s: float | None = None
 
     @property
     def usable(self) -> bool:
@@ -158,6 +164,22 @@ def _policy_ordered(items: list[str], order: list[str]) -> list[str]:
     return first + [name for name in items if name not in first]
 
 
+def _fastest_first(items: list[str], sources: Mapping[str, str], speeds: Mapping[str, "Speed"]) -> list[str]:
+    """Within each router tier (and within the slot's own chain) the fastest measured backend first.
+
+    Backends without a measurement keep their order, after the measured ones of their group.
+    """
+    groups = list(dict.fromkeys(sources[b] if sources[b].startswith("tier ") else "" for b in items))
+
+    def rank(backend: str) -> tuple[int, float]:
+        group = sources[backend] if sources[backend].startswith("tier ") else ""
+        speed = speeds.get(backend)
+        decode = speed.decode_tps if speed and speed.decode_tps else None
+        return groups.index(group), -decode if decode else float("inf")
+
+    return sorted(items, key=rank)
+
+
 def _rotated(items: list[str], turn: int) -> list[str]:
     if not items:
         return items
@@ -180,7 +202,7 @@ def _key_order(pool: list[str], provider: str, state: State, rotation: Rotation)
 
 def _candidates_for(
     backend_id: str, source: str, state: State, health: Health, env: Mapping[str, str],
-    now: float, catalog: Catalog, pinned_slot: bool, rotation: Rotation,
+    now: float, catalog: Catalog, pinned_slot: bool, rotation: Rotation, speed: "Speed | None",
 ) -> list[Candidate]:
     backend = find_backend(backend_id, state, catalog)
     worker = backend.model_name_for_worker if backend else None
@@ -213,7 +235,8 @@ def _candidates_for(
         else:
             skip = ""
         out.append(Candidate(backend_id, backend.provider, key_env, present, source,
-                             backend.pinned, model_health, key_health, skip))
+                             backend.pinned, model_health, key_health, skip,
+                             speed.decode_tps if speed else None, speed.ttft_s if speed else None))
     return out
 
 
@@ -228,8 +251,12 @@ def resolve(
     catalog: Catalog | None = None,
     rotation: Rotation = NO_ROTATION,
     p_strong: float | None = None,
+    speeds: Mapping[str, "Speed"] | None = None,
 ) -> Resolution:
     """Resolve a requested model name (slot or client alias) to ordered candidates and a choice.
+
+    `speeds`: backend id -> what it measured on this machine; shown on candidates, and the order
+    of a slot whose model policy is `fastest`.
 
     Raises NotFoundError for a name that maps to no slot.
     """
@@ -250,12 +277,14 @@ def resolve(
     order = _policy_ordered(list(sources), policy.order) if policy else list(sources)
     if policy and policy.mode == "round_robin":
         order = _rotated(order, rotation.turns.get(f"slot:{slot}", 0))
+    elif policy and policy.mode == "fastest":
+        order = _fastest_first(order, sources, speeds or {})
     pinned_slot = state.slots[slot].pinned
     candidates = tuple(
         candidate
         for backend_id in order
         for candidate in _candidates_for(backend_id, sources[backend_id], state, health, env, now,
-                                         catalog, pinned_slot, rotation)
+                                         catalog, pinned_slot, rotation, (speeds or {}).get(backend_id))
     )
     chosen = next((c for c in candidates if c.usable), None)
     reason = ""

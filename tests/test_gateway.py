@@ -379,3 +379,19 @@ def test_auto_routes_each_prompt_to_a_tier(gw):
     finally:
         run_cli("router", "tier", "basic")
         run_cli("router", "tier", "premium")
+
+
+def test_benchmark_a_backend_through_the_gateway(gw, tmp_path):
+    """`benchmark-sequential --backend ID` measures exactly that backend, through the running gateway."""
+    gw["fake"].reset_requests()
+    gw["fake"].chunk_delay_s = 0.01
+    result = CliRunner().invoke(app, ["benchmark-sequential", "--backend", "fake/model-b", "--runs", "1", "--json"])
+    assert result.exit_code == 0, result.output
+    model = json.loads(result.stdout)["models"][0]
+    assert model["backend"] == "fake/model-b" and model["where"] == "gateway"
+    assert model["complete"] and model["errors"] == []
+    assert model["load_s"] is None and model["worker"] is None and model["peak_memory_bytes"] is None
+    assert model["summary"]["ttft_s"] > 0 and model["summary"]["decode_tps"] > 0
+    assert {r["model"] for r in gw["fake"].requests} == {"model-b"}  # warm-up and 3 prompts, none elsewhere
+    assert len(gw["fake"].requests) == 4
+    (gw["home"] / "baselines" / f"{json.loads(result.stdout)['id']}.json").unlink()

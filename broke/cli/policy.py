@@ -146,7 +146,7 @@ def _show_health(rows: list[dict], noun: str, with_provider: bool = False) -> No
 
 def model_policy(
     slot: Optional[str] = typer.Argument(None, help="Slot to change; none: show every policy."),
-    mode: Optional[str] = typer.Option(None, "--mode", help="ordered | round_robin"),
+    mode: Optional[str] = typer.Option(None, "--mode", help="ordered | round_robin | fastest (by measured speed)"),
     order: Optional[str] = typer.Option(None, "--order", help="Backends to try first, in order: B1,B2"),
     as_json: bool = JSON_OPTION,
 ) -> None:
@@ -159,6 +159,8 @@ def model_policy(
     if slot is not None and (mode is not None or order is not None):
         state = changes.set_model_policy(store(), slot, mode=mode, order=_split(order))
         say(f"model policy of {slot} updated (generation {state.generation})")
+        if state.model_policy[changes.check_slot(slot, load_catalog())].mode == "fastest":
+            _say_measured(slot)
         return
     state = store().load()
     slots = [changes.check_slot(slot, load_catalog())] if slot else list(load_catalog().slots)
@@ -170,6 +172,19 @@ def model_policy(
     for s, policy in rows.items():
         t.add_row(s, policy["mode"], esc(", ".join(policy["order"])) or "-")
     show(t)
+
+
+def _say_measured(slot: str) -> None:
+    """Which of the slot's backends have a measured speed on this machine (the others keep their place)."""
+    from broke.context import RoutingContext
+
+    resolution = RoutingContext.load(store(), with_speeds=True).resolve(slot)
+    backends = list(dict.fromkeys(c.backend for c in resolution.candidates))
+    measured = [c.backend for c in resolution.candidates if c.decode_tps]
+    missing = [b for b in backends if b not in measured]
+    say(f"measured on this machine: {len(set(measured))} of {len(backends)} backend(s)"
+        + (f"; not measured (kept in their place, after the measured ones): {esc(', '.join(missing))} "
+           "— `broke benchmark-sequential` measures local models, `--backend ID` others" if missing else ""))
 
 
 def model_state(

@@ -15,12 +15,12 @@ PROMPT_OPTION = typer.Option(None, "--prompt", help="For `auto`: decide the tier
 LEVEL_STYLE = {"error": "red", "warning": "yellow", "info": "cyan"}
 
 
-def _resolve(slot: str, profile: str | None, prompt: str | None = None) -> "Resolution":
+def _resolve(slot: str, profile: str | None, prompt: str | None = None, with_speeds: bool = False) -> "Resolution":
     from broke.context import RoutingContext
     from broke.resolver import Scope
 
     s = store()
-    ctx = RoutingContext.load(s)
+    ctx = RoutingContext.load(s, with_speeds=with_speeds)
     scope = None
     if profile:
         from broke.presets import profiles
@@ -63,8 +63,8 @@ def route(slot: str = typer.Argument(..., help="A slot or a client model name (e
 def explain(slot: str = typer.Argument(..., help="A slot or a client model name."),
             profile: Optional[str] = PROFILE_OPTION, prompt: Optional[str] = PROMPT_OPTION,
             as_json: bool = JSON_OPTION) -> None:
-    """Show the whole candidate chain for SLOT and why each candidate is usable or skipped."""
-    resolution = _resolve(slot, profile, prompt)
+    """Show the whole candidate chain for SLOT, why each is usable or skipped, and its measured speed here."""
+    resolution = _resolve(slot, profile, prompt, with_speeds=True)
     if as_json:
         print_json(resolution.to_dict())
         return
@@ -73,13 +73,13 @@ def explain(slot: str = typer.Argument(..., help="A slot or a client model name.
     say(_choice_line(resolution) + f" [dim]· generation {resolution.generation}[/]")
     if resolution.tier:
         say(f"router: p_strong {resolution.p_strong:.3f} → tier [bold]{resolution.tier}[/]")
-    t = table("#", "backend", "key", "source", "version", "health", "verdict")
+    t = table("#", "backend", "key", "source", "version", "health", "speed here", "verdict")
     for number, c in enumerate(resolution.candidates, start=1):
         version = {True: "pinned", False: "[yellow]floating[/]", None: "?"}[c.pinned]
         verdict = "[green]chosen[/]" if c is resolution.chosen else (
             "[green]usable[/]" if c.usable else f"[red]skip[/] {esc(c.skip_reason)}")
         t.add_row(str(number), esc(c.backend), c.key_env or "[dim]none needed[/]", c.source,
-                  version, f"{status_text(c.model_health)} / {status_text(c.key_health)}", verdict)
+                  version, f"{status_text(c.model_health)} / {status_text(c.key_health)}", _speed(c), verdict)
     show(t)
     for note in resolution.notes:
         say(f"[yellow]note:[/] {esc(note)}")
@@ -87,6 +87,15 @@ def explain(slot: str = typer.Argument(..., help="A slot or a client model name.
 
     if any(is_demo(c.backend) for c in resolution.candidates):
         say(f"[yellow]demo:[/] {esc(NEXT_STEP)}")
+
+
+def _speed(candidate) -> str:
+    """A candidate's measured speed on this machine, as explain shows it."""
+    if candidate.decode_tps is None and candidate.ttft_s is None:
+        return "[dim]not measured[/]"
+    parts = [f"{candidate.decode_tps:,.0f} tok/s"] if candidate.decode_tps else []
+    parts += [f"first token {candidate.ttft_s * 1000:,.0f} ms"] if candidate.ttft_s else []
+    return " · ".join(parts)
 
 
 def _findings_table(findings: list[dict]) -> None:

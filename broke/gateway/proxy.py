@@ -15,7 +15,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from broke.bench.baselines import Speed, baselines_dir, expected_speeds
+from broke.bench.machine import hardware
 from broke.catalog import load_catalog
+from broke.errors import BrokeError
 from broke.gateway import events
 from broke.gateway.events import EventLog
 from broke.gateway.auth import Authenticator, Client, Refusal
@@ -44,6 +47,15 @@ DROPPED_RESPONSE_HEADERS = {"connection", "keep-alive", "transfer-encoding", "co
                             "trailer", "upgrade", "server", "date"}
 #: The model name mlx_lm.server answers to (any other makes it look on the hub).
 DIRECT_WORKER_MODEL = "default_model"
+def _measured_speeds(home: Path, machine_id: str) -> dict[str, Speed]:
+    """Measured speeds for routing; a bad baseline file costs the `fastest` order, never a request."""
+    try:
+        return expected_speeds(home, machine_id)
+    except BrokeError as exc:
+        log.error("measured speeds unavailable: %s", exc)
+        return {}
+
+
 class FrontProxy:
     def __init__(self, home: Path, record: GatewayRecord, master_key: str) -> None:
         self.home, self.record, self.master_key = home, record, master_key
@@ -54,6 +66,9 @@ class FrontProxy:
         self.state: Watched[State] = Watched(store.path, store.load, default_state)
         health_path = home / "health.json"
         self.health: Watched[Health] = Watched(health_path, lambda: load_health(health_path), Health)
+        machine_id = hardware()["id"]  # measured speeds count only from records of this machine
+        self.speeds: Watched[dict[str, Speed]] = Watched(
+            baselines_dir(home), lambda: _measured_speeds(home, machine_id), dict)
         self.auth = Authenticator(home)
         self.complexity = ComplexityRouter(home)
         self.health_store = HealthStore(home)
@@ -177,7 +192,7 @@ class FrontProxy:
         decision = await self.complexity.decide(slot, state, payload, client.owner)
         resolution = resolve(requested, state, health, env=self.key_names, now=time.time(),
                              scope=client.scope, catalog=self.catalog, rotation=rotation,
-                             p_strong=decision.p_strong if decision else None)
+                             p_strong=decision.p_strong if decision else None, speeds=self.speeds.get())
         if not resolution.allowed:
             self.metrics.reject("slot_not_allowed", 403)
             return error_body(403, "permission_error", resolution.reason)

@@ -77,7 +77,7 @@ def main(name: str, model_dir: str, port: int, host: str = "127.0.0.1") -> int:
                 server.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 server.kill()
-            health.set("workers", name, "blocked", reason="stopped")
+            health.forget("workers", name)  # stopped for good: NAME@PORT will not come back
             break
         if time.monotonic() - started > 60:
             restarts = 0  # it ran a good while: start the back-off afresh

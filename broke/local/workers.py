@@ -155,11 +155,14 @@ def start_worker(home: Path, model: str, *, port: int | None = None, replica: bo
     atomic_write(_file(home, record), json.dumps(asdict(record), indent=1).encode())
     deadline = time.monotonic() + READY_TIMEOUT_S
     progress(f"waiting for {backend_id} on port {port}")
-    while not answering(record):
-        if not worker_running(record) or time.monotonic() > deadline:
-            stop_record(home, record)
-            raise WorkerError(f"the worker of {backend_id} did not become ready; see {log}")
-        time.sleep(0.2)
+    try:
+        while not answering(record):
+            if not worker_running(record) or time.monotonic() > deadline:
+                raise WorkerError(f"the worker of {backend_id} did not become ready; see {log}")
+            time.sleep(0.2)
+    except BaseException:  # not ready, or Ctrl-C while waiting: leave nothing running
+        stop_record(home, record)
+        raise
     return record, True
 
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 SCHEMA_VERSION = 1
 
 KEY_POLICY_MODES = ("round_robin", "priority", "sticky", "rotate_on_rate_limit")
-MODEL_POLICY_MODES = ("ordered", "round_robin")
+MODEL_POLICY_MODES = ("ordered", "round_robin", "fastest")
 TIERS = ("basic", "balanced", "premium")
 
 
@@ -46,7 +46,11 @@ class KeyPolicy:
 
 @dataclass
 class ModelPolicy:
-    """How a slot's candidate backends are ordered (applied live by the gateway)."""
+    """How a slot's candidate backends are ordered (applied live by the gateway).
+
+    `fastest`: within each router tier (and within the slot's chain) by the decode speed measured
+    on this machine (`broke benchmark-sequential`); unmeasured backends keep their place after those.
+    """
 
     mode: str = field(default="ordered", metadata={"choices": MODEL_POLICY_MODES})
     order: list[str] = field(default_factory=list)
