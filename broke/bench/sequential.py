@@ -208,18 +208,14 @@ def _bench_worker(home: Path, state: State, target: Target, prompts: list[BenchP
     memory = MemoryPeak(record.pid)
     measure = _Measure(f"http://127.0.0.1:{record.port}/v1/chat/completions", "default_model", {}, True,
                        target, prompts, runs, events)
-    complete = False
-    try:
-        if measure.warm_up():
-            measure.suite()
-        complete = True
-    finally:
+
+    def stop() -> dict:
         peak = memory.finish()
         stop_record(home, record)
-        worker = {"started_at": round(started_at, 6), "stopped_at": round(time.time(), 6)}
-        if complete or measure.results:
-            results.append(_model_result(target, identity, measure, complete=complete, load_s=load_s,
-                                         peak=peak, worker=worker))
+        return {"load_s": load_s, "peak": peak,
+                "worker": {"started_at": round(started_at, 6), "stopped_at": round(time.time(), 6)}}
+
+    _run(measure, results, identity, stop)
 
 
 def _bench_gateway(home: Path, state: State, target: Target, prompts: list[BenchPrompt], runs: int,
@@ -237,14 +233,21 @@ def _bench_gateway(home: Path, state: State, target: Target, prompts: list[Bench
     backend = find_backend(target.backend, state, load_catalog())
     measure = _Measure(f"http://127.0.0.1:{record.litellm.port}/v1/chat/completions", deployment,
                        {"authorization": f"Bearer {master_key(home)}"}, False, target, prompts, runs, events)
+    _run(measure, results, {"name": backend.model})
+
+
+def _run(measure: _Measure, results: list[dict], identity: dict, finish: Callable[[], dict] = dict) -> None:
+    """Warm up and run the suite; whatever happens, `finish` (it returns extra result fields), then
+    append the model's result when anything was measured (an interrupted model keeps its finished runs)."""
     complete = False
     try:
         if measure.warm_up():
             measure.suite()
         complete = True
     finally:
+        extra = finish()
         if complete or measure.results:
-            results.append(_model_result(target, {"name": backend.model}, measure, complete=complete))
+            results.append(_model_result(measure.target, identity, measure, complete=complete, **extra))
 
 
 def benchmark(home: Path, state: State, targets: list[Target], *, suite_name: str, runs: int,
