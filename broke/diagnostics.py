@@ -85,6 +85,13 @@ def validate(ctx: RoutingContext) -> tuple[list[Finding], list[Resolution]]:
     findings = _backend_findings(ctx)
     for resolution in resolutions:
         findings += _slot_findings(resolution)
+    for resolution in resolutions:
+        policy = ctx.state.model_policy.get(resolution.slot)
+        if policy and policy.mode == "fastest" and not any(c.decode_tps for c in resolution.candidates):
+            findings.append(Finding("warning", "unmeasured", resolution.slot,
+                                    f"model policy of '{resolution.slot}' is fastest, but none of its backends "
+                                    "is measured on this machine (the chain order is used); "
+                                    "run `broke benchmark-sequential`"))
     demo_slots = [r.slot for r in resolutions if r.chosen and r.chosen.backend == DEMO_BACKEND]
     if demo_slots:
         findings.append(Finding("info", "demo", ", ".join(demo_slots), NEXT_STEP))

@@ -216,6 +216,12 @@ def test_fastest_orders_within_each_tier_only():
     assert resolution.chosen.decode_tps == 50.0
 
 
+def test_validate_warns_of_fastest_without_measurements(cli, cli_json):
+    assert cli("model-policy", "haiku", "--mode", "fastest").exit_code == 0
+    _, report = cli_json("validate")
+    assert any(f["code"] == "unmeasured" and f["subject"] == "haiku" for f in report["findings"])
+
+
 def test_bad_benchmark_arguments(cli):
     assert cli("benchmark-sequential", "--suite", "huge").exit_code == 2
     assert_one_error_line(cli("benchmark-sequential"), "no local models")
