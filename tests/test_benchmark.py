@@ -222,6 +222,14 @@ def test_validate_warns_of_fastest_without_measurements(cli, cli_json):
     assert any(f["code"] == "unmeasured" and f["subject"] == "haiku" for f in report["findings"])
 
 
+def test_demo_model_can_be_measured_on_a_fresh_home(cli_json):
+    code, record = cli_json("benchmark-sequential", "--add", "broke-demo", "--runs", "1")
+    assert code == 0
+    model = record["models"][0]
+    assert model["backend"] == "mlx/broke-demo" and model["complete"], model["errors"]
+    assert model["summary"]["ttft_s"] > 0 and model["identity"]["model_type"] == "llama"
+
+
 def test_bad_benchmark_arguments(cli):
     assert cli("benchmark-sequential", "--suite", "huge").exit_code == 2
     assert_one_error_line(cli("benchmark-sequential"), "no local models")

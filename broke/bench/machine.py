@@ -10,7 +10,6 @@ import os
 import platform
 import subprocess
 import sys
-from importlib import metadata
 from pathlib import Path
 
 HASH_FULL_UP_TO = 512 * 1024 * 1024  # weights up to this size are hashed whole; bigger ones by header
@@ -43,8 +42,11 @@ def _memory_bytes() -> int:
 
 def _accelerator() -> str:
     """What MLX computes on here, read from what is installed (MLX itself is not imported)."""
-    installed = {d.metadata["Name"].lower() for d in metadata.distributions() if d.metadata["Name"]}
-    if "mlx-cuda" in installed or any(name.startswith("mlx-cuda") for name in installed):
+    import importlib.util
+
+    spec = importlib.util.find_spec("mlx")
+    site = Path(next(iter(spec.submodule_search_locations))).parent if spec and spec.submodule_search_locations else None
+    if site is not None and any(site.glob("mlx_cuda*.dist-info")):  # what `mlx[cuda]` installs
         return "cuda"
     if sys.platform == "darwin" and platform.machine() == "arm64":
         return "metal"
@@ -55,7 +57,7 @@ def hardware() -> dict:
     """This machine's fingerprint; `id` is the same for every run on the same hardware and OS."""
     facts = {
         "os": platform.system(),
-        "os_release": platform.mac_ver()[0] or platform.release() if sys.platform == "darwin" else platform.release(),
+        "os_release": (platform.mac_ver()[0] if sys.platform == "darwin" else "") or platform.release(),
         "arch": platform.machine(),
         "chip": _chip(),
         "cpu_count": os.cpu_count() or 0,
@@ -76,6 +78,8 @@ def machine_label(machine: dict) -> str:
 
 
 def _version(distribution: str) -> str | None:
+    from importlib import metadata
+
     try:
         return metadata.version(distribution)
     except metadata.PackageNotFoundError:

@@ -200,12 +200,16 @@ def _bench_worker(home: Path, state: State, target: Target, prompts: list[BenchP
     from broke.local.workers import start_worker, stop_record
 
     name = local_model_name(target.backend)
-    identity = model_identity(name, model_path(find_backend(target.backend, state, load_catalog()), home))
     started_at = time.time()
     began = time.perf_counter()
     record, _ = start_worker(home, name, replica=True, progress=lambda what: events.step(target, what))
     load_s = time.perf_counter() - began
-    memory = MemoryPeak(record.pid)
+    try:  # after the start: the demo model's directory is made by it
+        identity = model_identity(name, model_path(find_backend(target.backend, state, load_catalog()), home))
+        memory = MemoryPeak(record.pid)
+    except BaseException:
+        stop_record(home, record)
+        raise
     measure = _Measure(f"http://127.0.0.1:{record.port}/v1/chat/completions", "default_model", {}, True,
                        target, prompts, runs, events)
 
