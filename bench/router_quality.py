@@ -1,16 +1,22 @@
-"""Routing quality of the complexity router on the held-out split, RouteLLM's way.
+"""Routing quality of the complexity router on a validation split and on the held-out split, RouteLLM's way.
 
-    .venv/bin/python bench/router_quality.py [--points N] [--seeds N] [--curve]
+    .venv/bin/python bench/router_quality.py [--points N] [--seeds N] [--curve] [--cv]
 
-Trains the router on the shipped data's training split (as `load_or_train` would, without
-touching any BROKE_HOME), then scores the held-out prompts that have both models' outcomes
-(MMLU, GSM8K, MT-Bench; `contaminated` rows are never evaluated) by p_strong and reports,
-per source, pooled over all of them, and as the mean of the sources: APGR, CPT(50%) and
-CPT(80%) (broke.router.evaluate; RouteLLM's sweep uses 10 quantile bins), next to a random
-router averaged over `--seeds` fixed seeds. Also reports code_bias's ROC AUC for "is a coding
-prompt" on the held-out Arena-Hard and MT-Bench prompts.
+Validation (what model selection looks at): the training split's rows in fold 0 of
+`broke.router.data.validation_fold` (a hash of source/item_id; about 1/5 of the training MMLU
+and GSM8K prompts) are scored by a router fitted on the rest of the training split. `--cv` adds
+the whole cross-validation the design was chosen with: 5 folds × 3 salts, 15 fits (a minute or two).
 
-Target: pooled APGR >= 0.70. Exit status 0 on PASS, 1 on FAIL.
+Held-out (reporting only; nothing was tuned on it): the router fitted on the whole training split
+(as `load_or_train` would, without touching any BROKE_HOME) scores the held-out prompts that have
+both models' outcomes (MMLU, GSM8K, MT-Bench; `contaminated` rows are never evaluated).
+
+Both report by p_strong, per source, pooled, and as the mean of the sources: APGR, CPT(50%) and
+CPT(80%) (broke.router.evaluate; RouteLLM's sweep uses 10 quantile bins), next to a random router
+averaged over `--seeds` fixed seeds. Also reports code_bias's ROC AUC for "is a coding prompt"
+on the held-out Arena-Hard and MT-Bench prompts.
+
+Target: pooled held-out APGR >= 0.70. Exit status 0 on PASS, 1 on FAIL.
 """
 from __future__ import annotations
 
@@ -21,7 +27,7 @@ import time
 import numpy as np
 
 from broke.router import model
-from broke.router.data import DATA_FILE, EVAL_SPLIT, has_outcome, load_rows
+from broke.router.data import DATA_FILE, EVAL_SPLIT, VALIDATION_FOLDS, Row, has_outcome, load_rows, validation_fold
 from broke.router.evaluate import ROUTELLM_POINTS, Quality, evaluate
 
 TARGET_APGR = 0.70
@@ -40,39 +46,78 @@ def row(name: str, q: Quality, rand: tuple[float, float, float]) -> str:
             f"{q.cpt80:7.1%}   {rand[0]:6.3f} {rand[1]:7.1%} {rand[2]:7.1%}")
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--points", type=int, default=ROUTELLM_POINTS, help="threshold sweep points (RouteLLM: 10)")
-    parser.add_argument("--seeds", type=int, default=20, help="random-router seeds to average (default 20)")
-    parser.add_argument("--curve", action="store_true", help="also print the pooled curve")
-    args = parser.parse_args()
-
-    rows = load_rows()
-    start = time.perf_counter()
-    router = model.train(rows)
-    print(f"trained in {time.perf_counter() - start:.2f} s on {DATA_FILE.name} "
-          f"({DATA_FILE.stat().st_size / 1e6:.2f} MB)")
-
-    held = [r for r in rows if r["split"] == EVAL_SPLIT]
-    estimates = router.estimate_many([r["prompt"] for r in held])
-    scored = [(r, e) for r, e in zip(held, estimates) if has_outcome(r)]
-    p = np.array([e.p_strong for _, e in scored])
-    weak = np.array([r["weak"] for r, _ in scored], dtype=np.float64)
-    strong = np.array([r["strong"] for r, _ in scored], dtype=np.float64)
-    source = np.array([r["source"] for r, _ in scored])
-
-    print(f"\n{'held-out':18} {'n':>5}  {'weak':>6} {'strong':>6}  {'APGR':>6} {'CPT50':>7} {'CPT80':>7}"
+def report(title: str, rows: list[Row], p: np.ndarray, args: argparse.Namespace) -> Quality:
+    """Print the per-source, pooled and mean-of-sources table for scored `rows`; returns the pooled Quality."""
+    weak = np.array([r["weak"] for r in rows], dtype=np.float64)
+    strong = np.array([r["strong"] for r in rows], dtype=np.float64)
+    source = np.array([r["source"] for r in rows])
+    print(f"\n{title:18} {'n':>5}  {'weak':>6} {'strong':>6}  {'APGR':>6} {'CPT50':>7} {'CPT80':>7}"
           f"   {'random APGR / CPT50 / CPT80':>24}")
     per_source = []
     for name in SOURCES:
         sel = source == name
-        q = evaluate(p[sel], weak[sel], strong[sel], args.points)
-        per_source.append(q)
-        print(row(name, q, random_quality(int(sel.sum()), weak[sel], strong[sel], args.points, args.seeds)))
+        if sel.any():
+            q = evaluate(p[sel], weak[sel], strong[sel], args.points)
+            per_source.append(q)
+            print(row(name, q, random_quality(int(sel.sum()), weak[sel], strong[sel], args.points, args.seeds)))
     pooled = evaluate(p, weak, strong, args.points)
     print(row("pooled", pooled, random_quality(len(p), weak, strong, args.points, args.seeds)))
     print(f"{'mean of sources':18} {'':5}  {'':6} {'':6}  {np.mean([q.apgr for q in per_source]):6.3f} "
           f"{np.mean([q.cpt50 for q in per_source]):7.1%} {np.mean([q.cpt80 for q in per_source]):7.1%}")
+    return pooled
+
+
+def validation(rows: list[Row], salt: str, fold: int) -> tuple[list[Row], np.ndarray]:
+    """The scored `train` rows of `fold` (under `salt`) and their p_strong from a router fitted on the
+    training split without that fold."""
+    fit = [r for r in rows if validation_fold(r, salt) != fold]
+    held = [r for r in rows if r["split"] == "train" and has_outcome(r) and validation_fold(r, salt) == fold]
+    router = model.train(fit)
+    return held, np.array([e.p_strong for e in router.estimate_many([r["prompt"] for r in held])])
+
+
+def cross_validation(rows: list[Row], points: int) -> None:
+    """Pooled / MMLU / GSM8K APGR over the 15 fits model selection used (5 folds × 3 salts)."""
+    results = []
+    for salt in ("validation", "rep1", "rep2"):
+        for fold in range(VALIDATION_FOLDS):
+            held, p = validation(rows, salt, fold)
+            weak = np.array([r["weak"] for r in held])
+            strong = np.array([r["strong"] for r in held])
+            source = np.array([r["source"] for r in held])
+            results.append([evaluate(p, weak, strong, points).apgr] + [
+                evaluate(p[source == n], weak[source == n], strong[source == n], points).apgr for n in SOURCES[:2]])
+    mean, sd = np.mean(results, axis=0), np.std(results, axis=0)
+    print(f"\ncross-validation on the training split ({len(results)} fits): APGR pooled {mean[0]:.3f} "
+          f"(sd {sd[0]:.3f}), MMLU {mean[1]:.3f}, GSM8K {mean[2]:.3f}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--points", type=int, default=ROUTELLM_POINTS, help="threshold sweep points (RouteLLM: 10)")
+    parser.add_argument("--seeds", type=int, default=20, help="random-router seeds to average (default 20)")
+    parser.add_argument("--curve", action="store_true", help="also print the pooled held-out curve")
+    parser.add_argument("--cv", action="store_true", help="also run the 15-fit cross-validation of the training split")
+    args = parser.parse_args()
+
+    rows = load_rows()
+    start = time.perf_counter()
+    val_rows, val_p = validation([r for r in rows if r["split"] != EVAL_SPLIT], "validation", 0)
+    print(f"validation: fitted on the training split without its validation fold, in "
+          f"{time.perf_counter() - start:.2f} s")
+    val_pooled = report("validation", val_rows, val_p, args)
+    if args.cv:
+        cross_validation([r for r in rows if r["split"] != EVAL_SPLIT], args.points)
+
+    start = time.perf_counter()
+    router = model.train(rows)
+    print(f"\nheld-out: trained in {time.perf_counter() - start:.2f} s on {DATA_FILE.name} "
+          f"({DATA_FILE.stat().st_size / 1e6:.2f} MB), training split only")
+
+    held = [r for r in rows if r["split"] == EVAL_SPLIT]
+    estimates = router.estimate_many([r["prompt"] for r in held])
+    scored = [(r, e) for r, e in zip(held, estimates) if has_outcome(r)]
+    pooled = report("held-out", [r for r, _ in scored], np.array([e.p_strong for _, e in scored]), args)
 
     if args.curve:
         print("\npooled curve: threshold  strong share  quality")
@@ -87,7 +132,8 @@ def main() -> int:
         print(f"code_bias ROC AUC on held-out {name} (coding vs other categories): {auc:.3f} (n={len(pairs)})")
 
     verdict = "PASS" if pooled.apgr >= TARGET_APGR else "FAIL"
-    print(f"\n{verdict}: pooled held-out APGR {pooled.apgr:.3f} (target >= {TARGET_APGR})")
+    print(f"\n{verdict}: pooled held-out APGR {pooled.apgr:.3f} (target >= {TARGET_APGR}); "
+          f"pooled validation APGR {val_pooled.apgr:.3f}")
     return 0 if verdict == "PASS" else 1
 
 

@@ -21,7 +21,8 @@ def _pyplot():
     return plt
 
 
-def _check_target(path: Path) -> None:
+def check_target(path: Path) -> None:
+    """Refuse a plot file name early (before any work): wrong suffix, or a folder that does not exist."""
     if path.suffix.lower() not in (".png", ".svg", ".pdf"):
         raise InvalidInputError(f"--plot {path}: the file name must end in .png, .svg or .pdf")
     if not path.parent.is_dir():
@@ -30,7 +31,7 @@ def _check_target(path: Path) -> None:
 
 def line_plot(path: Path, *, x: Sequence[float], series: Series, title: str, xlabel: str, ylabel: str) -> Path:
     """One line per series over the shared `x`; returns the file written."""
-    _check_target(path)
+    check_target(path)
     plt = _pyplot()
     figure, axes = plt.subplots(figsize=(7, 4.5))
     for name, values in series.items():
@@ -46,7 +47,7 @@ def line_plot(path: Path, *, x: Sequence[float], series: Series, title: str, xla
 
 def bar_plot(path: Path, *, groups: Sequence[str], series: Series, title: str, ylabel: str) -> Path:
     """Grouped bars: one group per entry of `groups`, one bar per series (NaN = no bar)."""
-    _check_target(path)
+    check_target(path)
     plt = _pyplot()
     width = 0.8 / max(1, len(series))
     figure, axes = plt.subplots(figsize=(max(6.0, 1.2 * len(groups) * max(1, len(series)) * 0.6), 4.5))

@@ -10,11 +10,13 @@ import numpy as np
 import pytest
 
 from broke.router import artifact, features, model
-from broke.router.data import DATA_FILE, EVAL_SPLIT, data_version, load_rows, reference_prompts
+from broke.router.data import (DATA_FILE, EVAL_SPLIT, TRAIN_SPLITS, VALIDATION_FOLDS, data_version, load_rows,
+                               reference_prompts, validation_fold)
 from broke.router.evaluate import CurvePoint, apgr, cpt, curve, evaluate
 from broke.router.make_data import write
 from broke.router.model import Estimate, Router
 from broke.router.tiers import Thresholds, calibrate, temperature, tier_for
+from conftest import assert_one_error_line
 
 TRIVIAL = ["rename this variable", "what is 2+2", "say hi"]
 HARD = [
@@ -45,6 +47,13 @@ def small_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("data") / "small.jsonl.gz"
     write(keep, path)
     return path
+
+
+@pytest.fixture
+def trained_home(router: Router, broke_home: Path) -> Path:
+    """$BROKE_HOME holding the session's router as its cached artifact, as `load_or_train` leaves it."""
+    artifact.save(broke_home, artifact.version(data_version(DATA_FILE)), router)
+    return broke_home
 
 
 @pytest.fixture(autouse=True)
@@ -119,6 +128,16 @@ def test_two_fresh_trainings_give_identical_artifacts(small_data: Path, tmp_path
     assert (a / "model.npz").read_bytes() == (b / "model.npz").read_bytes()
 
 
+def test_tree_walk_matches_sklearn(router: Router) -> None:
+    """The stored node table gives what the fitted HistGradientBoostingRegressor predicts."""
+    rng = np.random.default_rng(0)
+    inputs = rng.normal(size=(600, model.N_TREE_INPUTS))
+    fitted = model._boost(inputs, inputs[:, 0] * inputs[:, 3] + np.sin(inputs[:, -1]) + rng.normal(size=600) * 0.1)
+    walked = Router(**{**vars(router), **model._tree_arrays(fitted)})
+    assert np.allclose(walked._trees(inputs), fitted.predict(inputs), rtol=0, atol=1e-9)
+    assert np.array_equal(walked._trees(inputs[:1]), walked._trees(inputs)[:1])
+
+
 # --- the cached artifact --------------------------------------------------------------------
 
 
@@ -179,6 +198,11 @@ def test_tampered_or_foreign_artifact_is_refused_and_rebuilt(small_data: Path, b
     model.load_or_train(other, small_data)
     for name in ("model.npz", "model.json"):
         (folder / name).write_bytes((artifact.router_dir(other) / name).read_bytes())
+    assert artifact.load(broke_home, expected) is None
+
+    # Even correctly signed, a node table pointing outside itself is refused, not walked.
+    broken = Router(**{**vars(genuine), "tree_left": genuine.tree_left + len(genuine.tree_value)})
+    artifact.save(broke_home, expected, broken)
     assert artifact.load(broke_home, expected) is None
 
     # Even correctly signed, a pickled object array is never unpickled (allow_pickle=False).
@@ -276,6 +300,25 @@ def test_curve_follows_routellm_thresholds() -> None:
     assert cpt(points, 0.5, 0.75, 0.5) == pytest.approx(0.375)
 
 
+# --- router eval --plot ---------------------------------------------------------------------
+
+
+def test_router_eval_plots_the_curve(cli, trained_home: Path, tmp_path: Path) -> None:
+    png = tmp_path / "curve.png"
+    result = cli("router", "eval", "--plot", str(png))
+    assert result.exit_code == 0, result.output
+    assert "APGR" in result.output and "plot written to" in result.output
+    assert png.stat().st_size > 1000 and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("name, fragment", [("curve.txt", "must end in .png"), ("missing/curve.png", "does not exist")])
+def test_router_eval_plot_refuses_a_bad_path(cli, trained_home: Path, tmp_path: Path, name: str,
+                                             fragment: str) -> None:
+    target = tmp_path / name
+    assert_one_error_line(cli("router", "eval", "--plot", str(target)), "--plot", fragment)
+    assert not target.exists()
+
+
 # --- the shipped data -----------------------------------------------------------------------
 
 
@@ -288,3 +331,12 @@ def test_shipped_data_is_small_redistributable_and_split() -> None:
     assert all(r["split"] == EVAL_SPLIT for r in rows if r["source"] == "routellm_mtbench")
     assert {r["split"] for r in rows} == {"train", "test", "contaminated"}
     assert (DATA_FILE.parent / "SOURCES.md").read_text().count("Apache-2.0") >= 4
+
+
+def test_validation_folds_are_stable_and_even() -> None:
+    rows = [r for r in load_rows() if r["split"] in TRAIN_SPLITS]
+    folds = np.array([validation_fold(r) for r in rows])
+    assert np.array_equal(folds, [validation_fold(dict(r)) for r in rows])  # a hash, not an order
+    shares = np.bincount(folds, minlength=VALIDATION_FOLDS) / len(rows)
+    assert np.allclose(shares, 1 / VALIDATION_FOLDS, atol=0.02)
+    assert not np.array_equal(folds, [validation_fold(r, "rep1") for r in rows])

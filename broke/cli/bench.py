@@ -190,6 +190,10 @@ def baseline_compare(metric: str = typer.Option("decode", "--metric", help="deco
     """A table of models × machines from every baseline (the newest figure of each pair)."""
     from broke.bench.baselines import METRICS, compare
 
+    if plot is not None:
+        from broke.plotting import check_target
+
+        check_target(plot.expanduser())
     models, machines, cells = compare(store().home, metric)
     _, unit, higher = METRICS[metric]
     if as_json:

@@ -74,23 +74,34 @@ def router_calibrate(strong_share: float = typer.Option(..., "--strong-share", m
 
 @router_app.command("eval")
 def router_eval(data: Optional[Path] = typer.Option(None, "--data", help="JSONL of {prompt, weak, strong}."),
+                plot: Optional[Path] = typer.Option(None, "--plot", metavar="FILE.png",
+                                                    help="Also draw the quality-vs-strong-share curve (needs matplotlib)."),
                 as_json: bool = JSON_OPTION) -> None:
     """APGR and CPT(50%), CPT(80%) on labelled prompts (default: the shipped held-out split)."""
     from dataclasses import asdict
 
-    from broke.router.decide import evaluate_labelled
+    from broke.router.decide import evaluate_labelled, plot_quality
 
+    if plot is not None:
+        from broke.plotting import check_target
+
+        check_target(plot.expanduser())
     with console().status("evaluating"):
         quality = evaluate_labelled(store().home, data)
     if as_json:
         print_json(asdict(quality))
-        return
-    say(f"{quality.n} prompts: APGR {quality.apgr:.3f} (random ≈ 0.5), CPT(50%) {quality.cpt50:.1%}, "
-        f"CPT(80%) {quality.cpt80:.1%}; weak-only {quality.weak_quality:.3f}, strong-only {quality.strong_quality:.3f}")
-    t = table("strong share", "quality")
-    for point in quality.curve:
-        t.add_row(f"{point.strong_share:.1%}", f"{point.quality:.3f}")
-    show(t)
+    else:
+        say(f"{quality.n} prompts: APGR {quality.apgr:.3f} (random ≈ 0.5), CPT(50%) {quality.cpt50:.1%}, "
+            f"CPT(80%) {quality.cpt80:.1%}; weak-only {quality.weak_quality:.3f}, "
+            f"strong-only {quality.strong_quality:.3f}")
+        t = table("strong share", "quality")
+        for point in quality.curve:
+            t.add_row(f"{point.strong_share:.1%}", f"{point.quality:.3f}")
+        show(t)
+    if plot is not None:
+        path = plot_quality(quality, plot.expanduser())
+        if not as_json:
+            say(f"plot written to {esc(str(path))}")
 
 
 @router_app.command("train")

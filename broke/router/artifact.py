@@ -21,18 +21,24 @@ import numpy as np
 
 from broke.fileio import atomic_write
 from broke.router import features
-from broke.router.model import HEADS, Router
+from broke.router.model import HEADS, N_TREE_INPUTS, Router
 
-FORMAT = 1
-_ARRAYS = ("word_weights", "hand_weights", "bias", "platt", "hand_mean", "hand_scale")
+#: 2: p_strong's boosted trees (the tree_* arrays); the linear heads see features.LINEAR_FEATURES.
+FORMAT = 2
 _SHAPES = {
     "word_weights": (features.N_HASH, len(HEADS)),
-    "hand_weights": (len(features.HAND_FEATURES), len(HEADS)),
+    "hand_weights": (features.N_LINEAR, len(HEADS)),
     "bias": (len(HEADS),),
     "platt": (len(HEADS), 2),
-    "hand_mean": (len(features.HAND_FEATURES),),
-    "hand_scale": (len(features.HAND_FEATURES),),
+    "hand_mean": (features.N_LINEAR,),
+    "hand_scale": (features.N_LINEAR,),
+    "tree_base": (1,),
+    "tree_depth": (1,),
 }
+#: The node table (one length, any) and the tree roots; integer arrays index nodes or tree inputs.
+_NODE_ARRAYS = ("tree_feature", "tree_threshold", "tree_left", "tree_right", "tree_value")
+_INT_ARRAYS = ("tree_feature", "tree_left", "tree_right", "tree_roots", "tree_depth")
+_ARRAYS = tuple(_SHAPES) + _NODE_ARRAYS + ("tree_roots",)
 #: Modules whose source defines the fitted model: editing any of them retrains.
 _CODE_FILES = ("features.py", "model.py", "data.py", "artifact.py")
 _LIBRARIES = ("numpy", "scipy", "scikit-learn")
@@ -107,6 +113,19 @@ def load(home: Path, expected: dict) -> Router | None:
             arrays = {name: npz[name] for name in _ARRAYS}
     except (OSError, ValueError, KeyError):
         return None
-    if any(arrays[n].shape != s or arrays[n].dtype.kind != "f" for n, s in _SHAPES.items()):
-        return None
-    return Router(**arrays)
+    return Router(**arrays) if _well_formed(arrays) else None
+
+
+def _well_formed(arrays: dict[str, np.ndarray]) -> bool:
+    """Shapes and kinds as Router needs them, and every tree index within its table."""
+    if any(arrays[n].shape != s for n, s in _SHAPES.items()):
+        return False
+    if any(arrays[n].dtype.kind != ("i" if n in _INT_ARRAYS else "f") for n in _ARRAYS):
+        return False
+    nodes = len(arrays["tree_value"])
+    if nodes == 0 or any(arrays[n].shape != (nodes,) for n in _NODE_ARRAYS) or arrays["tree_roots"].ndim != 1 \
+            or len(arrays["tree_roots"]) == 0:
+        return False
+    in_table = all(0 <= arrays[n].min() and arrays[n].max() < nodes for n in ("tree_left", "tree_right", "tree_roots"))
+    return (in_table and 0 <= arrays["tree_feature"].min() and arrays["tree_feature"].max() < N_TREE_INPUTS
+            and 0 <= arrays["tree_depth"][0] < nodes)

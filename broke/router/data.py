@@ -11,6 +11,8 @@ DATA_FILE = Path(__file__).resolve().parent / "data" / "routing.jsonl.gz"
 #: Splits the model is fitted on; `contaminated` rows (leaked into RouteLLM's own training) are never evaluated.
 TRAIN_SPLITS = ("train", "contaminated")
 EVAL_SPLIT = "test"
+#: Model selection never looks at EVAL_SPLIT: it uses folds of the `train` rows (see validation_fold).
+VALIDATION_FOLDS = 5
 
 
 class Row(TypedDict):
@@ -39,6 +41,14 @@ def data_version(path: Path = DATA_FILE) -> str:
 def has_outcome(row: Row) -> bool:
     """Whether the row carries both models' scores."""
     return row["weak"] is not None and row["strong"] is not None
+
+
+def validation_fold(row: Row, salt: str = "validation") -> int:
+    """The fold (0..VALIDATION_FOLDS-1) of a training row for model selection, by a stable hash of
+    salt/source/item_id; fold 0 of the default salt is "the validation split" benchmarks report.
+    Other salts give other fold assignments (repeated cross-validation)."""
+    digest = hashlib.sha256(f"{salt}/{row['source']}/{row['item_id']}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") * VALIDATION_FOLDS >> 64
 
 
 def reference_prompts(path: Path = DATA_FILE) -> list[str]:

@@ -61,6 +61,22 @@ def evaluate_labelled(home: Path, data: Path | None = None):
                     np.array([r["strong"] for r in rows]))
 
 
+def plot_quality(quality, path: Path) -> Path:
+    """Draw `quality`'s curve (a broke.router.evaluate.Quality) to `path`: quality against the share
+    of strong calls, next to a random router's straight line from weak-only to strong-only quality.
+    Raises InvalidInputError (from broke.plotting) for a bad path or without matplotlib."""
+    from broke.plotting import line_plot
+
+    shares = [point.strong_share for point in quality.curve]
+    gap = quality.strong_quality - quality.weak_quality
+    return line_plot(
+        path, x=shares,
+        series={f"router (APGR {quality.apgr:.3f})": [point.quality for point in quality.curve],
+                "random router (APGR 0.5)": [quality.weak_quality + share * gap for share in shares]},
+        title=f"Router quality on {quality.n} labelled prompts", xlabel="share of calls to the strong model",
+        ylabel="mean score of the chosen model")
+
+
 def retrain(home: Path) -> None:
     """Drop the cached model and fit it again from the shipped data."""
     import shutil

@@ -1,5 +1,10 @@
 """Prompt features for the complexity router: fast hand features plus hashed words.
 
+The hand features come in two groups: the first `N_LINEAR` (`LINEAR_FEATURES`: length, code,
+question and instruction cues, math, reasoning, turns) feed the linear heads next to the hashed
+words; all of `HAND_FEATURES`, including the `SHAPE_FEATURES` after them (the shape of a question
+and its answer options, numbers and arithmetic), feed p_strong's boosted trees (see `model`).
+
 Two paths give the same numbers: `batch_features` (training; sklearn's HashingVectorizer) and
 `prompt_features` (one prompt at request time; the same murmurhash3 hashing without the
 vectorizer's per-call overhead). Only the first `HEAD_CHARS` and last `TAIL_CHARS` characters
@@ -32,7 +37,16 @@ _LINE_START = re.compile(
     r"|(?P<item>(?:\d+[.)]|[-*•])\s)"
     r"|(?P<option>\(?[A-D][.)]\s)"
     r"|(?P<turn>(?i:\[turn \d+\]|(?:user|assistant|human|ai|system)[ \t]*:)))", re.M)
-_NUMBER = re.compile(r"\d+")
+#: A multiple-choice option line and its text.
+_OPTION = re.compile(r"^[ \t]*\(?[A-D][.)][ \t]*(.*)$", re.M)
+#: A number as written: digit runs joined by single separators (1,000 and 3.5 count once).
+_QUANTITY = re.compile(r"\d+(?:[.,]\d+)*")
+#: A slash or a minus before a number (fractions, subtraction, negative numbers). Both start
+#: with their literal, which `re` finds fast, unlike patterns that start with a digit class.
+_SLASH_NUMBER = re.compile(r"/(?= ?\d)")
+_MINUS_NUMBER = re.compile(r"-(?= ?\d)")
+OPERATORS = "+*/^=×÷−"
+_SENTENCE_END = re.compile(r"[.!?](?:\s|$)")
 _LATEX = re.compile(r"\\(?:frac|int|sum|sqrt|lim|begin|mathbb|cdot|infty)|\$[^$\n]+\$")
 
 CODE_WORDS = frozenset(
@@ -62,22 +76,40 @@ INSTRUCT_VERBS = frozenset(
     "write implement create build design explain describe summarize summarise translate "
     "rewrite refactor fix debug prove derive compute calculate solve list generate draft "
     "compose analyze analyse compare optimize optimise develop convert rename make give".split())
+#: Words of arithmetic word problems (quantities, rates, money, time).
+ARITHMETIC_WORDS = frozenset(
+    "each per total times half twice percent remaining more less than every left cost costs spend "
+    "spends earn earns buy buys sell sells price hours minutes days weeks money dollars".split())
 #: Cue word -> its group (the first set that lists it), for one pass over the tokens.
 _CUE_GROUP = {word: group for group, words in reversed(list(enumerate(
-    (CODE_WORDS, LANGUAGES, MATH_WORDS, REASON_WORDS, CONSTRAINT_WORDS)))) for word in words}
+    (CODE_WORDS, LANGUAGES, MATH_WORDS, REASON_WORDS, CONSTRAINT_WORDS, ARITHMETIC_WORDS)))) for word in words}
 #: Word pairs that ask for several steps or a worked-through answer.
 MULTISTEP_PAIRS = frozenset({
     ("step", "by"), ("and", "then"), ("after", "that"), ("multi", "step"), ("end", "to"), ("for", "each"),
     ("each", "of"), ("in", "detail"), ("walk", "me"), ("trade", "off"), ("trade", "offs"), ("pros", "and"),
 })
 
-#: Names of the hand features, in the order of the model's hand weights.
-HAND_FEATURES = (
+#: Names of the hand features of the linear heads, in the order of the model's hand weights.
+LINEAR_FEATURES = (
     "log_chars", "log_tokens", "log_lines", "code_fences", "inline_code", "code_lines",
     "code_words", "languages", "symbol_density", "questions", "starts_with_instruction",
     "numbers", "latex", "math_words", "reasoning_words", "multistep_cues", "list_items",
     "constraint_words", "multiple_choice", "turns",
 )
+#: Question shape, answer options and arithmetic: inputs of the boosted trees only. In order: mean
+#: length of the option lines' text (A. … D.), numbers in them, characters and sentences before the
+#: first option (the whole text without options), mean token length, distinct numbers, the largest
+#: number, decimal points in numbers, slashes before a number, "%", "$", arithmetic operators
+#: (and minus signs before a number), ARITHMETIC_WORDS, the word "statement", double quotes; counts
+#: as log1p.
+SHAPE_FEATURES = (
+    "option_chars", "option_numbers", "question_chars", "question_sentences", "word_length",
+    "distinct_numbers", "max_number", "decimals", "fractions", "percents", "currency",
+    "operators", "arithmetic_words", "statements", "quotes",
+)
+#: Every hand feature, as `hand_features` returns them: the linear ones first.
+HAND_FEATURES = LINEAR_FEATURES + SHAPE_FEATURES
+N_LINEAR = len(LINEAR_FEATURES)
 
 
 def _visible(text: str) -> str:
@@ -98,7 +130,17 @@ def hand_features(text: str, toks: list[str]) -> list[float]:
     cues = Counter(map(_CUE_GROUP.get, toks))
     multistep = sum(map(MULTISTEP_PAIRS.__contains__, zip(toks, toks[1:])))
     lines = Counter(m.lastgroup for m in _LINE_START.finditer(visible))
-    symbols = sum(visible.count(c) for c in "{};()[]<>=_")
+    symbols = sum(map(visible.count, "{};()[]<>=_"))
+    quantities = _QUANTITY.findall(visible)
+    return (_linear(text, visible, toks, cues, multistep, lines, symbols, quantities)
+            + _shape(visible, toks, quantities, cues[5]))
+
+
+def _linear(text: str, visible: str, toks: list[str], cues: Counter, multistep: int, lines: Counter,
+            symbols: int, quantities: list[str]) -> list[float]:
+    """LINEAR_FEATURES."""
+    joined = "".join(quantities)
+    digit_runs = len(quantities) + joined.count(".") + joined.count(",")  # as re.findall(r"\d+") counts
     log = math.log1p
     return [
         log(len(text)),
@@ -112,7 +154,7 @@ def hand_features(text: str, toks: list[str]) -> list[float]:
         symbols / (len(visible) + 20),
         log(visible.count("?")),
         float(bool(toks) and toks[0] in INSTRUCT_VERBS),
-        log(len(_NUMBER.findall(visible))),
+        log(digit_runs),
         log(len(_LATEX.findall(visible))),
         log(cues[2]),
         log(cues[3]),
@@ -121,6 +163,38 @@ def hand_features(text: str, toks: list[str]) -> list[float]:
         log(cues[4]),
         float(lines["option"] >= 3),
         log(lines["turn"]),
+    ]
+
+
+def _shape(visible: str, toks: list[str], quantities: list[str], arithmetic_words: int) -> list[float]:
+    """SHAPE_FEATURES: the question before its options, the options, numbers and arithmetic."""
+    log = math.log1p
+    options = list(_OPTION.finditer(visible))
+    question = visible[: options[0].start()] if options else visible
+    option_texts = [m.group(1) for m in options]
+    largest = 0.0
+    for quantity in quantities:
+        try:
+            largest = max(largest, float(quantity.replace(",", "")))
+        except ValueError:  # "1.2.3"
+            pass
+    sentences = len(_SENTENCE_END.findall(question))
+    return [
+        log(sum(map(len, option_texts)) / len(option_texts)) if option_texts else 0.0,
+        log(len(_QUANTITY.findall("\n".join(option_texts)))),
+        log(len(question)),
+        log(sentences),
+        len("".join(toks)) / len(toks) if toks else 0.0,
+        log(len(set(quantities))),
+        log(min(largest, 1e12)),
+        log("".join(quantities).count(".")),
+        log(len(_SLASH_NUMBER.findall(visible))),
+        log(visible.count("%")),
+        log(visible.count("$")),
+        log(sum(map(visible.count, OPERATORS)) + len(_MINUS_NUMBER.findall(visible))),
+        log(arithmetic_words),
+        log(toks.count("statement")),
+        log(visible.count('"') + visible.count("“")),
     ]
 
 
