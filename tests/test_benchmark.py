@@ -156,8 +156,12 @@ def test_import_list_show_compare_on_another_home(bench_home, cli, tmp_path, mon
     assert cli("baseline", "show", other["id"]).exit_code == 0
     compared = json.loads(cli("baseline", "compare", "--json").stdout)
     assert compared["models"] == [FAST, SLOW] and "studio" in compared["machines"] and len(compared["machines"]) == 2
+    assert len({c["machine"] for c in compared["cells"]}) == 2
     table = cli("baseline", "compare", "--metric", "ttft")
     assert table.exit_code == 0 and "studio" in table.output and "tiny-slow" in table.output
+    assert cli("baseline", "remove", other["id"]).exit_code == 0
+    assert [r["id"] for r in json.loads(cli("baseline", "list", "--json").stdout)] == [json.loads(shared.read_text())["id"]]
+    assert_one_error_line(cli("baseline", "remove", other["id"]), "no baseline with id")
     plot = tmp_path / "compare.png"
     drawn = cli("baseline", "compare", "--plot", str(plot))
     assert drawn.exit_code == 0, drawn.output

@@ -126,6 +126,13 @@ def find(home: Path, record_id: str | None = None, *, machine_id: str | None = N
     return matches[0]
 
 
+def remove(home: Path, record_id: str) -> str:
+    """Delete one record (by id or a unique prefix) from the local database; returns its id."""
+    record = find(home, record_id)
+    (baselines_dir(home) / f"{record['id']}.json").unlink()
+    return record["id"]
+
+
 def export(record: dict, target: Path) -> Path:
     """Write a shareable copy of `record`: no absolute paths, no user name."""
     clean = scrubbed(record)

@@ -182,6 +182,14 @@ def baseline_show(record_id: Optional[str] = typer.Argument(None, metavar="ID", 
     show(t)
 
 
+@baseline_app.command("remove")
+def baseline_remove(record_id: str = typer.Argument(..., metavar="ID", help="A baseline id (or a unique prefix).")) -> None:
+    """Delete a baseline from the local database."""
+    from broke.bench.baselines import remove
+
+    say(f"removed baseline {remove(store().home, record_id)}")
+
+
 @baseline_app.command("compare")
 def baseline_compare(metric: str = typer.Option("decode", "--metric", help="decode, prefill, ttft, load or memory."),
                      plot: Optional[Path] = typer.Option(None, "--plot", metavar="FILE.png",
