@@ -128,6 +128,10 @@ def doctor(ctx: RoutingContext) -> dict:
         ProviderKeys(name, p.key_env, key_pool(p.key_env, ctx.env))
         for name, p in ctx.catalog.providers.items() if p.key_env
     ]
+    for custom in ctx.state.backends.values():  # custom backends may name their own key variable
+        if custom.key_env and custom.key_env not in {k.key_env for k in keys}:
+            keys.append(ProviderKeys(f"{custom.provider}:{custom.key_env}", custom.key_env,
+                                     key_pool(custom.key_env, ctx.env)))
     return {
         "home": str(home),
         "state": {

@@ -95,6 +95,18 @@ def test_doctor_reports_state_keys_and_slots(cli, cli_json, monkeypatch):
     assert "ok  gpt-5 → openai/gpt-5-2025-08-07@OPENAI_API_KEY" in human.stdout
 
 
+def test_doctor_counts_keys_of_custom_backends(cli, cli_json, monkeypatch):
+    monkeypatch.setenv("LAB_TOKEN_VAR", "secret-1")
+    monkeypatch.setenv("LAB_TOKEN_VAR_2", "secret-2")
+    assert cli("backend", "add", "lab/m", "--provider", "openai-compatible", "--api-base",
+               "http://127.0.0.1:9/v1", "--model", "m", "--key-env", "LAB_TOKEN_VAR").exit_code == 0
+    _, report = cli_json("doctor", "--static")
+    entry = next(k for k in report["keys"] if k["key_env"] == "LAB_TOKEN_VAR")
+    assert entry["present"] == ["LAB_TOKEN_VAR", "LAB_TOKEN_VAR_2"]
+    assert "secret" not in json.dumps(report)
+    assert "openai-compatible:LAB_TOKEN_VAR ×2" in cli("doctor", "--static").stdout
+
+
 def test_validate_passes_when_every_slot_resolves(cli, cli_json, monkeypatch):
     for var in ("ANTHROPIC_API_KEY", "OPENAI_API_KEY", "OPENROUTER_API_KEY"):
         monkeypatch.setenv(var, "k")
