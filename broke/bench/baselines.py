@@ -186,7 +186,11 @@ def metric_value(model: dict, metric: str) -> float | None:
 
 
 def compare(home: Path, metric: str = "decode") -> tuple[list[str], list[str], dict[tuple[str, str], float]]:
-    """(models, machines, figure per (model, machine)): the newest complete figure of each pair."""
+    """(models, machines, figure per (model, machine)): the newest figure of each pair.
+
+    Machines are told apart by their label: the `--label` given when benchmarking, else chip and memory
+    (so two identical unlabelled machines share a column).
+    """
     if metric not in METRICS:
         raise InvalidInputError(f"--metric must be one of {', '.join(METRICS)}")
     from broke.bench.machine import machine_label
