@@ -395,3 +395,9 @@ def test_benchmark_a_backend_through_the_gateway(gw, tmp_path):
     assert {r["model"] for r in gw["fake"].requests} == {"model-b"}  # warm-up and 3 prompts, none elsewhere
     assert len(gw["fake"].requests) == 4
     (gw["home"] / "baselines" / f"{json.loads(result.stdout)['id']}.json").unlink()
+    bad = gw["home"] / "baselines" / "b-bad.json"
+    bad.write_text("{not json")  # a bad record costs the `fastest` order, never a request
+    try:
+        assert post(gw, "/v1/chat/completions", chat()).status_code == 200
+    finally:
+        bad.unlink()

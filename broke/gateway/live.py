@@ -4,9 +4,12 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Callable, Generic, TypeVar
+from typing import TYPE_CHECKING, Callable, Generic, TypeVar
 
 from broke.errors import BrokeError
+
+if TYPE_CHECKING:
+    from broke.bench.baselines import Speed
 
 T = TypeVar("T")
 log = logging.getLogger("broke.gateway")
@@ -42,3 +45,23 @@ class Watched(Generic[T]):
                 return self._value  # type: ignore[return-value]
             self._value, self._stamp, self._has_value = value, stamp, True
         return self._value  # type: ignore[return-value]
+
+
+def watched_speeds(home: Path) -> "Watched[dict[str, Speed]]":
+    """This machine's measured speeds (`baselines/`), re-read when a record comes or goes.
+
+    A bad baseline file costs the `fastest` order (logged), never a request.
+    """
+    from broke.bench.baselines import baselines_dir, expected_speeds
+    from broke.bench.machine import hardware
+
+    machine_id = hardware()["id"]  # only records of this machine count
+
+    def load() -> "dict[str, Speed]":
+        try:
+            return expected_speeds(home, machine_id)
+        except BrokeError as exc:
+            log.error("measured speeds unavailable: %s", exc)
+            return {}
+
+    return Watched(baselines_dir(home), load, dict)

@@ -15,17 +15,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from broke.bench.baselines import Speed, baselines_dir, expected_speeds
-from broke.bench.machine import hardware
 from broke.catalog import load_catalog
-from broke.errors import BrokeError
 from broke.gateway import events
 from broke.gateway.events import EventLog
 from broke.gateway.auth import Authenticator, Client, Refusal
 from broke.gateway.complexity import ComplexityRouter
 from broke.gateway.limits import RateLimiter
 from broke.gateway.wire import encode, error_body, usage_tokens
-from broke.gateway.live import Watched
+from broke.gateway.live import Watched, watched_speeds
 from broke.gateway.metrics import Metrics
 from broke.gateway.runfiles import GatewayRecord
 from broke.health import Health, HealthStore, load_health
@@ -47,15 +44,6 @@ DROPPED_RESPONSE_HEADERS = {"connection", "keep-alive", "transfer-encoding", "co
                             "trailer", "upgrade", "server", "date"}
 #: The model name mlx_lm.server answers to (any other makes it look on the hub).
 DIRECT_WORKER_MODEL = "default_model"
-def _measured_speeds(home: Path, machine_id: str) -> dict[str, Speed]:
-    """Measured speeds for routing; a bad baseline file costs the `fastest` order, never a request."""
-    try:
-        return expected_speeds(home, machine_id)
-    except BrokeError as exc:
-        log.error("measured speeds unavailable: %s", exc)
-        return {}
-
-
 class FrontProxy:
     def __init__(self, home: Path, record: GatewayRecord, master_key: str) -> None:
         self.home, self.record, self.master_key = home, record, master_key
@@ -66,9 +54,7 @@ class FrontProxy:
         self.state: Watched[State] = Watched(store.path, store.load, default_state)
         health_path = home / "health.json"
         self.health: Watched[Health] = Watched(health_path, lambda: load_health(health_path), Health)
-        machine_id = hardware()["id"]  # measured speeds count only from records of this machine
-        self.speeds: Watched[dict[str, Speed]] = Watched(
-            baselines_dir(home), lambda: _measured_speeds(home, machine_id), dict)
+        self.speeds = watched_speeds(home)
         self.auth = Authenticator(home)
         self.complexity = ComplexityRouter(home)
         self.health_store = HealthStore(home)
