@@ -251,6 +251,9 @@ def test_corrupt_baseline_file_is_reported_not_replaced(bench_home, cli, tmp_pat
     (directory / "b-bad.json").write_text("{not json")
     assert_one_error_line(cli("baseline", "list"), "b-bad.json", "not readable JSON")
     assert (directory / "b-bad.json").read_text() == "{not json"
+    (directory / "b-bad.json").write_text(json.dumps({"kind": "broke-baseline", "schema_version": 1}))
+    assert_one_error_line(cli("baseline", "list"), "b-bad.json", "does not match the baseline schema")
+    assert_one_error_line(cli("explain", "sonnet"), "b-bad.json", "not a valid baseline record")
 
 
 def test_ctrl_c_stops_the_worker_and_keeps_finished_results(tmp_path):

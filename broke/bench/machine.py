@@ -110,10 +110,10 @@ def _weights_digest(files: list[Path]) -> tuple[str, str]:
 
 def model_identity(name: str, directory: Path) -> dict:
     """Who the model is: name, architecture, quantisation, size on disk, hub revision, weights hash."""
-    from broke.local.models import inspect_model
+    from broke.local.models import WEIGHT_SUFFIXES, inspect_model
 
     info = inspect_model(name, directory)
-    weights = sorted(p for p in directory.iterdir() if p.suffix == ".safetensors")
+    weights = sorted(p for p in directory.iterdir() if p.suffix in WEIGHT_SUFFIXES)
     digest, method = _weights_digest(weights) if weights else ("", "none")
     resolved = directory.resolve()
     revision = resolved.name if resolved.parent.name == "snapshots" else None  # hub cache: snapshots/<commit>

@@ -90,12 +90,13 @@ class MemoryPeak:
         except psutil.Error:
             return []
 
-    def _sample(self) -> None:
+    def _sample(self, *, high_water: bool = False) -> None:
         import psutil
 
         for process in self._servers():
             try:
-                self.peak = max(self.peak, process.memory_info().rss, _high_water_mark(process.pid))
+                self.peak = max(self.peak, process.memory_info().rss,
+                                _high_water_mark(process.pid) if high_water else 0)
             except psutil.Error:
                 continue
 
@@ -105,8 +106,11 @@ class MemoryPeak:
             self._stop.wait(MEMORY_SAMPLE_S)
 
     def finish(self) -> int:
-        """Stop sampling (call while the worker still runs) and return the peak in bytes."""
-        self._sample()
+        """Stop sampling (call while the worker still runs) and return the peak in bytes.
+
+        Linux keeps each process's peak (VmHWM), so it is read once here, not at every sample.
+        """
+        self._sample(high_water=True)
         self._stop.set()
         self._thread.join(timeout=5)
         return self.peak
