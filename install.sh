@@ -79,7 +79,7 @@ for path in sys.argv[2:]:
 print(h.hexdigest())
 '
 rc=0
-info="$("$PY" -c "$KEY_PY" "$mode" "$lock" pyproject.toml install.sh)" || rc=$?
+info="$("$PY" -c "$KEY_PY" "$mode" "$lock" pyproject.toml install.sh tools/check_env.py)" || rc=$?
 py_version="$(printf '%s\n' "$info" | sed -n 1p)"
 key="$(printf '%s\n' "$info" | sed -n 2p)"
 if [ "$rc" = 3 ]; then
@@ -163,12 +163,19 @@ fi
 # --- locked dependencies, then broke itself (editable, no index needed) ---------
 say "installing locked dependencies from $lock$([ "$offline" = 1 ] && echo " (offline, $WHEELS)")"
 if [ "$offline" = 1 ]; then
-  pip install --require-hashes --no-index --find-links "$WHEELS" -r "$lock" ||
+  pip install --require-hashes --no-deps --no-index --find-links "$WHEELS" -r "$lock" ||
     die "offline install from $WHEELS failed: a wheel is missing, built for another platform/Python, or does not match the hashes in $lock (see pip's message above). Re-mirror with --mirror-wheels on a matching machine."
 else
-  pip install --require-hashes -r "$lock" ||
+  pip install --require-hashes --no-deps -r "$lock" ||
     die "installing $lock failed (see pip's message above)"
 fi
+# --no-deps: every file comes from the lock and nothing is resolved, so a new
+# upstream release can never change (or break) what is installed. The price is
+# that a lock missing a package would go unnoticed; these two checks catch it.
+pip check ||
+  die "the environment from $lock is inconsistent (see pip check above): the lock misses a package or pins a conflicting version; regenerate it (README: Dependencies and the lock files)"
+"$VPY" tools/check_env.py "$lock" ||
+  die ".venv does not match $lock exactly (see above); remove .venv and re-run ./install.sh"
 
 say "installing broke (editable)"
 # hatchling + editables come from the lock, so no build isolation and no index.
