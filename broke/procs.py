@@ -19,6 +19,9 @@ class ProcessRecord:
     create_time: float
     port: int
     log: str
+    #: A random value in the environment of every process of the group (BROKE_PROCESS_TAG), so its
+    #: members are recognised after their leader is gone without trusting a possibly reused group id.
+    tag: str = ""
 
 
 STOP_GRACE_S = 10.0
@@ -69,28 +72,77 @@ def child_env(extra: Mapping[str, str], *, outbound: bool = False) -> dict[str, 
     return {**{n: os.environ[n] for n in names if n in os.environ}, **extra}
 
 
-def spawn(argv: list[str], env: dict[str, str], log: Path) -> int:
+TAG_ENV = "BROKE_PROCESS_TAG"
+
+
+def spawn(argv: list[str], env: dict[str, str], log: Path) -> ProcessRecord:
+    """Start `argv` in a new process group with output to `log`; returns its record (port 0)."""
+    import secrets
     import subprocess
 
+    tag = secrets.token_hex(8)
+    env = {**env, TAG_ENV: tag}
     fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, FILE_MODE)
     try:
         process = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=fd,
                                    stderr=subprocess.STDOUT, cwd=log.parent, start_new_session=True)
     finally:
         os.close(fd)
-    return process.pid
+    return ProcessRecord(process.pid, create_time(process.pid), 0, str(log), tag)
 
 
-def end_group(process: ProcessRecord) -> None:
-    """SIGTERM the process group broke started, then SIGKILL what is left after the grace period."""
+def group_members(record: ProcessRecord) -> list[int]:
+    """PIDs still alive in the process group broke started as `record` (its leader may be gone).
+
+    A member has the leader's PID as its group id, was created no earlier than the leader and, once the
+    leader is gone, must carry the record's tag in its environment: the group id alone could be a
+    reused PID's.
+    """
+    import psutil
+
+    if record.pid <= 0:
+        return []
+    leader_alive = is_ours(record)
+    members = []
+    for process in psutil.process_iter(["create_time", "status"]):
+        try:
+            if os.getpgid(process.pid) != record.pid or process.info["status"] == psutil.STATUS_ZOMBIE:
+                continue
+        except (ProcessLookupError, PermissionError):
+            continue
+        born = process.info["create_time"]
+        if born is None or born < record.create_time - 0.05:
+            continue
+        if leader_alive or (record.tag and _tagged(process, record.tag)):
+            members.append(process.pid)
+    return members
+
+
+def _tagged(process, tag: str) -> bool:
+    import psutil
+
+    try:
+        return process.environ().get(TAG_ENV) == tag
+    except psutil.Error:
+        return False
+
+
+def end_group(process: ProcessRecord) -> bool:
+    """SIGTERM every process left in the group broke started, SIGKILL what remains after the grace period.
+
+    Returns False if nothing of that group was running.
+    """
+    if not group_members(process):
+        return False
     try:
         os.killpg(process.pid, signal.SIGTERM)
     except ProcessLookupError:
-        return
+        return False
     deadline = time.monotonic() + STOP_GRACE_S
-    while time.monotonic() < deadline and is_ours(process):
+    while time.monotonic() < deadline and group_members(process):
         time.sleep(0.1)
     try:
         os.killpg(process.pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
+    return True

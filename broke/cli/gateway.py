@@ -47,6 +47,7 @@ def status(as_json: bool = JSON_OPTION) -> None:
         print_json({
             "running": current.running,
             "stale": current.stale,
+            "missing": [p.name for p in current.missing],
             "base_url": current.record.base_url if current.record else None,
             "processes": [{"name": p.name, "pid": p.record.pid, "port": p.record.port, "alive": p.alive,
                            "log": p.record.log} for p in current.processes],
@@ -55,13 +56,15 @@ def status(as_json: bool = JSON_OPTION) -> None:
     if current.record is None:
         say("gateway: [dim]not running[/] (`broke start`)")
         return
-    say(f"gateway: {'[green]running[/]' if current.running else '[red]not running[/]'} "
-        f"at {current.record.base_url}" + (" [yellow](stale record)[/]" if current.stale else ""))
+    word = "[green]running[/]" if current.running else "[red]degraded[/]" if current.missing else "[red]not running[/]"
+    say(f"gateway: {word} at {current.record.base_url}" + (" [yellow](stale record)[/]" if current.stale else ""))
     t = table("process", "pid", "port", "alive", "log")
     for p in current.processes:
         t.add_row(p.name, str(p.record.pid), str(p.record.port),
                   "[green]yes[/]" if p.alive else "[red]no[/]", esc(p.record.log))
     show(t)
+    for p in current.missing:
+        say(f"[red]{p.name} (pid {p.record.pid}) is not running[/]; `broke start` brings it back")
 
 
 def bare() -> None:

@@ -121,28 +121,29 @@ def worker_stop(model: Optional[str] = typer.Argument(None, help="NAME or mlx/NA
 
 @worker_app.command("list")
 def worker_list(as_json: bool = JSON_OPTION) -> None:
-    """Workers: model, backend, port, pid, state."""
-    from broke.local.workers import answering, read_workers, worker_running
+    """Workers: model, backend, port, supervisor and server pid, state."""
+    from broke.local.workers import inspect_worker, read_workers
 
+    home = store().home
     rows = []
-    for w in read_workers(store().home):
-        running = worker_running(w)
-        state = ("ready" if answering(w) else "starting") if running else "dead"
+    for view in (inspect_worker(home, w) for w in read_workers(home)):
+        w = view.record
         rows.append({"model": w.name, "backend": w.backend, "host": w.host, "port": w.port, "pid": w.pid,
-                     "state": state,
-                     "model_dir": w.model_dir, "log": w.log})
+                     "server_pid": view.server_pid, "state": view.state, "model_dir": w.model_dir, "log": w.log})
     if as_json:
         print_json(rows)
         return
     if not rows:
         say("no workers (`broke worker start MODEL`)")
         return
-    t = table("model", "backend", "host", "port", "pid", "state")
-    colour = {"ready": "green", "starting": "yellow", "dead": "red"}
+    t = table("model", "backend", "host", "port", "supervisor pid", "server pid", "state")
+    colour = {"ready": "green", "starting": "yellow", "restarting": "yellow", "orphaned": "red", "dead": "red"}
     for r in rows:
         t.add_row(esc(r["model"]), esc(r["backend"]), r["host"], str(r["port"]), str(r["pid"]),
-                  f"[{colour[r['state']]}]{r['state']}[/]")
+                  str(r["server_pid"] or "-"), f"[{colour[r['state']]}]{r['state']}[/]")
     show(t)
+    if any(r["state"] == "orphaned" for r in rows):
+        say("an orphaned server outlived its supervisor; `broke worker stop MODEL` or `broke stop` ends it")
 
 
 @worker_app.command("logs")

@@ -24,10 +24,15 @@ def live_checks(ctx: RoutingContext, resolutions: list[Resolution]) -> tuple[dic
     """The gateway's state and findings from talking to it and to the backends it would use."""
     current = status(ctx.home)
     findings: list[Finding] = []
-    report: dict = {"gateway": {"running": current.running, "stale_record": current.stale}}
+    report: dict = {"gateway": {"running": current.running, "stale_record": current.stale,
+                                "missing": [p.name for p in current.missing]}}
     if current.stale:
         findings.append(Finding("warning", "stale_gateway_record", "gateway",
                                 "a gateway record exists but its processes are gone; `broke stop` cleans it"))
+    for process in current.missing:
+        findings.append(Finding("error", "gateway_process_down", "gateway",
+                                f"{process.name} (pid {process.record.pid}) is not running while the rest of "
+                                f"the gateway is; `broke start` brings it back (see {process.record.log})"))
     if current.running:
         record = current.record
         try:
@@ -46,19 +51,25 @@ def live_checks(ctx: RoutingContext, resolutions: list[Resolution]) -> tuple[dic
                                         f"{r.chosen.deployment} is not in the running gateway; `broke restart`"))
     else:
         findings.append(Finding("info", "gateway_down", "gateway", "the gateway is not running (`broke start`)"))
-    from broke.local.workers import answering, read_workers, worker_running
+    from broke.local.workers import inspect_worker, read_workers
 
     report["workers"] = []
     for worker in read_workers(ctx.home):
-        running = worker_running(worker)
-        ready = running and answering(worker)
+        view = inspect_worker(ctx.home, worker)
+        running = view.state in ("ready", "starting", "restarting")
+        ready = view.state == "ready"
         report["workers"].append({"backend": worker.backend, "port": worker.port, "host": worker.host,
-                                  "running": running, "ready": ready,
+                                  "running": running, "ready": ready, "state": view.state,
+                                  "pid": worker.pid, "server_pid": view.server_pid,
                                   "health": ctx.health.model_status(worker.backend, ctx.now, worker.name)})
-        if not ready:
+        if view.state == "orphaned":
+            findings.append(Finding("error", "worker_orphaned", worker.backend,
+                                    f"the server of {worker.backend} on port {worker.port} outlived its "
+                                    f"supervisor (pid {worker.pid}); `broke worker stop {worker.name}` ends it"))
+        elif not ready:
             findings.append(Finding("error" if not running else "warning", "worker_down", worker.backend,
                                     f"the worker of {worker.backend} on port {worker.port} is "
-                                    f"{'not running' if not running else 'not answering'}; see {worker.log}"))
+                                    f"{'not running' if not running else view.state}; see {worker.log}"))
     bases = {}
     for r in resolutions:
         if r.chosen:

@@ -1,7 +1,8 @@
 """Start, stop and inspect the gateway's processes: LiteLLM on an internal port, the front proxy on 4000.
 
-Each runs in its own process group; `stop` ends exactly the recorded groups, after checking that the
-recorded PID still belongs to the process broke started (same creation time).
+Each runs in its own process group; `stop` ends every process left in each recorded group (its leader
+recognised by PID and creation time, the rest by the group's tag), never a reused PID. If one of the
+two dies while the other runs, `status` and `doctor` say so and `start` brings back only that one.
 """
 from __future__ import annotations
 
@@ -21,12 +22,12 @@ from broke.errors import BrokeError
 from broke.fileio import atomic_write
 from broke.gateway.litellm_config import deployments, render
 from broke.gateway.runfiles import (
-    DEFAULT_PORT, GatewayRecord, key_ref, new_master_key, read_record, record_path,
+    DEFAULT_PORT, GatewayRecord, key_ref, master_key, new_master_key, read_record, record_path,
     run_dir, write_record,
 )
 from broke.keys import provider_env
 from broke.procs import (
-    ProcessRecord, child_env, create_time, end_group, free_port, is_ours, port_free, spawn,
+    ProcessRecord, child_env, end_group, free_port, group_members, is_ours, port_free, spawn,
 )
 from broke.state.store import StateStore
 
@@ -63,6 +64,13 @@ class GatewayStatus:
     @property
     def stale(self) -> bool:
         return self.record is not None and not any(p.alive for p in self.processes)
+
+    @property
+    def missing(self) -> tuple[ProcessStatus, ...]:
+        """Processes that died while another of the gateway still runs (a degraded gateway)."""
+        if self.stale:
+            return ()
+        return tuple(p for p in self.processes if not p.alive)
 
 
 def status(home: Path) -> GatewayStatus:
@@ -110,8 +118,10 @@ def start(home: Path, *, port: int | None = None, first_byte_timeout_s: float | 
     current = status(home)
     if current.running:
         return current.record, False  # type: ignore[return-value]
+    if current.missing:
+        return _repair(home, current, progress), True
     if current.record is not None:
-        stop(home)  # half-running or stale: end what is ours, clean the record
+        stop(home)  # stale: end what is left of its groups, clean the record
     port = port or int(_env_number("BROKE_PORT", DEFAULT_PORT))
     if not port_free(port):
         raise GatewayError(f"port {port} on 127.0.0.1 is in use; pick another with `broke start --port N`")
@@ -142,15 +152,7 @@ def start(home: Path, *, port: int | None = None, first_byte_timeout_s: float | 
     atomic_write(config_path, json.dumps(render(items, request_timeout_s=600), indent=1).encode())
     master = new_master_key(home)
 
-    bin_dir = Path(sys.executable).parent
     litellm = ProcessRecord(0, 0.0, free_port(), str(run / "litellm.log"))
-    litellm_env = child_env({**{k: env[k] for k in key_vars}, "LITELLM_MASTER_KEY": master,
-                             "LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_TELEMETRY": "False"},
-                            outbound=True)
-    progress("starting LiteLLM")
-    litellm.pid = spawn([str(bin_dir / "litellm"), "--config", str(config_path), "--host", "127.0.0.1",
-                          "--port", str(litellm.port)], litellm_env, Path(litellm.log))
-    litellm.create_time = create_time(litellm.pid)
     front = ProcessRecord(0, 0.0, port, str(run / "gateway.log"))
     record = GatewayRecord(front=front, litellm=litellm, deployments=sorted({d.name for d in items}),
                            key_refs={k: key_ref(env[k]) for k in key_vars},
@@ -158,21 +160,74 @@ def start(home: Path, *, port: int | None = None, first_byte_timeout_s: float | 
                            local_max_tokens=int(_env_number("BROKE_LOCAL_MAX_TOKENS", 4096)),
                            direct_workers={b: urls for b, urls in bases.items() if b not in node_pools},
                            started_at=time.time())
-    write_record(home, record)
     try:
-        progress("starting the front proxy")
-        front.pid = spawn([sys.executable, "-m", "broke.gateway.serve"],
-                           child_env({"BROKE_HOME": str(home)}), Path(front.log))
-        front.create_time = create_time(front.pid)
+        _start_litellm(home, record, env, master, progress)
         write_record(home, record)
-        _wait_healthy(f"http://127.0.0.1:{litellm.port}/health/liveliness", litellm, "LiteLLM",
-                      LITELLM_START_TIMEOUT_S, progress)
-        _wait_healthy(f"http://127.0.0.1:{front.port}/health", front, "the front proxy",
-                      FRONT_START_TIMEOUT_S, progress)
+        _start_front(home, record, progress)
+        _wait_litellm(record, progress)
+        _wait_front(record, progress)
     except BaseException:
         stop(home)
         raise
     return record, True
+
+
+def _start_litellm(home: Path, record: GatewayRecord, env: dict[str, str], master: str,
+                   progress: Progress) -> None:
+    """Spawn LiteLLM on the record's port with the rendered config and the keys the record names."""
+    progress("starting LiteLLM")
+    litellm_env = child_env({**{k: env[k] for k in record.key_refs if k in env}, "LITELLM_MASTER_KEY": master,
+                             "LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_TELEMETRY": "False"},
+                            outbound=True)
+    config_path = run_dir(home) / "litellm_config.json"
+    started = spawn([str(Path(sys.executable).parent / "litellm"), "--config", str(config_path),
+                     "--host", "127.0.0.1", "--port", str(record.litellm.port)], litellm_env,
+                    Path(record.litellm.log))
+    record.litellm = ProcessRecord(started.pid, started.create_time, record.litellm.port, started.log, started.tag)
+
+
+def _start_front(home: Path, record: GatewayRecord, progress: Progress) -> None:
+    """Spawn the front proxy (it reads the record) and record its PID."""
+    progress("starting the front proxy")
+    started = spawn([sys.executable, "-m", "broke.gateway.serve"], child_env({"BROKE_HOME": str(home)}),
+                    Path(record.front.log))
+    record.front = ProcessRecord(started.pid, started.create_time, record.front.port, started.log, started.tag)
+    write_record(home, record)
+
+
+def _wait_litellm(record: GatewayRecord, progress: Progress) -> None:
+    _wait_healthy(f"http://127.0.0.1:{record.litellm.port}/health/liveliness", record.litellm, "LiteLLM",
+                  LITELLM_START_TIMEOUT_S, progress)
+
+
+def _wait_front(record: GatewayRecord, progress: Progress) -> None:
+    _wait_healthy(f"http://127.0.0.1:{record.front.port}/health", record.front, "the front proxy",
+                  FRONT_START_TIMEOUT_S, progress)
+
+
+def _repair(home: Path, current: GatewayStatus, progress: Progress) -> GatewayRecord:
+    """Bring back the gateway processes that died, on their recorded ports; leave the running ones be.
+
+    LiteLLM comes back with the same config and master key, so the running front proxy keeps working.
+    """
+    record = current.record
+    assert record is not None
+    for process in current.missing:
+        end_group(process.record)  # whatever its group left behind
+        if not port_free(process.record.port):
+            raise GatewayError(f"{process.name} is down and its port {process.record.port} is taken by another "
+                               "program; `broke restart` starts the gateway afresh")
+    names = {p.name for p in current.missing}
+    if "litellm" in names:
+        _start_litellm(home, record, provider_env(home / ".env"), master_key(home), progress)
+        write_record(home, record)
+    if "front" in names:
+        _start_front(home, record, progress)
+    if "litellm" in names:
+        _wait_litellm(record, progress)
+    if "front" in names:
+        _wait_front(record, progress)
+    return record
 
 
 def stop(home: Path) -> list[str]:
@@ -180,9 +235,9 @@ def stop(home: Path) -> list[str]:
     current = status(home)
     done = []
     for process in current.processes:
-        if process.alive:
-            end_group(process.record)
-            done.append(f"stopped {process.name} (pid {process.record.pid})")
+        if end_group(process.record):
+            left = "" if process.alive else "; its leader had died, the rest of its group had not"
+            done.append(f"stopped {process.name} (pid {process.record.pid}{left})")
         elif process.record.pid:
             done.append(f"{process.name} (pid {process.record.pid}) was already gone")
     record_path(home).unlink(missing_ok=True)

@@ -2,12 +2,15 @@
 
 Started by `broke worker start` as `python -m broke.local.supervise NAME MODEL_DIR PORT [HOST]`, in
 its own process group (the server is its child, in the same group), so stopping the group stops
-both. Worker health goes to `health.json` (`workers.NAME`): healthy once the server answers,
+both. The server runs under `broke.lifeline` with a pipe from here as its standard input, so it
+exits by itself if this supervisor dies, even by SIGKILL; its PID is recorded next to the worker's
+record (`run/workers/NAME.server`) for `worker list`. Worker health goes to `health.json` (`workers.NAME`): healthy once the server answers,
 cooldown while it restarts. With a HOST other than loopback the server listens on a loopback port
 and a token check (`broke.local.token_front`, token from $BROKE_WORKER_TOKEN) takes HOST:PORT.
 """
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -16,9 +19,11 @@ import time
 
 import httpx
 
+from broke.fileio import atomic_write
 from broke.health import HealthStore
+from broke.local.workers import server_record_path
 from broke.paths import broke_home
-from broke.procs import free_port
+from broke.procs import create_time, free_port
 
 BACKOFF_S = (1.0, 2.0, 4.0, 8.0, 16.0, 30.0)
 READY_TIMEOUT_S = 180.0
@@ -40,6 +45,17 @@ def wait_ready(server: subprocess.Popen, port: int) -> bool:
     return False
 
 
+def record_server(name: str, pid: int) -> None:
+    """Write the running server's PID and creation time beside the worker record."""
+    import psutil
+
+    try:
+        started = create_time(pid)
+    except psutil.Error:  # it died at once; the restart loop reports that
+        started = 0.0
+    atomic_write(server_record_path(broke_home(), name), json.dumps({"pid": pid, "create_time": started}).encode())
+
+
 def main(name: str, model_dir: str, port: int, host: str = "127.0.0.1") -> int:
     health = HealthStore(broke_home())
     stopping = False
@@ -52,19 +68,18 @@ def main(name: str, model_dir: str, port: int, host: str = "127.0.0.1") -> int:
     signal.signal(signal.SIGINT, on_term)
     exposed = host not in ("127.0.0.1", "localhost")
     server_port = free_port() if exposed else port
-    argv = [sys.executable, "-m", "mlx_lm.server", "--model", model_dir, "--host", "127.0.0.1",
-            "--port", str(server_port)]
+    lifeline = [sys.executable, "-m", "broke.lifeline"]
+    argv = lifeline + ["mlx_lm.server", "--model", model_dir, "--host", "127.0.0.1", "--port", str(server_port)]
     front = None
     if exposed:
-        code = ("import os,sys; from broke.local.token_front import serve; "
-                "serve(os.environ['BROKE_WORKER_TOKEN'], sys.argv[1], int(sys.argv[2]), int(sys.argv[3]))")
-        front = subprocess.Popen([sys.executable, "-c", code, host, str(port), str(server_port)],
-                                 stdin=subprocess.DEVNULL)
+        front = subprocess.Popen(lifeline + ["broke.local.token_front", host, str(port), str(server_port)],
+                                 stdin=subprocess.PIPE)
     server_env = {k: v for k, v in os.environ.items() if k != "BROKE_WORKER_TOKEN"}
     restarts = 0
     while not stopping:
         log(f"starting mlx_lm.server for {name} on {host}:{port}" + (" (token required)" if exposed else ""))
-        server = subprocess.Popen(argv, stdin=subprocess.DEVNULL, env=server_env)
+        server = subprocess.Popen(argv, stdin=subprocess.PIPE, env=server_env)
+        record_server(name, server.pid)
         started = time.monotonic()
         if wait_ready(server, server_port):
             health.set("workers", name, "healthy", reason="ready")
@@ -79,6 +94,7 @@ def main(name: str, model_dir: str, port: int, host: str = "127.0.0.1") -> int:
                 server.kill()
             health.forget("workers", name)  # stopped for good: NAME@PORT will not come back
             break
+        server.stdin.close()  # type: ignore[union-attr]
         if time.monotonic() - started > 60:
             restarts = 0  # it ran a good while: start the back-off afresh
         delay = BACKOFF_S[min(restarts, len(BACKOFF_S) - 1)]

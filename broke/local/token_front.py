@@ -50,3 +50,10 @@ def make_app(token: str, upstream: str) -> web.Application:
 def serve(token: str, host: str, port: int, upstream_port: int) -> None:
     web.run_app(make_app(token, f"http://127.0.0.1:{upstream_port}"), host=host, port=port,
                 print=None, handle_signals=True)
+
+
+if __name__ == "__main__":
+    import os
+    import sys
+
+    serve(os.environ["BROKE_WORKER_TOKEN"], sys.argv[1], int(sys.argv[2]), int(sys.argv[3]))

@@ -15,7 +15,7 @@ from broke.errors import BrokeError, NotFoundError, StateFileError
 from broke.fileio import atomic_write
 from broke.local.models import DEMO_ANSWER, DEMO_BACKEND, demo_path, hub_cache, model_path
 from broke.paths import ensure_dir
-from broke.procs import ProcessRecord, child_env, create_time, end_group, free_port, is_ours, port_free, spawn
+from broke.procs import ProcessRecord, child_env, end_group, free_port, group_members, is_ours, port_free, spawn
 from broke.resolver import backend_chain, find_backend
 from broke.state.model import State
 from broke.state.store import StateStore
@@ -39,10 +39,11 @@ class WorkerRecord:
     create_time: float
     log: str
     host: str = LOOPBACK
+    tag: str = ""  # the process group's tag (see ProcessRecord.tag)
 
     @property
     def process(self) -> ProcessRecord:
-        return ProcessRecord(self.pid, self.create_time, self.port, self.log)
+        return ProcessRecord(self.pid, self.create_time, self.port, self.log, self.tag)
 
     @property
     def key(self) -> str:
@@ -61,6 +62,51 @@ class WorkerRecord:
 
 def _file(home: Path, record: WorkerRecord) -> Path:
     return home / "run" / "workers" / f"{record.name.replace('/', '--')}@{record.port}.json"
+
+
+def server_record_path(home: Path, key: str) -> Path:
+    """Where a worker's supervisor records its model server's PID (`key` is NAME@PORT)."""
+    return home / "run" / "workers" / f"{key.replace('/', '--')}.server"
+
+
+def server_process(home: Path, record: WorkerRecord) -> ProcessRecord | None:
+    """The model server the worker's supervisor last started, if it recorded one."""
+    try:
+        data = json.loads(server_record_path(home, record.key).read_text())
+        return ProcessRecord(int(data["pid"]), float(data["create_time"]), record.port, record.log)
+    except FileNotFoundError:
+        return None
+    except (ValueError, TypeError, KeyError) as exc:
+        raise StateFileError(f"{server_record_path(home, record.key)}: not a server record ({exc}); "
+                             "remove it") from None
+
+
+def worker_state(supervisor_alive: bool, server_alive: bool, answers: bool, group_alive: bool) -> str:
+    """One word for `worker list`: ready, starting, restarting, orphaned (no supervisor) or dead."""
+    if not supervisor_alive:
+        return "orphaned" if server_alive or group_alive else "dead"
+    if server_alive:
+        return "ready" if answers else "starting"
+    return "restarting"
+
+
+@dataclass(frozen=True)
+class WorkerView:
+    """What `worker list` and `doctor` show of one worker."""
+
+    record: WorkerRecord
+    server_pid: int | None
+    state: str
+
+
+def inspect_worker(home: Path, record: WorkerRecord) -> WorkerView:
+    supervisor_alive = worker_running(record)
+    server = server_process(home, record)
+    server_alive = server is not None and is_ours(server)
+    group_alive = supervisor_alive or server_alive or bool(group_members(record.process))
+    answers = supervisor_alive and server_alive and answering(record)
+    return WorkerView(record, server.pid if server else None,
+                      worker_state(supervisor_alive, server_alive, answers, group_alive))
 
 
 def read_workers(home: Path) -> list[WorkerRecord]:
@@ -132,7 +178,7 @@ def start_worker(home: Path, model: str, *, port: int | None = None, replica: bo
         raise WorkerError("a worker listening beyond loopback needs --token (other machines must present it)")
     for current in workers_of(home, backend_id):
         if not worker_running(current):
-            _file(home, current).unlink(missing_ok=True)
+            stop_record(home, current)  # ends what is left of its group (an orphaned server) and forgets it
         elif not replica and current.host == host:
             return current, False
     state = StateStore(home).load()
@@ -149,9 +195,10 @@ def start_worker(home: Path, model: str, *, port: int | None = None, replica: bo
     if token:
         extra["BROKE_WORKER_TOKEN"] = token  # in the environment, not argv: `ps` shows argv to everyone
     progress(f"starting a worker of {backend_id}")
-    pid = spawn([sys.executable, "-m", "broke.local.supervise", f"{name}@{port}", str(model_dir), str(port),
-                 host], child_env(extra), log)
-    record = WorkerRecord(name, backend_id, str(model_dir), port, pid, create_time(pid), str(log), host)
+    process = spawn([sys.executable, "-m", "broke.local.supervise", f"{name}@{port}", str(model_dir), str(port),
+                     host], child_env(extra), log)
+    record = WorkerRecord(name, backend_id, str(model_dir), port, process.pid, process.create_time, str(log),
+                          host, process.tag)
     atomic_write(_file(home, record), json.dumps(asdict(record), indent=1).encode())
     deadline = time.monotonic() + READY_TIMEOUT_S
     progress(f"waiting for {backend_id} on port {port}")
@@ -168,12 +215,13 @@ def start_worker(home: Path, model: str, *, port: int | None = None, replica: bo
 
 def stop_record(home: Path, record: WorkerRecord) -> str:
     """Stop one worker (its supervisor and server) and forget its record; says what happened."""
-    said = f"stopped the worker of {record.backend} on port {record.port} (pid {record.pid})"
-    if worker_running(record):
-        end_group(record.process)
-    else:
+    server = server_process(home, record)
+    pids = f"pid {record.pid}" + (f", server pid {server.pid}" if server else "")
+    said = f"stopped the worker of {record.backend} on port {record.port} ({pids})"
+    if not end_group(record.process):  # the server is in its supervisor's group
         said = f"the worker of {record.backend} on port {record.port} was already gone"
     _file(home, record).unlink(missing_ok=True)
+    server_record_path(home, record.key).unlink(missing_ok=True)
     return said
 
 

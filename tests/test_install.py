@@ -1,0 +1,55 @@
+"""The environment install.sh made is exactly the lock: tools/check_env.py, run as install.sh runs it."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+LOCK = ROOT / "requirements-dev.lock"
+
+
+def check_env(lock: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(ROOT / "tools" / "check_env.py"), str(lock)],
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_this_environment_is_exactly_the_dev_lock():
+    done = check_env(LOCK)
+    assert done.returncode == 0, done.stderr
+    assert subprocess.run([sys.executable, "-m", "pip", "check"], capture_output=True).returncode == 0
+
+
+def edited_lock(tmp_path: Path, change) -> Path:
+    lines = LOCK.read_text().splitlines(keepends=True)
+    path = tmp_path / "edited.lock"
+    path.write_text("".join(change(lines)))
+    return path
+
+
+def test_a_package_installed_outside_the_lock_fails(tmp_path):
+    """What pip would have resolved by itself (here: rich, dropped from the lock) is reported."""
+    lock = edited_lock(tmp_path, lambda lines: [l for l in lines if not l.startswith("rich==")])
+    done = check_env(lock)
+    assert done.returncode == 1
+    assert "unlocked: rich" in done.stderr and "not in the lock" in done.stderr
+
+
+def test_another_version_than_the_locked_one_fails(tmp_path):
+    lock = edited_lock(tmp_path, lambda lines: [
+        "rich==0.0.1 \\\n" if l.startswith("rich==") else l for l in lines])
+    done = check_env(lock)
+    assert done.returncode == 1 and "version: rich" in done.stderr and "pins 0.0.1" in done.stderr
+
+
+def test_a_locked_package_that_is_not_installed_fails(tmp_path):
+    lock = edited_lock(tmp_path, lambda lines: lines + ["no-such-package-broke==1.0 \\\n",
+                                                          "    --hash=sha256:" + "0" * 64 + "\n"])
+    done = check_env(lock)
+    assert done.returncode == 1 and "missing: no-such-package-broke==1.0" in done.stderr
+
+
+def test_markers_for_other_platforms_are_not_expected_here(tmp_path):
+    marker = "sys_platform == 'win32'"
+    lock = edited_lock(tmp_path, lambda lines: lines + [f"no-such-package-broke==1.0 ; {marker} \\\n"])
+    assert check_env(lock).returncode == 0
