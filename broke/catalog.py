@@ -20,6 +20,10 @@ class Provider:
     litellm_prefix: str
     local: bool = False
     needs_api_base: bool = False
+    #: The client APIs this provider speaks itself ("chat", "responses", "messages"): the front proxy
+    #: forwards those unchanged; any other API goes through LiteLLM's translation.
+    native: tuple[str, ...] = ()
+    api_base: str = ""  # where native requests go when a backend names no api_base of its own
 
 
 @dataclass(frozen=True)
@@ -119,7 +123,8 @@ def load_catalog() -> Catalog:
     with CATALOG_FILE.open("rb") as fh:
         data = tomllib.load(fh)
     providers = {
-        name: Provider(name=name, **fields) for name, fields in data["providers"].items()
+        name: Provider(name=name, **{**fields, "native": tuple(fields.get("native", ()))})
+        for name, fields in data["providers"].items()
     }
     backends: dict[str, Backend] = {}
     for entry in data["backends"]:

@@ -110,12 +110,14 @@ def test_a_group_id_that_is_not_ours_is_never_signalled(broke_home, tmp_path):
         bystander.wait()
 
 
-def front_health(record: GatewayRecord) -> int:
-    return httpx.get(f"{record.base_url}/health", timeout=10).status_code
+def litellm_seen_by_front(record: GatewayRecord) -> str:
+    answer = httpx.get(f"{record.base_url}/health", timeout=10)
+    assert answer.status_code == 200, answer.text
+    return answer.json()["litellm"]
 
 
 def test_killed_gateway_processes_are_noticed_and_brought_back_alone(broke_home, cli_json):
-    run_cli("start", "--port", str(free_port()))
+    run_cli("start", "--port", str(free_port()), "--wait")
     first = read_record(broke_home)
     try:
         # LiteLLM dies: status and doctor say so; start brings back LiteLLM only.
@@ -130,7 +132,7 @@ def test_killed_gateway_processes_are_noticed_and_brought_back_alone(broke_home,
         second = read_record(broke_home)
         assert second.front.pid == first.front.pid and second.litellm.pid != first.litellm.pid
         assert second.litellm.port == first.litellm.port
-        assert front_health(second) == 200  # the running front proxy reaches the new LiteLLM
+        assert litellm_seen_by_front(second) == "up"  # the running front proxy reaches the new LiteLLM
 
         # The front proxy dies: start brings back the front proxy only, on its port.
         sigkill(second.front.pid)
@@ -138,7 +140,7 @@ def test_killed_gateway_processes_are_noticed_and_brought_back_alone(broke_home,
         run_cli("start")
         third = read_record(broke_home)
         assert third.litellm.pid == second.litellm.pid and third.front.pid != second.front.pid
-        assert third.front.port == first.front.port and front_health(third) == 200
+        assert third.front.port == first.front.port and litellm_seen_by_front(third) == "up"
         assert json.loads(run_cli("status", "--json").stdout)["running"] is True
     finally:
         record = read_record(broke_home)

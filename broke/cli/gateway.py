@@ -10,14 +10,20 @@ from broke.cli.output import JSON_OPTION, console, esc, print_json, say, show, s
 PORT_OPTION = typer.Option(None, "--port", help="Front proxy port on 127.0.0.1 (default 4000 or $BROKE_PORT).")
 
 
-def start(port: Optional[int] = PORT_OPTION) -> None:
-    """Start LiteLLM and the front proxy (if not running) and wait until both answer."""
+def start(port: Optional[int] = PORT_OPTION,
+          wait: bool = typer.Option(False, "--wait", help="Also wait until LiteLLM answers, if it is needed.")) -> None:
+    """Start the gateway (if not running) and wait until the front proxy answers.
+
+    LiteLLM starts in the background, and only if some slot's backends need API translation;
+    requests that need it wait for it.
+    """
     from broke.gateway import supervisor
     from broke.gateway.runfiles import TokenStore
 
     home = store().home
     with console().status("starting the gateway") as spinner:
-        record, started = supervisor.start(home, port=port, progress=lambda m: spinner.update(m))
+        record, started = supervisor.start(home, port=port, wait_litellm=wait,
+                                           progress=lambda m: spinner.update(m))
     TokenStore(home).token_for("client")
     verb = "started" if started else "already running"
     say(f"gateway {verb} on [bold]{record.base_url}[/] ({len(record.deployments)} deployments); "
@@ -35,7 +41,7 @@ def stop() -> None:
 def restart(port: Optional[int] = PORT_OPTION) -> None:
     """Stop, then start (re-reads keys and custom backends)."""
     stop()
-    start(port)
+    start(port, False)
 
 
 def status(as_json: bool = JSON_OPTION) -> None:
@@ -50,7 +56,7 @@ def status(as_json: bool = JSON_OPTION) -> None:
             "missing": [p.name for p in current.missing],
             "base_url": current.record.base_url if current.record else None,
             "processes": [{"name": p.name, "pid": p.record.pid, "port": p.record.port, "alive": p.alive,
-                           "log": p.record.log} for p in current.processes],
+                           "started": p.started, "log": p.record.log} for p in current.processes],
         })
         return
     if current.record is None:
@@ -60,8 +66,8 @@ def status(as_json: bool = JSON_OPTION) -> None:
     say(f"gateway: {word} at {current.record.base_url}" + (" [yellow](stale record)[/]" if current.stale else ""))
     t = table("process", "pid", "port", "alive", "log")
     for p in current.processes:
-        t.add_row(p.name, str(p.record.pid), str(p.record.port),
-                  "[green]yes[/]" if p.alive else "[red]no[/]", esc(p.record.log))
+        alive = "[green]yes[/]" if p.alive else "[red]no[/]" if p.started else "[dim]not needed yet[/]"
+        t.add_row(p.name, str(p.record.pid) if p.started else "-", str(p.record.port), alive, esc(p.record.log))
     show(t)
     for p in current.missing:
         say(f"[red]{p.name} (pid {p.record.pid}) is not running[/]; `broke start` brings it back")
@@ -69,7 +75,7 @@ def status(as_json: bool = JSON_OPTION) -> None:
 
 def bare() -> None:
     """`broke` with no command: start the gateway if needed, then show its status."""
-    start(None)
+    start(None, False)
     status(False)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
 from collections import Counter
 from pathlib import Path
@@ -24,9 +25,11 @@ from broke.gateway.limits import RateLimiter
 from broke.gateway.wire import encode, error_body, usage_tokens
 from broke.gateway.live import Watched, watched_speeds
 from broke.gateway.metrics import Metrics
-from broke.gateway.runfiles import GatewayRecord
+from broke.gateway.native import auth_headers, native_route
+from broke.gateway.runfiles import GatewayRecord, read_record
 from broke.health import Health, HealthStore, load_health
-from broke.resolver import Candidate, Resolution, Rotation, resolve
+from broke.procs import is_ours
+from broke.resolver import Candidate, Resolution, Rotation, find_backend, resolve
 from broke.state.model import Access, State
 from broke.state.store import StateStore, default_state
 
@@ -41,14 +44,22 @@ AUTH_RETRY_S = 300.0
 FORWARDED_HEADERS = ("accept", "anthropic-version", "anthropic-beta", "openai-beta",
                      "user-agent", "x-request-id")
 DROPPED_RESPONSE_HEADERS = {"connection", "keep-alive", "transfer-encoding", "content-length", "te",
-                            "trailer", "upgrade", "server", "date"}
+                            "trailer", "upgrade", "server", "date", "set-cookie", "alt-svc"}
 #: The model name mlx_lm.server answers to (any other makes it look on the hub).
 DIRECT_WORKER_MODEL = "default_model"
+#: How long a request that needs LiteLLM waits for it to start.
+LITELLM_WAIT_S = 120.0
+
+
 class FrontProxy:
     def __init__(self, home: Path, record: GatewayRecord, master_key: str) -> None:
         self.home, self.record, self.master_key = home, record, master_key
         self.catalog = load_catalog()
         self.key_names = {name: "set" for name in record.key_refs}
+        #: provider keys for native forwarding (from this process's environment, set by `broke start`)
+        self.keys = {name: os.environ[name] for name in record.key_refs if name in os.environ}
+        self.litellm_up = False
+        self.litellm_lock: asyncio.Lock | None = None
         self.deployments = set(record.deployments)
         store = StateStore(home)
         self.state: Watched[State] = Watched(store.path, store.load, default_state)
@@ -89,6 +100,7 @@ class FrontProxy:
             skip_auto_headers=("Accept-Encoding", "User-Agent"),
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=5.0),
         )
+        self.litellm_lock = asyncio.Lock()
         if self.state.get().router.tiers:  # `auto` is routed by complexity: have the model ready
             self.complexity.warm_up()
         try:
@@ -114,15 +126,49 @@ class FrontProxy:
     async def health_check(self, request: Request) -> Response:
         if not self._loopback(request):
             return error_body(403, "forbidden", "/health answers loopback clients only")
-        try:
-            async with asyncio.timeout(5.0):
-                async with self.session.get(self.upstream_url + "/health/liveliness") as answer:
-                    litellm_ok = answer.status == 200
-        except (aiohttp.ClientError, TimeoutError):
-            litellm_ok = False
-        body = {"status": "ok" if litellm_ok else "degraded", "litellm": litellm_ok,
+        litellm = await self._litellm_state()
+        body = {"status": "ok" if litellm != "down" else "degraded", "litellm": litellm,
                 "generation": self.state.get().generation}
-        return JSONResponse(body, status_code=200 if litellm_ok else 503)
+        return JSONResponse(body, status_code=200 if litellm != "down" else 503)
+
+    async def _litellm_state(self) -> str:
+        """up, starting, not started (no request needed it yet) or down."""
+        if await self._litellm_answers():
+            return "up"
+        record = await asyncio.to_thread(read_record, self.home)
+        if record is None or record.litellm.pid <= 0:
+            return "not started"
+        return "starting" if await asyncio.to_thread(is_ours, record.litellm) else "down"
+
+    async def _litellm_answers(self) -> bool:
+        try:
+            async with asyncio.timeout(2.0):
+                async with self.session.get(self.upstream_url + "/health/liveliness") as answer:
+                    self.litellm_up = answer.status == 200
+        except (aiohttp.ClientError, TimeoutError):
+            self.litellm_up = False
+        return self.litellm_up
+
+    async def _litellm_ready(self) -> str:
+        """"" once LiteLLM answers (started on demand, waited for up to LITELLM_WAIT_S), else why not."""
+        if self.litellm_up:
+            return ""
+        from broke.gateway.supervisor import ensure_litellm
+
+        async with self.litellm_lock:
+            deadline = time.monotonic() + LITELLM_WAIT_S
+            while not await self._litellm_answers():
+                state = await self._litellm_state()
+                if state in ("not started", "down"):
+                    log.info("starting LiteLLM: a request needs translation")
+                    try:
+                        await asyncio.to_thread(ensure_litellm, self.home)
+                    except Exception as exc:  # noqa: BLE001 - reported to the client as one line
+                        return f"LiteLLM could not be started: {exc}"
+                if time.monotonic() > deadline:
+                    return f"LiteLLM did not answer within {LITELLM_WAIT_S:.0f}s; see {self.record.litellm.log}"
+                await asyncio.sleep(0.25)
+        return ""
 
     async def metrics_text(self, request: Request) -> Response:
         if not self._loopback(request):
@@ -247,7 +293,6 @@ class FrontProxy:
             response.headers.update({**base_headers, "x-broke-attempts": "0"})
             return response
         headers = {name: request.headers[name] for name in FORWARDED_HEADERS if name in request.headers}
-        headers["authorization"] = f"Bearer {self.master_key}"
         headers["accept-encoding"] = "identity"  # loopback: compression only costs time
         headers["content-type"] = "application/json"  # the body is re-encoded JSON, whatever was sent
         last: tuple[int, bytes, dict[str, str]] = (502, b"", {})
@@ -259,7 +304,12 @@ class FrontProxy:
                 if candidate.backend in down:
                     continue
                 attempt += 1
-                url, body, send_headers = self._target(path, payload, candidate, headers)
+                via, url, body, send_headers = self._target(path, payload, candidate, headers, state)
+                if via == "litellm":
+                    why = await self._litellm_ready()
+                    if why:
+                        last = (503, orjson.dumps({"error": {"message": why, "type": "litellm_unavailable"}}), {})
+                        continue
                 try:
                     async with asyncio.timeout(self.record.first_byte_timeout_s):
                         upstream = await self.session.post(url, data=body, headers=send_headers)
@@ -284,7 +334,8 @@ class FrontProxy:
                     last = (upstream.status, error, self._response_headers(upstream))
                     continue
                 answer_headers = {**self._response_headers(upstream), **base_headers,
-                                  "x-broke-backend": candidate.backend, "x-broke-attempts": str(attempt)}
+                                  "x-broke-backend": candidate.backend, "x-broke-attempts": str(attempt),
+                                  "x-broke-via": via}
                 self._succeeded(candidate)
                 return await self._relay(upstream, answer_headers, resolution.slot, candidate, client, started)
         finally:
@@ -295,22 +346,31 @@ class FrontProxy:
                                                             "x-broke-attempts": str(attempt)},
                         media_type="application/json")
 
-    def _target(self, path: str, payload: dict, candidate: Candidate,
-                headers: dict[str, str]) -> tuple[str, bytes, dict[str, str]]:
-        """Where one attempt goes: LiteLLM, or for chat completions a local worker directly.
+    def _target(self, path: str, payload: dict, candidate: Candidate, headers: dict[str, str],
+                state: State) -> tuple[str, str, bytes, dict[str, str]]:
+        """Where one attempt goes, as (via, url, body, headers); via is "native" or "litellm".
 
-        A worker speaks chat completions natively, and LiteLLM's hop costs more time to first token
-        than the tiny models take; other APIs need LiteLLM's translation. Workers of one model are
-        taken in turn.
+        Native: the client's API is the backend's own (chat completions to a local worker or an
+        OpenAI-compatible server, messages to Anthropic, responses to OpenAI), so the request goes
+        there unchanged but for its model name, with the key this attempt chose. Otherwise LiteLLM
+        translates. Workers of one model are taken in turn.
         """
         workers = self.record.direct_workers.get(candidate.backend) if path == "/v1/chat/completions" else None
-        if not workers:
-            return self.upstream_url + path, encode(self._payload_for(payload, candidate)), headers
-        turn = self.turns[f"pool:{candidate.backend}"]
-        self.turns[f"pool:{candidate.backend}"] += 1
-        body = {**self._payload_for(payload, candidate), "model": DIRECT_WORKER_MODEL}
-        direct_headers = {k: v for k, v in headers.items() if k != "authorization"}
-        return f"{workers[turn % len(workers)]}/chat/completions", encode(body), direct_headers
+        direct = {k: v for k, v in headers.items() if k != "authorization"}
+        if workers:
+            turn = self.turns[f"pool:{candidate.backend}"]
+            self.turns[f"pool:{candidate.backend}"] += 1
+            body = {**self._payload_for(payload, candidate), "model": DIRECT_WORKER_MODEL}
+            return "native", f"{workers[turn % len(workers)]}/chat/completions", encode(body), direct
+        backend = find_backend(candidate.backend, state, self.catalog) if self.record.native_forwarding else None
+        provider = self.catalog.providers.get(candidate.provider) if backend else None
+        route = native_route(path, backend, provider) if backend and provider else None
+        if route is not None:
+            body = {**self._payload_for(payload, candidate), "model": route.model}
+            key = self.keys.get(candidate.key_env or "")
+            return "native", route.url, encode(body), auth_headers(route, key, direct)
+        return ("litellm", self.upstream_url + path, encode(self._payload_for(payload, candidate)),
+                {**headers, "authorization": f"Bearer {self.master_key}"})
 
     def _payload_for(self, payload: dict, candidate: Candidate) -> dict:
         """The body for one attempt: the deployment's name, and token limits a local worker can serve."""

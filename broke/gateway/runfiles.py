@@ -37,6 +37,8 @@ class GatewayRecord:
     local_max_tokens: int = 4096  # requests to local workers are capped to this
     #: local model -> its workers' API bases, for chat completions sent to them directly (no nodes)
     direct_workers: dict[str, list[str]] = field(default_factory=dict)
+    #: forward requests that need no translation to the provider directly (BROKE_NATIVE=0: all via LiteLLM)
+    native_forwarding: bool = True
     started_at: float = 0.0
 
     @property

@@ -21,6 +21,7 @@ from broke.catalog import load_catalog, local_backend_id
 from broke.errors import BrokeError
 from broke.fileio import atomic_write
 from broke.gateway.litellm_config import deployments, render
+from broke.gateway.native import litellm_needed
 from broke.gateway.runfiles import (
     DEFAULT_PORT, GatewayRecord, key_ref, master_key, new_master_key, read_record, record_path,
     run_dir, write_record,
@@ -51,6 +52,11 @@ class ProcessStatus:
     record: ProcessRecord
     alive: bool
 
+    @property
+    def started(self) -> bool:
+        """False for LiteLLM while no request has needed it yet."""
+        return self.record.pid > 0
+
 
 @dataclass(frozen=True)
 class GatewayStatus:
@@ -59,7 +65,8 @@ class GatewayStatus:
 
     @property
     def running(self) -> bool:
-        return bool(self.processes) and all(p.alive for p in self.processes)
+        started = [p for p in self.processes if p.started]
+        return bool(started) and all(p.alive for p in started)
 
     @property
     def stale(self) -> bool:
@@ -70,7 +77,7 @@ class GatewayStatus:
         """Processes that died while another of the gateway still runs (a degraded gateway)."""
         if self.stale:
             return ()
-        return tuple(p for p in self.processes if not p.alive)
+        return tuple(p for p in self.processes if p.started and not p.alive)
 
 
 def status(home: Path) -> GatewayStatus:
@@ -113,8 +120,12 @@ def _env_number(name: str, default: float) -> float:
 
 
 def start(home: Path, *, port: int | None = None, first_byte_timeout_s: float | None = None,
-          progress: Progress = lambda _: None) -> tuple[GatewayRecord, bool]:
-    """Start the gateway unless it runs; returns (record, started_now)."""
+          wait_litellm: bool = False, progress: Progress = lambda _: None) -> tuple[GatewayRecord, bool]:
+    """Start the gateway unless it runs; returns (record, started_now).
+
+    The front proxy answers as soon as it is up. LiteLLM starts only if some slot's backends need
+    translation for their clients' API, in the background unless `wait_litellm`.
+    """
     current = status(home)
     if current.running:
         return current.record, False  # type: ignore[return-value]
@@ -159,17 +170,44 @@ def start(home: Path, *, port: int | None = None, first_byte_timeout_s: float | 
                            first_byte_timeout_s=first_byte_timeout_s, body_limit_bytes=body_limit_bytes,
                            local_max_tokens=int(_env_number("BROKE_LOCAL_MAX_TOKENS", 4096)),
                            direct_workers={b: urls for b, urls in bases.items() if b not in node_pools},
+                           native_forwarding=os.environ.get("BROKE_NATIVE", "1") != "0",
                            started_at=time.time())
     try:
-        _start_litellm(home, record, env, master, progress)
         write_record(home, record)
-        _start_front(home, record, progress)
-        _wait_litellm(record, progress)
+        _start_front(home, record, env, progress)
         _wait_front(record, progress)
+        if not record.native_forwarding or litellm_needed(state, load_catalog()):
+            _start_litellm(home, record, env, master, progress)  # requests that need it wait for it
+            write_record(home, record)
+            if wait_litellm:
+                _wait_litellm(record, progress)
     except BaseException:
         stop(home)
         raise
     return record, True
+
+
+def ensure_litellm(home: Path) -> ProcessRecord:
+    """Start LiteLLM for the running gateway if it is not running (a request needs translation).
+
+    Called by the front proxy; the record lock keeps two requests from starting two copies.
+    """
+    from filelock import FileLock
+
+    from broke.paths import FILE_MODE
+
+    with FileLock(str(record_path(home)) + ".lock", mode=FILE_MODE, timeout=30):
+        record = read_record(home)
+        if record is None:
+            raise GatewayError("no gateway record; start the gateway with `broke start`")
+        if not is_ours(record.litellm):
+            end_group(record.litellm)
+            if not port_free(record.litellm.port):
+                raise GatewayError(f"LiteLLM's port {record.litellm.port} is taken by another program; "
+                                   "`broke restart`")
+            _start_litellm(home, record, provider_env(home / ".env"), master_key(home), lambda _: None)
+            write_record(home, record)
+        return record.litellm
 
 
 def _start_litellm(home: Path, record: GatewayRecord, env: dict[str, str], master: str,
@@ -186,11 +224,16 @@ def _start_litellm(home: Path, record: GatewayRecord, env: dict[str, str], maste
     record.litellm = ProcessRecord(started.pid, started.create_time, record.litellm.port, started.log, started.tag)
 
 
-def _start_front(home: Path, record: GatewayRecord, progress: Progress) -> None:
-    """Spawn the front proxy (it reads the record) and record its PID."""
+def _start_front(home: Path, record: GatewayRecord, env: dict[str, str], progress: Progress) -> None:
+    """Spawn the front proxy (it reads the record) and record its PID.
+
+    It holds the provider keys of the record (environment only, never argv or a file): it sends
+    native requests itself.
+    """
     progress("starting the front proxy")
-    started = spawn([sys.executable, "-m", "broke.gateway.serve"], child_env({"BROKE_HOME": str(home)}),
-                    Path(record.front.log))
+    keys = {k: env[k] for k in record.key_refs if k in env}
+    started = spawn([sys.executable, "-m", "broke.gateway.serve"],
+                    child_env({**keys, "BROKE_HOME": str(home)}, outbound=True), Path(record.front.log))
     record.front = ProcessRecord(started.pid, started.create_time, record.front.port, started.log, started.tag)
     write_record(home, record)
 
@@ -222,7 +265,7 @@ def _repair(home: Path, current: GatewayStatus, progress: Progress) -> GatewayRe
         _start_litellm(home, record, provider_env(home / ".env"), master_key(home), progress)
         write_record(home, record)
     if "front" in names:
-        _start_front(home, record, progress)
+        _start_front(home, record, provider_env(home / ".env"), progress)
     if "litellm" in names:
         _wait_litellm(record, progress)
     if "front" in names:
