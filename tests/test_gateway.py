@@ -19,13 +19,18 @@ from fake_provider import FakeProvider
 pytestmark = pytest.mark.timeout(600)
 
 
-@pytest.fixture(scope="module")
-def gateway(tmp_path_factory):
-    """A running gateway with two fake backends (two keys each) and fallbacks, shared by this module."""
+@pytest.fixture(scope="module", params=["native", "litellm"])
+def gateway(tmp_path_factory, request):
+    """A running gateway with two fake backends (two keys each) and fallbacks, shared by this module.
+
+    Every test runs twice: with chat completions forwarded natively by the front proxy, and with
+    everything sent through LiteLLM (BROKE_NATIVE=0).
+    """
     home = tmp_path_factory.mktemp("gateway") / "home"
     fake = FakeProvider().start()
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("BROKE_HOME", str(home))
+        mp.setenv("BROKE_NATIVE", "1" if request.param == "native" else "0")
         mp.setenv("BROKE_FIRST_BYTE_TIMEOUT", "5")
         mp.setenv("BROKE_BODY_LIMIT_MB", "1")
         for name in [n for n in os.environ if n.endswith("_API_KEY") or "_API_KEY_" in n]:
@@ -41,7 +46,8 @@ def gateway(tmp_path_factory):
         run_cli("start", "--port", str(port))
         token = json.loads(run_cli("connect", "--json").stdout)["token"]
         try:
-            yield {"home": home, "fake": fake, "url": f"http://127.0.0.1:{port}", "token": token}
+            yield {"home": home, "fake": fake, "url": f"http://127.0.0.1:{port}", "token": token,
+                   "via": request.param}
         finally:
             run_cli("stop")
             fake.stop()
@@ -93,6 +99,7 @@ def test_chat_completions(gw, stream):
     assert answer.headers["x-broke-slot"] == "sonnet"
     assert answer.headers["x-broke-backend"] == "fake/model-a"
     assert answer.headers["x-broke-attempts"] == "1"
+    assert answer.headers["x-broke-via"] == gw["via"]  # chat completions need no translation here
     assert int(answer.headers["x-broke-generation"]) > 0
     text = sse_text(answer.text) if stream else answer.json()["choices"][0]["message"]["content"]
     assert text == "fake:model-a:key-one"
@@ -107,6 +114,7 @@ def test_anthropic_messages_with_thinking(gw, stream):
                         headers={"x-api-key": gw["token"], "anthropic-version": "2023-06-01"})
     assert answer.status_code == 200, answer.text
     assert answer.headers["x-broke-backend"] == "fake/model-b"
+    assert answer.headers["x-broke-via"] == "litellm"  # messages to an OpenAI-compatible server: translated
     text = sse_text(answer.text) if stream else answer.json()["content"][0]["text"]
     assert text == "fake:model-b:key-one"
 
@@ -401,3 +409,24 @@ def test_benchmark_a_backend_through_the_gateway(gw, tmp_path):
         assert post(gw, "/v1/chat/completions", chat()).status_code == 200
     finally:
         bad.unlink()
+
+
+def test_provider_keys_stay_out_of_logs_metrics_argv_and_files(gw):
+    """The front proxy holds provider keys for native forwarding: they reach the provider and nowhere else."""
+    import psutil
+
+    from broke.gateway.runfiles import read_record
+
+    for stream in (False, True):
+        assert post(gw, "/v1/chat/completions", chat(stream=stream)).status_code == 200
+    gw["fake"].fail("401", key="key-one", times=1)  # a failure is logged and audited: still no key
+    assert post(gw, "/v1/chat/completions", chat()).status_code == 200
+    metrics = httpx.get(gw["url"] + "/metrics", timeout=10).text
+    record = read_record(gw["home"])
+    argv = " ".join(" ".join(psutil.Process(p.pid).cmdline()) for p in (record.front, record.litellm)
+                    if p.pid > 0)
+    files = [p for p in gw["home"].rglob("*") if p.is_file() and p.name != ".env"]
+    for secret in ("key-one", "key-two"):
+        assert secret not in metrics and secret not in argv
+        for path in files:
+            assert secret.encode() not in path.read_bytes(), path
