@@ -1,31 +1,34 @@
-"""Gateway overhead: what broke's front proxy adds on top of LiteLLM, for small chat completions.
+"""Gateway overhead: what broke adds to a small chat completion, forwarded natively or through LiteLLM.
 
 Run with the venv's interpreter:
 
-    .venv/bin/python bench/gateway_overhead.py [--requests N] [--concurrency C]
+    .venv/bin/python bench/gateway_overhead.py [--requests N] [--concurrency C] [--fake-in-process]
 
-Three paths serve the same tiny non-streaming chat completion:
+Four paths serve the same tiny non-streaming chat completion, in one run:
 
-  (a) direct   the fake OpenAI-compatible provider (tests/fake_provider.py, in this process,
-               or in a child process with --fake-process);
-  (b) litellm  broke's own LiteLLM, at its internal port with the internal master key;
-  (c) broke    the front proxy (auth, slot resolution, forwarding) in front of that same LiteLLM.
+  (a) direct          the fake OpenAI-compatible provider (tests/fake_provider.py), in a child
+                      process of its own (or in this one with --fake-in-process);
+  (b) litellm         broke's own LiteLLM, at its internal port with the internal master key;
+  (c) broke native    the front proxy forwarding the request itself (chat completions to an
+                      OpenAI-compatible backend need no translation);
+  (d) broke+litellm   a second gateway started with BROKE_NATIVE=0, whose front proxy sends every
+                      request through its LiteLLM (the path of requests that need translation).
 
-Setup: a temporary BROKE_HOME, a custom backend fake/bench pointing at the fake, `sonnet` swapped
-to it, its key in $BROKE_HOME/.env, and `broke start --port <free port>`; `broke stop` always runs
-at the end. (b) and (c) therefore hit one and the same LiteLLM process.
+Setup: two temporary BROKE_HOMEs with a custom backend fake/bench pointing at the fake, `sonnet`
+swapped to it, its key in .env, and `broke start --wait`; `broke stop` always runs at the end.
+(b) is the LiteLLM of gateway (d).
 
-Sequential: N timed requests per path (after a warm-up), one at a time, the three paths
-interleaved request by request in rotating order, so that machine noise hits them alike.
-Concurrent: after an untimed burst per path, C clients (asyncio + httpx.AsyncClient, C keep-alive
-connections) send M requests per path, in --rounds blocks whose path order alternates;
-throughput = requests / summed wall time.
-The CPU time the front proxy and LiteLLM processes use per request is reported as well: on a
-small shared machine it is a steadier measure of the proxy's cost than wall-clock differences.
+Sequential: N timed requests per path (after a warm-up), one at a time, the paths interleaved
+request by request in rotating order, so that machine noise hits them alike. Streaming: time to
+the first streamed byte, sequential, for (a), (c) and (d). Concurrent: after an untimed burst per
+path, C clients (asyncio + httpx.AsyncClient) send M requests per path, in --rounds blocks whose
+path order alternates; throughput = requests / summed wall time. Also reported: how long `broke
+start` takes until the front proxy answers, and the front proxy's and LiteLLM's resident memory.
 
-Targets: broke's added median latency (c - b, sequential) <= 1 ms, and throughput (c / b,
-concurrent) >= 90 %. Exit status: 0 when every request succeeded (PASS or FAIL alike: this is a
-benchmark that reports), 1 when a request failed or the gateway could not be set up.
+Targets: broke native adds <= 1.5 ms p50 over direct (c - a, sequential); its throughput under 16
+clients >= 5 x 65.7 req/s (broke's figure before native forwarding); its time to first streamed
+byte <= direct + 2 ms. Exit status: 0 when every request succeeded (PASS or FAIL alike: this is a
+benchmark that reports), 1 when a request failed or a gateway could not be set up.
 """
 from __future__ import annotations
 
@@ -43,6 +46,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+import psutil
 
 from harness import (CpuMeter, RequestFailed, broke, clean_up, exit_status, free_port, gateway_record, have_broke,
                      must, percentile, print_log_tails, print_machine_and_command, start_gateway)
@@ -52,8 +56,10 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from fake_provider import FakeProvider  # noqa: E402
 
-MEDIAN_TARGET_MS = 1.0
-THROUGHPUT_TARGET = 0.90
+NATIVE_ADDED_TARGET_MS = 1.5
+THROUGHPUT_BEFORE = 65.7  # req/s, broke under 16 clients before native forwarding (issue 14)
+THROUGHPUT_TARGET = 5.0  # x THROUGHPUT_BEFORE
+TTFB_ADDED_TARGET_MS = 2.0
 FAKE_KEY = "bench-key"  # a placeholder for the fake provider, not a real key
 BACKEND = "fake/bench"
 SLOT = "sonnet"
@@ -235,9 +241,45 @@ def fake_provider(separate: bool) -> Iterator[str]:
             child.wait()
 
 
+# ---- streaming: time to first byte ------------------------------------------------------------------
+
+def first_byte(targets: list[Target], count: int, errors: list[str]) -> dict[str, list[float]]:
+    """Milliseconds to the first streamed body byte, per target, paths interleaved."""
+    out: dict[str, list[float]] = {t.key: [] for t in targets}
+    clients = {t.key: httpx.Client(timeout=30.0) for t in targets}
+    try:
+        for i in range(count + 5):
+            shift = i % len(targets)
+            for target in targets[shift:] + targets[:shift]:
+                body = json.loads(target.body) | {"stream": True}
+                started = time.perf_counter()
+                try:
+                    with clients[target.key].stream("POST", target.url, json=body, headers=target.headers) as r:
+                        elapsed = None
+                        for _ in r.iter_raw():
+                            if elapsed is None:
+                                elapsed = (time.perf_counter() - started) * 1000.0
+                    if r.status_code != 200:
+                        raise RequestFailed(f"HTTP {r.status_code}")
+                except (httpx.HTTPError, RequestFailed) as exc:
+                    errors.append(f"stream {target.label}: {exc!r}"[:400])
+                    continue
+                if i >= 5 and elapsed is not None:
+                    out[target.key].append(elapsed)
+    finally:
+        for client in clients.values():
+            client.close()
+    return out
+
+
 # ---- report ---------------------------------------------------------------------------------------
 
-def report(args: argparse.Namespace, targets: list[Target], res: Results) -> None:
+def verdict(ok: bool) -> str:
+    return "PASS" if ok else "FAIL"
+
+
+def report(args: argparse.Namespace, targets: list[Target], res: Results, ttfb: dict[str, list[float]],
+           setup: dict[str, float]) -> None:
     rate = {k: sum(n for n, _ in r) / sum(w for _, w in r) for k, r in res.rounds.items()}
     print()
     print(f"sequential: {args.requests} requests per path after {args.warmup} warm-up, paths interleaved")
@@ -245,53 +287,75 @@ def report(args: argparse.Namespace, targets: list[Target], res: Results) -> Non
     print(f"concurrent: {args.concurrency} clients, {timed} timed requests per path in {args.rounds} "
           "round(s), alternating path order, after an untimed burst per path")
     print()
-    header = (f"{'path':<34} {'seq p50 ms':>10} {'seq p99 ms':>10} │ {'req/s':>7} "
-              f"{'conc p50 ms':>11} {'conc p99 ms':>11}")
+    header = (f"{'path':<36} {'seq p50 ms':>10} {'seq p99 ms':>10} │ {'req/s':>7} "
+              f"{'conc p50 ms':>11} {'conc p99 ms':>11} │ {'TTFB p50 ms':>11}")
     print(header)
     print("─" * len(header))
     for t in targets:
         s, c = res.seq[t.key], res.conc[t.key]
-        print(f"{t.label:<34} {percentile(s, 50):>10.2f} {percentile(s, 99):>10.2f} │ "
-              f"{rate[t.key]:>7.1f} {percentile(c, 50):>11.2f} {percentile(c, 99):>11.2f}")
+        first = f"{percentile(ttfb[t.key], 50):>11.2f}" if ttfb.get(t.key) else f"{'-':>11}"
+        print(f"{t.label:<36} {percentile(s, 50):>10.2f} {percentile(s, 99):>10.2f} │ "
+              f"{rate[t.key]:>7.1f} {percentile(c, 50):>11.2f} {percentile(c, 99):>11.2f} │ {first}")
     print()
     print("concurrent throughput per round (req/s): " + "; ".join(
         f"{t.key} " + ", ".join(f"{n / w:.0f}" for n, w in res.rounds[t.key]) for t in targets))
+    n_c, n_d = sum(n for n, _ in res.rounds["c"]), sum(n for n, _ in res.rounds["d"])
+    print("CPU per request under load (ms, user+system): "
+          f"front proxy native {res.conc_cpu['c']['front'] / n_c * 1000:.2f}; "
+          f"front proxy + LiteLLM {res.conc_cpu['d']['front_d'] / n_d * 1000:.2f} + "
+          f"{res.conc_cpu['d']['litellm'] / n_d * 1000:.2f}")
 
-    n_seq = len(res.seq["c"])
-    front_seq = res.seq_cpu["front"] / n_seq * 1000 if n_seq else float("nan")
-    # LiteLLM serves b and c during the sequential part.
-    lite_seq = res.seq_cpu["litellm"] / (n_seq + len(res.seq["b"])) * 1000
-    n_b, n_c = sum(n for n, _ in res.rounds["b"]), sum(n for n, _ in res.rounds["c"])
-    print("CPU per request (ms, user+system): "
-          f"sequential: front proxy {front_seq:.2f}, LiteLLM {lite_seq:.2f}; "
-          f"concurrent: front proxy {res.conc_cpu['c']['front'] / n_c * 1000:.2f}, "
-          f"LiteLLM {res.conc_cpu['b']['litellm'] / n_b * 1000:.2f} (b) / "
-          f"{res.conc_cpu['c']['litellm'] / n_c * 1000:.2f} (c)")
-
-    b, c = res.seq["b"], res.seq["c"]
-    added_p50 = percentile(c, 50) - percentile(b, 50)
-    added_p99 = percentile(c, 99) - percentile(b, 99)
-    conc_added_p50 = percentile(res.conc["c"], 50) - percentile(res.conc["b"], 50)
-    ratio = rate["c"] / rate["b"]
+    a, b, c, d = (res.seq[k] for k in "abcd")
+    native_added = percentile(c, 50) - percentile(a, 50)
+    ttfb_added = percentile(ttfb["c"], 50) - percentile(ttfb["a"], 50)
+    goal = THROUGHPUT_TARGET * THROUGHPUT_BEFORE
     print()
     print("derived:")
-    litellm_p50 = percentile(b, 50) - percentile(res.seq["a"], 50)
-    print(f"  LiteLLM's own added latency (b - a), sequential p50: {litellm_p50:+.2f} ms")
-    print(f"  broke's added latency (c - b), sequential p50: {added_p50:+.2f} ms   "
-          f"[target <= {MEDIAN_TARGET_MS:.1f} ms] {'PASS' if added_p50 <= MEDIAN_TARGET_MS else 'FAIL'}")
-    print(f"  broke's added latency (c - b), sequential p99: {added_p99:+.2f} ms   (reported, no target)")
-    print(f"  broke's added latency (c - b), concurrent p50: {conc_added_p50:+.2f} ms   (reported, no target)")
-    print(f"  throughput c / b under {args.concurrency} clients: {ratio * 100:.1f} %   "
-          f"[target >= {THROUGHPUT_TARGET * 100:.0f} %] {'PASS' if ratio >= THROUGHPUT_TARGET else 'FAIL'}")
+    print(f"  LiteLLM's own added latency (b - a), sequential p50: {percentile(b, 50) - percentile(a, 50):+.2f} ms")
+    print(f"  broke through LiteLLM (d - a), sequential p50: {percentile(d, 50) - percentile(a, 50):+.2f} ms")
+    print(f"  broke native added latency (c - a), sequential p50: {native_added:+.2f} ms   "
+          f"[target <= {NATIVE_ADDED_TARGET_MS:.1f} ms] {verdict(native_added <= NATIVE_ADDED_TARGET_MS)}")
+    print(f"  broke native throughput under {args.concurrency} clients: {rate['c']:.1f} req/s = "
+          f"{rate['c'] / THROUGHPUT_BEFORE:.1f} x {THROUGHPUT_BEFORE} (before)   "
+          f"[target >= {goal:.0f} req/s] {verdict(rate['c'] >= goal)}")
+    print(f"  broke native time to first streamed byte (c - a), p50: {ttfb_added:+.2f} ms   "
+          f"[target <= {TTFB_ADDED_TARGET_MS:.1f} ms] {verdict(ttfb_added <= TTFB_ADDED_TARGET_MS)}")
+    print(f"  gateway start: `broke start` returned in {setup['start_native_s']:.2f} s (front proxy answering; "
+          f"LiteLLM in the background), {setup['start_litellm_s']:.2f} s with --wait for LiteLLM")
+    print(f"  resident memory: front proxy {setup['front_mb']:.0f} MB; with LiteLLM "
+          f"{setup['front_mb'] + setup['litellm_mb']:.0f} MB (LiteLLM {setup['litellm_mb']:.0f} MB)")
     print()
     print_machine_and_command(
         ". The load generator, the fake provider "
-        f"({'its own process' if args.fake_process else 'in the load generator: one GIL'}), LiteLLM "
-        "and the front proxy all share these cores, so absolute numbers are noisy: compare the "
+        f"({'in the load generator: one GIL' if args.fake_in_process else 'its own process'}), LiteLLM "
+        "and the front proxies all share these cores, so absolute numbers are noisy: compare the "
         "paths with each other, and rerun to see the spread.")
 
 
 # ---- main -----------------------------------------------------------------------------------------
+
+def setup_home(fake_url: str) -> Path:
+    """A temporary BROKE_HOME whose sonnet slot is the fake, its key in .env."""
+    home = Path(tempfile.mkdtemp(prefix="broke-bench-gw-"))
+    env_file = home / ".env"
+    env_file.write_text(f"FAKE_API_KEY={FAKE_KEY}\n")
+    env_file.chmod(0o600)
+    must(broke(home, "backend", "add", BACKEND, "--provider", "openai-compatible",
+               "--api-base", fake_url, "--model", "bench", "--key-env", "FAKE_API_KEY"), "broke backend add")
+    must(broke(home, "swap", SLOT, BACKEND), "broke swap")
+    return home
+
+
+def timed_start(home: Path, port: int, native: bool, wait: bool) -> float:
+    os.environ["BROKE_NATIVE"] = "1" if native else "0"
+    t0 = time.perf_counter()
+    must(broke(home, "start", "--port", str(port), *(["--wait"] if wait else [])), "broke start")
+    return time.perf_counter() - t0
+
+
+def rss_mb(pid: int) -> float:
+    return psutil.Process(pid).memory_info().rss / 2**20 if pid > 0 else 0.0
+
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -302,63 +366,70 @@ def main() -> int:
                         help="timed concurrent requests per path (default: 2 x --requests)")
     parser.add_argument("--rounds", type=int, default=4,
                         help="blocks the concurrent requests of each path are split into (4)")
-    parser.add_argument("--fake-process", action="store_true",
-                        help="run the fake provider in a child process instead of this one (no GIL shared "
-                             "with the load generator)")
-    parser.add_argument("--keep-home", action="store_true", help="leave the temporary BROKE_HOME (logs) behind")
+    parser.add_argument("--stream-requests", type=int, default=100, help="timed streamed requests per path (100)")
+    parser.add_argument("--fake-in-process", action="store_true",
+                        help="run the fake provider in this process (it then shares a GIL with the load generator)")
+    parser.add_argument("--keep-home", action="store_true", help="leave the temporary BROKE_HOMEs (logs) behind")
     args = parser.parse_args()
     if args.concurrent_requests is None:
         args.concurrent_requests = 2 * args.requests
-    if min(args.requests, args.concurrency, args.concurrent_requests, args.rounds) < 1 or args.warmup < 0:
+    if min(args.requests, args.concurrency, args.concurrent_requests, args.rounds, args.stream_requests) < 1 \
+            or args.warmup < 0:
         parser.error("counts must be positive")
     if not have_broke():
         return 1
     os.environ.pop("FAKE_API_KEY", None)  # the key comes from $BROKE_HOME/.env only
 
-    home = Path(tempfile.mkdtemp(prefix="broke-bench-gw-"))
-    started_gateway = False
+    homes: list[Path] = []
     errors: list[str] = []
     try:
-        with fake_provider(args.fake_process) as fake_url:
-            where = "its own process" if args.fake_process else "this process"
-            print(f"fake provider at {fake_url} ({where}); BROKE_HOME={home}")
-            env_file = home / ".env"
-            env_file.write_text(f"FAKE_API_KEY={FAKE_KEY}\n")
-            env_file.chmod(0o600)
-            must(broke(home, "backend", "add", BACKEND, "--provider", "openai-compatible",
-                       "--api-base", fake_url, "--model", "bench", "--key-env", "FAKE_API_KEY"),
-                 "broke backend add")
-            must(broke(home, "swap", SLOT, BACKEND), "broke swap")
-            port = free_port()
-            started_gateway = True
-            start_gateway(home, port)
-
-            record, master = gateway_record(home)
-            client_token = json.loads((home / "run" / "tokens.json").read_text())["client"]
+        with fake_provider(not args.fake_in_process) as fake_url:
+            where = "this process" if args.fake_in_process else "its own process"
+            print(f"fake provider at {fake_url} ({where})")
+            native_home, litellm_home = setup_home(fake_url), setup_home(fake_url)
+            homes += [native_home, litellm_home]
+            native_port, litellm_port = free_port(), free_port()
+            print("starting the native gateway and the all-through-LiteLLM gateway ...", flush=True)
+            setup = {"start_native_s": timed_start(native_home, native_port, True, False)}
+            setup["start_litellm_s"] = timed_start(litellm_home, litellm_port, False, True)
+            must(broke(native_home, "start", "--wait"), "broke start --wait")  # its LiteLLM too, before timing
+            native, _ = gateway_record(native_home)
+            through, master = gateway_record(litellm_home)
+            setup["front_mb"], setup["litellm_mb"] = rss_mb(native["front"]["pid"]), rss_mb(through["litellm"]["pid"])
             deployment = f"{BACKEND}@FAKE_API_KEY"
-            if deployment not in record["deployments"]:
-                raise RuntimeError(f"deployment {deployment} not in the gateway record: {record['deployments']}")
+            if deployment not in through["deployments"]:
+                raise RuntimeError(f"deployment {deployment} not in the gateway record: {through['deployments']}")
+
+            def token(home: Path) -> str:
+                return json.loads((home / "run" / "tokens.json").read_text())["client"]
+
             targets = [
-                Target("a", "(a) direct to the fake provider", f"{fake_url}/chat/completions",
-                       "bench", FAKE_KEY),
+                Target("a", "(a) direct to the fake provider", f"{fake_url}/chat/completions", "bench", FAKE_KEY),
                 Target("b", "(b) LiteLLM alone",
-                       f"http://127.0.0.1:{record['litellm']['port']}/v1/chat/completions", deployment, master),
-                Target("c", "(c) broke (front proxy + LiteLLM)", f"http://127.0.0.1:{port}/v1/chat/completions",
-                       SLOT, client_token, check_header=("x-broke-backend", BACKEND)),
+                       f"http://127.0.0.1:{through['litellm']['port']}/v1/chat/completions", deployment, master),
+                Target("c", "(c) broke native", f"http://127.0.0.1:{native_port}/v1/chat/completions",
+                       SLOT, token(native_home), check_header=("x-broke-via", "native")),
+                Target("d", "(d) broke through LiteLLM", f"http://127.0.0.1:{litellm_port}/v1/chat/completions",
+                       SLOT, token(litellm_home), check_header=("x-broke-via", "litellm")),
             ]
-            meter = CpuMeter({"front": record["front"]["pid"], "litellm": record["litellm"]["pid"]})
+            meter = CpuMeter({"front": native["front"]["pid"], "front_d": through["front"]["pid"],
+                              "litellm": through["litellm"]["pid"]})
             results = measure(targets, args, meter)
             errors += results.errors
+            print(f"streaming: {args.stream_requests} timed requests per path ...", flush=True)
+            ttfb = first_byte([t for t in targets if t.key != "b"], args.stream_requests, errors)
             if all(results.seq[t.key] and results.conc[t.key] for t in targets):
-                report(args, targets, results)
+                report(args, targets, results, ttfb, setup)
             else:
                 print("no timings for some path; see the errors below", file=sys.stderr)
     except Exception as exc:  # setup failed: say why, with the gateway logs
         print(f"error: {exc}", file=sys.stderr)
-        print_log_tails(home / "run" / name for name in ("litellm.log", "gateway.log"))
+        for home in homes:
+            print_log_tails(home / "run" / name for name in ("litellm.log", "gateway.log"))
         errors.append(str(exc))
     finally:
-        clean_up(home, started_gateway, args.keep_home)
+        for home in homes:
+            clean_up(home, True, args.keep_home)
     return exit_status(errors)
 
 

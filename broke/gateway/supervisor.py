@@ -102,7 +102,7 @@ def _wait_healthy(url: str, record: ProcessRecord, name: str, timeout_s: float,
                 return
         except httpx.HTTPError:
             pass
-        time.sleep(0.25)
+        time.sleep(0.05)
     raise GatewayError(f"{name} did not answer its health check within {timeout_s:.0f}s; see {record.log}")
 
 
