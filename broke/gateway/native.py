@@ -31,10 +31,14 @@ class NativeRoute:
     auth_header: str  # "authorization" (Bearer) or "x-api-key"
 
 
+#: Providers whose own API a backend keeps at a custom api_base (a proxy or a test double of it).
+OWN_API_AT_ANY_BASE = ("anthropic", "openai")
+
+
 def native_apis(backend: Backend, provider: Provider) -> tuple[str, ...]:
     """The client APIs `backend` answers natively. A backend with its own api_base is an
-    OpenAI-compatible server (chat completions only), unless its provider is Anthropic."""
-    if backend.api_base and provider.name != "anthropic":
+    OpenAI-compatible server (chat completions only), unless its provider is Anthropic or OpenAI."""
+    if backend.api_base and provider.name not in OWN_API_AT_ANY_BASE:
         return ("chat",)
     return provider.native
 
