@@ -222,6 +222,14 @@ def remove_backend(store: StateStore, backend_id: str) -> State:
     return store.update(apply)[0]
 
 
+def key_policy_providers(state: State, catalog: Catalog) -> list[str]:
+    """Providers a key policy can apply to: those with a key in the catalog, those of custom
+    backends with their own --key-env, and any with a policy stored (in that order)."""
+    names = [p for p, info in catalog.providers.items() if info.key_env]
+    names += [b.provider for b in state.backends.values() if b.key_env]
+    return list(dict.fromkeys(names + list(state.key_policy)))
+
+
 def set_key_policy(store: StateStore, provider: str, *, mode: str | None = None,
                    cooldown_s: int | None = None, retries: int | None = None,
                    order: list[str] | None = None) -> State:

@@ -101,3 +101,14 @@ def test_bad_state_commands_are_usage_errors(cli, args):
 
 def test_model_state_of_unknown_backend_is_refused(cli):
     assert_one_error_line(cli("model-state", "set", "nope/x", "blocked"), "unknown backend 'nope/x'")
+
+
+def test_key_policy_of_a_custom_provider_is_listed(cli, cli_json):
+    """A policy set for a provider without a catalog key (a custom backend's --key-env) is shown."""
+    assert cli("backend", "add", "openai-compatible/lab", "--provider", "openai-compatible", "--model", "m",
+               "--api-base", "http://127.0.0.1:9/v1", "--key-env", "LAB_API_KEY").exit_code == 0
+    assert cli("key-policy", "openai-compatible", "--mode", "priority", "--order", "LAB_API_KEY_2").exit_code == 0
+    code, policies = cli_json("key-policy")
+    assert code == 0 and policies["openai-compatible"]["mode"] == "priority"
+    assert policies["openai-compatible"]["order"] == ["LAB_API_KEY_2"]
+    assert "openai-compatible" in cli("key-policy").output

@@ -37,9 +37,10 @@ def key_policy(
         say(f"key policy of {provider} updated (generation {state.generation})")
         return
     state = store().load()
-    providers = [provider] if provider else [p for p, info in load_catalog().providers.items() if info.key_env]
+    catalog = load_catalog()
     if provider:
-        load_catalog().provider(provider)
+        catalog.provider(provider)
+    providers = [provider] if provider else changes.key_policy_providers(state, catalog)
     rows = {p: unstructure(state.key_policy.get(p, KeyPolicy())) for p in providers}
     if as_json:
         print_json(rows)
