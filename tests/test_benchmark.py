@@ -6,6 +6,7 @@ import json
 import os
 import re
 import signal
+import stat
 import subprocess
 import sys
 import threading
@@ -226,12 +227,16 @@ def test_validate_warns_of_fastest_without_measurements(cli, cli_json):
     assert any(f["code"] == "unmeasured" and f["subject"] == "haiku" for f in report["findings"])
 
 
-def test_demo_model_can_be_measured_on_a_fresh_home(cli_json):
+def test_demo_model_can_be_measured_on_a_fresh_home(cli_json, broke_home):
     code, record = cli_json("benchmark-sequential", "--add", "broke-demo", "--runs", "1")
     assert code == 0
     model = record["models"][0]
     assert model["backend"] == "mlx/broke-demo" and model["complete"], model["errors"]
     assert model["summary"]["ttft_s"] > 0 and model["identity"]["model_type"] == "llama"
+    # Everything the demo made under the home (models/, the model's files, run/) is private.
+    assert (broke_home / "models" / "broke-demo" / "config.json").is_file()
+    modes = {str(p.relative_to(broke_home)): stat.S_IMODE(p.stat().st_mode) for p in broke_home.rglob("*")}
+    assert {p: m for p, m in modes.items() if m != (0o700 if (broke_home / p).is_dir() else 0o600)} == {}
 
 
 def test_bad_benchmark_arguments(cli):

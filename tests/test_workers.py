@@ -199,13 +199,16 @@ def test_a_node_behind_a_token_joins_the_pool(tmp_path, monkeypatch):
     port = free_port()
     run_cli("worker", "start", "tiny-n", "--host", "127.0.0.2", "--port", str(port), "--token", "node-secret")
     base = f"http://127.0.0.2:{port}/v1"
-    assert httpx.get(base + "/models").status_code == 401
-    assert httpx.get(base + "/models", headers={"authorization": "Bearer node-secret"}).status_code == 200
-    (home / ".env").write_text("NODE_TOKEN=node-secret\n")
-    run_cli("node", "add", "studio", base, "--model", "tiny-n", "--token-env", "NODE_TOKEN")
-    run_cli("swap", "haiku", "mlx/tiny-n")
-    run_cli("start", "--port", str(free_port()))
     try:
+        assert httpx.get(base + "/models").status_code == 401
+        listed = httpx.get(base + "/models", headers={"authorization": "Bearer node-secret"})
+        assert listed.status_code == 200
+        assert [m["id"] for m in listed.json()["data"]] == ["tiny-n"]  # its name, not this machine's path
+        assert str(tmp_path) not in listed.text
+        (home / ".env").write_text("NODE_TOKEN=node-secret\n")
+        run_cli("node", "add", "studio", base, "--model", "tiny-n", "--token-env", "NODE_TOKEN")
+        run_cli("swap", "haiku", "mlx/tiny-n")
+        run_cli("start", "--port", str(free_port()))
         probe = json.loads(run_cli("probe", "haiku", "--json").stdout)
         assert probe["status"] == 200 and probe["answer"] == ANSWER_B
         config = (home / "run" / "litellm_config.json").read_text()

@@ -57,8 +57,10 @@ def main(name: str, model_dir: str, port: int, host: str = "127.0.0.1") -> int:
     front = None
     if exposed:
         code = ("import os,sys; from broke.local.token_front import serve; "
-                "serve(os.environ['BROKE_WORKER_TOKEN'], sys.argv[1], int(sys.argv[2]), int(sys.argv[3]))")
-        front = subprocess.Popen([sys.executable, "-c", code, host, str(port), str(server_port)],
+                "serve(os.environ['BROKE_WORKER_TOKEN'], sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), "
+                "sys.argv[4])")
+        model = name.rpartition("@")[0] or name  # NAME@PORT -> NAME
+        front = subprocess.Popen([sys.executable, "-c", code, host, str(port), str(server_port), model],
                                  stdin=subprocess.DEVNULL)
     server_env = {k: v for k, v in os.environ.items() if k != "BROKE_WORKER_TOKEN"}
     restarts = 0

@@ -14,7 +14,7 @@ from broke.catalog import load_catalog, local_backend_id, local_model_name
 from broke.errors import BrokeError, NotFoundError, StateFileError
 from broke.fileio import atomic_write
 from broke.local.models import DEMO_ANSWER, DEMO_BACKEND, demo_path, hub_cache, model_path
-from broke.paths import ensure_dir
+from broke.paths import ensure_dir, make_private
 from broke.procs import ProcessRecord, child_env, create_time, end_group, free_port, is_ours, port_free, spawn
 from broke.resolver import backend_chain, find_backend
 from broke.state.model import State
@@ -115,7 +115,7 @@ def _model_dir(home: Path, state: State, backend_id: str) -> Path:
     if backend_id == DEMO_BACKEND and not (demo_path(home) / "config.json").is_file():
         from broke.local.tiny import make_tiny
 
-        make_tiny(ensure_dir(demo_path(home)), answer=DEMO_ANSWER)
+        make_private(make_tiny(ensure_dir(demo_path(home)), answer=DEMO_ANSWER))
     return model_path(backend, home)
 
 
