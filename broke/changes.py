@@ -258,8 +258,8 @@ def set_key_policy(store: StateStore, provider: str, *, mode: str | None = None,
 
 
 def set_model_policy(store: StateStore, slot: str, *, mode: str | None = None,
-                     order: list[str] | None = None) -> State:
-    """Change how a slot orders its backends (given fields only)."""
+                     order: list[str] | None = None, cooldown_last: bool | None = None) -> State:
+    """Change how a slot orders its backends, and whether cooldown ones are tried last (given fields only)."""
     catalog = load_catalog()
     check_slot(slot, catalog)
     if mode is not None and mode not in MODEL_POLICY_MODES:
@@ -273,6 +273,8 @@ def set_model_policy(store: StateStore, slot: str, *, mode: str | None = None,
             policy.mode = mode
         if order is not None:
             policy.order = list(order)
+        if cooldown_last is not None:
+            policy.cooldown_last = cooldown_last
 
     return store.update(apply)[0]
 

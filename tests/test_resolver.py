@@ -275,6 +275,52 @@ def test_everything_unusable_gives_reason():
     assert "blocked" in r.reason
 
 
+def test_blocked_and_cooldown_are_never_attempted_by_default():
+    """Nothing usable left: no attempt at all (the gateway sends nothing), and the reason says why."""
+    state = state_with(sonnet=SlotConfig(SONNET, [GROQ]))
+    env = {**ALL_KEYS, "ANTHROPIC_API_KEY_2": "a2"}
+    health = Health(keys={"ANTHROPIC_API_KEY": HealthRecord("blocked"),
+                          "ANTHROPIC_API_KEY_2": HealthRecord("cooldown", until=NOW + 30)},
+                    models={GROQ: HealthRecord("cooldown", until=NOW + 30)})
+    r = resolve("sonnet", state, health, env=env, now=NOW)
+    assert r.chosen is None and r.attempts == () and not r.cooldown_last
+    assert "--cooldown-last" in r.reason
+
+
+def test_cooldown_last_policy_tries_cooldowns_after_usable_ones_and_blocked_never():
+    state = state_with(sonnet=SlotConfig(SONNET, [GROQ, CEREBRAS]))
+    state.model_policy["sonnet"] = ModelPolicy(cooldown_last=True)
+    env = {**ALL_KEYS, "ANTHROPIC_API_KEY_2": "a2"}
+    health = Health(keys={"ANTHROPIC_API_KEY": HealthRecord("blocked"),
+                          "ANTHROPIC_API_KEY_2": HealthRecord("cooldown", until=NOW + 30),
+                          "CEREBRAS_API_KEY": HealthRecord("auth_failed", until=NOW + 300)},
+                    models={GROQ: HealthRecord("healthy")})
+    r = resolve("sonnet", state, health, env=env, now=NOW)
+    assert r.cooldown_last
+    assert [(a.deployment, a.last_resort) for a in r.attempts] == [
+        (f"{GROQ}@GROQ_API_KEY", False), (f"{SONNET}@ANTHROPIC_API_KEY_2", True)]
+    # A blocked backend whose key is only cooling down is still blocked.
+    health = Health(models={GROQ: HealthRecord("blocked"), SONNET: HealthRecord("blocked"),
+                            CEREBRAS: HealthRecord("blocked")},
+                    keys={"GROQ_API_KEY": HealthRecord("cooldown", until=NOW + 30)})
+    r = resolve("sonnet", state, health, env=env, now=NOW)
+    assert r.chosen is None and r.attempts == ()
+    # Only cooldowns left: the first of them is what route shows and the gateway tries.
+    health = Health(models={SONNET: HealthRecord("cooldown", until=NOW + 5), GROQ: HealthRecord("blocked"),
+                            CEREBRAS: HealthRecord("incompatible")})
+    r = resolve("sonnet", state, health, env=env, now=NOW)
+    assert r.chosen.backend == SONNET and r.chosen.last_resort and r.reason == ""
+
+
+def test_attempts_keep_at_most_retries_plus_one_keys_per_backend():
+    state = state_with(sonnet=SlotConfig(SONNET, [GROQ]))
+    state.key_policy["anthropic"] = KeyPolicy(retries=1)
+    env = {**ALL_KEYS, "ANTHROPIC_API_KEY_2": "a2", "ANTHROPIC_API_KEY_3": "a3"}
+    r = resolve("sonnet", state, Health(), env=env, now=NOW)
+    assert [a.deployment for a in r.attempts] == [f"{SONNET}@ANTHROPIC_API_KEY", f"{SONNET}@ANTHROPIC_API_KEY_2",
+                                                 f"{GROQ}@GROQ_API_KEY"]
+
+
 # ---- pinned slots and policies --------------------------------------------------------
 
 def test_pinned_slot_skips_floating_backend():

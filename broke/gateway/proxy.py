@@ -218,27 +218,11 @@ class FrontProxy:
             if key_policy and key_policy.mode == "round_robin":
                 self.turns[f"provider:{provider}"] += 1
 
-    def _attempts_plan(self, resolution: Resolution, state: State) -> list[Candidate]:
-        """Usable candidates the running LiteLLM knows, at most `retries + 1` keys per backend.
-
-        When health has benched every candidate, the benched ones are tried anyway (in order): a
-        cooldown is advice about what to try first, never the reason a request fails.
-        """
-        loaded = [c for c in resolution.candidates if c.deployment in self.deployments]
-        chosen = [c for c in loaded if c.usable] or [c for c in loaded if c.benched_by_health]
-        plan, per_backend = [], Counter()
-        for candidate in chosen:
-            policy = state.key_policy.get(candidate.provider)
-            if policy and per_backend[candidate.backend] > policy.retries:
-                continue
-            per_backend[candidate.backend] += 1
-            plan.append(candidate)
-        return plan
-
     async def _forward(self, request: Request, path: str, payload: dict, resolution: Resolution,
                        state: State, client: Client, started: float) -> Response:
-        """Try the plan's candidates in turn, with the state the request was resolved against."""
-        plan = self._attempts_plan(resolution, state)
+        """Try the resolver's attempts in turn (those the running LiteLLM knows), with the state the
+        request was resolved against."""
+        plan = [c for c in resolution.attempts if c.deployment in self.deployments]
         base_headers = {"x-broke-slot": resolution.slot, "x-broke-generation": str(resolution.generation)}
         if not plan:
             reason = resolution.reason or "no candidate is loaded in the running gateway; run `broke restart`"

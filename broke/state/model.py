@@ -54,6 +54,9 @@ class ModelPolicy:
 
     mode: str = field(default="ordered", metadata={"choices": MODEL_POLICY_MODES})
     order: list[str] = field(default_factory=list)
+    #: When true, candidates in cooldown are tried after every usable one; when false (default)
+    #: a request with nothing usable left fails at once. Blocked candidates are never tried.
+    cooldown_last: bool = False
 
 
 @dataclass
