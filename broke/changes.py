@@ -279,8 +279,10 @@ def set_model_policy(store: StateStore, slot: str, *, mode: str | None = None,
     return store.update(apply)[0]
 
 
-def add_local_model(store: StateStore, name: str, model_ref: str) -> State:
-    """Register a local model as backend `mlx/NAME`; `model_ref` is a directory or a hub repo id."""
+def add_local_model(store: StateStore, name: str, model_ref: str, *, concurrency: int = 0) -> State:
+    """Register a local model as backend `mlx/NAME`; `model_ref` is a directory or a hub repo id.
+
+    `concurrency`: requests one of its workers serves at once (0: mlx_lm.server's default)."""
     backend_id = local_backend_id(name)
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._/-]{0,127}", name) or ".." in name:
         raise InvalidInputError(f"local model name '{name}' must be letters, digits, '.', '_', '-' or '/'")
@@ -290,7 +292,7 @@ def add_local_model(store: StateStore, name: str, model_ref: str) -> State:
     def apply(state: State) -> None:
         if backend_id in state.backends:
             raise InvalidInputError(f"'{backend_id}' exists; `broke backend remove {backend_id}` first")
-        state.backends[backend_id] = CustomBackend("mlx", model_ref, pinned=True)
+        state.backends[backend_id] = CustomBackend("mlx", model_ref, pinned=True, concurrency=concurrency)
 
     return store.update(apply)[0]
 

@@ -22,6 +22,7 @@ GROQ = "groq/llama-3.3-70b-versatile"
 CEREBRAS = "cerebras/gpt-oss-120b"
 QWEN_FLOAT = "openrouter/qwen/qwen3-coder"
 MLX = "mlx/mlx-community/Qwen2.5-Coder-7B-Instruct-4bit"
+LOCAL = "mlx/tiny"
 
 ALL_KEYS = {
     "ANTHROPIC_API_KEY": "a1",
@@ -319,6 +320,18 @@ def test_attempts_keep_at_most_retries_plus_one_keys_per_backend():
     r = resolve("sonnet", state, Health(), env=env, now=NOW)
     assert [a.deployment for a in r.attempts] == [f"{SONNET}@ANTHROPIC_API_KEY", f"{SONNET}@ANTHROPIC_API_KEY_2",
                                                  f"{GROQ}@GROQ_API_KEY"]
+
+
+def test_a_busy_local_model_is_tried_after_the_other_candidates():
+    from broke.resolver import Rotation
+
+    state = state_with(sonnet=SlotConfig(LOCAL, [GROQ]))
+    state.backends[LOCAL] = CustomBackend("mlx", "/models/tiny", pinned=True, concurrency=1)
+    r = resolve("sonnet", state, Health(), env=ALL_KEYS, now=NOW)
+    assert [a.backend for a in r.attempts] == [LOCAL, GROQ] and not r.chosen.busy
+    r = resolve("sonnet", state, Health(), env=ALL_KEYS, now=NOW, rotation=Rotation(busy=frozenset({LOCAL})))
+    assert [(a.backend, a.busy) for a in r.attempts] == [(GROQ, False), (LOCAL, True)]
+    assert r.candidates[0].backend == LOCAL  # the chain itself keeps its order
 
 
 # ---- pinned slots and policies --------------------------------------------------------

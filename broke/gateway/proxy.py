@@ -7,6 +7,7 @@ import logging
 import time
 from collections import Counter
 from pathlib import Path
+from typing import NamedTuple
 
 import aiohttp
 import orjson
@@ -21,6 +22,7 @@ from broke.gateway.events import EventLog
 from broke.gateway.auth import Authenticator, Client, Refusal
 from broke.gateway.complexity import ComplexityRouter
 from broke.gateway.limits import RateLimiter
+from broke.gateway.load import Lease, WorkerLoad, worker_key
 from broke.gateway.wire import encode, error_body, usage_tokens
 from broke.gateway.live import Watched, watched_speeds
 from broke.gateway.metrics import Metrics
@@ -44,6 +46,15 @@ DROPPED_RESPONSE_HEADERS = {"connection", "keep-alive", "transfer-encoding", "co
                             "trailer", "upgrade", "server", "date"}
 #: The model name mlx_lm.server answers to (any other makes it look on the hub).
 DIRECT_WORKER_MODEL = "default_model"
+
+
+class Failure(NamedTuple):
+    """An attempt that failed before the first byte."""
+
+    reason: str  # an events reason code
+    status: int | None  # the upstream's HTTP status (None: timeout or no connection)
+    answer: tuple[int, bytes, dict[str, str]]  # what the client gets if nothing else answers
+
 class FrontProxy:
     def __init__(self, home: Path, record: GatewayRecord, master_key: str) -> None:
         self.home, self.record, self.master_key = home, record, master_key
@@ -62,6 +73,7 @@ class FrontProxy:
         self.metrics = Metrics()
         self.rates = RateLimiter()
         self.turns: Counter[str] = Counter()
+        self.load = WorkerLoad(record.direct_workers)
         self.sticky_keys: dict[str, str] = {}
         self.upstream_url = f"http://127.0.0.1:{record.litellm.port}"
         self.session: aiohttp.ClientSession | None = None  # made in the server's event loop
@@ -174,7 +186,7 @@ class FrontProxy:
             return error_body(400, "invalid_model",
                               f"unknown model '{requested}'; ask for a slot: {', '.join(self.catalog.slots)}")
         state, health = self.state.get(), self.health.get()
-        rotation = Rotation(dict(self.turns), dict(self.sticky_keys))
+        rotation = Rotation(dict(self.turns), dict(self.sticky_keys), self.load.busy(state, health, time.time()))
         decision = await self.complexity.decide(slot, state, payload, client.owner)
         resolution = resolve(requested, state, health, env=self.key_names, now=time.time(),
                              scope=client.scope, catalog=self.catalog, rotation=rotation,
@@ -221,7 +233,7 @@ class FrontProxy:
     async def _forward(self, request: Request, path: str, payload: dict, resolution: Resolution,
                        state: State, client: Client, started: float) -> Response:
         """Try the resolver's attempts in turn (those the running LiteLLM knows), with the state the
-        request was resolved against."""
+        request was resolved against; a local model's failing replica is passed over for its twins."""
         plan = [c for c in resolution.attempts if c.deployment in self.deployments]
         base_headers = {"x-broke-slot": resolution.slot, "x-broke-generation": str(resolution.generation)}
         if not plan:
@@ -230,47 +242,45 @@ class FrontProxy:
             response = error_body(503, "no_backend", f"slot '{resolution.slot}': {reason}")
             response.headers.update({**base_headers, "x-broke-attempts": "0"})
             return response
+        self._overflowed(resolution, plan[0])
         headers = {name: request.headers[name] for name in FORWARDED_HEADERS if name in request.headers}
         headers["authorization"] = f"Bearer {self.master_key}"
         headers["accept-encoding"] = "identity"  # loopback: compression only costs time
         headers["content-type"] = "application/json"  # the body is re-encoded JSON, whatever was sent
+        health = self.health.get()
         last: tuple[int, bytes, dict[str, str]] = (502, b"", {})
         attempt = 0
         down: set[str] = set()  # backends that failed as a whole during this request
+        failed_workers: set[str] = set()  # local replicas that failed during this request
         self.metrics.in_flight += 1
         try:
             for candidate in plan:
-                if candidate.backend in down:
-                    continue
-                attempt += 1
-                url, body, send_headers = self._target(path, payload, candidate, headers)
-                try:
-                    async with asyncio.timeout(self.record.first_byte_timeout_s):
-                        upstream = await self.session.post(url, data=body, headers=send_headers)
-                except TimeoutError:
-                    down.add(candidate.backend)
-                    await self._failed(state, resolution.slot, candidate, events.TIMEOUT, None)
-                    last = (504, b'{"error":{"message":"upstream timed out before the first byte"}}', {})
-                    continue
-                except aiohttp.ClientError as exc:
-                    down.add(candidate.backend)
-                    await self._failed(state, resolution.slot, candidate, events.ERROR, None)
-                    message = {"error": {"message": f"upstream unreachable: {type(exc).__name__}"}}
-                    last = (502, orjson.dumps(message), {})
-                    continue
-                if upstream.status in RETRYABLE:
-                    error = await upstream.read()
-                    upstream.release()
-                    reason = self._reason(upstream.status)
-                    if reason not in (events.RATE_LIMIT, events.AUTH):
+                while candidate.backend not in down:
+                    worker = self._worker_for(path, candidate, health, failed_workers)
+                    if worker is False:  # every replica failed during this request
+                        break
+                    attempt += 1
+                    url, body, send_headers = self._target(path, payload, candidate, headers, worker)
+                    lease = self.load.acquire(candidate.backend, worker) if candidate.provider == "mlx" else None
+                    upstream, failure = await self._send(url, body, send_headers)
+                    if upstream is not None:
+                        answer_headers = {**self._response_headers(upstream), **base_headers,
+                                          "x-broke-backend": candidate.backend, "x-broke-attempts": str(attempt)}
+                        self._succeeded(candidate)
+                        return await self._relay(upstream, answer_headers, resolution.slot, candidate, client,
+                                                 started, lease)
+                    if lease:
+                        self.load.release(lease)
+                    last = failure.answer
+                    if worker:  # one replica failed: it sits out, and a twin that has not failed goes next
+                        failed_workers.add(worker)
+                        await self._worker_failed(resolution.slot, candidate, worker, failure)
+                        if any(u not in failed_workers for u in self.load.pools[candidate.backend]):
+                            continue
+                    if failure.reason not in (events.RATE_LIMIT, events.AUTH):
                         down.add(candidate.backend)
-                    await self._failed(state, resolution.slot, candidate, reason, upstream.status)
-                    last = (upstream.status, error, self._response_headers(upstream))
-                    continue
-                answer_headers = {**self._response_headers(upstream), **base_headers,
-                                  "x-broke-backend": candidate.backend, "x-broke-attempts": str(attempt)}
-                self._succeeded(candidate)
-                return await self._relay(upstream, answer_headers, resolution.slot, candidate, client, started)
+                    await self._failed(state, resolution.slot, candidate, failure.reason, failure.status)
+                    break
         finally:
             self.metrics.in_flight -= 1
         status, error, error_headers = last
@@ -279,22 +289,45 @@ class FrontProxy:
                                                             "x-broke-attempts": str(attempt)},
                         media_type="application/json")
 
-    def _target(self, path: str, payload: dict, candidate: Candidate,
-                headers: dict[str, str]) -> tuple[str, bytes, dict[str, str]]:
+    async def _send(self, url: str, body: bytes,
+                    headers: dict[str, str]) -> tuple[aiohttp.ClientResponse | None, Failure | None]:
+        """One attempt: (the upstream's answer, None), or (None, why it failed before the first byte)."""
+        try:
+            async with asyncio.timeout(self.record.first_byte_timeout_s):
+                upstream = await self.session.post(url, data=body, headers=headers)
+        except TimeoutError:
+            return None, Failure(events.TIMEOUT, None, (
+                504, b'{"error":{"message":"upstream timed out before the first byte"}}', {}))
+        except aiohttp.ClientError as exc:
+            message = {"error": {"message": f"upstream unreachable: {type(exc).__name__}"}}
+            return None, Failure(events.ERROR, None, (502, orjson.dumps(message), {}))
+        if upstream.status in RETRYABLE:
+            error = await upstream.read()
+            upstream.release()
+            return None, Failure(self._reason(upstream.status), upstream.status,
+                                 (upstream.status, error, self._response_headers(upstream)))
+        return upstream, None
+
+    def _worker_for(self, path: str, candidate: Candidate, health: Health,
+                    failed: set[str]) -> str | None | bool:
+        """The local worker a chat completion goes to directly (None: through LiteLLM; False: none left)."""
+        if path != "/v1/chat/completions" or candidate.backend not in self.load.pools:
+            return None
+        url = self.load.pick(candidate.backend, health, time.time(), failed)
+        return url if url is not None else False
+
+    def _target(self, path: str, payload: dict, candidate: Candidate, headers: dict[str, str],
+                worker: str | None) -> tuple[str, bytes, dict[str, str]]:
         """Where one attempt goes: LiteLLM, or for chat completions a local worker directly.
 
         A worker speaks chat completions natively, and LiteLLM's hop costs more time to first token
-        than the tiny models take; other APIs need LiteLLM's translation. Workers of one model are
-        taken in turn.
+        than the tiny models take; other APIs need LiteLLM's translation.
         """
-        workers = self.record.direct_workers.get(candidate.backend) if path == "/v1/chat/completions" else None
-        if not workers:
+        if not worker:
             return self.upstream_url + path, encode(self._payload_for(payload, candidate)), headers
-        turn = self.turns[f"pool:{candidate.backend}"]
-        self.turns[f"pool:{candidate.backend}"] += 1
         body = {**self._payload_for(payload, candidate), "model": DIRECT_WORKER_MODEL}
         direct_headers = {k: v for k, v in headers.items() if k != "authorization"}
-        return f"{workers[turn % len(workers)]}/chat/completions", encode(body), direct_headers
+        return f"{worker}/chat/completions", encode(body), direct_headers
 
     def _payload_for(self, payload: dict, candidate: Candidate) -> dict:
         """The body for one attempt: the deployment's name, and token limits a local worker can serve."""
@@ -314,13 +347,16 @@ class FrontProxy:
                 and not k.lower().startswith(("x-litellm", "llm_provider-"))}
 
     async def _relay(self, upstream: aiohttp.ClientResponse, headers: dict[str, str], slot: str,
-                     candidate: Candidate, client: Client, started: float) -> Response:
-        """Pass the answer through: small JSON at once, event streams chunk by chunk."""
+                     candidate: Candidate, client: Client, started: float, lease: Lease | None) -> Response:
+        """Pass the answer through: small JSON at once, event streams chunk by chunk; a local model's
+        `lease` is held until the answer has been read."""
         if "text/event-stream" not in upstream.headers.get("content-type", ""):
             try:
                 content = await upstream.read()
             finally:
                 upstream.release()
+                if lease:
+                    self.load.release(lease)
             self.rates.spent(client.owner, usage_tokens(content), time.time())
             self.metrics.answered(slot, candidate.backend, upstream.status, time.perf_counter() - started)
             return Response(content, status_code=upstream.status, headers=headers)
@@ -336,6 +372,8 @@ class FrontProxy:
             finally:
                 upstream.close()  # a client that left mid-stream cancels the upstream request
                 self.metrics.in_flight -= 1
+                if lease:
+                    self.load.release(lease)
                 self.rates.spent(client.owner, usage_tokens(tail), time.time())
                 self.metrics.answered(slot, candidate.backend, upstream.status, time.perf_counter() - started)
 
@@ -374,6 +412,28 @@ class FrontProxy:
         self.event_log.write(event="failover", slot=slot, provider=candidate.provider,
                              backend=candidate.backend, key_ref=key_ref, reason=reason, status=status)
         log.warning("slot %s: %s failed (%s); trying the next candidate", slot, candidate.deployment, reason)
+
+    async def _worker_failed(self, slot: str, candidate: Candidate, worker: str, failure: Failure) -> None:
+        """One replica of a local model failed: it sits out (until its supervisor says it is back)."""
+        name = worker_key(candidate.backend, worker)
+        self.metrics.failed_over(slot, candidate.backend, failure.reason)
+        await asyncio.to_thread(self.health_store.set, "workers", name, "cooldown",
+                                until=time.time() + BACKEND_COOLDOWN_S, reason=failure.reason, count_failure=True)
+        self.event_log.write(event="failover", slot=slot, provider=candidate.provider, backend=candidate.backend,
+                             worker=name, reason=failure.reason, status=failure.status)
+        log.warning("slot %s: worker %s failed (%s); trying another", slot, name, failure.reason)
+
+    def _overflowed(self, resolution: Resolution, first: Candidate) -> None:
+        """Busy local models that a request passes over for a later candidate: counted and logged."""
+        if first.busy:
+            return
+        for candidate in resolution.candidates:
+            if candidate.deployment == first.deployment:
+                return
+            if candidate.busy:
+                self.metrics.failed_over(resolution.slot, candidate.backend, events.BUSY)
+                self.event_log.write(event="overflow", slot=resolution.slot, provider=candidate.provider,
+                                     backend=candidate.backend, reason=events.BUSY, status=None)
 
     def _succeeded(self, candidate: Candidate) -> None:
         """A candidate answered: sticky key policies keep using its key."""

@@ -1,9 +1,10 @@
 """One worker's supervisor process: runs `mlx_lm.server` for a model and restarts it when it dies.
 
-Started by `broke worker start` as `python -m broke.local.supervise NAME MODEL_DIR PORT [HOST]`, in
+Started by `broke worker start` as `python -m broke.local.supervise NAME MODEL_DIR PORT [HOST [CONCURRENCY]]`
+(CONCURRENCY > 0: the server's decode batch, `--decode-concurrency`), in
 its own process group (the server is its child, in the same group), so stopping the group stops
 both. Worker health goes to `health.json` (`workers.NAME`): healthy once the server answers,
-cooldown while it restarts. With a HOST other than loopback the server listens on a loopback port
+cooldown (with no end time) from its exit until it answers again. With a HOST other than loopback the server listens on a loopback port
 and a token check (`broke.local.token_front`, token from $BROKE_WORKER_TOKEN) takes HOST:PORT.
 """
 from __future__ import annotations
@@ -40,7 +41,7 @@ def wait_ready(server: subprocess.Popen, port: int) -> bool:
     return False
 
 
-def main(name: str, model_dir: str, port: int, host: str = "127.0.0.1") -> int:
+def main(name: str, model_dir: str, port: int, host: str = "127.0.0.1", concurrency: int = 0) -> int:
     health = HealthStore(broke_home())
     stopping = False
 
@@ -54,6 +55,8 @@ def main(name: str, model_dir: str, port: int, host: str = "127.0.0.1") -> int:
     server_port = free_port() if exposed else port
     argv = [sys.executable, "-m", "mlx_lm.server", "--model", model_dir, "--host", "127.0.0.1",
             "--port", str(server_port)]
+    if concurrency > 0:  # what the gateway lets one worker serve at once is what it batches
+        argv += ["--decode-concurrency", str(concurrency), "--prompt-concurrency", str(min(concurrency, 8))]
     front = None
     if exposed:
         code = ("import os,sys; from broke.local.token_front import serve; "
@@ -86,8 +89,8 @@ def main(name: str, model_dir: str, port: int, host: str = "127.0.0.1") -> int:
         delay = BACKOFF_S[min(restarts, len(BACKOFF_S) - 1)]
         restarts += 1
         log(f"mlx_lm.server exited with {server.returncode}; restarting in {delay:.0f}s")
-        health.set("workers", name, "cooldown", until=time.time() + delay + 5, reason="restarting",
-                   count_failure=True)
+        # No end time: it sits out until it answers again ("healthy" above), however long loading takes.
+        health.set("workers", name, "cooldown", reason="restarting", count_failure=True)
         deadline = time.monotonic() + delay
         while not stopping and time.monotonic() < deadline:
             time.sleep(0.1)
@@ -99,6 +102,7 @@ def main(name: str, model_dir: str, port: int, host: str = "127.0.0.1") -> int:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) not in (4, 5):
-        sys.exit("usage: python -m broke.local.supervise NAME MODEL_DIR PORT [HOST]")
-    sys.exit(main(sys.argv[1], sys.argv[2], int(sys.argv[3]), *sys.argv[4:5]))
+    if len(sys.argv) not in (4, 5, 6):
+        sys.exit("usage: python -m broke.local.supervise NAME MODEL_DIR PORT [HOST [CONCURRENCY]]")
+    sys.exit(main(sys.argv[1], sys.argv[2], int(sys.argv[3]), *sys.argv[4:5],
+                  *(int(n) for n in sys.argv[5:6])))

@@ -149,8 +149,10 @@ def start_worker(home: Path, model: str, *, port: int | None = None, replica: bo
     if token:
         extra["BROKE_WORKER_TOKEN"] = token  # in the environment, not argv: `ps` shows argv to everyone
     progress(f"starting a worker of {backend_id}")
+    custom = state.backends.get(backend_id)
+    concurrency = custom.concurrency if custom else 0
     pid = spawn([sys.executable, "-m", "broke.local.supervise", f"{name}@{port}", str(model_dir), str(port),
-                 host], child_env(extra), log)
+                 host, str(concurrency)], child_env(extra), log)
     record = WorkerRecord(name, backend_id, str(model_dir), port, pid, create_time(pid), str(log), host)
     atomic_write(_file(home, record), json.dumps(asdict(record), indent=1).encode())
     deadline = time.monotonic() + READY_TIMEOUT_S

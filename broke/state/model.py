@@ -68,6 +68,9 @@ class CustomBackend:
     api_base: str | None = None
     key_env: str | None = None
     pinned: bool = False
+    #: A local model (provider mlx): requests one worker serves at once, its decode batch; past it the
+    #: gateway sends a request to the slot's next candidate. 0: mlx_lm.server's own default.
+    concurrency: int = field(default=0, metadata={"min": 0})
 
 
 @dataclass
