@@ -62,8 +62,8 @@ def gw(gateway, monkeypatch):
     return gateway
 
 
-def post(gw, path, body, token=None, **kw):
-    headers = {"authorization": f"Bearer {token or gw['token']}"}
+def post(gw, path, body, token=None, headers=None, **kw):
+    headers = {"authorization": f"Bearer {token or gw['token']}", **(headers or {})}
     return httpx.post(gw["url"] + path, json=body, headers=headers, timeout=30, **kw)
 
 
@@ -291,6 +291,27 @@ def test_profile_token_restricts_slots_and_rate(gw):
     assert post(gw, "/v1/chat/completions", chat("sonnet"), token=token).status_code == 403
     codes = [post(gw, "/v1/chat/completions", chat("opus"), token=token).status_code for _ in range(4)]
     assert codes == [200, 200, 200, 429]
+
+
+def test_profile_header_narrows_a_token_and_never_widens_it(gw):
+    """X-Broke-Profile: P on the client token gets P's limits; it cannot widen a token, or name a stranger."""
+    run_cli("profile", "new", "narrowhdr", "--slots", "opus", "--rpm", "2")
+    run_cli("profile", "new", "widehdr", "--slots", "sonnet,opus")
+    as_p = {"x-broke-profile": "narrowhdr"}
+    assert post(gw, "/v1/chat/completions", chat("sonnet"), headers=as_p).status_code == 403
+    codes = [post(gw, "/v1/chat/completions", chat("opus"), headers=as_p).status_code for _ in range(3)]
+    assert codes == [200, 200, 429]  # P's rpm, shared with P's own token
+    p_token = json.loads(run_cli("connect", "--profile", "narrowhdr", "--json").stdout)["token"]
+    assert post(gw, "/v1/chat/completions", chat("opus"), token=p_token).status_code == 429
+    listed = httpx.get(gw["url"] + "/v1/models", headers={"authorization": f"Bearer {gw['token']}", **as_p})
+    assert [m["id"] for m in listed.json()["data"]] == ["opus"]
+    # A profile token cannot switch to another profile (that could widen it), even a wider one.
+    switched = post(gw, "/v1/chat/completions", chat("sonnet"), token=p_token, headers={"x-broke-profile": "widehdr"})
+    assert switched.status_code == 400 and "X-Broke-Profile" in switched.json()["error"]["message"]
+    assert post(gw, "/v1/chat/completions", chat("opus"), token=p_token,
+                headers={"x-broke-profile": "narrowhdr"}).status_code == 429  # its own name: no change
+    unknown = post(gw, "/v1/chat/completions", chat("opus"), headers={"x-broke-profile": "nosuch"})
+    assert unknown.status_code == 400 and "nosuch" in unknown.json()["error"]["message"]
 
 
 def test_probe_and_metrics(gw):

@@ -29,7 +29,7 @@ from broke.gateway.metrics import Metrics
 from broke.gateway.runfiles import GatewayRecord
 from broke.health import Health, HealthStore, load_health
 from broke.resolver import Candidate, Resolution, Rotation, resolve
-from broke.state.model import Access, State
+from broke.state.model import State
 from broke.state.store import StateStore, default_state
 
 log = logging.getLogger("broke.gateway")
@@ -146,8 +146,8 @@ class FrontProxy:
         client = self._authenticate(request)
         if isinstance(client, Response):
             return client
-        access = self._access(client, self.state.get())
-        slots = [s for s in self.catalog.slots if access.allows(s)]
+        limits = client.limits(self.state.get().access)
+        slots = [s for s in self.catalog.slots if all(access.allows(s) for _, access in limits)]
         return JSONResponse({"object": "list", "data": [
             {"id": slot, "object": "model", "created": 0, "owned_by": "broke"} for slot in slots]})
 
@@ -158,10 +158,6 @@ class FrontProxy:
             self.metrics.reject(verdict.metric, verdict.status)
             return error_body(verdict.status, verdict.code, verdict.message)
         return verdict
-
-    @staticmethod
-    def _access(client: Client, state: State) -> Access:
-        return client.scope.access if client.scope else state.access
 
     # ---- routing ----------------------------------------------------------------------------------
     async def handle(self, request: Request, path: str) -> Response:
@@ -191,11 +187,12 @@ class FrontProxy:
         resolution = resolve(requested, state, health, env=self.key_names, now=time.time(),
                              scope=client.scope, catalog=self.catalog, rotation=rotation,
                              p_strong=decision.p_strong if decision else None, speeds=self.speeds.get())
-        if not resolution.allowed:
+        limits = client.limits(state.access)
+        if not resolution.allowed or not all(access.allows(resolution.slot) for _, access in limits):
             self.metrics.reject("slot_not_allowed", 403)
-            return error_body(403, "permission_error", resolution.reason)
-        access = self._access(client, state)
-        limited = self.rates.check(client.owner, access.rpm, access.tpm, time.time())
+            return error_body(403, "permission_error", resolution.reason or
+                              f"slot '{resolution.slot}' is not allowed by this token's own access limits")
+        limited = self.rates.check([(owner, a.rpm, a.tpm) for owner, a in limits], time.time())
         if limited:
             self.metrics.reject("rate_limited", 429)
             return error_body(429, "rate_limit_error", limited)
@@ -357,7 +354,7 @@ class FrontProxy:
                 upstream.release()
                 if lease:
                     self.load.release(lease)
-            self.rates.spent(client.owner, usage_tokens(content), time.time())
+            self._spent(client, usage_tokens(content))
             self.metrics.answered(slot, candidate.backend, upstream.status, time.perf_counter() - started)
             return Response(content, status_code=upstream.status, headers=headers)
 
@@ -374,10 +371,15 @@ class FrontProxy:
                 self.metrics.in_flight -= 1
                 if lease:
                     self.load.release(lease)
-                self.rates.spent(client.owner, usage_tokens(tail), time.time())
+                self._spent(client, usage_tokens(tail))
                 self.metrics.answered(slot, candidate.backend, upstream.status, time.perf_counter() - started)
 
         return StreamingResponse(stream(), status_code=upstream.status, headers=headers)
+
+    def _spent(self, client: Client, tokens: int) -> None:
+        """Tokens an answer used, counted for every owner whose limits the request was held to."""
+        for owner, _ in client.limits(self.state.get().access):
+            self.rates.spent(owner, tokens, time.time())
 
     # ---- health bookkeeping -----------------------------------------------------------------------
     @staticmethod
