@@ -222,6 +222,14 @@ def remove_backend(store: StateStore, backend_id: str) -> State:
     return store.update(apply)[0]
 
 
+def key_policy_providers(state: State, catalog: Catalog) -> list[str]:
+    """Providers a key policy can apply to: those with a key in the catalog, those of custom
+    backends with their own --key-env, and any with a policy stored (in that order)."""
+    names = [p for p, info in catalog.providers.items() if info.key_env]
+    names += [b.provider for b in state.backends.values() if b.key_env]
+    return list(dict.fromkeys(names + list(state.key_policy)))
+
+
 def set_key_policy(store: StateStore, provider: str, *, mode: str | None = None,
                    cooldown_s: int | None = None, retries: int | None = None,
                    order: list[str] | None = None) -> State:
@@ -250,8 +258,8 @@ def set_key_policy(store: StateStore, provider: str, *, mode: str | None = None,
 
 
 def set_model_policy(store: StateStore, slot: str, *, mode: str | None = None,
-                     order: list[str] | None = None) -> State:
-    """Change how a slot orders its backends (given fields only)."""
+                     order: list[str] | None = None, cooldown_last: bool | None = None) -> State:
+    """Change how a slot orders its backends, and whether cooldown ones are tried last (given fields only)."""
     catalog = load_catalog()
     check_slot(slot, catalog)
     if mode is not None and mode not in MODEL_POLICY_MODES:
@@ -265,12 +273,16 @@ def set_model_policy(store: StateStore, slot: str, *, mode: str | None = None,
             policy.mode = mode
         if order is not None:
             policy.order = list(order)
+        if cooldown_last is not None:
+            policy.cooldown_last = cooldown_last
 
     return store.update(apply)[0]
 
 
-def add_local_model(store: StateStore, name: str, model_ref: str) -> State:
-    """Register a local model as backend `mlx/NAME`; `model_ref` is a directory or a hub repo id."""
+def add_local_model(store: StateStore, name: str, model_ref: str, *, concurrency: int = 0) -> State:
+    """Register a local model as backend `mlx/NAME`; `model_ref` is a directory or a hub repo id.
+
+    `concurrency`: requests one of its workers serves at once (0: mlx_lm.server's default)."""
     backend_id = local_backend_id(name)
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._/-]{0,127}", name) or ".." in name:
         raise InvalidInputError(f"local model name '{name}' must be letters, digits, '.', '_', '-' or '/'")
@@ -280,7 +292,7 @@ def add_local_model(store: StateStore, name: str, model_ref: str) -> State:
     def apply(state: State) -> None:
         if backend_id in state.backends:
             raise InvalidInputError(f"'{backend_id}' exists; `broke backend remove {backend_id}` first")
-        state.backends[backend_id] = CustomBackend("mlx", model_ref, pinned=True)
+        state.backends[backend_id] = CustomBackend("mlx", model_ref, pinned=True, concurrency=concurrency)
 
     return store.update(apply)[0]
 

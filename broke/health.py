@@ -11,6 +11,8 @@ from broke.errors import StateFileError
 STATUSES = ("healthy", "cooldown", "blocked", "auth_failed", "incompatible")
 #: Statuses that take a candidate out of the running.
 UNUSABLE = ("cooldown", "blocked", "auth_failed", "incompatible")
+#: Statuses a request never goes to, whatever the policy (a cooldown may be tried last).
+NEVER_TRIED = ("blocked", "auth_failed", "incompatible")
 
 
 SECTIONS = ("keys", "models", "workers")

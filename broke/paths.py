@@ -24,8 +24,21 @@ def broke_home() -> Path:
 
 
 def ensure_dir(path: Path) -> Path:
-    """Create `path` (and parents) if it is missing, the directory itself with mode 0700; return it."""
+    """Create `path` if it is missing, and each missing parent, with mode 0700; return it."""
     if not path.is_dir():
-        path.mkdir(mode=HOME_MODE, parents=True, exist_ok=True)
-        os.chmod(path, HOME_MODE)
+        missing = [path, *(p for p in path.parents if not p.exists())]
+        for directory in reversed(missing):
+            directory.mkdir(mode=HOME_MODE, exist_ok=True)
+            os.chmod(directory, HOME_MODE)
     return path
+
+
+def make_private(root: Path) -> Path:
+    """Give a directory tree broke wrote the home's modes: directories 0700, files 0600."""
+    os.chmod(root, HOME_MODE)
+    for directory, dirs, files in os.walk(root):
+        for name in dirs:
+            os.chmod(os.path.join(directory, name), HOME_MODE)
+        for name in files:
+            os.chmod(os.path.join(directory, name), FILE_MODE)
+    return root

@@ -1,12 +1,13 @@
 """THE decision point: (state, health, slot, profile, now) -> Resolution. Pure: no I/O of its own."""
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from broke.catalog import Backend, Catalog, load_catalog
-from broke.health import UNUSABLE, Health
+from broke.health import NEVER_TRIED, UNUSABLE, Health
 from broke.keys import key_pool
 from broke.state.model import TIERS, Access, State
 
@@ -27,10 +28,11 @@ class Scope:
 
 @dataclass(frozen=True)
 class Rotation:
-    """The gateway's runtime position in round-robin and sticky policies (empty for the CLI)."""
+    """The gateway's runtime view: round-robin and sticky positions, busy workers (empty for the CLI)."""
 
     turns: Mapping[str, int] = field(default_factory=dict)  # "slot:NAME" / "provider:NAME" -> count
     sticky_keys: Mapping[str, str] = field(default_factory=dict)  # provider -> last key that worked
+    busy: frozenset[str] = frozenset()  # local backends whose workers are all at their concurrency limit
 
 
 NO_ROTATION = Rotation()
@@ -51,15 +53,18 @@ class Candidate:
     skip_reason: str = ""  # "" = usable
     decode_tps: float | None = None  # measured on this machine (`broke benchmark-sequential`), if it was
     ttft_s: float | None = None
+    busy: bool = False  # usable, but its workers are all at their concurrency limit: tried after the others
+    last_resort: bool = False  # in cooldown, tried after every usable one (model policy `cooldown_last`)
 
     @property
     def usable(self) -> bool:
         return not self.skip_reason
 
     @property
-    def benched_by_health(self) -> bool:
-        """Skipped only because health marks its backend or key as failing (not a config problem)."""
-        return self.skip_reason.startswith(("backend ", "key "))
+    def cooling(self) -> bool:
+        """Skipped only for a cooldown (backend or key); never for blocked, failed auth or config."""
+        return (self.skip_reason in ("backend cooldown", "key cooldown")
+                and self.model_health not in NEVER_TRIED and self.key_health not in NEVER_TRIED)
 
     @property
     def deployment(self) -> str:
@@ -83,6 +88,10 @@ class Resolution:
     tier: str = ""  # the router tier a prompt picked ("" when no router decided)
     p_strong: float | None = None  # the router's estimate that picked the tier
     notes: tuple[str, ...] = field(default=())  # chain problems: cycles, unknown slot references
+    #: What the gateway tries, in order (`chosen` is the first): the usable candidates, busy ones
+    #: after the others, then (model policy `cooldown_last`) those in cooldown; blocked never.
+    attempts: tuple[Candidate, ...] = field(default=())
+    cooldown_last: bool = False  # the slot's model policy lets cooldown candidates be tried last
 
     def to_dict(self) -> dict:
         return {
@@ -96,6 +105,8 @@ class Resolution:
             "tier": self.tier,
             "p_strong": self.p_strong,
             "notes": list(self.notes),
+            "cooldown_last": self.cooldown_last,
+            "attempts": [c.deployment for c in self.attempts],
             "candidates": [c.to_dict() for c in self.candidates],
         }
 
@@ -236,8 +247,25 @@ def _candidates_for(
             skip = ""
         out.append(Candidate(backend_id, backend.provider, key_env, present, source,
                              backend.pinned, model_health, key_health, skip,
-                             speed.decode_tps if speed else None, speed.ttft_s if speed else None))
+                             speed.decode_tps if speed else None, speed.ttft_s if speed else None,
+                             busy=not skip and backend_id in rotation.busy))
     return out
+
+
+def attempt_order(candidates: tuple[Candidate, ...], state: State, cooldown_last: bool) -> tuple[Candidate, ...]:
+    """The candidates a request tries, in order: usable ones (busy ones after the others), then
+    those in cooldown when the slot's policy allows it; at most `retries + 1` keys per backend."""
+    ready = [c for c in candidates if c.usable and not c.busy]
+    busy = [c for c in candidates if c.usable and c.busy]
+    cooling = [replace(c, last_resort=True) for c in candidates if cooldown_last and c.cooling]
+    out, per_backend = [], Counter()
+    for candidate in ready + busy + cooling:
+        policy = state.key_policy.get(candidate.provider)
+        if policy and per_backend[candidate.backend] > policy.retries:
+            continue
+        per_backend[candidate.backend] += 1
+        out.append(candidate)
+    return tuple(out)
 
 
 def resolve(
@@ -286,17 +314,22 @@ def resolve(
         for candidate in _candidates_for(backend_id, sources[backend_id], state, health, env, now,
                                          catalog, pinned_slot, rotation, (speeds or {}).get(backend_id))
     )
-    chosen = next((c for c in candidates if c.usable), None)
+    cooldown_last = bool(policy and policy.cooldown_last)
+    attempts = attempt_order(candidates, state, cooldown_last)
     reason = ""
     allowed = scope.access.allows(slot)
     if not allowed:
-        chosen = None
+        attempts = ()
         who = f"profile '{scope.profile}'" if scope.profile else "the access limits"
         reason = f"slot '{slot}' is not allowed by {who} (allowed: {', '.join(scope.access.slots)})"
-    elif chosen is None:
+    elif not attempts:
         first = candidates[0] if candidates else None
         reason = "no usable candidate" + (f": {first.backend}: {first.skip_reason}" if first else "")
         if len(candidates) > 1:
             reason += f" (and {len(candidates) - 1} more unusable)"
+        if any(c.cooling for c in candidates):
+            reason += (f"; candidates in cooldown are not tried (`broke model-policy {slot} --cooldown-last` "
+                       "tries them last)")
+    chosen = attempts[0] if attempts else None
     return Resolution(slot, requested, state.generation, scope.profile, candidates, chosen, reason,
-                      allowed, tier, p_strong, tuple(notes))
+                      allowed, tier, p_strong, tuple(notes), attempts, cooldown_last)

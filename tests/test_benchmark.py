@@ -6,6 +6,7 @@ import json
 import os
 import re
 import signal
+import stat
 import subprocess
 import sys
 import threading
@@ -226,12 +227,16 @@ def test_validate_warns_of_fastest_without_measurements(cli, cli_json):
     assert any(f["code"] == "unmeasured" and f["subject"] == "haiku" for f in report["findings"])
 
 
-def test_demo_model_can_be_measured_on_a_fresh_home(cli_json):
+def test_demo_model_can_be_measured_on_a_fresh_home(cli_json, broke_home):
     code, record = cli_json("benchmark-sequential", "--add", "broke-demo", "--runs", "1")
     assert code == 0
     model = record["models"][0]
     assert model["backend"] == "mlx/broke-demo" and model["complete"], model["errors"]
     assert model["summary"]["ttft_s"] > 0 and model["identity"]["model_type"] == "llama"
+    # Everything the demo made under the home (models/, the model's files, run/) is private.
+    assert (broke_home / "models" / "broke-demo" / "config.json").is_file()
+    modes = {str(p.relative_to(broke_home)): stat.S_IMODE(p.stat().st_mode) for p in broke_home.rglob("*")}
+    assert {p: m for p, m in modes.items() if m != (0o700 if (broke_home / p).is_dir() else 0o600)} == {}
 
 
 def test_bad_benchmark_arguments(cli):
@@ -281,3 +286,47 @@ def test_ctrl_c_stops_the_worker_and_keeps_finished_results(tmp_path):
     assert all(not m["complete"] for m in record["models"][1:])
     assert not list((home / "run" / "workers").glob("*.json"))
     assert not [p for p in psutil.process_iter(["cmdline"]) if str(tmp_path) in " ".join(p.info["cmdline"] or [])]
+
+
+def test_a_model_not_on_the_machine_fails_the_benchmark(cli, cli_json, broke_home, tmp_path):
+    """Nothing measured: exit 1, one error line naming the model, and no record to export by default."""
+    import shutil
+
+    gone = tmp_path / "gone"
+    assert cli("local", "make-tiny", str(gone), "--add", "gone").exit_code == 0
+    shutil.rmtree(gone)
+    assert_one_error_line(cli("benchmark-sequential", "--add", "gone", "--runs", "1"), "mlx/gone",
+                          "not a model directory")
+    assert not list((broke_home / "baselines").glob("b-*.json"))
+    assert_one_error_line(cli("export-baseline", "-o", str(tmp_path / "x.json")), "no baselines")
+    # One model measured, one missing: the record keeps the measured one, and the command still fails.
+    assert cli("local", "make-tiny", str(tmp_path / "here"), "--add", "here").exit_code == 0
+    result = cli("benchmark-sequential", "--add", "here", "--add", "gone", "--runs", "1", "--json")
+    assert result.exit_code == 1, result.output
+    assert "mlx/gone" in result.stderr and "could not be measured" in result.stderr
+    record = json.loads(next((broke_home / "baselines").glob("b-*.json")).read_text())
+    assert [m["backend"] for m in record["models"] if m["prompts"]] == ["mlx/here"]
+
+
+def test_export_never_picks_a_failed_record_by_default(bench_home, cli, tmp_path, monkeypatch):
+    """A record where nothing was measured (from an older broke, or imported) is never the default."""
+    good = json.loads(Path(bench_home["record"]["path"]).read_text())
+    failed = json.loads(json.dumps(good))
+    failed["id"], failed["created_at"] = good["id"][:-6] + "fa11ed", "2999-01-01T00:00:00Z"
+    for model in failed["models"]:
+        model.update(complete=False, prompts=[], errors=["model is not on this machine"], load_s=None,
+                     peak_memory_bytes=None, worker=None,
+                     summary={key: None for key in model["summary"]})
+    Draft202012Validator(json.loads(SCHEMA_FILE.read_text())).validate(failed)
+    monkeypatch.setenv("BROKE_HOME", str(tmp_path / "h"))
+    files = []
+    for record in (good, failed):
+        files.append(tmp_path / f"{record['id']}.json")
+        files[-1].write_text(json.dumps(record))
+    assert cli("baseline", "import", *map(str, files)).exit_code == 0
+    out = tmp_path / "out.json"
+    result = cli("export-baseline", "-o", str(out))
+    assert result.exit_code == 0, result.output
+    assert json.loads(out.read_text())["id"] == good["id"]
+    assert json.loads(cli("baseline", "show", "--json").stdout)["id"] == good["id"]
+    assert cli("export-baseline", "-o", str(out), "--id", failed["id"]).exit_code == 0  # asked for by id

@@ -64,11 +64,12 @@ def gw(gateway, monkeypatch):
     CliRunner().invoke(app, ["fallback", "sonnet", "--clear"])
     CliRunner().invoke(app, ["key-policy", "openai-compatible", "--mode", "rotate_on_rate_limit",
                              "--order", ""])
+    CliRunner().invoke(app, ["model-policy", "sonnet", "--no-cooldown-last"])
     return gateway
 
 
-def post(gw, path, body, token=None, **kw):
-    headers = {"authorization": f"Bearer {token or gw['token']}"}
+def post(gw, path, body, token=None, headers=None, **kw):
+    headers = {"authorization": f"Bearer {token or gw['token']}", **(headers or {})}
     return httpx.post(gw["url"] + path, json=body, headers=headers, timeout=30, **kw)
 
 
@@ -241,8 +242,41 @@ def test_all_candidates_failing_passes_the_last_error_through(gw):
     assert answer.status_code >= 500
     assert answer.headers["x-broke-attempts"] == "1"  # the 500 benches the backend: key two is not tried
     gw["fake"].clear()
-    again = post(gw, "/v1/chat/completions", chat())  # only benched candidates left: tried anyway
-    assert again.status_code == 200 and again.headers["x-broke-backend"] == "fake/model-a"
+    # Only candidates in cooldown are left: by default not tried, the request fails at once.
+    before = len(gw["fake"].requests)
+    again = post(gw, "/v1/chat/completions", chat())
+    assert again.status_code == 503 and "--cooldown-last" in again.json()["error"]["message"]
+    assert len(gw["fake"].requests) == before
+    assert CliRunner().invoke(app, ["route", "sonnet"]).exit_code == 1
+    # The visible policy tries them last, and route, explain and the gateway agree on it.
+    run_cli("model-policy", "sonnet", "--cooldown-last")
+    routed = json.loads(run_cli("route", "sonnet", "--json").stdout)
+    assert routed["cooldown_last"] and routed["chosen"]["last_resort"]
+    assert "last resort" in run_cli("explain", "sonnet").stdout
+    again = post(gw, "/v1/chat/completions", chat())
+    assert again.status_code == 200 and again.headers["x-broke-backend"] == routed["chosen"]["backend"]
+
+
+@pytest.mark.parametrize("block", ["keys", "backend"])
+def test_blocked_gets_no_traffic_even_with_nothing_else_left(gw, block):
+    """Blocked by hand (every key, or the backend): zero upstream requests, and every surface agrees."""
+    if block == "keys":
+        run_cli("key-state", "set", "FAKE_API_KEY", "blocked")
+        run_cli("key-state", "set", "FAKE_API_KEY_2", "blocked")
+    else:
+        run_cli("model-state", "set", "fake/model-a", "blocked")
+    run_cli("model-policy", "sonnet", "--cooldown-last")  # a last resort is for cooldowns, never blocks
+    before = len(gw["fake"].requests)
+    answers = [post(gw, path, body) for path, body in (
+        ("/v1/chat/completions", chat()), ("/v1/chat/completions", chat(stream=True)),
+        ("/v1/messages", {"model": "sonnet", "max_tokens": 16, "messages": [{"role": "user", "content": "hi"}]}),
+        ("/v1/responses", {"model": "sonnet", "input": "hi"}))]
+    assert [a.status_code for a in answers] == [503] * 4
+    assert all(a.headers["x-broke-attempts"] == "0" for a in answers)
+    assert len(gw["fake"].requests) == before  # not one request reached the provider
+    route = CliRunner().invoke(app, ["route", "sonnet", "--json"])
+    assert route.exit_code == 1 and json.loads(route.stdout)["chosen"] is None
+    assert json.loads(run_cli("explain", "sonnet", "--json").stdout)["attempts"] == []
 
 
 def test_stream_arrives_chunk_by_chunk(gw):
@@ -265,6 +299,27 @@ def test_profile_token_restricts_slots_and_rate(gw):
     assert post(gw, "/v1/chat/completions", chat("sonnet"), token=token).status_code == 403
     codes = [post(gw, "/v1/chat/completions", chat("opus"), token=token).status_code for _ in range(4)]
     assert codes == [200, 200, 200, 429]
+
+
+def test_profile_header_narrows_a_token_and_never_widens_it(gw):
+    """X-Broke-Profile: P on the client token gets P's limits; it cannot widen a token, or name a stranger."""
+    run_cli("profile", "new", "narrowhdr", "--slots", "opus", "--rpm", "2")
+    run_cli("profile", "new", "widehdr", "--slots", "sonnet,opus")
+    as_p = {"x-broke-profile": "narrowhdr"}
+    assert post(gw, "/v1/chat/completions", chat("sonnet"), headers=as_p).status_code == 403
+    codes = [post(gw, "/v1/chat/completions", chat("opus"), headers=as_p).status_code for _ in range(3)]
+    assert codes == [200, 200, 429]  # P's rpm, shared with P's own token
+    p_token = json.loads(run_cli("connect", "--profile", "narrowhdr", "--json").stdout)["token"]
+    assert post(gw, "/v1/chat/completions", chat("opus"), token=p_token).status_code == 429
+    listed = httpx.get(gw["url"] + "/v1/models", headers={"authorization": f"Bearer {gw['token']}", **as_p})
+    assert [m["id"] for m in listed.json()["data"]] == ["opus"]
+    # A profile token cannot switch to another profile (that could widen it), even a wider one.
+    switched = post(gw, "/v1/chat/completions", chat("sonnet"), token=p_token, headers={"x-broke-profile": "widehdr"})
+    assert switched.status_code == 400 and "X-Broke-Profile" in switched.json()["error"]["message"]
+    assert post(gw, "/v1/chat/completions", chat("opus"), token=p_token,
+                headers={"x-broke-profile": "narrowhdr"}).status_code == 429  # its own name: no change
+    unknown = post(gw, "/v1/chat/completions", chat("opus"), headers={"x-broke-profile": "nosuch"})
+    assert unknown.status_code == 400 and "nosuch" in unknown.json()["error"]["message"]
 
 
 def test_probe_and_metrics(gw):

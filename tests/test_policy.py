@@ -54,7 +54,7 @@ def test_model_policy_orders_the_chain(cli, cli_json):
     backends = [c["backend"] for c in cli_json("explain", "sonnet")[1]["candidates"]]
     assert backends == ["cerebras/gpt-oss-120b", "anthropic/claude-sonnet-4-5-20250929",
                         "groq/llama-3.3-70b-versatile"]
-    assert cli_json("model-policy", "sonnet")[1]["sonnet"] == {"mode": "ordered",
+    assert cli_json("model-policy", "sonnet")[1]["sonnet"] == {"mode": "ordered", "cooldown_last": False,
                                                                "order": ["cerebras/gpt-oss-120b"]}
 
 
@@ -101,3 +101,14 @@ def test_bad_state_commands_are_usage_errors(cli, args):
 
 def test_model_state_of_unknown_backend_is_refused(cli):
     assert_one_error_line(cli("model-state", "set", "nope/x", "blocked"), "unknown backend 'nope/x'")
+
+
+def test_key_policy_of_a_custom_provider_is_listed(cli, cli_json):
+    """A policy set for a provider without a catalog key (a custom backend's --key-env) is shown."""
+    assert cli("backend", "add", "openai-compatible/lab", "--provider", "openai-compatible", "--model", "m",
+               "--api-base", "http://127.0.0.1:9/v1", "--key-env", "LAB_API_KEY").exit_code == 0
+    assert cli("key-policy", "openai-compatible", "--mode", "priority", "--order", "LAB_API_KEY_2").exit_code == 0
+    code, policies = cli_json("key-policy")
+    assert code == 0 and policies["openai-compatible"]["mode"] == "priority"
+    assert policies["openai-compatible"]["order"] == ["LAB_API_KEY_2"]
+    assert "openai-compatible" in cli("key-policy").output

@@ -22,6 +22,7 @@ GROQ = "groq/llama-3.3-70b-versatile"
 CEREBRAS = "cerebras/gpt-oss-120b"
 QWEN_FLOAT = "openrouter/qwen/qwen3-coder"
 MLX = "mlx/mlx-community/Qwen2.5-Coder-7B-Instruct-4bit"
+LOCAL = "mlx/tiny"
 
 ALL_KEYS = {
     "ANTHROPIC_API_KEY": "a1",
@@ -273,6 +274,64 @@ def test_everything_unusable_gives_reason():
     assert r.chosen is None
     assert "no usable candidate" in r.reason
     assert "blocked" in r.reason
+
+
+def test_blocked_and_cooldown_are_never_attempted_by_default():
+    """Nothing usable left: no attempt at all (the gateway sends nothing), and the reason says why."""
+    state = state_with(sonnet=SlotConfig(SONNET, [GROQ]))
+    env = {**ALL_KEYS, "ANTHROPIC_API_KEY_2": "a2"}
+    health = Health(keys={"ANTHROPIC_API_KEY": HealthRecord("blocked"),
+                          "ANTHROPIC_API_KEY_2": HealthRecord("cooldown", until=NOW + 30)},
+                    models={GROQ: HealthRecord("cooldown", until=NOW + 30)})
+    r = resolve("sonnet", state, health, env=env, now=NOW)
+    assert r.chosen is None and r.attempts == () and not r.cooldown_last
+    assert "--cooldown-last" in r.reason
+
+
+def test_cooldown_last_policy_tries_cooldowns_after_usable_ones_and_blocked_never():
+    state = state_with(sonnet=SlotConfig(SONNET, [GROQ, CEREBRAS]))
+    state.model_policy["sonnet"] = ModelPolicy(cooldown_last=True)
+    env = {**ALL_KEYS, "ANTHROPIC_API_KEY_2": "a2"}
+    health = Health(keys={"ANTHROPIC_API_KEY": HealthRecord("blocked"),
+                          "ANTHROPIC_API_KEY_2": HealthRecord("cooldown", until=NOW + 30),
+                          "CEREBRAS_API_KEY": HealthRecord("auth_failed", until=NOW + 300)},
+                    models={GROQ: HealthRecord("healthy")})
+    r = resolve("sonnet", state, health, env=env, now=NOW)
+    assert r.cooldown_last
+    assert [(a.deployment, a.last_resort) for a in r.attempts] == [
+        (f"{GROQ}@GROQ_API_KEY", False), (f"{SONNET}@ANTHROPIC_API_KEY_2", True)]
+    # A blocked backend whose key is only cooling down is still blocked.
+    health = Health(models={GROQ: HealthRecord("blocked"), SONNET: HealthRecord("blocked"),
+                            CEREBRAS: HealthRecord("blocked")},
+                    keys={"GROQ_API_KEY": HealthRecord("cooldown", until=NOW + 30)})
+    r = resolve("sonnet", state, health, env=env, now=NOW)
+    assert r.chosen is None and r.attempts == ()
+    # Only cooldowns left: the first of them is what route shows and the gateway tries.
+    health = Health(models={SONNET: HealthRecord("cooldown", until=NOW + 5), GROQ: HealthRecord("blocked"),
+                            CEREBRAS: HealthRecord("incompatible")})
+    r = resolve("sonnet", state, health, env=env, now=NOW)
+    assert r.chosen.backend == SONNET and r.chosen.last_resort and r.reason == ""
+
+
+def test_attempts_keep_at_most_retries_plus_one_keys_per_backend():
+    state = state_with(sonnet=SlotConfig(SONNET, [GROQ]))
+    state.key_policy["anthropic"] = KeyPolicy(retries=1)
+    env = {**ALL_KEYS, "ANTHROPIC_API_KEY_2": "a2", "ANTHROPIC_API_KEY_3": "a3"}
+    r = resolve("sonnet", state, Health(), env=env, now=NOW)
+    assert [a.deployment for a in r.attempts] == [f"{SONNET}@ANTHROPIC_API_KEY", f"{SONNET}@ANTHROPIC_API_KEY_2",
+                                                 f"{GROQ}@GROQ_API_KEY"]
+
+
+def test_a_busy_local_model_is_tried_after_the_other_candidates():
+    from broke.resolver import Rotation
+
+    state = state_with(sonnet=SlotConfig(LOCAL, [GROQ]))
+    state.backends[LOCAL] = CustomBackend("mlx", "/models/tiny", pinned=True, concurrency=1)
+    r = resolve("sonnet", state, Health(), env=ALL_KEYS, now=NOW)
+    assert [a.backend for a in r.attempts] == [LOCAL, GROQ] and not r.chosen.busy
+    r = resolve("sonnet", state, Health(), env=ALL_KEYS, now=NOW, rotation=Rotation(busy=frozenset({LOCAL})))
+    assert [(a.backend, a.busy) for a in r.attempts] == [(GROQ, False), (LOCAL, True)]
+    assert r.candidates[0].backend == LOCAL  # the chain itself keeps its order
 
 
 # ---- pinned slots and policies --------------------------------------------------------

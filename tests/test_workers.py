@@ -16,6 +16,7 @@ from broke.cli.main import app
 from conftest import run_cli
 from broke.local.workers import find_worker, read_workers
 from broke.procs import free_port
+from fake_provider import FakeProvider
 
 pytestmark = pytest.mark.timeout(600)
 ANSWER_A = "alpha beta gamma delta"
@@ -24,26 +25,36 @@ ANSWER_B = "one two three"
 
 @pytest.fixture(scope="module")
 def local_gateway(tmp_path_factory):
-    """Two tiny local models, sonnet on one and opus on the other (falling back to the first)."""
+    """Two tiny local models, sonnet on one and opus on the other (falling back to the first), and
+    haiku on a slow one that serves one request at a time, falling back to a (fake) cloud."""
     root = tmp_path_factory.mktemp("local")
     home = root / "home"
+    fake = FakeProvider().start()
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("BROKE_HOME", str(home))
         for name in [n for n in os.environ if n.endswith("_API_KEY") or "_API_KEY_" in n]:
             mp.delenv(name)
         run_cli("local", "make-tiny", str(root / "tiny-a"), "--answer", ANSWER_A, "--add", "tiny-a")
         run_cli("local", "make-tiny", str(root / "tiny-b"), "--answer", ANSWER_B, "--add", "tiny-b")
-        run_cli("swap", "sonnet=mlx/tiny-a", "opus=mlx/tiny-b")
+        run_cli("local", "make-tiny", str(root / "tiny-slow"), "--layers", "16", "--seed", "3")
+        run_cli("local", "add", str(root / "tiny-slow"), "--concurrency", "1")
+        home.mkdir(parents=True, exist_ok=True)
+        (home / ".env").write_text("FAKE_API_KEY=key-one\n")
+        run_cli("backend", "add", "fake/cloud", "--provider", "openai-compatible", "--api-base", fake.base_url,
+                "--model", "cloud", "--key-env", "FAKE_API_KEY")
+        run_cli("swap", "sonnet=mlx/tiny-a", "opus=mlx/tiny-b", "haiku=mlx/tiny-slow")
         run_cli("fallback", "opus", "mlx/tiny-a")
+        run_cli("fallback", "haiku", "fake/cloud")
         run_cli("worker", "start", "tiny-a")
         run_cli("worker", "start", "tiny-a", "--replica")  # a pool of two workers for sonnet
         port = free_port()
         run_cli("start", "--port", str(port))
         token = json.loads(run_cli("connect", "--json").stdout)["token"]
         try:
-            yield {"home": home, "url": f"http://127.0.0.1:{port}", "token": token}
+            yield {"home": home, "url": f"http://127.0.0.1:{port}", "token": token, "fake": fake}
         finally:
             run_cli("stop")
+            fake.stop()
 
 
 @pytest.fixture
@@ -71,7 +82,7 @@ def streamed_text(raw: str) -> str:
 def test_start_runs_the_routed_workers(lg):
     rows = json.loads(run_cli("worker", "list", "--json").stdout)
     assert sorted((r["backend"], r["state"]) for r in rows) == [
-        ("mlx/tiny-a", "ready"), ("mlx/tiny-a", "ready"), ("mlx/tiny-b", "ready")]
+        ("mlx/tiny-a", "ready"), ("mlx/tiny-a", "ready"), ("mlx/tiny-b", "ready"), ("mlx/tiny-slow", "ready")]
 
 
 def served_counts(home) -> dict[str, int]:
@@ -149,6 +160,65 @@ def test_a_killed_worker_is_restarted_and_serves_again(lg):
     assert after.json()["choices"][0]["message"]["content"] == ANSWER_B
 
 
+def test_a_busy_worker_overflows_to_the_next_candidate(lg):
+    """haiku's worker serves one request at a time: of six at once, the others go to the cloud fallback."""
+    import asyncio
+
+    slow = find_worker(lg["home"], "tiny-slow")
+    server = psutil.Process(slow.pid).children()[0].cmdline()
+    assert server[server.index("--decode-concurrency") + 1] == "1"  # what it batches is what it is sent
+    alone = ask(lg, "haiku", max_tokens=200)
+    assert alone.status_code == 200 and alone.headers["x-broke-backend"] == "mlx/tiny-slow"
+
+    async def burst():
+        async with httpx.AsyncClient(timeout=120) as http:
+            body = {"model": "haiku", "max_tokens": 200, "messages": [{"role": "user", "content": "go on"}]}
+            return await asyncio.gather(*(
+                http.post(lg["url"] + "/v1/chat/completions", json=body,
+                          headers={"authorization": f"Bearer {lg['token']}"}) for _ in range(6)))
+
+    answers = asyncio.run(burst())
+    assert [a.status_code for a in answers] == [200] * 6
+    served = [a.headers["x-broke-backend"] for a in answers]
+    assert served.count("mlx/tiny-slow") >= 1 and served.count("fake/cloud") >= 3, served
+    metrics = httpx.get(lg["url"] + "/metrics").text
+    busy = [line for line in metrics.splitlines()
+            if line.startswith("broke_failovers_total") and 'reason="busy"' in line and "mlx/tiny-slow" in line]
+    assert busy and busy[0].endswith(f" {served.count('fake/cloud')}"), busy
+    log = [json.loads(line) for line in (lg["home"] / "run" / "rotation.log").read_text().splitlines()]
+    assert sum(1 for e in log if e.get("reason") == "busy" and e.get("backend") == "mlx/tiny-slow") \
+        == served.count("fake/cloud")
+    # Free again, the worker takes the next request.
+    assert ask(lg, "haiku", max_tokens=8).headers["x-broke-backend"] == "mlx/tiny-slow"
+
+
+def test_a_dead_replica_is_skipped_not_the_pool(lg):
+    """One of sonnet's two workers dies: its twin serves every request, the fallback gets none."""
+    from broke.health import HealthStore
+
+    run_cli("fallback", "sonnet", "mlx/tiny-b")
+    dead = read_workers(lg["home"])
+    dead = [w for w in dead if w.backend == "mlx/tiny-a"][0]
+    server = psutil.Process(dead.pid).children()[0]
+    try:
+        server.send_signal(signal.SIGKILL)
+        server.wait(timeout=10)
+        answers = [ask(lg) for _ in range(4)]
+        assert [a.status_code for a in answers] == [200] * 4
+        assert [a.headers["x-broke-backend"] for a in answers] == ["mlx/tiny-a"] * 4
+        states = {r["name"]: r["status"] for r in json.loads(run_cli("model-state", "--json").stdout)}
+        assert states["mlx/tiny-a"] == "healthy"
+    finally:
+        CliRunner().invoke(app, ["fallback", "sonnet", "--clear"])
+        deadline = time.monotonic() + 60  # leave the pool whole for the tests after this one
+        while True:
+            record = HealthStore(lg["home"]).load().workers.get(dead.key)
+            if record and record.effective(time.time()) == "healthy" and record.reason == "ready":
+                break
+            assert time.monotonic() < deadline, "the killed replica was not restarted within 60 s"
+            time.sleep(0.3)
+
+
 def test_worker_stop_leaves_no_process(lg, tmp_path):
     run_cli("local", "make-tiny", str(tmp_path / "tiny-c"), "--add", "tiny-c")
     run_cli("worker", "start", "tiny-c")
@@ -199,13 +269,16 @@ def test_a_node_behind_a_token_joins_the_pool(tmp_path, monkeypatch):
     port = free_port()
     run_cli("worker", "start", "tiny-n", "--host", "127.0.0.2", "--port", str(port), "--token", "node-secret")
     base = f"http://127.0.0.2:{port}/v1"
-    assert httpx.get(base + "/models").status_code == 401
-    assert httpx.get(base + "/models", headers={"authorization": "Bearer node-secret"}).status_code == 200
-    (home / ".env").write_text("NODE_TOKEN=node-secret\n")
-    run_cli("node", "add", "studio", base, "--model", "tiny-n", "--token-env", "NODE_TOKEN")
-    run_cli("swap", "haiku", "mlx/tiny-n")
-    run_cli("start", "--port", str(free_port()))
     try:
+        assert httpx.get(base + "/models").status_code == 401
+        listed = httpx.get(base + "/models", headers={"authorization": "Bearer node-secret"})
+        assert listed.status_code == 200
+        assert [m["id"] for m in listed.json()["data"]] == ["tiny-n"]  # its name, not this machine's path
+        assert str(tmp_path) not in listed.text
+        (home / ".env").write_text("NODE_TOKEN=node-secret\n")
+        run_cli("node", "add", "studio", base, "--model", "tiny-n", "--token-env", "NODE_TOKEN")
+        run_cli("swap", "haiku", "mlx/tiny-n")
+        run_cli("start", "--port", str(free_port()))
         probe = json.loads(run_cli("probe", "haiku", "--json").stdout)
         assert probe["status"] == 200 and probe["answer"] == ANSWER_B
         config = (home / "run" / "litellm_config.json").read_text()

@@ -120,13 +120,21 @@ def stored(home: Path, *, check: bool = True) -> list[Stored]:
     return sorted(out, key=lambda s: (s.record.get("created_at", ""), s.record.get("id", "")))
 
 
+def measured(model: dict) -> bool:
+    """A model's result holds figures (at least one prompt was measured)."""
+    return bool(model["prompts"])
+
+
 def find(home: Path, record_id: str | None = None, *, machine_id: str | None = None) -> dict:
-    """The record `record_id` (a unique prefix will do), else the newest one (of `machine_id`)."""
+    """The record `record_id` (a unique prefix will do), else the newest one (of `machine_id`)
+    in which something was measured: a record of failures is never the default."""
     records = [s.record for s in stored(home)]
     if record_id is None:
-        mine = [r for r in records if machine_id is None or r["machine"]["id"] == machine_id]
+        mine = [r for r in records if (machine_id is None or r["machine"]["id"] == machine_id)
+                and any(measured(m) for m in r["models"])]
         if not mine:
-            raise NotFoundError("no baselines on this machine yet; run `broke benchmark-sequential`")
+            raise NotFoundError("no baselines with measurements on this machine yet; "
+                                "run `broke benchmark-sequential`")
         return mine[-1]
     matches = [r for r in records if r["id"] == record_id] or [r for r in records if r["id"].startswith(record_id)]
     if len(matches) != 1:

@@ -49,6 +49,15 @@ class Outcome:
     path: Path
     interrupted: bool = False
 
+    @property
+    def failed(self) -> list[str]:
+        """The backends nothing could be measured of (the record keeps their errors)."""
+        return [m["backend"] for m in self.record["models"] if not baselines.measured(m)]
+
+
+class NothingMeasured(BrokeError):
+    """Not one model could be measured: no record is saved."""
+
 
 def plan(state: State, models: list[str], backends: list[str]) -> list[Target]:
     """The targets in order: the named local models (default: every local model in the state), then backends."""
@@ -299,6 +308,9 @@ def benchmark(home: Path, state: State, targets: list[Target], *, suite_name: st
         if not record["models"]:
             raise
         interrupted = True
+    if not any(baselines.measured(m) for m in record["models"]):
+        raise NothingMeasured("nothing could be measured, no baseline saved: " + "; ".join(
+            f"{m['backend']}: {m['errors'][0] if m['errors'] else 'no figures'}" for m in record["models"]))
     path = baselines.save(home, baselines.scrubbed(record))
     return Outcome(record, path, interrupted)
 

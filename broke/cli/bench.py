@@ -71,7 +71,7 @@ def benchmark_sequential(
 
     from broke.bench.sequential import benchmark, plan
     from broke.bench.suite import DEFAULT_RUNS, SUITES
-    from broke.errors import UsageProblem
+    from broke.errors import BrokeError, UsageProblem
 
     if suite_name not in SUITES:
         raise UsageProblem(f"--suite must be one of {', '.join(SUITES)}")
@@ -90,6 +90,9 @@ def benchmark_sequential(
     if outcome.interrupted:
         say(f"[yellow]interrupted:[/] kept the results of {len(outcome.record['models'])} model(s)")
         raise typer.Exit(130)
+    if outcome.failed:
+        raise BrokeError(f"{len(outcome.failed)} of {len(outcome.record['models'])} model(s) could not be "
+                         f"measured ({', '.join(outcome.failed)}); the baseline keeps the others' figures")
 
 
 def _models_table(record: dict) -> None:

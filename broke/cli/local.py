@@ -44,7 +44,10 @@ def local_models(dirs: Optional[list[Path]] = typer.Option(None, "--dir", help="
 
 @local_app.command("add")
 def local_add(source: str = typer.Argument(..., metavar="PATH|REPO", help="A model directory or a hub repo id."),
-              name: Optional[str] = typer.Option(None, "--name", help="Model name (backend mlx/NAME).")) -> None:
+              name: Optional[str] = typer.Option(None, "--name", help="Model name (backend mlx/NAME)."),
+              concurrency: int = typer.Option(0, "--concurrency", min=0,
+                                              help="Requests one worker serves at once; more go to the slot's "
+                                                   "next candidate (0: mlx-lm's default, 32).")) -> None:
     """Register a local model as backend mlx/NAME (a hub repo is downloaded when the hub is reachable)."""
     from broke import changes
     from broke.local.models import cached_snapshot, download, inspect_model
@@ -63,7 +66,7 @@ def local_add(source: str = typer.Argument(..., metavar="PATH|REPO", help="A mod
             with console().status(f"downloading {source}"):
                 snapshot = download(source)
         ref, default_name = source, source
-    state = changes.add_local_model(store(), name or default_name, ref)
+    state = changes.add_local_model(store(), name or default_name, ref, concurrency=concurrency)
     say(f"local model [bold]mlx/{esc(name or default_name)}[/] added (generation {state.generation}); "
         f"`broke swap SLOT mlx/{esc(name or default_name)}` routes to it")
 

@@ -37,9 +37,10 @@ def key_policy(
         say(f"key policy of {provider} updated (generation {state.generation})")
         return
     state = store().load()
-    providers = [provider] if provider else [p for p, info in load_catalog().providers.items() if info.key_env]
+    catalog = load_catalog()
     if provider:
-        load_catalog().provider(provider)
+        catalog.provider(provider)
+    providers = [provider] if provider else changes.key_policy_providers(state, catalog)
     rows = {p: unstructure(state.key_policy.get(p, KeyPolicy())) for p in providers}
     if as_json:
         print_json(rows)
@@ -148,6 +149,9 @@ def model_policy(
     slot: Optional[str] = typer.Argument(None, help="Slot to change; none: show every policy."),
     mode: Optional[str] = typer.Option(None, "--mode", help="ordered | round_robin | fastest (by measured speed)"),
     order: Optional[str] = typer.Option(None, "--order", help="Backends to try first, in order: B1,B2"),
+    cooldown_last: Optional[bool] = typer.Option(
+        None, "--cooldown-last/--no-cooldown-last",
+        help="Try candidates in cooldown after every usable one (default: never; blocked: never)."),
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Show model policies, or change one slot's."""
@@ -156,8 +160,9 @@ def model_policy(
     from broke.state.model import ModelPolicy
     from broke.state.schema import unstructure
 
-    if slot is not None and (mode is not None or order is not None):
-        state = changes.set_model_policy(store(), slot, mode=mode, order=_split(order))
+    if slot is not None and (mode is not None or order is not None or cooldown_last is not None):
+        state = changes.set_model_policy(store(), slot, mode=mode, order=_split(order),
+                                         cooldown_last=cooldown_last)
         say(f"model policy of {slot} updated (generation {state.generation})")
         if state.model_policy[changes.check_slot(slot, load_catalog())].mode == "fastest":
             _say_measured(slot)
@@ -168,9 +173,10 @@ def model_policy(
     if as_json:
         print_json(rows)
         return
-    t = table("slot", "mode", "order")
+    t = table("slot", "mode", "order", "cooldown")
     for s, policy in rows.items():
-        t.add_row(s, policy["mode"], esc(", ".join(policy["order"])) or "-")
+        t.add_row(s, policy["mode"], esc(", ".join(policy["order"])) or "-",
+                  "tried last" if policy["cooldown_last"] else "never tried")
     show(t)
 
 

@@ -76,17 +76,37 @@ def explain(slot: str = typer.Argument(..., help="A slot or a client model name.
     t = table("#", "backend", "key", "source", "version", "health", "speed here", "verdict")
     for number, c in enumerate(resolution.candidates, start=1):
         version = {True: "pinned", False: "[yellow]floating[/]", None: "?"}[c.pinned]
-        verdict = "[green]chosen[/]" if c is resolution.chosen else (
-            "[green]usable[/]" if c.usable else f"[red]skip[/] {esc(c.skip_reason)}")
         t.add_row(str(number), esc(c.backend), c.key_env or "[dim]none needed[/]", c.source,
-                  version, f"{status_text(c.model_health)} / {status_text(c.key_health)}", _speed(c), verdict)
+                  version, f"{status_text(c.model_health)} / {status_text(c.key_health)}", _speed(c),
+                  _verdict(resolution, c))
     show(t)
+    if resolution.cooldown_last:
+        say("[yellow]policy:[/] candidates in cooldown are tried last (model-policy --cooldown-last); "
+            "blocked ones never")
+    else:
+        say("[dim]policy: candidates in cooldown or blocked are never tried "
+            f"(`broke model-policy {resolution.slot} --cooldown-last` tries cooldown ones last)[/]")
     for note in resolution.notes:
         say(f"[yellow]note:[/] {esc(note)}")
     from broke.local.demo import NEXT_STEP, is_demo
 
     if any(is_demo(c.backend) for c in resolution.candidates):
         say(f"[yellow]demo:[/] {esc(NEXT_STEP)}")
+
+
+def _verdict(resolution: "Resolution", candidate) -> str:
+    """Where a candidate stands: chosen, tried later (#n of the attempts), or skipped and why."""
+    place = next((n for n, a in enumerate(resolution.attempts, start=1)
+                  if a.deployment == candidate.deployment), None)
+    if place is None:
+        if candidate.usable:
+            return "[dim]skip[/] beyond the key policy's retries"
+        return f"[red]skip[/] {esc(candidate.skip_reason)}"
+    attempt = resolution.attempts[place - 1]
+    word = "[green]chosen[/]" if place == 1 else f"[green]attempt {place}[/]"
+    if attempt.last_resort:
+        return f"{word} [yellow]last resort[/] ({esc(candidate.skip_reason)})"
+    return word + (" [yellow](busy)[/]" if attempt.busy else "")
 
 
 def _speed(candidate) -> str:

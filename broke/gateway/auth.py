@@ -1,4 +1,9 @@
-"""Client authentication for the front proxy: tokens, profile-bound scopes, bad-token rate limiting."""
+"""Client authentication for the front proxy: tokens, profile-bound scopes, bad-token rate limiting.
+
+`X-Broke-Profile: P` on the client token narrows that request to profile P: P's slots and rates
+(counted with P's own token) on top of the client token's own; it never widens a token. A
+profile token may name only its own profile; an unknown profile is refused.
+"""
 from __future__ import annotations
 
 import time
@@ -12,6 +17,10 @@ from broke.gateway.live import Watched
 from broke.gateway.runfiles import TokenStore
 from broke.presets import profiles
 from broke.resolver import Scope
+from broke.state.model import Access
+
+PROFILE_HEADER = "x-broke-profile"
+CLIENT = "client"
 
 
 @dataclass(frozen=True)
@@ -20,6 +29,13 @@ class Client:
 
     owner: str  # "client" or "profile:NAME"
     scope: Scope | None  # None: the state's own access limits
+    #: Also held to the client token's own limits (the state's): X-Broke-Profile narrowed it.
+    narrowed: bool = False
+
+    def limits(self, state_access: Access) -> list[tuple[str, Access]]:
+        """Every (rate-limit owner, access limits) the request must satisfy."""
+        own = [(self.owner, self.scope.access if self.scope else state_access)]
+        return [(CLIENT, state_access), *own] if self.narrowed else own
 
 
 @dataclass(frozen=True)
@@ -57,11 +73,23 @@ class Authenticator:
             self.limiter.fail(address, now)
             what = "invalid token" if token else "missing token (Authorization: Bearer or x-api-key)"
             return Refusal(401, "authentication_error", f"{what}; see `broke connect`", "bad_token")
+        asked = request.headers.get(PROFILE_HEADER, "").strip()
         if owner.startswith("profile:"):
             name = owner.split(":", 1)[1]
-            try:
-                access = profiles(self.home).get(name).preset.access
-            except Exception as exc:  # a deleted or broken profile locks its token out, not the gateway
-                return Refusal(403, "permission_error", f"profile '{name}' is unusable: {exc}", "bad_profile")
-            return Client(owner, Scope(name, access))
+            if asked and asked != name:
+                return Refusal(400, "invalid_request_error",
+                               f"X-Broke-Profile '{asked}': a token of profile '{name}' cannot switch profiles",
+                               "bad_profile")
+            return self._profile_client(name, narrowed=False)
+        if asked:
+            return self._profile_client(asked, narrowed=True)
         return Client(owner, None)
+
+    def _profile_client(self, name: str, *, narrowed: bool) -> Client | Refusal:
+        try:
+            access = profiles(self.home).get(name).preset.access
+        except Exception as exc:  # a deleted or broken profile locks its token out, not the gateway
+            if narrowed:
+                return Refusal(400, "invalid_request_error", f"X-Broke-Profile '{name}': {exc}", "bad_profile")
+            return Refusal(403, "permission_error", f"profile '{name}' is unusable: {exc}", "bad_profile")
+        return Client(f"profile:{name}", Scope(name, access), narrowed)

@@ -13,6 +13,7 @@ from broke.paths import FILE_MODE
 
 #: Reason codes.
 RATE_LIMIT, AUTH, TIMEOUT, ERROR, MANUAL = "429", "auth", "timeout", "error", "manual"
+BUSY = "busy"  # a local model's workers were all at their concurrency limit: the next candidate served
 
 
 class EventLog:

@@ -33,18 +33,23 @@ class RateLimiter:
         self.requests: dict[str, deque[float]] = defaultdict(deque)
         self.tokens: dict[str, deque[tuple[float, int]]] = defaultdict(deque)
 
-    def check(self, owner: str, rpm: int, tpm: int, now: float) -> str:
-        """"" when the request may go, else why not (and the request is not counted)."""
-        requests, tokens = self.requests[owner], self.tokens[owner]
-        while requests and requests[0] <= now - WINDOW_S:
-            requests.popleft()
-        while tokens and tokens[0][0] <= now - WINDOW_S:
-            tokens.popleft()
-        if rpm and len(requests) >= rpm:
-            return f"rate limit: {rpm} requests per minute"
-        if tpm and sum(n for _, n in tokens) >= tpm:
-            return f"rate limit: {tpm} tokens per minute"
-        requests.append(now)
+    def check(self, limits: list[tuple[str, int, int]], now: float) -> str:
+        """"" when the request may go under every (owner, rpm, tpm) of `limits`, else why not.
+
+        The request is counted for every owner, or (refused) for none.
+        """
+        for owner, rpm, tpm in limits:
+            requests, tokens = self.requests[owner], self.tokens[owner]
+            while requests and requests[0] <= now - WINDOW_S:
+                requests.popleft()
+            while tokens and tokens[0][0] <= now - WINDOW_S:
+                tokens.popleft()
+            if rpm and len(requests) >= rpm:
+                return f"rate limit: {rpm} requests per minute"
+            if tpm and sum(n for _, n in tokens) >= tpm:
+                return f"rate limit: {tpm} tokens per minute"
+        for owner, _, _ in limits:
+            self.requests[owner].append(now)
         return ""
 
     def spent(self, owner: str, count: int, now: float) -> None:

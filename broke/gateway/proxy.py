@@ -8,6 +8,7 @@ import os
 import time
 from collections import Counter
 from pathlib import Path
+from typing import NamedTuple
 
 import aiohttp
 import orjson
@@ -22,6 +23,7 @@ from broke.gateway.events import EventLog
 from broke.gateway.auth import Authenticator, Client, Refusal
 from broke.gateway.complexity import ComplexityRouter
 from broke.gateway.limits import RateLimiter
+from broke.gateway.load import Lease, WorkerLoad, worker_key
 from broke.gateway.wire import encode, error_body, usage_tokens
 from broke.gateway.live import Watched, watched_speeds
 from broke.gateway.metrics import Metrics
@@ -30,7 +32,7 @@ from broke.gateway.runfiles import GatewayRecord, read_record
 from broke.health import Health, HealthStore, load_health
 from broke.procs import is_ours
 from broke.resolver import Candidate, Resolution, Rotation, find_backend, resolve
-from broke.state.model import Access, State
+from broke.state.model import State
 from broke.state.store import StateStore, default_state
 
 log = logging.getLogger("broke.gateway")
@@ -49,6 +51,14 @@ DROPPED_RESPONSE_HEADERS = {"connection", "keep-alive", "transfer-encoding", "co
 DIRECT_WORKER_MODEL = "default_model"
 #: How long a request that needs LiteLLM waits for it to start.
 LITELLM_WAIT_S = 120.0
+
+
+class Failure(NamedTuple):
+    """An attempt that failed before the first byte."""
+
+    reason: str  # an events reason code
+    status: int | None  # the upstream's HTTP status (None: timeout or no connection)
+    answer: tuple[int, bytes, dict[str, str]]  # what the client gets if nothing else answers
 
 
 class FrontProxy:
@@ -73,6 +83,7 @@ class FrontProxy:
         self.metrics = Metrics()
         self.rates = RateLimiter()
         self.turns: Counter[str] = Counter()
+        self.load = WorkerLoad(record.direct_workers)
         self.sticky_keys: dict[str, str] = {}
         self.upstream_url = f"http://127.0.0.1:{record.litellm.port}"
         self.session: aiohttp.ClientSession | None = None  # made in the server's event loop
@@ -180,8 +191,8 @@ class FrontProxy:
         client = self._authenticate(request)
         if isinstance(client, Response):
             return client
-        access = self._access(client, self.state.get())
-        slots = [s for s in self.catalog.slots if access.allows(s)]
+        limits = client.limits(self.state.get().access)
+        slots = [s for s in self.catalog.slots if all(access.allows(s) for _, access in limits)]
         return JSONResponse({"object": "list", "data": [
             {"id": slot, "object": "model", "created": 0, "owned_by": "broke"} for slot in slots]})
 
@@ -192,10 +203,6 @@ class FrontProxy:
             self.metrics.reject(verdict.metric, verdict.status)
             return error_body(verdict.status, verdict.code, verdict.message)
         return verdict
-
-    @staticmethod
-    def _access(client: Client, state: State) -> Access:
-        return client.scope.access if client.scope else state.access
 
     # ---- routing ----------------------------------------------------------------------------------
     async def handle(self, request: Request, path: str) -> Response:
@@ -220,16 +227,17 @@ class FrontProxy:
             return error_body(400, "invalid_model",
                               f"unknown model '{requested}'; ask for a slot: {', '.join(self.catalog.slots)}")
         state, health = self.state.get(), self.health.get()
-        rotation = Rotation(dict(self.turns), dict(self.sticky_keys))
+        rotation = Rotation(dict(self.turns), dict(self.sticky_keys), self.load.busy(state, health, time.time()))
         decision = await self.complexity.decide(slot, state, payload, client.owner)
         resolution = resolve(requested, state, health, env=self.key_names, now=time.time(),
                              scope=client.scope, catalog=self.catalog, rotation=rotation,
                              p_strong=decision.p_strong if decision else None, speeds=self.speeds.get())
-        if not resolution.allowed:
+        limits = client.limits(state.access)
+        if not resolution.allowed or not all(access.allows(resolution.slot) for _, access in limits):
             self.metrics.reject("slot_not_allowed", 403)
-            return error_body(403, "permission_error", resolution.reason)
-        access = self._access(client, state)
-        limited = self.rates.check(client.owner, access.rpm, access.tpm, time.time())
+            return error_body(403, "permission_error", resolution.reason or
+                              f"slot '{resolution.slot}' is not allowed by this token's own access limits")
+        limited = self.rates.check([(owner, a.rpm, a.tpm) for owner, a in limits], time.time())
         if limited:
             self.metrics.reject("rate_limited", 429)
             return error_body(429, "rate_limit_error", limited)
@@ -264,27 +272,11 @@ class FrontProxy:
             if key_policy and key_policy.mode == "round_robin":
                 self.turns[f"provider:{provider}"] += 1
 
-    def _attempts_plan(self, resolution: Resolution, state: State) -> list[Candidate]:
-        """Usable candidates the running LiteLLM knows, at most `retries + 1` keys per backend.
-
-        When health has benched every candidate, the benched ones are tried anyway (in order): a
-        cooldown is advice about what to try first, never the reason a request fails.
-        """
-        loaded = [c for c in resolution.candidates if c.deployment in self.deployments]
-        chosen = [c for c in loaded if c.usable] or [c for c in loaded if c.benched_by_health]
-        plan, per_backend = [], Counter()
-        for candidate in chosen:
-            policy = state.key_policy.get(candidate.provider)
-            if policy and per_backend[candidate.backend] > policy.retries:
-                continue
-            per_backend[candidate.backend] += 1
-            plan.append(candidate)
-        return plan
-
     async def _forward(self, request: Request, path: str, payload: dict, resolution: Resolution,
                        state: State, client: Client, started: float) -> Response:
-        """Try the plan's candidates in turn, with the state the request was resolved against."""
-        plan = self._attempts_plan(resolution, state)
+        """Try the resolver's attempts in turn (those the running LiteLLM knows), with the state the
+        request was resolved against; a local model's failing replica is passed over for its twins."""
+        plan = [c for c in resolution.attempts if c.deployment in self.deployments]
         base_headers = {"x-broke-slot": resolution.slot, "x-broke-generation": str(resolution.generation)}
         if not plan:
             reason = resolution.reason or "no candidate is loaded in the running gateway; run `broke restart`"
@@ -292,52 +284,50 @@ class FrontProxy:
             response = error_body(503, "no_backend", f"slot '{resolution.slot}': {reason}")
             response.headers.update({**base_headers, "x-broke-attempts": "0"})
             return response
+        self._overflowed(resolution, plan[0])
         headers = {name: request.headers[name] for name in FORWARDED_HEADERS if name in request.headers}
         headers["accept-encoding"] = "identity"  # loopback: compression only costs time
         headers["content-type"] = "application/json"  # the body is re-encoded JSON, whatever was sent
+        health = self.health.get()
         last: tuple[int, bytes, dict[str, str]] = (502, b"", {})
         attempt = 0
         down: set[str] = set()  # backends that failed as a whole during this request
+        failed_workers: set[str] = set()  # local replicas that failed during this request
         self.metrics.in_flight += 1
         try:
             for candidate in plan:
-                if candidate.backend in down:
-                    continue
-                attempt += 1
-                via, url, body, send_headers = self._target(path, payload, candidate, headers, state)
-                if via == "litellm":
-                    why = await self._litellm_ready()
-                    if why:
-                        last = (503, orjson.dumps({"error": {"message": why, "type": "litellm_unavailable"}}), {})
-                        continue
-                try:
-                    async with asyncio.timeout(self.record.first_byte_timeout_s):
-                        upstream = await self.session.post(url, data=body, headers=send_headers)
-                except TimeoutError:
-                    down.add(candidate.backend)
-                    await self._failed(state, resolution.slot, candidate, events.TIMEOUT, None)
-                    last = (504, b'{"error":{"message":"upstream timed out before the first byte"}}', {})
-                    continue
-                except aiohttp.ClientError as exc:
-                    down.add(candidate.backend)
-                    await self._failed(state, resolution.slot, candidate, events.ERROR, None)
-                    message = {"error": {"message": f"upstream unreachable: {type(exc).__name__}"}}
-                    last = (502, orjson.dumps(message), {})
-                    continue
-                if upstream.status in RETRYABLE:
-                    error = await upstream.read()
-                    upstream.release()
-                    reason = self._reason(upstream.status)
-                    if reason not in (events.RATE_LIMIT, events.AUTH):
+                while candidate.backend not in down:
+                    worker = self._worker_for(path, candidate, health, failed_workers)
+                    if worker is False:  # every replica failed during this request
+                        break
+                    attempt += 1
+                    via, url, body, send_headers = self._target(path, payload, candidate, headers, worker, state)
+                    if via == "litellm":
+                        why = await self._litellm_ready()
+                        if why:
+                            last = (503, orjson.dumps({"error": {"message": why, "type": "litellm_unavailable"}}), {})
+                            break
+                    lease = self.load.acquire(candidate.backend, worker) if candidate.provider == "mlx" else None
+                    upstream, failure = await self._send(url, body, send_headers)
+                    if upstream is not None:
+                        answer_headers = {**self._response_headers(upstream), **base_headers,
+                                          "x-broke-backend": candidate.backend, "x-broke-attempts": str(attempt),
+                                          "x-broke-via": via}
+                        self._succeeded(candidate)
+                        return await self._relay(upstream, answer_headers, resolution.slot, candidate, client,
+                                                 started, lease)
+                    if lease:
+                        self.load.release(lease)
+                    last = failure.answer
+                    if worker:  # one replica failed: it sits out, and a twin that has not failed goes next
+                        failed_workers.add(worker)
+                        await self._worker_failed(resolution.slot, candidate, worker, failure)
+                        if any(u not in failed_workers for u in self.load.pools[candidate.backend]):
+                            continue
+                    if failure.reason not in (events.RATE_LIMIT, events.AUTH):
                         down.add(candidate.backend)
-                    await self._failed(state, resolution.slot, candidate, reason, upstream.status)
-                    last = (upstream.status, error, self._response_headers(upstream))
-                    continue
-                answer_headers = {**self._response_headers(upstream), **base_headers,
-                                  "x-broke-backend": candidate.backend, "x-broke-attempts": str(attempt),
-                                  "x-broke-via": via}
-                self._succeeded(candidate)
-                return await self._relay(upstream, answer_headers, resolution.slot, candidate, client, started)
+                    await self._failed(state, resolution.slot, candidate, failure.reason, failure.status)
+                    break
         finally:
             self.metrics.in_flight -= 1
         status, error, error_headers = last
@@ -346,22 +336,46 @@ class FrontProxy:
                                                             "x-broke-attempts": str(attempt)},
                         media_type="application/json")
 
+    async def _send(self, url: str, body: bytes,
+                    headers: dict[str, str]) -> tuple[aiohttp.ClientResponse | None, Failure | None]:
+        """One attempt: (the upstream's answer, None), or (None, why it failed before the first byte)."""
+        try:
+            async with asyncio.timeout(self.record.first_byte_timeout_s):
+                upstream = await self.session.post(url, data=body, headers=headers)
+        except TimeoutError:
+            return None, Failure(events.TIMEOUT, None, (
+                504, b'{"error":{"message":"upstream timed out before the first byte"}}', {}))
+        except aiohttp.ClientError as exc:
+            message = {"error": {"message": f"upstream unreachable: {type(exc).__name__}"}}
+            return None, Failure(events.ERROR, None, (502, orjson.dumps(message), {}))
+        if upstream.status in RETRYABLE:
+            error = await upstream.read()
+            upstream.release()
+            return None, Failure(self._reason(upstream.status), upstream.status,
+                                 (upstream.status, error, self._response_headers(upstream)))
+        return upstream, None
+
+    def _worker_for(self, path: str, candidate: Candidate, health: Health,
+                    failed: set[str]) -> str | None | bool:
+        """The local worker a chat completion goes to directly (None: through LiteLLM; False: none left)."""
+        if path != "/v1/chat/completions" or candidate.backend not in self.load.pools:
+            return None
+        url = self.load.pick(candidate.backend, health, time.time(), failed)
+        return url if url is not None else False
+
     def _target(self, path: str, payload: dict, candidate: Candidate, headers: dict[str, str],
-                state: State) -> tuple[str, str, bytes, dict[str, str]]:
+                worker: str | None, state: State) -> tuple[str, str, bytes, dict[str, str]]:
         """Where one attempt goes, as (via, url, body, headers); via is "native" or "litellm".
 
         Native: the client's API is the backend's own (chat completions to a local worker or an
         OpenAI-compatible server, messages to Anthropic, responses to OpenAI), so the request goes
         there unchanged but for its model name, with the key this attempt chose. Otherwise LiteLLM
-        translates. Workers of one model are taken in turn.
+        translates.
         """
-        workers = self.record.direct_workers.get(candidate.backend) if path == "/v1/chat/completions" else None
         direct = {k: v for k, v in headers.items() if k != "authorization"}
-        if workers:
-            turn = self.turns[f"pool:{candidate.backend}"]
-            self.turns[f"pool:{candidate.backend}"] += 1
+        if worker:
             body = {**self._payload_for(payload, candidate), "model": DIRECT_WORKER_MODEL}
-            return "native", f"{workers[turn % len(workers)]}/chat/completions", encode(body), direct
+            return "native", f"{worker}/chat/completions", encode(body), direct
         backend = find_backend(candidate.backend, state, self.catalog) if self.record.native_forwarding else None
         provider = self.catalog.providers.get(candidate.provider) if backend else None
         route = native_route(path, backend, provider) if backend and provider else None
@@ -390,14 +404,17 @@ class FrontProxy:
                 and not k.lower().startswith(("x-litellm", "llm_provider-"))}
 
     async def _relay(self, upstream: aiohttp.ClientResponse, headers: dict[str, str], slot: str,
-                     candidate: Candidate, client: Client, started: float) -> Response:
-        """Pass the answer through: small JSON at once, event streams chunk by chunk."""
+                     candidate: Candidate, client: Client, started: float, lease: Lease | None) -> Response:
+        """Pass the answer through: small JSON at once, event streams chunk by chunk; a local model's
+        `lease` is held until the answer has been read."""
         if "text/event-stream" not in upstream.headers.get("content-type", ""):
             try:
                 content = await upstream.read()
             finally:
                 upstream.release()
-            self.rates.spent(client.owner, usage_tokens(content), time.time())
+                if lease:
+                    self.load.release(lease)
+            self._spent(client, usage_tokens(content))
             self.metrics.answered(slot, candidate.backend, upstream.status, time.perf_counter() - started)
             return Response(content, status_code=upstream.status, headers=headers)
 
@@ -412,10 +429,17 @@ class FrontProxy:
             finally:
                 upstream.close()  # a client that left mid-stream cancels the upstream request
                 self.metrics.in_flight -= 1
-                self.rates.spent(client.owner, usage_tokens(tail), time.time())
+                if lease:
+                    self.load.release(lease)
+                self._spent(client, usage_tokens(tail))
                 self.metrics.answered(slot, candidate.backend, upstream.status, time.perf_counter() - started)
 
         return StreamingResponse(stream(), status_code=upstream.status, headers=headers)
+
+    def _spent(self, client: Client, tokens: int) -> None:
+        """Tokens an answer used, counted for every owner whose limits the request was held to."""
+        for owner, _ in client.limits(self.state.get().access):
+            self.rates.spent(owner, tokens, time.time())
 
     # ---- health bookkeeping -----------------------------------------------------------------------
     @staticmethod
@@ -450,6 +474,28 @@ class FrontProxy:
         self.event_log.write(event="failover", slot=slot, provider=candidate.provider,
                              backend=candidate.backend, key_ref=key_ref, reason=reason, status=status)
         log.warning("slot %s: %s failed (%s); trying the next candidate", slot, candidate.deployment, reason)
+
+    async def _worker_failed(self, slot: str, candidate: Candidate, worker: str, failure: Failure) -> None:
+        """One replica of a local model failed: it sits out (until its supervisor says it is back)."""
+        name = worker_key(candidate.backend, worker)
+        self.metrics.failed_over(slot, candidate.backend, failure.reason)
+        await asyncio.to_thread(self.health_store.set, "workers", name, "cooldown",
+                                until=time.time() + BACKEND_COOLDOWN_S, reason=failure.reason, count_failure=True)
+        self.event_log.write(event="failover", slot=slot, provider=candidate.provider, backend=candidate.backend,
+                             worker=name, reason=failure.reason, status=failure.status)
+        log.warning("slot %s: worker %s failed (%s); trying another", slot, name, failure.reason)
+
+    def _overflowed(self, resolution: Resolution, first: Candidate) -> None:
+        """Busy local models that a request passes over for a later candidate: counted and logged."""
+        if first.busy:
+            return
+        for candidate in resolution.candidates:
+            if candidate.deployment == first.deployment:
+                return
+            if candidate.busy:
+                self.metrics.failed_over(resolution.slot, candidate.backend, events.BUSY)
+                self.event_log.write(event="overflow", slot=resolution.slot, provider=candidate.provider,
+                                     backend=candidate.backend, reason=events.BUSY, status=None)
 
     def _succeeded(self, candidate: Candidate) -> None:
         """A candidate answered: sticky key policies keep using its key."""

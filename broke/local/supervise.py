@@ -1,11 +1,13 @@
 """One worker's supervisor process: runs `mlx_lm.server` for a model and restarts it when it dies.
 
-Started by `broke worker start` as `python -m broke.local.supervise NAME MODEL_DIR PORT [HOST]`, in
+Started by `broke worker start` as `python -m broke.local.supervise NAME MODEL_DIR PORT [HOST [CONCURRENCY]]`
+(CONCURRENCY > 0: the server's decode batch, `--decode-concurrency`), in
 its own process group (the server is its child, in the same group), so stopping the group stops
 both. The server runs under `broke.lifeline` with a pipe from here as its standard input, so it
 exits by itself if this supervisor dies, even by SIGKILL; its PID is recorded next to the worker's
-record (`run/workers/NAME.server`) for `worker list`. Worker health goes to `health.json` (`workers.NAME`): healthy once the server answers,
-cooldown while it restarts. With a HOST other than loopback the server listens on a loopback port
+record (`run/workers/NAME.server`) for `worker list`. Worker health goes to `health.json`
+(`workers.NAME`): healthy once the server answers, cooldown (with no end time) from its exit until it
+answers again. With a HOST other than loopback the server listens on a loopback port
 and a token check (`broke.local.token_front`, token from $BROKE_WORKER_TOKEN) takes HOST:PORT.
 """
 from __future__ import annotations
@@ -56,7 +58,7 @@ def record_server(name: str, pid: int) -> None:
     atomic_write(server_record_path(broke_home(), name), json.dumps({"pid": pid, "create_time": started}).encode())
 
 
-def main(name: str, model_dir: str, port: int, host: str = "127.0.0.1") -> int:
+def main(name: str, model_dir: str, port: int, host: str = "127.0.0.1", concurrency: int = 0) -> int:
     health = HealthStore(broke_home())
     stopping = False
 
@@ -70,9 +72,12 @@ def main(name: str, model_dir: str, port: int, host: str = "127.0.0.1") -> int:
     server_port = free_port() if exposed else port
     lifeline = [sys.executable, "-m", "broke.lifeline"]
     argv = lifeline + ["mlx_lm.server", "--model", model_dir, "--host", "127.0.0.1", "--port", str(server_port)]
+    if concurrency > 0:  # what the gateway lets one worker serve at once is what it batches
+        argv += ["--decode-concurrency", str(concurrency), "--prompt-concurrency", str(min(concurrency, 8))]
     front = None
     if exposed:
-        front = subprocess.Popen(lifeline + ["broke.local.token_front", host, str(port), str(server_port)],
+        model = name.rpartition("@")[0] or name  # NAME@PORT -> NAME
+        front = subprocess.Popen(lifeline + ["broke.local.token_front", host, str(port), str(server_port), model],
                                  stdin=subprocess.PIPE)
     server_env = {k: v for k, v in os.environ.items() if k != "BROKE_WORKER_TOKEN"}
     restarts = 0
@@ -100,8 +105,8 @@ def main(name: str, model_dir: str, port: int, host: str = "127.0.0.1") -> int:
         delay = BACKOFF_S[min(restarts, len(BACKOFF_S) - 1)]
         restarts += 1
         log(f"mlx_lm.server exited with {server.returncode}; restarting in {delay:.0f}s")
-        health.set("workers", name, "cooldown", until=time.time() + delay + 5, reason="restarting",
-                   count_failure=True)
+        # No end time: it sits out until it answers again ("healthy" above), however long loading takes.
+        health.set("workers", name, "cooldown", reason="restarting", count_failure=True)
         deadline = time.monotonic() + delay
         while not stopping and time.monotonic() < deadline:
             time.sleep(0.1)
@@ -113,6 +118,7 @@ def main(name: str, model_dir: str, port: int, host: str = "127.0.0.1") -> int:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) not in (4, 5):
-        sys.exit("usage: python -m broke.local.supervise NAME MODEL_DIR PORT [HOST]")
-    sys.exit(main(sys.argv[1], sys.argv[2], int(sys.argv[3]), *sys.argv[4:5]))
+    if len(sys.argv) not in (4, 5, 6):
+        sys.exit("usage: python -m broke.local.supervise NAME MODEL_DIR PORT [HOST [CONCURRENCY]]")
+    sys.exit(main(sys.argv[1], sys.argv[2], int(sys.argv[3]), *sys.argv[4:5],
+                  *(int(n) for n in sys.argv[5:6])))

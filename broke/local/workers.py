@@ -14,7 +14,7 @@ from broke.catalog import load_catalog, local_backend_id, local_model_name
 from broke.errors import BrokeError, NotFoundError, StateFileError
 from broke.fileio import atomic_write
 from broke.local.models import DEMO_ANSWER, DEMO_BACKEND, demo_path, hub_cache, model_path
-from broke.paths import ensure_dir
+from broke.paths import ensure_dir, make_private
 from broke.procs import ProcessRecord, child_env, end_group, free_port, group_members, is_ours, port_free, spawn
 from broke.resolver import backend_chain, find_backend
 from broke.state.model import State
@@ -161,7 +161,7 @@ def _model_dir(home: Path, state: State, backend_id: str) -> Path:
     if backend_id == DEMO_BACKEND and not (demo_path(home) / "config.json").is_file():
         from broke.local.tiny import make_tiny
 
-        make_tiny(ensure_dir(demo_path(home)), answer=DEMO_ANSWER)
+        make_private(make_tiny(ensure_dir(demo_path(home)), answer=DEMO_ANSWER))
     return model_path(backend, home)
 
 
@@ -195,8 +195,10 @@ def start_worker(home: Path, model: str, *, port: int | None = None, replica: bo
     if token:
         extra["BROKE_WORKER_TOKEN"] = token  # in the environment, not argv: `ps` shows argv to everyone
     progress(f"starting a worker of {backend_id}")
+    custom = state.backends.get(backend_id)
+    concurrency = custom.concurrency if custom else 0
     process = spawn([sys.executable, "-m", "broke.local.supervise", f"{name}@{port}", str(model_dir), str(port),
-                     host], child_env(extra), log)
+                     host, str(concurrency)], child_env(extra), log)
     record = WorkerRecord(name, backend_id, str(model_dir), port, process.pid, process.create_time, str(log),
                           host, process.tag)
     atomic_write(_file(home, record), json.dumps(asdict(record), indent=1).encode())

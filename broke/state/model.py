@@ -54,6 +54,9 @@ class ModelPolicy:
 
     mode: str = field(default="ordered", metadata={"choices": MODEL_POLICY_MODES})
     order: list[str] = field(default_factory=list)
+    #: When true, candidates in cooldown are tried after every usable one; when false (default)
+    #: a request with nothing usable left fails at once. Blocked candidates are never tried.
+    cooldown_last: bool = False
 
 
 @dataclass
@@ -65,6 +68,9 @@ class CustomBackend:
     api_base: str | None = None
     key_env: str | None = None
     pinned: bool = False
+    #: A local model (provider mlx): requests one worker serves at once, its decode batch; past it the
+    #: gateway sends a request to the slot's next candidate. 0: mlx_lm.server's own default.
+    concurrency: int = field(default=0, metadata={"min": 0})
 
 
 @dataclass
