@@ -175,7 +175,9 @@ def test_requests_are_recorded(fake):
     chat(fake, key="k2", model="model-b", stream=True)
     first, second = fake.requests
     assert first == {"path": "/v1/chat/completions", "model": "model-a", "key": "k1", "stream": False,
-                     "request_id": "req-42", "messages_text": "say hello world", "outcome": "ok"}
+                     "request_id": "req-42", "messages_text": "say hello world", "outcome": "ok",
+                     "api": "chat", "tools": [], "tool_results": [], "thinking": None,
+                     "body": {"model": "model-a", "messages": MESSAGES}}
     assert second["key"] == "k2" and second["model"] == "model-b" and second["stream"] is True
     assert second["request_id"] is None
     fake.reset_requests()
