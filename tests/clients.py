@@ -1,4 +1,4 @@
-"""The real clients for end-to-end tests: Claude Code and Codex installed from npm, and `broke` run as a user runs it."""
+"""The real clients for end-to-end tests: Claude Code and Codex from npm, and `broke` run as a user runs it."""
 from __future__ import annotations
 
 import os

@@ -31,9 +31,10 @@ def _litellm_model(backend: Backend, catalog: Catalog) -> str:
     provider = catalog.providers[backend.provider]
     if provider.local:
         return "hosted_vllm/default_model"  # mlx_lm.server answers only to this name (or its path)
-    if provider.needs_api_base or backend.api_base:
+    if provider.needs_api_base:
         # OpenAI-compatible servers: hosted_vllm/ keeps /v1/messages and /v1/responses on chat completions.
         return f"hosted_vllm/{backend.model}"
+    # A provider's own API, at its address or at the backend's (a gateway speaking that API).
     return f"{provider.litellm_prefix}/{backend.model}"
 
 
@@ -72,8 +73,10 @@ def deployments(state: State, catalog: Catalog, env: Mapping[str, str],
             continue
         params: dict = {"model": _litellm_model(backend, catalog)}
         if backend.api_base:
+            params["api_base"] = backend.api_base
+        if provider.needs_api_base:
             # Such servers speak chat completions only: /v1/responses is bridged onto it.
-            params.update(api_base=backend.api_base, use_chat_completions_api=True)
+            params["use_chat_completions_api"] = True
         prefix = backend.key_env if backend.key_env is not None else provider.key_env
         if not prefix:
             out.append(Deployment(backend_id, backend_id, None, {**params, "api_key": NO_KEY}))
@@ -91,7 +94,9 @@ def render(items: list[Deployment], *, request_timeout_s: float) -> dict:
             {
                 "model_name": d.name,
                 "litellm_params": {**d.litellm_params, "max_retries": 0, "timeout": request_timeout_s},
-                "model_info": {"id": f"{d.name}#{number}", "supports_reasoning": False},
+                "model_info": {"id": f"{d.name}#{number}",
+                               **({"supports_reasoning": False}
+                                  if d.litellm_params["model"].startswith("hosted_vllm/") else {})},
             }
             for number, d in enumerate(items)
         ],

@@ -21,7 +21,7 @@ from broke.gateway.events import EventLog
 from broke.gateway.auth import Authenticator, Client, Refusal
 from broke.gateway.complexity import ComplexityRouter
 from broke.gateway.limits import RateLimiter
-from broke.gateway.wire import encode, error_body, usage_tokens
+from broke.gateway.wire import ModelStamp, encode, error_body, usage_tokens
 from broke.gateway.live import Watched, watched_speeds
 from broke.gateway.metrics import Metrics
 from broke.gateway.runfiles import GatewayRecord
@@ -44,6 +44,10 @@ DROPPED_RESPONSE_HEADERS = {"connection", "keep-alive", "transfer-encoding", "co
                             "trailer", "upgrade", "server", "date"}
 #: The model name mlx_lm.server answers to (any other makes it look on the hub).
 DIRECT_WORKER_MODEL = "default_model"
+#: Anthropic's token counting (Claude Code asks it before long prompts): routed like a request,
+#: answered by LiteLLM (the provider's own counter, or a local estimate), spending no tokens.
+COUNT_TOKENS = "/v1/messages/count_tokens"
+
 class FrontProxy:
     def __init__(self, home: Path, record: GatewayRecord, master_key: str) -> None:
         self.home, self.record, self.master_key = home, record, master_key
@@ -71,6 +75,7 @@ class FrontProxy:
         routes = [
             Route("/v1/chat/completions", self.chat, methods=["POST"]),
             Route("/v1/messages", self.messages, methods=["POST"]),
+            Route(COUNT_TOKENS, self.count_tokens, methods=["POST"]),
             Route("/v1/responses", self.responses, methods=["POST"]),
             Route("/v1/models", self.models, methods=["GET"]),
             Route("/health", self.health_check, methods=["GET"]),
@@ -104,6 +109,9 @@ class FrontProxy:
 
     async def responses(self, request: Request) -> Response:
         return await self.handle(request, "/v1/responses")
+
+    async def count_tokens(self, request: Request) -> Response:
+        return await self.handle(request, COUNT_TOKENS)
 
     # ---- plain endpoints ------------------------------------------------------------------------
     @staticmethod
@@ -183,7 +191,7 @@ class FrontProxy:
             self.metrics.reject("slot_not_allowed", 403)
             return error_body(403, "permission_error", resolution.reason)
         access = self._access(client, state)
-        limited = self.rates.check(client.owner, access.rpm, access.tpm, time.time())
+        limited = path != COUNT_TOKENS and self.rates.check(client.owner, access.rpm, access.tpm, time.time())
         if limited:
             self.metrics.reject("rate_limited", 429)
             return error_body(429, "rate_limit_error", limited)
@@ -259,7 +267,7 @@ class FrontProxy:
                 if candidate.backend in down:
                     continue
                 attempt += 1
-                url, body, send_headers = self._target(path, payload, candidate, headers)
+                url, body, send_headers, sent_model = self._target(path, payload, candidate, headers)
                 try:
                     async with asyncio.timeout(self.record.first_byte_timeout_s):
                         upstream = await self.session.post(url, data=body, headers=send_headers)
@@ -286,7 +294,9 @@ class FrontProxy:
                 answer_headers = {**self._response_headers(upstream), **base_headers,
                                   "x-broke-backend": candidate.backend, "x-broke-attempts": str(attempt)}
                 self._succeeded(candidate)
-                return await self._relay(upstream, answer_headers, resolution.slot, candidate, client, started)
+                stamp = ModelStamp(sent_model, payload["model"])
+                return await self._relay(upstream, answer_headers, resolution.slot, candidate, client, started,
+                                         stamp, spends=path != COUNT_TOKENS)
         finally:
             self.metrics.in_flight -= 1
         status, error, error_headers = last
@@ -296,8 +306,9 @@ class FrontProxy:
                         media_type="application/json")
 
     def _target(self, path: str, payload: dict, candidate: Candidate,
-                headers: dict[str, str]) -> tuple[str, bytes, dict[str, str]]:
-        """Where one attempt goes: LiteLLM, or for chat completions a local worker directly.
+                headers: dict[str, str]) -> tuple[str, bytes, dict[str, str], str]:
+        """Where one attempt goes (URL, body, headers, the model it names): LiteLLM, or for chat
+        completions a local worker directly.
 
         A worker speaks chat completions natively, and LiteLLM's hop costs more time to first token
         than the tiny models take; other APIs need LiteLLM's translation. Workers of one model are
@@ -305,12 +316,14 @@ class FrontProxy:
         """
         workers = self.record.direct_workers.get(candidate.backend) if path == "/v1/chat/completions" else None
         if not workers:
-            return self.upstream_url + path, encode(self._payload_for(payload, candidate)), headers
+            body = encode(self._payload_for(payload, candidate))
+            return self.upstream_url + path, body, headers, candidate.deployment
         turn = self.turns[f"pool:{candidate.backend}"]
         self.turns[f"pool:{candidate.backend}"] += 1
         body = {**self._payload_for(payload, candidate), "model": DIRECT_WORKER_MODEL}
         direct_headers = {k: v for k, v in headers.items() if k != "authorization"}
-        return f"{workers[turn % len(workers)]}/chat/completions", encode(body), direct_headers
+        url = f"{workers[turn % len(workers)]}/chat/completions"
+        return url, encode(body), direct_headers, DIRECT_WORKER_MODEL
 
     def _payload_for(self, payload: dict, candidate: Candidate) -> dict:
         """The body for one attempt: the deployment's name, and token limits a local worker can serve."""
@@ -330,14 +343,20 @@ class FrontProxy:
                 and not k.lower().startswith(("x-litellm", "llm_provider-"))}
 
     async def _relay(self, upstream: aiohttp.ClientResponse, headers: dict[str, str], slot: str,
-                     candidate: Candidate, client: Client, started: float) -> Response:
-        """Pass the answer through: small JSON at once, event streams chunk by chunk."""
+                     candidate: Candidate, client: Client, started: float, stamp: ModelStamp, *,
+                     spends: bool = True) -> Response:
+        """Pass the answer through, naming the model the client asked for: small JSON at once,
+        event streams chunk by chunk.
+
+        The tokens an answer reports count against the client's limit unless it only counted them.
+        """
         if "text/event-stream" not in upstream.headers.get("content-type", ""):
             try:
-                content = await upstream.read()
+                content = stamp.whole(await upstream.read())
             finally:
                 upstream.release()
-            self.rates.spent(client.owner, usage_tokens(content), time.time())
+            if spends:
+                self.rates.spent(client.owner, usage_tokens(content), time.time())
             self.metrics.answered(slot, candidate.backend, upstream.status, time.perf_counter() - started)
             return Response(content, status_code=upstream.status, headers=headers)
 
@@ -348,7 +367,12 @@ class FrontProxy:
             try:
                 async for chunk in upstream.content.iter_any():
                     tail = (tail + chunk)[-4096:]
-                    yield chunk
+                    lines = stamp.feed(chunk)
+                    if lines:
+                        yield lines
+                rest = stamp.flush()
+                if rest:
+                    yield rest
             finally:
                 upstream.close()  # a client that left mid-stream cancels the upstream request
                 self.metrics.in_flight -= 1
