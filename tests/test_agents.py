@@ -4,10 +4,13 @@ from __future__ import annotations
 import json
 import uuid
 
+import httpx
 import pytest
 from typer.testing import CliRunner
 
 from broke.cli.main import app
+from broke.gateway import supervisor
+from broke.gateway.runfiles import TokenStore
 from broke.procs import free_port
 from clients import diagnosis, run_broke
 from conftest import run_cli
@@ -38,6 +41,8 @@ def agents(tmp_path_factory):
                     fake.base_url, "--model", model, "--key-env", "FAKE_API_KEY")
         run_cli("backend", "add", "fakeant/claude-fake", "--provider", "anthropic", "--api-base", fake.root_url,
                 "--model", ANTHROPIC_MODEL, "--key-env", "FAKE_API_KEY")
+        # A local model's worker on another machine, here the fake speaking OpenAI: what a worker receives.
+        run_cli("node", "add", "fake-worker", fake.base_url, "--model", "tiny-remote")
         run_cli("backend", "add", "fakeoai/gpt-fake", "--provider", "openai", "--api-base", fake.base_url,
                 "--model", "gpt-fake", "--key-env", "FAKE_API_KEY")
         try:
@@ -121,3 +126,124 @@ def test_claude_code_runs_a_tool_and_reads_its_result(agent, tmp_path, client_bi
             assert said["content"][0]["type"] == "thinking" and said["content"][0]["signature"].startswith("fakesig")
         else:
             assert said["reasoning_content"] == THINKING_TEXT
+
+
+CODEX_CASES = {
+    # backend, the fake's API behind broke
+    "openai-compatible": ("fake/model-a", "chat"),  # /v1/responses bridged onto chat completions by LiteLLM
+    "openai-native": ("fakeoai/gpt-fake", "responses"),
+}
+
+
+@pytest.mark.parametrize("case", list(CODEX_CASES))
+def test_codex_runs_a_shell_command_and_reads_its_output(agent, tmp_path, client_bin, case):
+    backend, api = CODEX_CASES[case]
+    fake, marker, target = agent["fake"], uuid.uuid4().hex, tmp_path / "made-by-codex.txt"
+    route(CODEX_SLOTS, backend)
+    call = ToolCall("exec_command", {"cmd": f"printf %s {marker} > {target.name} && echo wrote-{marker}"})
+    fake.script(call, Reply(f"done, wrote {marker}"))
+    done = run_broke(agent, tmp_path, client_bin, "codex", "exec", "--skip-git-repo-check",
+                     "--dangerously-bypass-approvals-and-sandbox", "make the file")
+    assert_done(agent, done, f"done, wrote {marker}")
+    assert target.read_text() == marker
+    asked, answered = scripted(fake)
+    assert asked["api"] == answered["api"] == api and asked["stream"] and answered["stream"]
+    assert asked["tool_results"] == [] and len(answered["tool_results"]) == 1
+    assert f"wrote-{marker}" in answered["tool_results"][0]  # the command's output reached the model
+    assert sent_back_call(answered) == call.arguments
+
+
+def test_swap_between_turns_moves_the_conversation_to_the_new_backend(agent, tmp_path, client_bin):
+    fake = agent["fake"]
+    first, second = tmp_path / "first.txt", tmp_path / "second.txt"
+    fake.script(ToolCall("Write", {"file_path": str(first), "content": "one"}), Reply("first done"),
+                model=ANTHROPIC_MODEL)
+    fake.script(ToolCall("Write", {"file_path": str(second), "content": "two"}), Reply("second done"),
+                model="model-b")
+    route(CLAUDE_SLOTS, "fakeant/claude-fake")
+    done = run_broke(agent, tmp_path, client_bin, "claude", "-p", "make the first file", "--allowedTools", "Write")
+    assert_done(agent, done, "first done")
+    turn_one = len(fake.requests)
+    route(CLAUDE_SLOTS, "fake/model-b")
+    done = run_broke(agent, tmp_path, client_bin, "claude", "-p", "--continue", "now the second",
+                     "--allowedTools", "Write")
+    assert_done(agent, done, "second done")
+    assert first.read_text() == "one" and second.read_text() == "two"
+    later = fake.requests[turn_one:]
+    assert later and {r["model"] for r in later} == {"model-b"}  # every request of turn two on the new backend
+    asked, answered = [r for r in later if r["outcome"] == "script"]
+    # The new backend got the whole conversation: turn one's prompt, tool call and result, translated to chat.
+    assert "make the first file" in asked["messages_text"] and "now the second" in asked["messages_text"]
+    assert len(asked["tool_results"]) == 1 and len(answered["tool_results"]) == 2
+    assert sent_back_call(answered) == {"file_path": str(second), "content": "two"}
+
+
+def test_count_tokens_answers_for_every_slot(agent, slots):
+    route(CLAUDE_SLOTS + ("custom",), "fakeant/claude-fake")
+    route(CODEX_SLOTS, "fakeoai/gpt-fake")
+    route(("auto",), "fake/model-a")
+    if not supervisor.status(agent["home"]).running:
+        run_cli("start", "--port", str(agent["port"]))
+    token = TokenStore(agent["home"]).token_for("client")
+    body = {"messages": [{"role": "user", "content": "count these five words"}],
+            "tools": [{"name": "Write", "description": "write a file", "input_schema": {"type": "object"}}]}
+    for slot in slots:
+        answer = httpx.post(f"http://127.0.0.1:{agent['port']}/v1/messages/count_tokens?beta=true",
+                            json={**body, "model": slot}, timeout=30,
+                            headers={"x-api-key": token, "anthropic-version": "2023-06-01"})
+        assert answer.status_code == 200, (slot, answer.text)
+        assert answer.json()["input_tokens"] > 0 and answer.headers["x-broke-slot"] == slot
+    # The Anthropic-native backend's own counter was asked (the others are counted by LiteLLM's tokenizer).
+    counted = [r for r in agent["fake"].requests if r["api"] == "count_tokens"]
+    assert {r["model"] for r in counted} == {ANTHROPIC_MODEL} and counted[0]["tools"] == ["Write"]
+
+
+WRITE_TOOL = {"name": "Write", "description": "Write a file",
+              "input_schema": {"type": "object", "properties": {"file_path": {"type": "string"},
+                                                               "content": {"type": "string"}},
+                               "required": ["file_path", "content"]}}
+CALL = ToolCall("Write", {"file_path": "/tmp/x", "content": "marker"})
+
+
+def local_request(api: str) -> tuple[str, dict]:
+    """A request offering the Write tool, in one client API's own shape."""
+    schema = WRITE_TOOL["input_schema"]
+    if api == "chat":
+        return "/v1/chat/completions", {"messages": [{"role": "user", "content": "write it"}], "tools": [
+            {"type": "function", "function": {"name": "Write", "description": "Write a file", "parameters": schema}}]}
+    if api == "messages":
+        return "/v1/messages", {"max_tokens": 256, "messages": [{"role": "user", "content": "write it"}],
+                                "tools": [WRITE_TOOL]}
+    return "/v1/responses", {"input": "write it", "tools": [
+        {"type": "function", "name": "Write", "description": "Write a file", "parameters": schema}]}
+
+
+def called(api: str, answer: dict) -> dict:
+    """The arguments of the tool call in an answer, read the way the client reads its API."""
+    if api == "chat":
+        return json.loads(answer["choices"][0]["message"]["tool_calls"][0]["function"]["arguments"])
+    if api == "messages":
+        uses = [b for b in answer["content"] if b["type"] == "tool_use"]
+        assert answer["stop_reason"] == "tool_use"
+        return uses[0]["input"]
+    calls = [i for i in answer["output"] if i["type"] == "function_call"]
+    return json.loads(calls[0]["arguments"])
+
+
+@pytest.mark.parametrize("api", ["chat", "messages", "responses"])
+def test_tools_reach_a_local_models_worker_intact_and_its_call_comes_back_in_the_clients_shape(agent, api):
+    route(("sonnet", "gpt-5-codex"), "mlx/tiny-remote")
+    if not supervisor.status(agent["home"]).running:
+        run_cli("start", "--port", str(agent["port"]))
+    token = TokenStore(agent["home"]).token_for("client")
+    agent["fake"].script(CALL)
+    path, body = local_request(api)
+    answer = httpx.post(f"http://127.0.0.1:{agent['port']}{path}", json={**body, "model": "sonnet"}, timeout=30,
+                        headers={"authorization": f"Bearer {token}", "anthropic-version": "2023-06-01"})
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["x-broke-backend"] == "mlx/tiny-remote" and answer.json()["model"] == "sonnet"
+    assert called(api, answer.json()) == CALL.arguments
+    received = agent["fake"].requests[-1]
+    assert received["api"] == "chat"  # workers speak chat completions: the other APIs are translated
+    assert [t["function"] for t in received["body"]["tools"]] == [
+        {"name": "Write", "description": "Write a file", "parameters": WRITE_TOOL["input_schema"]}]

@@ -124,6 +124,34 @@ def test_anthropic_messages_against_a_worker(lg, stream):
         assert answer.json()["content"][0]["text"] == ANSWER_B
 
 
+TOOL_SCHEMA = {"type": "object", "properties": {"cmd": {"type": "string"}}, "required": ["cmd"]}
+TOOL_REQUESTS = {  # a request offering a tool, in each client API's own shape
+    "/v1/chat/completions": {"messages": [{"role": "user", "content": "run it"}], "tools": [
+        {"type": "function", "function": {"name": "shell", "description": "Run", "parameters": TOOL_SCHEMA}}]},
+    "/v1/messages": {"max_tokens": 64, "messages": [{"role": "user", "content": "run it"}],
+                     "tools": [{"name": "shell", "description": "Run", "input_schema": TOOL_SCHEMA}]},
+    "/v1/responses": {"input": "run it", "tools": [
+        {"type": "function", "name": "shell", "description": "Run", "parameters": TOOL_SCHEMA}]},
+}
+
+
+@pytest.mark.parametrize("path", list(TOOL_REQUESTS))
+def test_a_worker_offered_tools_answers_in_the_clients_api_shape(lg, path):
+    """A tiny model does not call tools, but a request offering them is served, in the shape asked for."""
+    answer = httpx.post(lg["url"] + path, json={**TOOL_REQUESTS[path], "model": "sonnet"}, timeout=60,
+                        headers={"authorization": f"Bearer {lg['token']}", "anthropic-version": "2023-06-01"})
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["model"] == "sonnet"  # the name asked for, not the worker's
+    if path == "/v1/chat/completions":
+        assert body["object"] == "chat.completion" and body["choices"][0]["message"]["content"] == ANSWER_A
+    elif path == "/v1/messages":
+        assert body["type"] == "message" and body["content"] == [{"type": "text", "text": ANSWER_A}]
+    else:
+        message = [item for item in body["output"] if item["type"] == "message"][0]
+        assert body["object"] == "response" and message["content"][0]["text"] == ANSWER_A
+
+
 def test_a_killed_worker_is_restarted_and_serves_again(lg):
     record = find_worker(lg["home"], "tiny-b")
     server = psutil.Process(record.pid).children()[0]
