@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 import uuid
 
 import httpx
@@ -247,3 +248,52 @@ def test_tools_reach_a_local_models_worker_intact_and_its_call_comes_back_in_the
     assert received["api"] == "chat"  # workers speak chat completions: the other APIs are translated
     assert [t["function"] for t in received["body"]["tools"]] == [
         {"name": "Write", "description": "Write a file", "parameters": WRITE_TOOL["input_schema"]}]
+
+
+# ---- every backend kind × every client API: the model named, images -----------------------------------
+
+BACKENDS = {"openai-compatible": "fake/model-a", "anthropic-native": "fakeant/claude-fake",
+            "openai-native": "fakeoai/gpt-fake"}
+#: A 1×1 PNG.
+PNG = ("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==")
+
+
+def ask(agent, api: str, model: str, *, stream: bool = False, image: bool = False) -> httpx.Response:
+    """One request to the gateway in a client API's own shape (with a PNG when `image`)."""
+    if not supervisor.status(agent["home"]).running:
+        run_cli("start", "--port", str(agent["port"]))
+    token = TokenStore(agent["home"]).token_for("client")
+    if api == "chat":
+        parts = [{"type": "image_url", "image_url": {"url": f"data:image/png;base64,{PNG}"}}] if image else []
+        path, body = "/v1/chat/completions", {"messages": [
+            {"role": "user", "content": [{"type": "text", "text": "look"}, *parts]}]}
+    elif api == "messages":
+        parts = [{"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": PNG}}] if image else []
+        path, body = "/v1/messages", {"max_tokens": 256, "messages": [
+            {"role": "user", "content": [{"type": "text", "text": "look"}, *parts]}]}
+    else:
+        parts = [{"type": "input_image", "image_url": f"data:image/png;base64,{PNG}"}] if image else []
+        path, body = "/v1/responses", {"input": [
+            {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "look"}, *parts]}]}
+    return httpx.post(f"http://127.0.0.1:{agent['port']}{path}", json={**body, "model": model, "stream": stream},
+                      timeout=30, headers={"authorization": f"Bearer {token}", "anthropic-version": "2023-06-01"})
+
+
+@pytest.mark.parametrize("backend", list(BACKENDS))
+def test_every_answer_names_the_model_the_client_asked_for(agent, backend):
+    route(("sonnet",), BACKENDS[backend])
+    for api in ("chat", "messages", "responses"):
+        for stream in (False, True):
+            answer = ask(agent, api, "claude-sonnet-5", stream=stream)
+            assert answer.status_code == 200, (api, stream, answer.text)
+            named = set(re.findall(r'"model"\s*:\s*"([^"]*)"', answer.text))
+            assert named == {"claude-sonnet-5"}, (api, stream, named)
+
+
+@pytest.mark.parametrize("backend", list(BACKENDS))
+def test_an_image_reaches_every_backend_kind_from_every_client_api(agent, backend):
+    route(("sonnet",), BACKENDS[backend])
+    for api in ("chat", "messages", "responses"):
+        answer = ask(agent, api, "sonnet", image=True)
+        assert answer.status_code == 200, (api, answer.text)
+        assert PNG in json.dumps(agent["fake"].requests[-1]["body"]), api

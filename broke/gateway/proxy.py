@@ -26,7 +26,7 @@ from broke.gateway.live import Watched, watched_speeds
 from broke.gateway.metrics import Metrics
 from broke.gateway.runfiles import GatewayRecord
 from broke.health import Health, HealthStore, load_health
-from broke.resolver import Candidate, Resolution, Rotation, resolve
+from broke.resolver import Candidate, Resolution, Rotation, find_backend, resolve
 from broke.state.model import Access, State
 from broke.state.store import StateStore, default_state
 
@@ -294,7 +294,7 @@ class FrontProxy:
                 answer_headers = {**self._response_headers(upstream), **base_headers,
                                   "x-broke-backend": candidate.backend, "x-broke-attempts": str(attempt)}
                 self._succeeded(candidate)
-                stamp = ModelStamp(sent_model, payload["model"])
+                stamp = ModelStamp((sent_model, *self._provider_model(candidate, state)), payload["model"])
                 return await self._relay(upstream, answer_headers, resolution.slot, candidate, client, started,
                                          stamp, spends=path != COUNT_TOKENS)
         finally:
@@ -335,6 +335,11 @@ class FrontProxy:
                 elif isinstance(body.get(field), int) and body[field] > self.record.local_max_tokens:
                     body[field] = self.record.local_max_tokens
         return body
+
+    def _provider_model(self, candidate: Candidate, state: State) -> tuple[str, ...]:
+        """The provider's own name for the candidate's model (what it may call itself in answers)."""
+        backend = find_backend(candidate.backend, state, self.catalog)
+        return (backend.model,) if backend else ()
 
     @staticmethod
     def _response_headers(upstream: aiohttp.ClientResponse) -> dict[str, str]:

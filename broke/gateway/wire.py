@@ -32,17 +32,19 @@ def usage_tokens(data: bytes) -> int:
 
 
 class ModelStamp:
-    """Rewrites the `model` an answer names from the deployment broke asked for to the model the
-    client asked for (clients compare them: Claude Code drops its thinking from the history when
-    an answer names another model), and keeps deployment names (key variables) to broke.
+    """Rewrites the `model` an answer names (the deployment broke asked for, or the provider's own
+    name for it) to the model the client asked for: clients compare them (Claude Code drops its
+    thinking from the history when an answer names another model), and deployment names, with
+    their key variables, stay inside broke.
 
     Streams are rewritten line by line: a partial line is held until its end arrives, which costs
     nothing a client could use (SSE events end with a blank line).
     """
 
-    def __init__(self, sent: str, requested: str) -> None:
-        old, new = encode(sent), encode(requested)  # JSON strings, quoted and escaped
-        self._pairs = [(b'"model":' + old, b'"model":' + new), (b'"model": ' + old, b'"model": ' + new)]
+    def __init__(self, names: tuple[str, ...], requested: str) -> None:
+        new = encode(requested)  # JSON strings, quoted and escaped
+        self._pairs = [(key + encode(name), key + new) for name in dict.fromkeys(names) if name != requested
+                       for key in (b'"model":', b'"model": ')]
         self._held = b""
 
     def whole(self, data: bytes) -> bytes:
