@@ -22,6 +22,8 @@ from typing import Any
 CHAT, MESSAGES, RESPONSES = "chat", "messages", "responses"
 #: The thinking text the fake sends when a request asks for reasoning.
 THINKING_TEXT = "fake thinking: the user wants a file"
+#: How the opaque reasoning the fake hands out (Responses ``encrypted_content``) begins.
+ENCRYPTED_PREFIX = "fakeenc"
 #: The size of the pieces a tool call's JSON arguments are streamed in.
 ARGUMENT_FRAGMENT = 7
 
@@ -280,6 +282,10 @@ def messages_events(answer: Answer) -> list[tuple[str, dict[str, Any]]]:
 
 def _responses_output(answer: Answer) -> list[dict[str, Any]]:
     items: list[dict[str, Any]] = []
+    if answer.thinking:
+        items.append({"type": "reasoning", "id": f"rs_fake{uuid.uuid4().hex[:16]}",
+                      "summary": [{"type": "summary_text", "text": THINKING_TEXT}],
+                      "encrypted_content": ENCRYPTED_PREFIX + uuid.uuid4().hex})
     if answer.text:
         items.append({"type": "message", "id": f"msg_fake{uuid.uuid4().hex[:16]}", "role": "assistant",
                       "status": "completed",
@@ -310,7 +316,17 @@ def responses_events(answer: Answer) -> list[tuple[str, dict[str, Any]]]:
         {"type": "response.created", "response": {**final, "status": "in_progress", "output": []}},
         {"type": "response.in_progress", "response": {**final, "status": "in_progress", "output": []}}]
     for index, item in enumerate(final["output"]):
-        if item["type"] == "message":
+        if item["type"] == "reasoning":
+            text = item["summary"][0]["text"]
+            part = {"type": "summary_text", "text": ""}
+            where = {"item_id": item["id"], "output_index": index, "summary_index": 0}
+            events.append({"type": "response.output_item.added", "output_index": index,
+                           "item": {**item, "summary": []}})
+            events.append({"type": "response.reasoning_summary_part.added", **where, "part": part})
+            events += [{"type": "response.reasoning_summary_text.delta", **where, "delta": p} for p in _pieces(text)]
+            events.append({"type": "response.reasoning_summary_text.done", **where, "text": text})
+            events.append({"type": "response.reasoning_summary_part.done", **where, "part": {**part, "text": text}})
+        elif item["type"] == "message":
             text = item["content"][0]["text"]
             part = {"type": "output_text", "text": "", "annotations": []}
             where = {"item_id": item["id"], "output_index": index, "content_index": 0}

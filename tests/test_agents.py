@@ -15,7 +15,7 @@ from broke.gateway.runfiles import TokenStore
 from broke.procs import free_port
 from clients import diagnosis, run_broke
 from conftest import run_cli
-from fake_conversation import THINKING_TEXT, Reply, ToolCall
+from fake_conversation import ENCRYPTED_PREFIX, THINKING_TEXT, Reply, ToolCall
 from fake_provider import FakeProvider
 
 pytestmark = pytest.mark.timeout(600)
@@ -25,6 +25,7 @@ CODEX_SLOTS = ("gpt-5-codex", "gpt-5", "gpt-5-mini")
 #: The Anthropic-native backend serves a model LiteLLM knows, so it applies that model's capabilities
 #: (thinking) as it would for the real provider.
 ANTHROPIC_MODEL = "claude-sonnet-4-5-20250929"
+OPENAI_MODEL = "gpt-5-codex"
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +46,7 @@ def agents(tmp_path_factory):
         # A local model's worker on another machine, here the fake speaking OpenAI: what a worker receives.
         run_cli("node", "add", "fake-worker", fake.base_url, "--model", "tiny-remote")
         run_cli("backend", "add", "fakeoai/gpt-fake", "--provider", "openai", "--api-base", fake.base_url,
-                "--model", "gpt-fake", "--key-env", "FAKE_API_KEY")
+                "--model", OPENAI_MODEL, "--key-env", "FAKE_API_KEY")
         try:
             yield {"home": home, "fake": fake, "port": free_port()}
         finally:
@@ -136,14 +137,16 @@ CODEX_CASES = {
 }
 
 
+@pytest.mark.parametrize("thinking", [False, True], ids=["plain", "thinking"])
 @pytest.mark.parametrize("case", list(CODEX_CASES))
-def test_codex_runs_a_shell_command_and_reads_its_output(agent, tmp_path, client_bin, case):
+def test_codex_runs_a_shell_command_and_reads_its_output(agent, tmp_path, client_bin, case, thinking):
     backend, api = CODEX_CASES[case]
     fake, marker, target = agent["fake"], uuid.uuid4().hex, tmp_path / "made-by-codex.txt"
     route(CODEX_SLOTS, backend)
     call = ToolCall("exec_command", {"cmd": f"printf %s {marker} > {target.name} && echo wrote-{marker}"})
     fake.script(call, Reply(f"done, wrote {marker}"))
-    done = run_broke(agent, tmp_path, client_bin, "codex", "exec", "--skip-git-repo-check",
+    effort = ["-c", 'model_reasoning_effort="high"'] if thinking else []
+    done = run_broke(agent, tmp_path, client_bin, "codex", "exec", "--skip-git-repo-check", *effort,
                      "--dangerously-bypass-approvals-and-sandbox", "make the file")
     assert_done(agent, done, f"done, wrote {marker}")
     assert target.read_text() == marker
@@ -152,6 +155,14 @@ def test_codex_runs_a_shell_command_and_reads_its_output(agent, tmp_path, client
     assert asked["tool_results"] == [] and len(answered["tool_results"]) == 1
     assert f"wrote-{marker}" in answered["tool_results"][0]  # the command's output reached the model
     assert sent_back_call(answered) == call.arguments
+    if thinking:  # asked for, answered first, and its reasoning sent back with the call
+        assert asked["thinking"] is not None, asked["body"].keys()
+        if api == "responses":
+            reasoning = [i for i in answered["body"]["input"] if i.get("type") == "reasoning"]
+            assert reasoning and reasoning[-1]["encrypted_content"].startswith(ENCRYPTED_PREFIX)
+        else:
+            said = [m for m in answered["body"]["messages"] if m["role"] == "assistant"][-1]
+            assert said["reasoning_content"] == THINKING_TEXT
 
 
 def test_swap_between_turns_moves_the_conversation_to_the_new_backend(agent, tmp_path, client_bin):
@@ -297,3 +308,4 @@ def test_an_image_reaches_every_backend_kind_from_every_client_api(agent, backen
         answer = ask(agent, api, "sonnet", image=True)
         assert answer.status_code == 200, (api, answer.text)
         assert PNG in json.dumps(agent["fake"].requests[-1]["body"]), api
+

@@ -152,6 +152,25 @@ def test_a_worker_offered_tools_answers_in_the_clients_api_shape(lg, path):
         assert body["object"] == "response" and message["content"][0]["text"] == ANSWER_A
 
 
+PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
+IMAGE_REQUESTS = {
+    "/v1/chat/completions": [{"type": "text", "text": "look"},
+                             {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{PNG}"}}],
+    "/v1/messages": [{"type": "text", "text": "look"},
+                     {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": PNG}}],
+}
+
+
+@pytest.mark.parametrize("path", list(IMAGE_REQUESTS))
+def test_an_image_for_a_worker_gets_its_refusal_passed_through(lg, path):
+    """mlx_lm.server serves text only: the client reads why, from either API (no failover, no 5xx)."""
+    body = {"model": "sonnet", "max_tokens": 64, "messages": [{"role": "user", "content": IMAGE_REQUESTS[path]}]}
+    answer = httpx.post(lg["url"] + path, json=body, timeout=60,
+                        headers={"authorization": f"Bearer {lg['token']}", "anthropic-version": "2023-06-01"})
+    assert 400 <= answer.status_code < 500 and answer.headers["x-broke-attempts"] == "1", answer.text
+    assert "Only 'text' content type is supported" in answer.text
+
+
 def test_a_killed_worker_is_restarted_and_serves_again(lg):
     record = find_worker(lg["home"], "tiny-b")
     server = psutil.Process(record.pid).children()[0]
@@ -242,3 +261,4 @@ def test_a_node_behind_a_token_joins_the_pool(tmp_path, monkeypatch):
         assert json.loads(run_cli("node", "list", "--json").stdout)["studio"]["url"] == base
     finally:
         run_cli("stop")
+
