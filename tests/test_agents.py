@@ -222,7 +222,8 @@ def local_request(api: str) -> tuple[str, dict]:
     schema = WRITE_TOOL["input_schema"]
     if api == "chat":
         return "/v1/chat/completions", {"messages": [{"role": "user", "content": "write it"}], "tools": [
-            {"type": "function", "function": {"name": "Write", "description": "Write a file", "parameters": schema}}]}
+            {"type": "function",
+             "function": {"name": "Write", "description": "Write a file", "parameters": schema}}]}
     if api == "messages":
         return "/v1/messages", {"max_tokens": 256, "messages": [{"role": "user", "content": "write it"}],
                                 "tools": [WRITE_TOOL]}
@@ -279,7 +280,8 @@ def ask(agent, api: str, model: str, *, stream: bool = False, image: bool = Fals
         path, body = "/v1/chat/completions", {"messages": [
             {"role": "user", "content": [{"type": "text", "text": "look"}, *parts]}]}
     elif api == "messages":
-        parts = [{"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": PNG}}] if image else []
+        source = {"type": "base64", "media_type": "image/png", "data": PNG}
+        parts = [{"type": "image", "source": source}] if image else []
         path, body = "/v1/messages", {"max_tokens": 256, "messages": [
             {"role": "user", "content": [{"type": "text", "text": "look"}, *parts]}]}
     else:
