@@ -303,11 +303,32 @@ def test_every_answer_names_the_model_the_client_asked_for(agent, backend):
             assert named == {"claude-sonnet-5"}, (api, stream, named)
 
 
+#: The API each backend kind gets, for each client API (LiteLLM translates between them).
+RECEIVED = {"openai-compatible": {"chat": "chat", "messages": "chat", "responses": "chat"},
+            "anthropic-native": {"chat": "messages", "messages": "messages", "responses": "messages"},
+            # gpt-5-codex is a Responses-only model in LiteLLM's map
+            "openai-native": {"chat": "responses", "messages": "responses", "responses": "responses"}}
+
+
 @pytest.mark.parametrize("backend", list(BACKENDS))
 def test_an_image_reaches_every_backend_kind_from_every_client_api(agent, backend):
     route(("sonnet",), BACKENDS[backend])
     for api in ("chat", "messages", "responses"):
         answer = ask(agent, api, "sonnet", image=True)
         assert answer.status_code == 200, (api, answer.text)
-        assert PNG in json.dumps(agent["fake"].requests[-1]["body"]), api
+        received = agent["fake"].requests[-1]
+        assert received["api"] == RECEIVED[backend][api] and PNG in json.dumps(received["body"]), api
 
+
+def test_thinking_asked_of_a_local_model_reaches_its_worker_as_reasoning_effort(agent):
+    route(("sonnet",), "mlx/tiny-remote")
+    if not supervisor.status(agent["home"]).running:
+        run_cli("start", "--port", str(agent["port"]))
+    token = TokenStore(agent["home"]).token_for("client")
+    body = {"model": "sonnet", "max_tokens": 4096, "thinking": {"type": "enabled", "budget_tokens": 2048},
+            "messages": [{"role": "user", "content": "hi"}]}
+    answer = httpx.post(f"http://127.0.0.1:{agent['port']}/v1/messages", json=body, timeout=30,
+                        headers={"x-api-key": token, "anthropic-version": "2023-06-01"})
+    assert answer.status_code == 200, answer.text
+    received = agent["fake"].requests[-1]
+    assert received["api"] == "chat" and received["body"]["reasoning_effort"] in ("low", "medium", "high")

@@ -152,6 +152,17 @@ def test_a_worker_offered_tools_answers_in_the_clients_api_shape(lg, path):
         assert body["object"] == "response" and message["content"][0]["text"] == ANSWER_A
 
 
+def test_thinking_asked_of_a_worker_is_ignored_and_the_answer_comes(lg):
+    headers = {"authorization": f"Bearer {lg['token']}", "anthropic-version": "2023-06-01"}
+    body = {"model": "sonnet", "max_tokens": 4096, "thinking": {"type": "enabled", "budget_tokens": 2048},
+            "messages": [{"role": "user", "content": "hi"}]}
+    answer = httpx.post(lg["url"] + "/v1/messages", json=body, headers=headers, timeout=60)
+    assert answer.status_code == 200 and answer.json()["content"] == [{"type": "text", "text": ANSWER_A}]
+    body = {"model": "sonnet", "reasoning_effort": "high", "messages": [{"role": "user", "content": "hi"}]}
+    answer = httpx.post(lg["url"] + "/v1/chat/completions", json=body, headers=headers, timeout=60)
+    assert answer.status_code == 200 and answer.json()["choices"][0]["message"]["content"] == ANSWER_A
+
+
 PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
 IMAGE_REQUESTS = {
     "/v1/chat/completions": [{"type": "text", "text": "look"},
@@ -261,4 +272,5 @@ def test_a_node_behind_a_token_joins_the_pool(tmp_path, monkeypatch):
         assert json.loads(run_cli("node", "list", "--json").stdout)["studio"]["url"] == base
     finally:
         run_cli("stop")
+
 
