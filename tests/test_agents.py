@@ -332,3 +332,19 @@ def test_thinking_asked_of_a_local_model_reaches_its_worker_as_reasoning_effort(
     assert answer.status_code == 200, answer.text
     received = agent["fake"].requests[-1]
     assert received["api"] == "chat" and received["body"]["reasoning_effort"] in ("low", "medium", "high")
+
+
+def test_counting_tokens_spends_none_of_a_profiles_limits(agent):
+    route(("sonnet",), "fakeant/claude-fake")
+    if not supervisor.status(agent["home"]).running:
+        run_cli("start", "--port", str(agent["port"]))
+    run_cli("profile", "new", "counted", "--rpm", "2", "--tpm", "50")
+    token = json.loads(run_cli("connect", "--profile", "counted", "--json").stdout)["token"]
+    url, headers = f"http://127.0.0.1:{agent['port']}", {"x-api-key": token, "anthropic-version": "2023-06-01"}
+    long = {"model": "sonnet", "messages": [{"role": "user", "content": "word " * 60}]}  # 60 tokens to the fake
+    counts = [httpx.post(url + "/v1/messages/count_tokens", json=long, headers=headers, timeout=30)
+              for _ in range(4)]
+    assert [c.status_code for c in counts] == [200] * 4 and counts[0].json()["input_tokens"] == 60
+    short = {"model": "sonnet", "max_tokens": 64, "messages": [{"role": "user", "content": "hi"}]}
+    asks = [httpx.post(url + "/v1/messages", json=short, headers=headers, timeout=30).status_code for _ in range(3)]
+    assert asks == [200, 200, 429]  # neither the counts' requests nor their tokens were spent
