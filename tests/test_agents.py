@@ -190,6 +190,29 @@ def test_swap_between_turns_moves_the_conversation_to_the_new_backend(agent, tmp
     assert sent_back_call(answered) == {"file_path": str(second), "content": "two"}
 
 
+def test_codex_swapped_between_turns_resumes_on_the_new_backend(agent, tmp_path, client_bin):
+    fake = agent["fake"]
+    first, second = tmp_path / "first.txt", tmp_path / "second.txt"
+    fake.script(ToolCall("exec_command", {"cmd": f"printf one > {first.name}"}), Reply("first done"),
+                model=OPENAI_MODEL)
+    fake.script(ToolCall("exec_command", {"cmd": f"printf two > {second.name}"}), Reply("second done"),
+                model="model-b")
+    codex = ("codex", "exec", "--skip-git-repo-check", "--dangerously-bypass-approvals-and-sandbox")
+    route(CODEX_SLOTS, "fakeoai/gpt-fake")
+    assert_done(agent, run_broke(agent, tmp_path, client_bin, *codex, "make the first file"), "first done")
+    turn_one = len(fake.requests)
+    route(CODEX_SLOTS, "fake/model-b")
+    done = run_broke(agent, tmp_path, client_bin, *codex, "resume", "--last", "now the second")
+    assert_done(agent, done, "second done")
+    assert first.read_text() == "one" and second.read_text() == "two"
+    later = fake.requests[turn_one:]
+    assert later and {r["model"] for r in later} == {"model-b"}
+    asked, answered = [r for r in later if r["outcome"] == "script"]
+    # Turn one's Responses items reached the chat backend as chat messages, its call and output included.
+    assert asked["api"] == "chat" and len(asked["tool_results"]) == 1 and len(answered["tool_results"]) == 2
+    assert "make the first file" in asked["messages_text"] and "now the second" in asked["messages_text"]
+
+
 def test_count_tokens_answers_for_every_slot(agent, slots):
     route(CLAUDE_SLOTS + ("custom",), "fakeant/claude-fake")
     route(CODEX_SLOTS, "fakeoai/gpt-fake")
