@@ -87,6 +87,16 @@ def deployments(state: State, catalog: Catalog, env: Mapping[str, str],
     return out
 
 
+def _capabilities(deployment: Deployment) -> dict:
+    """What LiteLLM is told a deployment can do beyond its own model map.
+
+    OpenAI-compatible servers and local workers are not taken for reasoning models. A provider's
+    own models are left to LiteLLM's map, which knows which of them think: overriding it there drops
+    the thinking clients ask for.
+    """
+    return {"supports_reasoning": False} if deployment.litellm_params["model"].startswith("hosted_vllm/") else {}
+
+
 def render(items: list[Deployment], *, request_timeout_s: float) -> dict:
     """The LiteLLM proxy config (written as JSON, which LiteLLM's YAML loader reads)."""
     return {
@@ -94,9 +104,7 @@ def render(items: list[Deployment], *, request_timeout_s: float) -> dict:
             {
                 "model_name": d.name,
                 "litellm_params": {**d.litellm_params, "max_retries": 0, "timeout": request_timeout_s},
-                "model_info": {"id": f"{d.name}#{number}",
-                               **({"supports_reasoning": False}
-                                  if d.litellm_params["model"].startswith("hosted_vllm/") else {})},
+                "model_info": {"id": f"{d.name}#{number}", **_capabilities(d)},
             }
             for number, d in enumerate(items)
         ],

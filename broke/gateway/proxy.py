@@ -48,6 +48,7 @@ DIRECT_WORKER_MODEL = "default_model"
 #: answered by LiteLLM (the provider's own counter, or a local estimate), spending no tokens.
 COUNT_TOKENS = "/v1/messages/count_tokens"
 
+
 class FrontProxy:
     def __init__(self, home: Path, record: GatewayRecord, master_key: str) -> None:
         self.home, self.record, self.master_key = home, record, master_key
