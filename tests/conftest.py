@@ -49,6 +49,14 @@ def cli_json(cli):
     return run
 
 
+@pytest.fixture(scope="session")
+def client_bin() -> Path:
+    """The bin directory of the pinned Claude Code and Codex (installed from npm once, cached by version)."""
+    from clients import install_clients
+
+    return install_clients()
+
+
 @pytest.fixture
 def slots() -> tuple[str, ...]:
     return load_catalog().slots

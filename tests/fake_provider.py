@@ -1,19 +1,28 @@
-"""A fake cloud LLM provider speaking the OpenAI Chat Completions API, for end-to-end tests.
+"""A fake cloud LLM provider speaking OpenAI Chat Completions, Anthropic Messages and OpenAI Responses.
 
 It stands in for cloud providers behind LiteLLM (as an OpenAI-compatible "hosted_vllm"
-backend at ``fake.base_url``). Standard library only; it listens on loopback only.
+backend at ``fake.base_url``, or as an Anthropic or OpenAI backend at ``fake.root_url``).
+Standard library only; it listens on loopback only.
 
     with FakeProvider() as fake:
         fake.fail("429", key="key-one", times=1)
         ...  # point a client at fake.base_url with api_key="key-one"
         assert fake.requests[0]["outcome"] == "429"
 
-The answer to every request is ``fake:{model}:{key}``, where ``key`` is the bearer token
-the client sent (these are fake test keys: echoing them back is the point), so a test
-can tell which backend and which key served a request.
+The default answer to every request is ``fake:{model}:{key}``, where ``key`` is the bearer
+token (or Anthropic ``x-api-key``) the client sent (these are fake test keys: echoing them
+back is the point), so a test can tell which backend and which key served a request.
 
-Endpoints: ``POST /v1/chat/completions`` (also ``/chat/completions``), non-streaming
-JSON or ``"stream": true`` server-sent events; ``GET /v1/models``; ``GET /health``.
+Scripted conversations (fake_conversation.py) make it an agent's model: ``fake.script(
+ToolCall("Write", {...}), Reply("done"))`` asks for a tool call in the API's own shape
+(chat ``tool_calls`` with the arguments streamed in fragments, Anthropic ``tool_use`` with
+``input_json_delta``, Responses ``function_call`` items) and answers the request that carries
+its result with the text. A request asking for reasoning gets thinking first. Every request
+is recorded (``fake.requests``), its whole body included.
+
+Endpoints: ``POST /v1/chat/completions``, ``/v1/messages``, ``/v1/responses`` (each also
+without ``/v1``), non-streaming JSON or ``"stream": true`` server-sent events;
+``POST /v1/messages/count_tokens``; ``GET /v1/models``; ``GET /health``.
 Streaming responses use chunked transfer encoding, one HTTP chunk per SSE event, each
 sent as soon as it is written, with ``fake.chunk_delay_s`` seconds between events.
 
@@ -37,6 +46,9 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, TypedDict
 
+import fake_conversation as conversation
+from fake_conversation import Script, Step
+
 FAILURE_MODES = ("429", "401", "500", "hang", "drop")
 DEFAULT_MODEL = "fake-model"
 
@@ -46,7 +58,10 @@ _HTTP_ERRORS: dict[str, tuple[int, str, str, str]] = {
     "401": (401, "invalid_request_error", "invalid_api_key", "Incorrect API key provided (fake provider)."),
     "500": (500, "server_error", "server_error", "The server had an error (fake provider)."),
 }
-_COMPLETION_PATHS = ("/v1/chat/completions", "/chat/completions")
+_API_PATHS = {"/v1/chat/completions": conversation.CHAT, "/chat/completions": conversation.CHAT,
+              "/v1/messages": conversation.MESSAGES, "/messages": conversation.MESSAGES,
+              "/v1/responses": conversation.RESPONSES, "/responses": conversation.RESPONSES}
+_COUNT_TOKENS_PATHS = ("/v1/messages/count_tokens", "/messages/count_tokens")
 _MODELS_PATHS = ("/v1/models", "/models")
 _HEALTH_PATHS = ("/health", "/v1/health")
 _POLL_S = 0.05
@@ -62,6 +77,11 @@ class RequestRecord(TypedDict):
     request_id: str | None
     messages_text: str
     outcome: str
+    api: str  # chat, messages, responses or count_tokens
+    tools: list[str]  # names of the tools offered
+    tool_results: list[str]  # text of every tool result in the conversation
+    thinking: Any  # what the request asked for in the way of reasoning (None: nothing)
+    body: dict[str, Any]  # the whole request body
 
 
 @dataclass
@@ -155,30 +175,6 @@ def split_answer(text: str) -> list[str]:
     return [piece for piece in pieces if piece]
 
 
-def count_words(messages: Any) -> int:
-    """A rough prompt token count: the words in every message's text."""
-    return sum(len(_message_text(message).split()) for message in _as_list(messages))
-
-
-def user_text(messages: Any) -> str:
-    """The text of the user messages, joined by newlines."""
-    return "\n".join(_message_text(message) for message in _as_list(messages)
-                     if isinstance(message, dict) and message.get("role") == "user")
-
-
-def _as_list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else []
-
-
-def _message_text(message: Any) -> str:
-    """A message's content as text: a string, or the text parts of a list of parts."""
-    content = message.get("content") if isinstance(message, dict) else None
-    if isinstance(content, str):
-        return content
-    parts = [part.get("text", "") for part in _as_list(content) if isinstance(part, dict)]
-    return " ".join(part for part in parts if isinstance(part, str))
-
-
 def bearer_key(authorization: str | None) -> str | None:
     """The token of an ``Authorization: Bearer TOKEN`` header, or ``None``."""
     if not authorization:
@@ -268,7 +264,8 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         path = self.path.split("?", 1)[0]
         body = self._read_body()
-        if path not in _COMPLETION_PATHS:
+        api = _API_PATHS.get(path)
+        if api is None and path not in _COUNT_TOKENS_PATHS:
             self._send_error(404, "invalid_request_error", "not_found", f"No route POST {path}")
             return
         try:
@@ -278,21 +275,39 @@ class _Handler(BaseHTTPRequestHandler):
         if not isinstance(payload, dict):
             self._send_error(400, "invalid_request_error", "invalid_json", "Request body is not a JSON object.")
             return
-        self._complete(path, payload)
+        if api is None:
+            self._count_tokens(path, payload)
+        else:
+            self._complete(path, api, payload)
 
-    # -- chat completions ----------------------------------------------------
+    # -- answers -------------------------------------------------------------
 
-    def _complete(self, path: str, payload: dict[str, Any]) -> None:
+    def _key(self) -> str | None:
+        """The bearer token, or Anthropic's ``x-api-key``."""
+        return bearer_key(self.headers.get("Authorization")) or self.headers.get("x-api-key") or None
+
+    def _record(self, path: str, api: str, payload: dict[str, Any], outcome: str) -> None:
+        self.server.provider.log.add(RequestRecord(
+            path=path, api=api, model=payload.get("model") if isinstance(payload.get("model"), str) else None,
+            key=self._key(), stream=payload.get("stream") is True,
+            request_id=self.headers.get("x-request-id"),
+            messages_text=conversation.prompt_text(api, payload), outcome=outcome,
+            tools=conversation.tool_names(api, payload), tool_results=conversation.tool_results(api, payload),
+            thinking=conversation.thinking_request(api, payload), body=payload))
+
+    def _count_tokens(self, path: str, payload: dict[str, Any]) -> None:
+        """Anthropic's token counting: the words of the prompt."""
+        self._record(path, "count_tokens", payload, "ok")
+        self._send_json(200, {"input_tokens": conversation.prompt_words(conversation.MESSAGES, payload)})
+
+    def _complete(self, path: str, api: str, payload: dict[str, Any]) -> None:
         provider = self.server.provider
         model = payload.get("model") if isinstance(payload.get("model"), str) else None
-        key = bearer_key(self.headers.get("Authorization"))
-        stream = payload.get("stream") is True
+        key = self._key()
         mode = provider.plan.take(key, model)
-        provider.log.add(RequestRecord(
-            path=path, model=model, key=key, stream=stream,
-            request_id=self.headers.get("x-request-id"),
-            messages_text=user_text(payload.get("messages")),
-            outcome=mode or "ok"))
+        step = provider.step_for(api, payload)
+        outcome = mode or ("script" if step is not None else "ok")
+        self._record(path, api, payload, outcome)
 
         if mode in _HTTP_ERRORS:
             status, error_type, code, message = _HTTP_ERRORS[mode]
@@ -303,15 +318,42 @@ class _Handler(BaseHTTPRequestHandler):
         elif mode == "drop":
             self._drop()
         else:
-            name = model or DEFAULT_MODEL
-            text = answer_text(name, key)
-            prompt_tokens = count_words(payload.get("messages"))
+            answer = conversation.Answer(
+                model=model or DEFAULT_MODEL, prompt_tokens=conversation.prompt_words(api, payload),
+                thinking=conversation.thinking_request(api, payload) is not None)
+            if isinstance(step, conversation.ToolCall):
+                answer.tool_call = step
+            else:
+                answer.text = step.text if isinstance(step, conversation.Reply) else answer_text(answer.model, key)
+            self._answer(api, answer, payload)
+
+    def _answer(self, api: str, answer: conversation.Answer, payload: dict[str, Any]) -> None:
+        stream = payload.get("stream") is True
+        if api == conversation.CHAT and not answer.tool_call and not answer.thinking:
+            # The default answer keeps its historic shape: one streamed piece per ':'-separated part.
             if stream:
                 options = payload.get("stream_options")
                 include_usage = isinstance(options, dict) and options.get("include_usage") is True
-                self._stream_answer(name, text, prompt_tokens, include_usage)
+                self._stream_answer(answer.model, answer.text, answer.prompt_tokens, include_usage)
             else:
-                self._send_answer(name, text, prompt_tokens)
+                self._send_answer(answer.model, answer.text, answer.prompt_tokens)
+        elif api == conversation.CHAT:
+            if stream:
+                options = payload.get("stream_options")
+                include_usage = isinstance(options, dict) and options.get("include_usage") is True
+                self._stream_events([(None, e) for e in conversation.chat_events(answer, include_usage)],
+                                    done=True)
+            else:
+                self._send_json(200, conversation.chat_body(answer))
+        elif api == conversation.MESSAGES:
+            if stream:
+                self._stream_events(conversation.messages_events(answer))
+            else:
+                self._send_json(200, conversation.messages_body(answer))
+        elif stream:
+            self._stream_events(conversation.responses_events(answer))
+        else:
+            self._send_json(200, conversation.responses_body(answer))
 
     def _send_answer(self, model: str, text: str, prompt_tokens: int) -> None:
         completion_tokens = len(split_answer(text))
@@ -336,19 +378,24 @@ class _Handler(BaseHTTPRequestHandler):
         events.append(chunk({}, "stop"))
         if include_usage:
             events.append({**base, "choices": [], "usage": _usage(prompt_tokens, len(pieces))})
+        self._stream_events([(None, event) for event in events], done=True)
 
+    def _stream_events(self, events: list[tuple[str | None, dict[str, Any]]], done: bool = False) -> None:
+        """Server-sent events, one HTTP chunk each (``event:`` line when named; ``[DONE]`` if ``done``)."""
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream; charset=utf-8")
         self.send_header("Cache-Control", "no-cache")
         self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
         try:
-            for index, event in enumerate(events):
+            for index, (name, event) in enumerate(events):
                 if index and self._pause(self.server.provider.chunk_delay_s):
                     self.close_connection = True
                     return
-                self._write_chunk(f"data: {json.dumps(event)}\n\n".encode())
-            self._write_chunk(b"data: [DONE]\n\n")
+                head = f"event: {name}\n" if name else ""
+                self._write_chunk(f"{head}data: {json.dumps(event)}\n\n".encode())
+            if done:
+                self._write_chunk(b"data: [DONE]\n\n")
             self._write_chunk(b"")
         except OSError:
             self.close_connection = True
@@ -447,6 +494,8 @@ class FakeProvider:
         self.chunk_delay_s = chunk_delay_s
         self.plan = FailurePlan()
         self.log = RequestLog()
+        self._scripts: list[Script] = []
+        self._scripts_lock = threading.Lock()
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 
@@ -494,6 +543,11 @@ class FakeProvider:
         """``http://127.0.0.1:PORT/v1``, the OpenAI-style API base."""
         return f"http://127.0.0.1:{self.port}/v1"
 
+    @property
+    def root_url(self) -> str:
+        """``http://127.0.0.1:PORT``, the Anthropic-style API base."""
+        return f"http://127.0.0.1:{self.port}"
+
     # -- failures and records ------------------------------------------------
 
     def fail(self, mode: str, *, key: str | None = None, model: str | None = None,
@@ -523,3 +577,30 @@ class FakeProvider:
     def reset_requests(self) -> None:
         """Forget the requests received so far."""
         self.log.reset()
+
+    # -- scripted conversations ----------------------------------------------
+
+    def script(self, *steps: Step, model: str | None = None) -> Script:
+        """Answer turns of requests to ``model`` (``None``: any) with ``steps`` (see fake_conversation).
+
+        A newer script for the same model replaces the older one; ``clear_scripts()`` removes all.
+        """
+        script = Script(list(steps), model)
+        with self._scripts_lock:
+            self._scripts = [s for s in self._scripts if s.model != model] + [script]
+        return script
+
+    def clear_scripts(self) -> None:
+        """Back to the default answer for every request."""
+        with self._scripts_lock:
+            self._scripts.clear()
+
+    def step_for(self, api: str, payload: dict[str, Any]) -> Step | None:
+        """The scripted step answering this request: a model's own script first, then the catch-all."""
+        model = payload.get("model")
+        with self._scripts_lock:
+            scripts = sorted(self._scripts, key=lambda s: s.model is None)
+        for script in scripts:
+            if script.model is None or script.model == model:
+                return script.step_for(api, payload)
+        return None

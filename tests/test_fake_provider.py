@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
+from fake_conversation import Reply, ToolCall
 from fake_provider import FakeProvider
 
 MESSAGES = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "say hello world"}]
@@ -175,7 +176,9 @@ def test_requests_are_recorded(fake):
     chat(fake, key="k2", model="model-b", stream=True)
     first, second = fake.requests
     assert first == {"path": "/v1/chat/completions", "model": "model-a", "key": "k1", "stream": False,
-                     "request_id": "req-42", "messages_text": "say hello world", "outcome": "ok"}
+                     "request_id": "req-42", "messages_text": "say hello world", "outcome": "ok",
+                     "api": "chat", "tools": [], "tool_results": [], "thinking": None,
+                     "body": {"model": "model-a", "messages": MESSAGES}}
     assert second["key"] == "k2" and second["model"] == "model-b" and second["stream"] is True
     assert second["request_id"] is None
     fake.reset_requests()
@@ -268,3 +271,127 @@ def test_port_and_base_url():
     with fake:
         assert fake.base_url == f"http://127.0.0.1:{fake.port}/v1"
         assert fake.port > 0
+
+
+# ---- scripted conversations ---------------------------------------------------------------------
+
+WRITE = ToolCall("Write", {"file_path": "/tmp/out.txt", "content": "a marker long enough to be cut in pieces"})
+CHAT_TOOLS = [{"type": "function", "function": {"name": "Write", "parameters": {"type": "object"}}}]
+ANTHROPIC_TOOLS = [{"name": "Write", "input_schema": {"type": "object"}}]
+RESPONSES_TOOLS = [{"type": "function", "name": "Write", "parameters": {"type": "object"}}]
+
+
+def post(fake: FakeProvider, path: str, body: dict[str, Any]) -> httpx.Response:
+    return httpx.post(f"{fake.root_url}{path}", json=body, timeout=5, headers={"x-api-key": "ant-key"})
+
+
+def named_events(text: str) -> list[tuple[str, dict[str, Any]]]:
+    """(event name, data) of every SSE event of an Anthropic or Responses stream."""
+    events = []
+    for block in text.strip().split("\n\n"):
+        lines = dict(line.split(": ", 1) for line in block.splitlines())
+        events.append((lines["event"], json.loads(lines["data"])))
+    return events
+
+
+def test_chat_tool_call_streams_its_arguments_in_fragments_then_the_result_gets_the_reply(fake):
+    fake.script(WRITE, Reply("all done"))
+    first = chat(fake, stream=True, tools=CHAT_TOOLS)
+    events = sse_events(first.iter_lines())
+    deltas = [e["choices"][0]["delta"] for e in events[:-1] if e["choices"]]
+    fragments = [d["tool_calls"][0]["function"]["arguments"] for d in deltas if "tool_calls" in d]
+    assert len(fragments) > 3 and json.loads("".join(fragments)) == WRITE.arguments
+    opening = next(d["tool_calls"][0] for d in deltas if "tool_calls" in d)
+    assert opening["function"]["name"] == "Write" and opening["id"].startswith("call_")
+    assert events[-2]["choices"][0]["finish_reason"] == "tool_calls" and events[-1] == "[DONE]"
+    history = [*MESSAGES, {"role": "assistant", "content": None, "tool_calls": [
+        {"id": opening["id"], "type": "function", "function": {"name": "Write", "arguments": "{}"}}]},
+        {"role": "tool", "tool_call_id": opening["id"], "content": "File created"}]
+    second = httpx.post(f"{fake.base_url}/chat/completions", timeout=5,
+                        json={"model": "model-a", "messages": history, "tools": CHAT_TOOLS})
+    assert second.json()["choices"][0]["message"]["content"] == "all done"
+    asked, answered = fake.requests
+    assert asked["tools"] == ["Write"] and asked["tool_results"] == [] and asked["outcome"] == "script"
+    assert answered["tool_results"] == ["File created"]
+
+
+def test_a_tool_call_step_needs_the_tool_offered(fake):
+    fake.script(WRITE, Reply("all done"))
+    assert chat(fake).json()["choices"][0]["message"]["content"] == "fake:model-a:key-one"  # no tools
+    assert fake.requests[-1]["outcome"] == "ok"
+
+
+def test_scripts_per_model_and_a_new_prompt_starts_the_script_again(fake):
+    fake.script(Reply("from a"), model="model-a")
+    fake.script(Reply("from anyone"))
+    assert chat(fake).json()["choices"][0]["message"]["content"] == "from a"
+    assert chat(fake, model="model-b").json()["choices"][0]["message"]["content"] == "from anyone"
+    fake.clear_scripts()
+    assert chat(fake).json()["choices"][0]["message"]["content"] == "fake:model-a:key-one"
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_anthropic_tool_use_with_thinking_streams_input_json_deltas(fake, stream):
+    fake.script(WRITE, Reply("all done"))
+    body = {"model": "claude-x", "max_tokens": 64, "stream": stream, "tools": ANTHROPIC_TOOLS,
+            "thinking": {"type": "enabled", "budget_tokens": 1024},
+            "messages": [{"role": "user", "content": "write it"}]}
+    answer = post(fake, "/v1/messages", body)
+    assert answer.status_code == 200
+    if stream:
+        events = named_events(answer.text)
+        assert [name for name, _ in events][:2] == ["message_start", "content_block_start"]
+        assert all(name == data["type"] for name, data in events)
+        blocks = [data["content_block"] for name, data in events if name == "content_block_start"]
+        assert [b["type"] for b in blocks] == ["thinking", "tool_use"] and blocks[1]["input"] == {}
+        deltas = [data["delta"] for name, data in events if name == "content_block_delta"]
+        pieces = [d["partial_json"] for d in deltas if d["type"] == "input_json_delta"]
+        assert len(pieces) > 3 and json.loads("".join(pieces)) == WRITE.arguments
+        assert any(d["type"] == "signature_delta" for d in deltas)
+        assert events[-2][1]["delta"]["stop_reason"] == "tool_use" and events[-1][0] == "message_stop"
+        call_id = blocks[1]["id"]
+    else:
+        content = answer.json()["content"]
+        assert [b["type"] for b in content] == ["thinking", "tool_use"] and content[1]["input"] == WRITE.arguments
+        assert answer.json()["stop_reason"] == "tool_use"
+        call_id = content[1]["id"]
+    assert fake.requests[-1]["key"] == "ant-key" and fake.requests[-1]["thinking"]["type"] == "enabled"
+    body["messages"] += [{"role": "assistant", "content": [{"type": "tool_use", "id": call_id, "name": "Write",
+                                                            "input": WRITE.arguments}]},
+                         {"role": "user", "content": [{"type": "tool_result", "tool_use_id": call_id,
+                                                       "content": [{"type": "text", "text": "written"}]}]}]
+    body["stream"] = False
+    content = post(fake, "/v1/messages", body).json()["content"]
+    assert content[-1] == {"type": "text", "text": "all done"}
+    assert fake.requests[-1]["tool_results"] == ["written"]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_responses_function_call_items(fake, stream):
+    fake.script(WRITE, Reply("all done"))
+    body = {"model": "gpt-x", "stream": stream, "tools": RESPONSES_TOOLS, "input": "write it"}
+    answer = post(fake, "/v1/responses", body)
+    if stream:
+        events = named_events(answer.text)
+        assert [e["sequence_number"] for _, e in events] == list(range(len(events)))
+        pieces = [e["delta"] for name, e in events if name == "response.function_call_arguments.delta"]
+        assert len(pieces) > 3 and json.loads("".join(pieces)) == WRITE.arguments
+        assert events[-1][0] == "response.completed"
+        output = events[-1][1]["response"]["output"]
+    else:
+        output = answer.json()["output"]
+    assert [item["type"] for item in output] == ["function_call"] and output[0]["name"] == "Write"
+    assert json.loads(output[0]["arguments"]) == WRITE.arguments
+    body.update(stream=False, input=[{"type": "message", "role": "user", "content": "write it"}, output[0],
+                                     {"type": "function_call_output", "call_id": output[0]["call_id"],
+                                      "output": "written"}])
+    answered = post(fake, "/v1/responses", body).json()["output"]
+    assert answered[0]["content"][0]["text"] == "all done"
+    assert fake.requests[-1]["tool_results"] == ["written"] and fake.requests[-1]["api"] == "responses"
+
+
+def test_count_tokens_counts_the_prompts_words(fake):
+    answer = post(fake, "/v1/messages/count_tokens", {"model": "claude-x", "system": "be brief",
+                                                      "messages": [{"role": "user", "content": "one two three"}]})
+    assert answer.json() == {"input_tokens": 5}
+    assert fake.requests[-1]["api"] == "count_tokens"

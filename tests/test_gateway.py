@@ -116,7 +116,9 @@ def test_anthropic_messages_with_thinking(gw, stream):
     assert answer.status_code == 200, answer.text
     assert answer.headers["x-broke-backend"] == "fake/model-b"
     assert answer.headers["x-broke-via"] == "litellm"  # messages to an OpenAI-compatible server: translated
-    text = sse_text(answer.text) if stream else answer.json()["content"][0]["text"]
+    # The fake thinks when asked (a thinking block comes first); the text is the answer.
+    blocks = [] if stream else [b for b in answer.json()["content"] if b["type"] == "text"]
+    text = sse_text(answer.text) if stream else blocks[0]["text"]
     assert text == "fake:model-b:key-one"
 
 

@@ -3,11 +3,9 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import stat
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -18,6 +16,7 @@ from broke.cli.main import app
 from broke.gateway import supervisor
 from broke.gateway.runfiles import TokenStore
 from broke.procs import free_port
+from clients import CLAUDE_CODE_VERSION, CODEX_VERSION, STALE, assert_answered, diagnosis, run_broke
 from conftest import assert_one_error_line
 from fake_provider import FakeProvider
 
@@ -25,16 +24,8 @@ pytestmark = pytest.mark.timeout(900)
 
 URL = "http://127.0.0.1:4999"
 TOKEN = "broke-secret-token-value-0123456789"
-STALE = {"ANTHROPIC_API_KEY": "sk-ant-stale-secret", "ANTHROPIC_BASE_URL": "https://api.anthropic.com",
-         "OPENAI_BASE_URL": "http://127.0.0.1:9/v1", "OPENAI_API_KEY": "sk-openai-stale-secret",
-         "CLAUDE_CODE_USE_BEDROCK": "1", "CLAUDE_CODE_USE_VERTEX": "1"}
 CALLER = {**STALE, "PATH": "/usr/bin:/bin", "EDITOR": "vim", "LANG": "C.UTF-8"}
 
-# The real clients the end-to-end tests install (bump both together; the cache is keyed by them).
-CLAUDE_CODE_VERSION = "2.1.197"
-CODEX_VERSION = "0.169.0"
-CLIENT_TIMEOUT_S = 120
-BROKE = Path(sys.executable).parent / "broke"
 
 
 # ---- the plan (no gateway) ----------------------------------------------------------------------
@@ -163,42 +154,6 @@ def test_missing_client_is_one_error_line_with_the_install_command(cli, broke_ho
 
 # ---- end to end: a real gateway, a stub client and the real clients ---------------------------------
 
-def _cache_root() -> Path:
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "broke-test-clients"
-
-
-@pytest.fixture(scope="session")
-def client_bin() -> Path:
-    """The bin directory of Claude Code and Codex installed from npm, cached by version across runs."""
-    npm = shutil.which("npm")
-    if npm is None:
-        pytest.skip("npm is not on PATH: cannot install Claude Code and Codex for the end-to-end tests")
-    target = _cache_root() / f"claude-code-{CLAUDE_CODE_VERSION}_codex-{CODEX_VERSION}"
-    bin_dir = target / "node_modules" / ".bin"
-    if not ((bin_dir / "claude").exists() and (bin_dir / "codex").exists()):
-        target.parent.mkdir(parents=True, exist_ok=True)
-        scratch = Path(tempfile.mkdtemp(prefix=".install-", dir=target.parent))
-        done = subprocess.run(
-            [npm, "install", "--prefix", str(scratch), "--no-audit", "--no-fund",
-             f"@anthropic-ai/claude-code@{CLAUDE_CODE_VERSION}", f"@openai/codex@{CODEX_VERSION}"],
-            capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL)
-        assert done.returncode == 0, f"npm install failed:\n{done.stdout}\n{done.stderr}"
-        try:
-            scratch.rename(target)  # all or nothing: a half install is never reused
-        except OSError:  # another run installed it first
-            shutil.rmtree(scratch, ignore_errors=True)
-    return bin_dir
-
-
-def _diagnosis(home: Path) -> str:
-    logs = []
-    for name in ("gateway.log", "litellm.log"):
-        path = home / "run" / name
-        if path.exists():
-            logs.append(f"--- {name} (tail) ---\n" + "\n".join(path.read_text(errors="replace").splitlines()[-40:]))
-    return "\n".join(logs)
-
-
 def _cli(*args: str) -> None:
     result = CliRunner().invoke(app, list(args))
     assert result.exit_code == 0, result.output
@@ -234,28 +189,6 @@ def routed(e2e, monkeypatch):
     return e2e
 
 
-def run_broke(e2e, tmp_path: Path, bin_dir: Path, *args: str) -> subprocess.CompletedProcess:
-    """`broke ARGS…` as the user runs it: stale provider settings in the environment, the client's
-    own home in tmp_path, stdin closed."""
-    env = {**os.environ, **STALE, "BROKE_HOME": str(e2e["home"]), "BROKE_PORT": str(e2e["port"]),
-           "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', os.defpath)}",
-           "HOME": str(tmp_path / "client-home"), "CODEX_HOME": str(tmp_path / "codex-home"),
-           "BROKE_TEST_UNRELATED": "kept"}
-    for name in ("client-home", "codex-home"):
-        (tmp_path / name).mkdir(exist_ok=True)
-    try:
-        return subprocess.run([str(BROKE), *args], env=env, cwd=tmp_path, stdin=subprocess.DEVNULL,
-                              capture_output=True, text=True, timeout=CLIENT_TIMEOUT_S)
-    except subprocess.TimeoutExpired as exc:
-        pytest.fail(f"`broke {' '.join(args)}` ran over {CLIENT_TIMEOUT_S}s\nstdout: {exc.stdout}\n"
-                    f"stderr: {exc.stderr}\n{_diagnosis(e2e['home'])}")
-
-
-def assert_answered(e2e, done: subprocess.CompletedProcess, answer: str) -> None:
-    assert done.returncode == 0 and answer in done.stdout, (
-        f"exit {done.returncode}\nstdout: {done.stdout}\nstderr: {done.stderr[-4000:]}\n{_diagnosis(e2e['home'])}")
-
-
 STUB = """#!{python}
 import json, os, sys
 print(json.dumps({{"argv": sys.argv[1:], "env": dict(os.environ)}}))
@@ -279,7 +212,7 @@ def test_launch_starts_the_gateway_and_execs_the_client(routed, tmp_path, stub_b
         _cli("stop")
     args = ["-p", "two words", "--", "--help", "--profile", "x"]
     done = run_broke(routed, tmp_path, stub_bin, "claude", *args)
-    assert done.returncode == 0, done.stderr + _diagnosis(home)
+    assert done.returncode == 0, done.stderr + diagnosis(home)
     assert "gateway started on" in done.stderr
     seen = json.loads(done.stdout)
     assert seen["argv"] == args
@@ -294,7 +227,7 @@ def test_launch_starts_the_gateway_and_execs_the_client(routed, tmp_path, stub_b
 def test_profile_launch_uses_the_profile_token_and_is_audited(routed, tmp_path, stub_bin):
     home = routed["home"]
     done = run_broke(routed, tmp_path, stub_bin, "c", "--profile", "solo", "--version")
-    assert done.returncode == 0, done.stderr + _diagnosis(home)
+    assert done.returncode == 0, done.stderr + diagnosis(home)
     seen = json.loads(done.stdout)
     assert seen["argv"] == ["--version"]
     assert seen["env"]["ANTHROPIC_AUTH_TOKEN"] == TokenStore(home).token_for("profile:solo")

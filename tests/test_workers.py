@@ -135,6 +135,64 @@ def test_anthropic_messages_against_a_worker(lg, stream):
         assert answer.json()["content"][0]["text"] == ANSWER_B
 
 
+TOOL_SCHEMA = {"type": "object", "properties": {"cmd": {"type": "string"}}, "required": ["cmd"]}
+TOOL_REQUESTS = {  # a request offering a tool, in each client API's own shape
+    "/v1/chat/completions": {"messages": [{"role": "user", "content": "run it"}], "tools": [
+        {"type": "function", "function": {"name": "shell", "description": "Run", "parameters": TOOL_SCHEMA}}]},
+    "/v1/messages": {"max_tokens": 64, "messages": [{"role": "user", "content": "run it"}],
+                     "tools": [{"name": "shell", "description": "Run", "input_schema": TOOL_SCHEMA}]},
+    "/v1/responses": {"input": "run it", "tools": [
+        {"type": "function", "name": "shell", "description": "Run", "parameters": TOOL_SCHEMA}]},
+}
+
+
+@pytest.mark.parametrize("path", list(TOOL_REQUESTS))
+def test_a_worker_offered_tools_answers_in_the_clients_api_shape(lg, path):
+    """A tiny model does not call tools, but a request offering them is served, in the shape asked for."""
+    answer = httpx.post(lg["url"] + path, json={**TOOL_REQUESTS[path], "model": "sonnet"}, timeout=60,
+                        headers={"authorization": f"Bearer {lg['token']}", "anthropic-version": "2023-06-01"})
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["model"] == "sonnet"  # the name asked for, not the worker's
+    if path == "/v1/chat/completions":
+        assert body["object"] == "chat.completion" and body["choices"][0]["message"]["content"] == ANSWER_A
+    elif path == "/v1/messages":
+        assert body["type"] == "message" and body["content"] == [{"type": "text", "text": ANSWER_A}]
+    else:
+        message = [item for item in body["output"] if item["type"] == "message"][0]
+        assert body["object"] == "response" and message["content"][0]["text"] == ANSWER_A
+
+
+def test_thinking_asked_of_a_worker_is_ignored_and_the_answer_comes(lg):
+    headers = {"authorization": f"Bearer {lg['token']}", "anthropic-version": "2023-06-01"}
+    body = {"model": "sonnet", "max_tokens": 4096, "thinking": {"type": "enabled", "budget_tokens": 2048},
+            "messages": [{"role": "user", "content": "hi"}]}
+    answer = httpx.post(lg["url"] + "/v1/messages", json=body, headers=headers, timeout=60)
+    assert answer.status_code == 200 and answer.json()["content"] == [{"type": "text", "text": ANSWER_A}]
+    body = {"model": "sonnet", "reasoning_effort": "high", "messages": [{"role": "user", "content": "hi"}]}
+    answer = httpx.post(lg["url"] + "/v1/chat/completions", json=body, headers=headers, timeout=60)
+    assert answer.status_code == 200 and answer.json()["choices"][0]["message"]["content"] == ANSWER_A
+
+
+PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
+IMAGE_REQUESTS = {
+    "/v1/chat/completions": [{"type": "text", "text": "look"},
+                             {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{PNG}"}}],
+    "/v1/messages": [{"type": "text", "text": "look"},
+                     {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": PNG}}],
+}
+
+
+@pytest.mark.parametrize("path", list(IMAGE_REQUESTS))
+def test_an_image_for_a_worker_gets_its_refusal_passed_through(lg, path):
+    """mlx_lm.server serves text only: the client reads why, from either API (no failover, no 5xx)."""
+    body = {"model": "sonnet", "max_tokens": 64, "messages": [{"role": "user", "content": IMAGE_REQUESTS[path]}]}
+    answer = httpx.post(lg["url"] + path, json=body, timeout=60,
+                        headers={"authorization": f"Bearer {lg['token']}", "anthropic-version": "2023-06-01"})
+    assert 400 <= answer.status_code < 500 and answer.headers["x-broke-attempts"] == "1", answer.text
+    assert "Only 'text' content type is supported" in answer.text
+
+
 def test_a_killed_worker_is_restarted_and_serves_again(lg):
     record = find_worker(lg["home"], "tiny-b")
     server = psutil.Process(record.pid).children()[0]
@@ -287,3 +345,5 @@ def test_a_node_behind_a_token_joins_the_pool(tmp_path, monkeypatch):
         assert json.loads(run_cli("node", "list", "--json").stdout)["studio"]["url"] == base
     finally:
         run_cli("stop")
+
+

@@ -31,9 +31,10 @@ def _litellm_model(backend: Backend, catalog: Catalog) -> str:
     provider = catalog.providers[backend.provider]
     if provider.local:
         return "hosted_vllm/default_model"  # mlx_lm.server answers only to this name (or its path)
-    if provider.needs_api_base or backend.api_base:
+    if provider.needs_api_base:
         # OpenAI-compatible servers: hosted_vllm/ keeps /v1/messages and /v1/responses on chat completions.
         return f"hosted_vllm/{backend.model}"
+    # A provider's own API, at its address or at the backend's (a gateway speaking that API).
     return f"{provider.litellm_prefix}/{backend.model}"
 
 
@@ -72,8 +73,10 @@ def deployments(state: State, catalog: Catalog, env: Mapping[str, str],
             continue
         params: dict = {"model": _litellm_model(backend, catalog)}
         if backend.api_base:
+            params["api_base"] = backend.api_base
+        if provider.needs_api_base:
             # Such servers speak chat completions only: /v1/responses is bridged onto it.
-            params.update(api_base=backend.api_base, use_chat_completions_api=True)
+            params["use_chat_completions_api"] = True
         prefix = backend.key_env if backend.key_env is not None else provider.key_env
         if not prefix:
             out.append(Deployment(backend_id, backend_id, None, {**params, "api_key": NO_KEY}))
@@ -84,6 +87,16 @@ def deployments(state: State, catalog: Catalog, env: Mapping[str, str],
     return out
 
 
+def _capabilities(deployment: Deployment) -> dict:
+    """What LiteLLM is told a deployment can do beyond its own model map.
+
+    OpenAI-compatible servers and local workers are not taken for reasoning models. A provider's
+    own models are left to LiteLLM's map, which knows which of them think: overriding it there drops
+    the thinking clients ask for.
+    """
+    return {"supports_reasoning": False} if deployment.litellm_params["model"].startswith("hosted_vllm/") else {}
+
+
 def render(items: list[Deployment], *, request_timeout_s: float) -> dict:
     """The LiteLLM proxy config (written as JSON, which LiteLLM's YAML loader reads)."""
     return {
@@ -91,7 +104,7 @@ def render(items: list[Deployment], *, request_timeout_s: float) -> dict:
             {
                 "model_name": d.name,
                 "litellm_params": {**d.litellm_params, "max_retries": 0, "timeout": request_timeout_s},
-                "model_info": {"id": f"{d.name}#{number}", "supports_reasoning": False},
+                "model_info": {"id": f"{d.name}#{number}", **_capabilities(d)},
             }
             for number, d in enumerate(items)
         ],

@@ -24,7 +24,7 @@ from broke.gateway.auth import Authenticator, Client, Refusal
 from broke.gateway.complexity import ComplexityRouter
 from broke.gateway.limits import RateLimiter
 from broke.gateway.load import Lease, WorkerLoad, worker_key
-from broke.gateway.wire import encode, error_body, usage_tokens
+from broke.gateway.wire import ModelStamp, encode, error_body, usage_tokens
 from broke.gateway.live import Watched, watched_speeds
 from broke.gateway.metrics import Metrics
 from broke.gateway.native import auth_headers, native_route
@@ -59,6 +59,9 @@ class Failure(NamedTuple):
     reason: str  # an events reason code
     status: int | None  # the upstream's HTTP status (None: timeout or no connection)
     answer: tuple[int, bytes, dict[str, str]]  # what the client gets if nothing else answers
+#: Anthropic's token counting (Claude Code asks it before long prompts): routed like a request,
+#: answered natively by Anthropic backends, by LiteLLM for the others, spending no tokens.
+COUNT_TOKENS = "/v1/messages/count_tokens"
 
 
 class FrontProxy:
@@ -93,6 +96,7 @@ class FrontProxy:
         routes = [
             Route("/v1/chat/completions", self.chat, methods=["POST"]),
             Route("/v1/messages", self.messages, methods=["POST"]),
+            Route(COUNT_TOKENS, self.count_tokens, methods=["POST"]),
             Route("/v1/responses", self.responses, methods=["POST"]),
             Route("/v1/models", self.models, methods=["GET"]),
             Route("/health", self.health_check, methods=["GET"]),
@@ -127,6 +131,9 @@ class FrontProxy:
 
     async def responses(self, request: Request) -> Response:
         return await self.handle(request, "/v1/responses")
+
+    async def count_tokens(self, request: Request) -> Response:
+        return await self.handle(request, COUNT_TOKENS)
 
     # ---- plain endpoints ------------------------------------------------------------------------
     @staticmethod
@@ -237,7 +244,7 @@ class FrontProxy:
             self.metrics.reject("slot_not_allowed", 403)
             return error_body(403, "permission_error", resolution.reason or
                               f"slot '{resolution.slot}' is not allowed by this token's own access limits")
-        limited = self.rates.check([(owner, a.rpm, a.tpm) for owner, a in limits], time.time())
+        limited = path != COUNT_TOKENS and self.rates.check([(owner, a.rpm, a.tpm) for owner, a in limits], time.time())
         if limited:
             self.metrics.reject("rate_limited", 429)
             return error_body(429, "rate_limit_error", limited)
@@ -301,7 +308,8 @@ class FrontProxy:
                     if worker is False:  # every replica failed during this request
                         break
                     attempt += 1
-                    via, url, body, send_headers = self._target(path, payload, candidate, headers, worker, state)
+                    via, url, body, send_headers, sent_model = self._target(path, payload, candidate, headers, worker,
+                                                                             state)
                     if via == "litellm":
                         why = await self._litellm_ready()
                         if why:
@@ -314,8 +322,9 @@ class FrontProxy:
                                           "x-broke-backend": candidate.backend, "x-broke-attempts": str(attempt),
                                           "x-broke-via": via}
                         self._succeeded(candidate)
+                        stamp = ModelStamp((sent_model, *self._provider_model(candidate, state)), payload["model"])
                         return await self._relay(upstream, answer_headers, resolution.slot, candidate, client,
-                                                 started, lease)
+                                                 started, lease, stamp, spends=path != COUNT_TOKENS)
                     if lease:
                         self.load.release(lease)
                     last = failure.answer
@@ -364,8 +373,9 @@ class FrontProxy:
         return url if url is not None else False
 
     def _target(self, path: str, payload: dict, candidate: Candidate, headers: dict[str, str],
-                worker: str | None, state: State) -> tuple[str, str, bytes, dict[str, str]]:
-        """Where one attempt goes, as (via, url, body, headers); via is "native" or "litellm".
+                worker: str | None, state: State) -> tuple[str, str, bytes, dict[str, str], str]:
+        """Where one attempt goes, as (via, url, body, headers, the model it names); via is "native"
+        or "litellm".
 
         Native: the client's API is the backend's own (chat completions to a local worker or an
         OpenAI-compatible server, messages to Anthropic, responses to OpenAI), so the request goes
@@ -375,16 +385,16 @@ class FrontProxy:
         direct = {k: v for k, v in headers.items() if k != "authorization"}
         if worker:
             body = {**self._payload_for(payload, candidate), "model": DIRECT_WORKER_MODEL}
-            return "native", f"{worker}/chat/completions", encode(body), direct
+            return "native", f"{worker}/chat/completions", encode(body), direct, DIRECT_WORKER_MODEL
         backend = find_backend(candidate.backend, state, self.catalog) if self.record.native_forwarding else None
         provider = self.catalog.providers.get(candidate.provider) if backend else None
         route = native_route(path, backend, provider) if backend and provider else None
         if route is not None:
             body = {**self._payload_for(payload, candidate), "model": route.model}
             key = self.keys.get(candidate.key_env or "")
-            return "native", route.url, encode(body), auth_headers(route, key, direct)
+            return "native", route.url, encode(body), auth_headers(route, key, direct), route.model
         return ("litellm", self.upstream_url + path, encode(self._payload_for(payload, candidate)),
-                {**headers, "authorization": f"Bearer {self.master_key}"})
+                {**headers, "authorization": f"Bearer {self.master_key}"}, candidate.deployment)
 
     def _payload_for(self, payload: dict, candidate: Candidate) -> dict:
         """The body for one attempt: the deployment's name, and token limits a local worker can serve."""
@@ -397,6 +407,11 @@ class FrontProxy:
                     body[field] = self.record.local_max_tokens
         return body
 
+    def _provider_model(self, candidate: Candidate, state: State) -> tuple[str, ...]:
+        """The provider's own name for the candidate's model (what it may call itself in answers)."""
+        backend = find_backend(candidate.backend, state, self.catalog)
+        return (backend.model,) if backend else ()
+
     @staticmethod
     def _response_headers(upstream: aiohttp.ClientResponse) -> dict[str, str]:
         return {k: v for k, v in upstream.headers.items()
@@ -404,17 +419,22 @@ class FrontProxy:
                 and not k.lower().startswith(("x-litellm", "llm_provider-"))}
 
     async def _relay(self, upstream: aiohttp.ClientResponse, headers: dict[str, str], slot: str,
-                     candidate: Candidate, client: Client, started: float, lease: Lease | None) -> Response:
-        """Pass the answer through: small JSON at once, event streams chunk by chunk; a local model's
-        `lease` is held until the answer has been read."""
+                     candidate: Candidate, client: Client, started: float, lease: Lease | None,
+                     stamp: ModelStamp, *, spends: bool = True) -> Response:
+        """Pass the answer through, naming the model the client asked for: small JSON at once, event
+        streams chunk by chunk; a local model's `lease` is held until the answer has been read.
+
+        The tokens an answer reports count against the client's limit unless it only counted them.
+        """
         if "text/event-stream" not in upstream.headers.get("content-type", ""):
             try:
-                content = await upstream.read()
+                content = stamp.whole(await upstream.read())
             finally:
                 upstream.release()
                 if lease:
                     self.load.release(lease)
-            self._spent(client, usage_tokens(content))
+            if spends:
+                self._spent(client, usage_tokens(content))
             self.metrics.answered(slot, candidate.backend, upstream.status, time.perf_counter() - started)
             return Response(content, status_code=upstream.status, headers=headers)
 
@@ -425,7 +445,12 @@ class FrontProxy:
             try:
                 async for chunk in upstream.content.iter_any():
                     tail = (tail + chunk)[-4096:]
-                    yield chunk
+                    lines = stamp.feed(chunk)
+                    if lines:
+                        yield lines
+                rest = stamp.flush()
+                if rest:
+                    yield rest
             finally:
                 upstream.close()  # a client that left mid-stream cancels the upstream request
                 self.metrics.in_flight -= 1

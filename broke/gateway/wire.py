@@ -29,3 +29,38 @@ def usage_tokens(data: bytes) -> int:
     for name, value in _USAGE.findall(data):
         found[name] = max(found.get(name, 0), int(value))
     return found.get(b"total_tokens") or found.get(b"input_tokens", 0) + found.get(b"output_tokens", 0)
+
+
+class ModelStamp:
+    """Rewrites the `model` an answer names (the deployment broke asked for, or the provider's own
+    name for it) to the model the client asked for: clients compare them (Claude Code drops its
+    thinking from the history when an answer names another model), and deployment names, with
+    their key variables, stay inside broke.
+
+    Streams are rewritten line by line: a partial line is held until its end arrives, which costs
+    nothing a client could use (SSE events end with a blank line).
+    """
+
+    def __init__(self, names: tuple[str, ...], requested: str) -> None:
+        new = encode(requested)  # JSON strings, quoted and escaped
+        self._pairs = [(key + encode(name), key + new) for name in dict.fromkeys(names) if name != requested
+                       for key in (b'"model":', b'"model": ')]
+        self._held = b""
+
+    def whole(self, data: bytes) -> bytes:
+        """A complete answer body."""
+        for old, new in self._pairs:
+            data = data.replace(old, new)
+        return data
+
+    def feed(self, chunk: bytes) -> bytes:
+        """The complete lines of a stream so far (the rest is held)."""
+        data = self._held + chunk
+        cut = data.rfind(b"\n") + 1
+        self._held = data[cut:]
+        return self.whole(data[:cut]) if cut else b""
+
+    def flush(self) -> bytes:
+        """What is held when the stream ends."""
+        data, self._held = self._held, b""
+        return self.whole(data)

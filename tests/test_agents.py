@@ -1,0 +1,374 @@
+"""Claude Code and Codex doing agent work through broke: tool calls, their results, streaming, thinking."""
+from __future__ import annotations
+
+import json
+import re
+import uuid
+
+import httpx
+import pytest
+from typer.testing import CliRunner
+
+from broke.cli.main import app
+from broke.gateway import supervisor
+from broke.gateway.runfiles import TokenStore
+from broke.procs import free_port
+from clients import diagnosis, run_broke
+from conftest import run_cli
+from fake_conversation import ENCRYPTED_PREFIX, THINKING_TEXT, Reply, ToolCall
+from fake_provider import FakeProvider
+
+pytestmark = pytest.mark.timeout(600)
+
+CLAUDE_SLOTS = ("sonnet", "opus", "haiku", "subagent")
+CODEX_SLOTS = ("gpt-5-codex", "gpt-5", "gpt-5-mini")
+#: The Anthropic-native backend serves a model LiteLLM knows, so it applies that model's capabilities
+#: (thinking) as it would for the real provider.
+ANTHROPIC_MODEL = "claude-sonnet-4-5-20250929"
+OPENAI_MODEL = "gpt-5-codex"
+
+
+@pytest.fixture(scope="module")
+def agents(tmp_path_factory):
+    """A home with fake backends of every kind: OpenAI-compatible (through LiteLLM's translation),
+    Anthropic-native and OpenAI-native (each the provider's own API, at the fake's address)."""
+    home = tmp_path_factory.mktemp("agents") / "home"
+    fake = FakeProvider().start()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("BROKE_HOME", str(home))
+        home.mkdir(parents=True)
+        (home / ".env").write_text("FAKE_API_KEY=key-one\n")
+        for model in ("model-a", "model-b"):
+            run_cli("backend", "add", f"fake/{model}", "--provider", "openai-compatible", "--api-base",
+                    fake.base_url, "--model", model, "--key-env", "FAKE_API_KEY")
+        run_cli("backend", "add", "fakeant/claude-fake", "--provider", "anthropic", "--api-base", fake.root_url,
+                "--model", ANTHROPIC_MODEL, "--key-env", "FAKE_API_KEY")
+        # A local model's worker on another machine, here the fake speaking OpenAI: what a worker receives.
+        run_cli("node", "add", "fake-worker", fake.base_url, "--model", "tiny-remote")
+        run_cli("backend", "add", "fakeoai/gpt-fake", "--provider", "openai", "--api-base", fake.base_url,
+                "--model", OPENAI_MODEL, "--key-env", "FAKE_API_KEY")
+        try:
+            yield {"home": home, "fake": fake, "port": free_port()}
+        finally:
+            CliRunner().invoke(app, ["stop"])
+            fake.stop()
+
+
+@pytest.fixture
+def agent(agents, monkeypatch):
+    monkeypatch.setenv("BROKE_HOME", str(agents["home"]))
+    agents["fake"].clear_scripts()
+    agents["fake"].reset_requests()
+    return agents
+
+
+def route(slots, backend: str) -> None:
+    run_cli("swap", *[f"{slot}={backend}" for slot in slots])
+
+
+def scripted(fake: FakeProvider) -> list[dict]:
+    """The requests the script answered (side requests, such as title generation, left out)."""
+    return [r for r in fake.requests if r["outcome"] == "script"]
+
+
+def assert_done(agent, done, text: str) -> None:
+    assert done.returncode == 0 and text in done.stdout, (
+        f"exit {done.returncode}\nstdout: {done.stdout}\nstderr: {done.stderr[-3000:]}\n{diagnosis(agent['home'])}")
+
+
+def sent_back_call(record: dict) -> dict:
+    """The arguments of the tool call the client sends back in its history, as the fake received them."""
+    body = record["body"]
+    if record["api"] == "messages":
+        uses = [b for m in body["messages"] if m["role"] == "assistant" and isinstance(m["content"], list)
+                for b in m["content"] if b.get("type") == "tool_use"]
+        return uses[-1]["input"]
+    if record["api"] == "chat":
+        calls = [c for m in body["messages"] if m["role"] == "assistant" for c in m.get("tool_calls") or []]
+        return json.loads(calls[-1]["function"]["arguments"])
+    calls = [i for i in body["input"] if i.get("type") == "function_call"]
+    return json.loads(calls[-1]["arguments"])
+
+
+CLAUDE_CASES = {
+    # backend, tool, the fake's API behind broke
+    "anthropic-native-write": ("fakeant/claude-fake", "Write", "messages"),
+    "openai-compatible-bash": ("fake/model-a", "Bash", "chat"),
+}
+
+
+def claude_tool_call(tool: str, target, marker: str) -> ToolCall:
+    if tool == "Write":
+        return ToolCall("Write", {"file_path": str(target), "content": marker})
+    return ToolCall("Bash", {"command": f"printf %s {marker} > {target.name}", "description": "write the marker"})
+
+
+@pytest.mark.parametrize("thinking", [False, True], ids=["plain", "thinking"])
+@pytest.mark.parametrize("case", list(CLAUDE_CASES))
+def test_claude_code_runs_a_tool_and_reads_its_result(agent, tmp_path, client_bin, case, thinking):
+    backend, tool, api = CLAUDE_CASES[case]
+    fake, marker, target = agent["fake"], uuid.uuid4().hex, tmp_path / "made-by-agent.txt"
+    route(CLAUDE_SLOTS, backend)
+    call = claude_tool_call(tool, target, marker)
+    fake.script(call, Reply(f"done, wrote {marker}"))
+    env = {"MAX_THINKING_TOKENS": "2048"} if thinking else {}
+    done = run_broke(agent, tmp_path, client_bin, "claude", "-p", "make the file", "--allowedTools", tool, env=env)
+    assert_done(agent, done, f"done, wrote {marker}")
+    assert target.read_text() == marker
+    asked, answered = scripted(fake)
+    assert asked["api"] == answered["api"] == api and asked["stream"] and answered["stream"]
+    assert asked["tool_results"] == [] and len(answered["tool_results"]) == 1
+    if tool == "Write":
+        assert "File created successfully" in answered["tool_results"][0]
+    assert sent_back_call(answered) == call.arguments  # streamed in fragments, rebuilt whole, sent back intact
+    if thinking:  # asked for, answered first, and sent back with the tool call (signed, on Anthropic)
+        assert asked["thinking"] is not None, asked["body"].keys()
+        said = [m for m in answered["body"]["messages"] if m["role"] == "assistant"][-1]
+        if api == "messages":
+            assert said["content"][0]["type"] == "thinking" and said["content"][0]["signature"].startswith("fakesig")
+        else:
+            assert said["reasoning_content"] == THINKING_TEXT
+
+
+CODEX_CASES = {
+    # backend, the fake's API behind broke
+    "openai-compatible": ("fake/model-a", "chat"),  # /v1/responses bridged onto chat completions by LiteLLM
+    "openai-native": ("fakeoai/gpt-fake", "responses"),
+}
+
+
+@pytest.mark.parametrize("thinking", [False, True], ids=["plain", "thinking"])
+@pytest.mark.parametrize("case", list(CODEX_CASES))
+def test_codex_runs_a_shell_command_and_reads_its_output(agent, tmp_path, client_bin, case, thinking):
+    backend, api = CODEX_CASES[case]
+    fake, marker, target = agent["fake"], uuid.uuid4().hex, tmp_path / "made-by-codex.txt"
+    route(CODEX_SLOTS, backend)
+    call = ToolCall("exec_command", {"cmd": f"printf %s {marker} > {target.name} && echo wrote-{marker}"})
+    fake.script(call, Reply(f"done, wrote {marker}"))
+    effort = ["-c", 'model_reasoning_effort="high"'] if thinking else []
+    done = run_broke(agent, tmp_path, client_bin, "codex", "exec", "--skip-git-repo-check", *effort,
+                     "--dangerously-bypass-approvals-and-sandbox", "make the file")
+    assert_done(agent, done, f"done, wrote {marker}")
+    assert target.read_text() == marker
+    asked, answered = scripted(fake)
+    assert asked["api"] == answered["api"] == api and asked["stream"] and answered["stream"]
+    assert asked["tool_results"] == [] and len(answered["tool_results"]) == 1
+    assert f"wrote-{marker}" in answered["tool_results"][0]  # the command's output reached the model
+    assert sent_back_call(answered) == call.arguments
+    if thinking:  # asked for, answered first, and its reasoning sent back with the call
+        assert asked["thinking"] is not None, asked["body"].keys()
+        if api == "responses":
+            reasoning = [i for i in answered["body"]["input"] if i.get("type") == "reasoning"]
+            assert reasoning and reasoning[-1]["encrypted_content"].startswith(ENCRYPTED_PREFIX)
+        else:
+            said = [m for m in answered["body"]["messages"] if m["role"] == "assistant"][-1]
+            assert said["reasoning_content"] == THINKING_TEXT
+
+
+def test_swap_between_turns_moves_the_conversation_to_the_new_backend(agent, tmp_path, client_bin):
+    fake = agent["fake"]
+    first, second = tmp_path / "first.txt", tmp_path / "second.txt"
+    fake.script(ToolCall("Write", {"file_path": str(first), "content": "one"}), Reply("first done"),
+                model=ANTHROPIC_MODEL)
+    fake.script(ToolCall("Write", {"file_path": str(second), "content": "two"}), Reply("second done"),
+                model="model-b")
+    route(CLAUDE_SLOTS, "fakeant/claude-fake")
+    done = run_broke(agent, tmp_path, client_bin, "claude", "-p", "make the first file", "--allowedTools", "Write")
+    assert_done(agent, done, "first done")
+    turn_one = len(fake.requests)
+    route(CLAUDE_SLOTS, "fake/model-b")
+    done = run_broke(agent, tmp_path, client_bin, "claude", "-p", "--continue", "now the second",
+                     "--allowedTools", "Write")
+    assert_done(agent, done, "second done")
+    assert first.read_text() == "one" and second.read_text() == "two"
+    later = fake.requests[turn_one:]
+    assert later and {r["model"] for r in later} == {"model-b"}  # every request of turn two on the new backend
+    asked, answered = [r for r in later if r["outcome"] == "script"]
+    # The new backend got the whole conversation: turn one's prompt, tool call and result, translated to chat.
+    assert "make the first file" in asked["messages_text"] and "now the second" in asked["messages_text"]
+    assert len(asked["tool_results"]) == 1 and len(answered["tool_results"]) == 2
+    assert sent_back_call(answered) == {"file_path": str(second), "content": "two"}
+
+
+def test_codex_swapped_between_turns_resumes_on_the_new_backend(agent, tmp_path, client_bin):
+    fake = agent["fake"]
+    first, second = tmp_path / "first.txt", tmp_path / "second.txt"
+    fake.script(ToolCall("exec_command", {"cmd": f"printf one > {first.name}"}), Reply("first done"),
+                model=OPENAI_MODEL)
+    fake.script(ToolCall("exec_command", {"cmd": f"printf two > {second.name}"}), Reply("second done"),
+                model="model-b")
+    codex = ("codex", "exec", "--skip-git-repo-check", "--dangerously-bypass-approvals-and-sandbox")
+    route(CODEX_SLOTS, "fakeoai/gpt-fake")
+    assert_done(agent, run_broke(agent, tmp_path, client_bin, *codex, "make the first file"), "first done")
+    turn_one = len(fake.requests)
+    route(CODEX_SLOTS, "fake/model-b")
+    done = run_broke(agent, tmp_path, client_bin, *codex, "resume", "--last", "now the second")
+    assert_done(agent, done, "second done")
+    assert first.read_text() == "one" and second.read_text() == "two"
+    later = fake.requests[turn_one:]
+    assert later and {r["model"] for r in later} == {"model-b"}
+    asked, answered = [r for r in later if r["outcome"] == "script"]
+    # Turn one's Responses items reached the chat backend as chat messages, its call and output included.
+    assert asked["api"] == "chat" and len(asked["tool_results"]) == 1 and len(answered["tool_results"]) == 2
+    assert "make the first file" in asked["messages_text"] and "now the second" in asked["messages_text"]
+
+
+def test_count_tokens_answers_for_every_slot(agent, slots):
+    route(CLAUDE_SLOTS + ("custom",), "fakeant/claude-fake")
+    route(CODEX_SLOTS, "fakeoai/gpt-fake")
+    route(("auto",), "fake/model-a")
+    if not supervisor.status(agent["home"]).running:
+        run_cli("start", "--port", str(agent["port"]))
+    token = TokenStore(agent["home"]).token_for("client")
+    body = {"messages": [{"role": "user", "content": "count these five words"}],
+            "tools": [{"name": "Write", "description": "write a file", "input_schema": {"type": "object"}}]}
+    for slot in slots:
+        answer = httpx.post(f"http://127.0.0.1:{agent['port']}/v1/messages/count_tokens?beta=true",
+                            json={**body, "model": slot}, timeout=30,
+                            headers={"x-api-key": token, "anthropic-version": "2023-06-01"})
+        assert answer.status_code == 200, (slot, answer.text)
+        assert answer.json()["input_tokens"] > 0 and answer.headers["x-broke-slot"] == slot
+    # The Anthropic-native backend's own counter was asked (the others are counted by LiteLLM's tokenizer).
+    counted = [r for r in agent["fake"].requests if r["api"] == "count_tokens"]
+    assert {r["model"] for r in counted} == {ANTHROPIC_MODEL} and counted[0]["tools"] == ["Write"]
+
+
+WRITE_TOOL = {"name": "Write", "description": "Write a file",
+              "input_schema": {"type": "object", "properties": {"file_path": {"type": "string"},
+                                                               "content": {"type": "string"}},
+                               "required": ["file_path", "content"]}}
+CALL = ToolCall("Write", {"file_path": "/tmp/x", "content": "marker"})
+
+
+def local_request(api: str) -> tuple[str, dict]:
+    """A request offering the Write tool, in one client API's own shape."""
+    schema = WRITE_TOOL["input_schema"]
+    if api == "chat":
+        return "/v1/chat/completions", {"messages": [{"role": "user", "content": "write it"}], "tools": [
+            {"type": "function",
+             "function": {"name": "Write", "description": "Write a file", "parameters": schema}}]}
+    if api == "messages":
+        return "/v1/messages", {"max_tokens": 256, "messages": [{"role": "user", "content": "write it"}],
+                                "tools": [WRITE_TOOL]}
+    return "/v1/responses", {"input": "write it", "tools": [
+        {"type": "function", "name": "Write", "description": "Write a file", "parameters": schema}]}
+
+
+def called(api: str, answer: dict) -> dict:
+    """The arguments of the tool call in an answer, read the way the client reads its API."""
+    if api == "chat":
+        return json.loads(answer["choices"][0]["message"]["tool_calls"][0]["function"]["arguments"])
+    if api == "messages":
+        uses = [b for b in answer["content"] if b["type"] == "tool_use"]
+        assert answer["stop_reason"] == "tool_use"
+        return uses[0]["input"]
+    calls = [i for i in answer["output"] if i["type"] == "function_call"]
+    return json.loads(calls[0]["arguments"])
+
+
+@pytest.mark.parametrize("api", ["chat", "messages", "responses"])
+def test_tools_reach_a_local_models_worker_intact_and_its_call_comes_back_in_the_clients_shape(agent, api):
+    route(("sonnet", "gpt-5-codex"), "mlx/tiny-remote")
+    if not supervisor.status(agent["home"]).running:
+        run_cli("start", "--port", str(agent["port"]))
+    token = TokenStore(agent["home"]).token_for("client")
+    agent["fake"].script(CALL)
+    path, body = local_request(api)
+    answer = httpx.post(f"http://127.0.0.1:{agent['port']}{path}", json={**body, "model": "sonnet"}, timeout=30,
+                        headers={"authorization": f"Bearer {token}", "anthropic-version": "2023-06-01"})
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["x-broke-backend"] == "mlx/tiny-remote" and answer.json()["model"] == "sonnet"
+    assert called(api, answer.json()) == CALL.arguments
+    received = agent["fake"].requests[-1]
+    assert received["api"] == "chat"  # workers speak chat completions: the other APIs are translated
+    assert [t["function"] for t in received["body"]["tools"]] == [
+        {"name": "Write", "description": "Write a file", "parameters": WRITE_TOOL["input_schema"]}]
+
+
+# ---- every backend kind × every client API: the model named, images -----------------------------------
+
+BACKENDS = {"openai-compatible": "fake/model-a", "anthropic-native": "fakeant/claude-fake",
+            "openai-native": "fakeoai/gpt-fake"}
+#: A 1×1 PNG.
+PNG = ("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==")
+
+
+def ask(agent, api: str, model: str, *, stream: bool = False, image: bool = False) -> httpx.Response:
+    """One request to the gateway in a client API's own shape (with a PNG when `image`)."""
+    if not supervisor.status(agent["home"]).running:
+        run_cli("start", "--port", str(agent["port"]))
+    token = TokenStore(agent["home"]).token_for("client")
+    if api == "chat":
+        parts = [{"type": "image_url", "image_url": {"url": f"data:image/png;base64,{PNG}"}}] if image else []
+        path, body = "/v1/chat/completions", {"messages": [
+            {"role": "user", "content": [{"type": "text", "text": "look"}, *parts]}]}
+    elif api == "messages":
+        source = {"type": "base64", "media_type": "image/png", "data": PNG}
+        parts = [{"type": "image", "source": source}] if image else []
+        path, body = "/v1/messages", {"max_tokens": 256, "messages": [
+            {"role": "user", "content": [{"type": "text", "text": "look"}, *parts]}]}
+    else:
+        parts = [{"type": "input_image", "image_url": f"data:image/png;base64,{PNG}"}] if image else []
+        path, body = "/v1/responses", {"input": [
+            {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "look"}, *parts]}]}
+    return httpx.post(f"http://127.0.0.1:{agent['port']}{path}", json={**body, "model": model, "stream": stream},
+                      timeout=30, headers={"authorization": f"Bearer {token}", "anthropic-version": "2023-06-01"})
+
+
+@pytest.mark.parametrize("backend", list(BACKENDS))
+def test_every_answer_names_the_model_the_client_asked_for(agent, backend):
+    route(("sonnet",), BACKENDS[backend])
+    for api in ("chat", "messages", "responses"):
+        for stream in (False, True):
+            answer = ask(agent, api, "claude-sonnet-5", stream=stream)
+            assert answer.status_code == 200, (api, stream, answer.text)
+            named = set(re.findall(r'"model"\s*:\s*"([^"]*)"', answer.text))
+            assert named == {"claude-sonnet-5"}, (api, stream, named)
+
+
+#: The API each backend kind gets, for each client API (LiteLLM translates between them).
+RECEIVED = {"openai-compatible": {"chat": "chat", "messages": "chat", "responses": "chat"},
+            "anthropic-native": {"chat": "messages", "messages": "messages", "responses": "messages"},
+            # chat and responses are OpenAI's own APIs: forwarded natively as they came. Messages go
+            # through LiteLLM, for which gpt-5-codex is a Responses-only model.
+            "openai-native": {"chat": "chat", "messages": "responses", "responses": "responses"}}
+
+
+@pytest.mark.parametrize("backend", list(BACKENDS))
+def test_an_image_reaches_every_backend_kind_from_every_client_api(agent, backend):
+    route(("sonnet",), BACKENDS[backend])
+    for api in ("chat", "messages", "responses"):
+        answer = ask(agent, api, "sonnet", image=True)
+        assert answer.status_code == 200, (api, answer.text)
+        received = agent["fake"].requests[-1]
+        assert received["api"] == RECEIVED[backend][api] and PNG in json.dumps(received["body"]), api
+
+
+def test_thinking_asked_of_a_local_model_reaches_its_worker_as_reasoning_effort(agent):
+    route(("sonnet",), "mlx/tiny-remote")
+    if not supervisor.status(agent["home"]).running:
+        run_cli("start", "--port", str(agent["port"]))
+    token = TokenStore(agent["home"]).token_for("client")
+    body = {"model": "sonnet", "max_tokens": 4096, "thinking": {"type": "enabled", "budget_tokens": 2048},
+            "messages": [{"role": "user", "content": "hi"}]}
+    answer = httpx.post(f"http://127.0.0.1:{agent['port']}/v1/messages", json=body, timeout=30,
+                        headers={"x-api-key": token, "anthropic-version": "2023-06-01"})
+    assert answer.status_code == 200, answer.text
+    received = agent["fake"].requests[-1]
+    assert received["api"] == "chat" and received["body"]["reasoning_effort"] in ("low", "medium", "high")
+
+
+def test_counting_tokens_spends_none_of_a_profiles_limits(agent):
+    route(("sonnet",), "fakeant/claude-fake")
+    if not supervisor.status(agent["home"]).running:
+        run_cli("start", "--port", str(agent["port"]))
+    run_cli("profile", "new", "counted", "--rpm", "2", "--tpm", "50")
+    token = json.loads(run_cli("connect", "--profile", "counted", "--json").stdout)["token"]
+    url, headers = f"http://127.0.0.1:{agent['port']}", {"x-api-key": token, "anthropic-version": "2023-06-01"}
+    long = {"model": "sonnet", "messages": [{"role": "user", "content": "word " * 60}]}  # 60 tokens to the fake
+    counts = [httpx.post(url + "/v1/messages/count_tokens", json=long, headers=headers, timeout=30)
+              for _ in range(4)]
+    assert [c.status_code for c in counts] == [200] * 4 and counts[0].json()["input_tokens"] == 60
+    short = {"model": "sonnet", "max_tokens": 64, "messages": [{"role": "user", "content": "hi"}]}
+    asks = [httpx.post(url + "/v1/messages", json=short, headers=headers, timeout=30).status_code for _ in range(3)]
+    assert asks == [200, 200, 429]  # neither the counts' requests nor their tokens were spent
