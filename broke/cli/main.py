@@ -2,6 +2,8 @@
 every error to one line and an exit code."""
 from __future__ import annotations
 
+import atexit
+import gc
 import importlib
 import sys
 from collections.abc import Iterator, Mapping
@@ -153,4 +155,8 @@ def _root(ctx: typer.Context,
 
 
 def main() -> None:
+    """The `broke` console script."""
+    # At exit CPython garbage-collects every object once more, only to free memory the OS frees anyway:
+    # ~10 ms of a read command here. Frozen objects are left out of that collection; atexit runs this last.
+    atexit.register(gc.freeze)
     app()
