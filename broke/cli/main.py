@@ -156,7 +156,10 @@ def _root(ctx: typer.Context,
 
 def main() -> None:
     """The `broke` console script."""
-    # At exit CPython garbage-collects every object once more, only to free memory the OS frees anyway:
-    # ~10 ms of a read command here. Frozen objects are left out of that collection; atexit runs this last.
+    # httpx imports its own command line (click, rich.syntax, pygments: ~30 ms here) whenever click is
+    # installed; broke never runs it. A None entry makes that import fail, as httpx expects without click.
+    sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
+    # At exit CPython garbage-collects every object once more, only to free memory the OS frees anyway
+    # (~10 ms here). Frozen objects are left out; registered first, this atexit handler runs last.
     atexit.register(gc.freeze)
     app()
