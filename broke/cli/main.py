@@ -79,6 +79,8 @@ class BrokeGroup(TyperGroup):
     Its commands are the lazily built COMMANDS."""
 
     def __init__(self, **attrs: Any) -> None:
+        if attrs.get("commands"):
+            raise TypeError("add commands in a module of broke.cli listed in COMMANDS, not on `app` itself")
         super().__init__(**attrs)
         self.commands = LazyCommands(app)
 
@@ -160,6 +162,6 @@ def main() -> None:
     # installed; broke never runs it. A None entry makes that import fail, as httpx expects without click.
     sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
     # At exit CPython garbage-collects every object once more, only to free memory the OS frees anyway
-    # (~10 ms here). Frozen objects are left out; registered first, this atexit handler runs last.
+    # (~10 ms here). Frozen objects are left out of it; this handler runs after those the command registers.
     atexit.register(gc.freeze)
     app()
