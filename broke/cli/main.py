@@ -2,8 +2,6 @@
 every error to one line and an exit code."""
 from __future__ import annotations
 
-import atexit
-import gc
 import importlib
 import sys
 from collections.abc import Iterator, Mapping
@@ -154,14 +152,3 @@ def _root(ctx: typer.Context,
         from broke.cli import gateway
 
         gateway.bare()
-
-
-def main() -> None:
-    """The `broke` console script."""
-    # httpx imports its own command line (click, rich.syntax, pygments: ~30 ms here) whenever click is
-    # installed; broke never runs it. A None entry makes that import fail, as httpx expects without click.
-    sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
-    # At exit CPython garbage-collects every object once more, only to free memory the OS frees anyway
-    # (~10 ms here). Frozen objects are left out of it; this handler runs after those the command registers.
-    atexit.register(gc.freeze)
-    app()
