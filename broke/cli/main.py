@@ -1,16 +1,71 @@
-"""The `broke` app: registers the command groups and maps every error to one line and an exit code."""
+"""The `broke` app: knows which module has each command, loads it only when the command runs, and maps
+every error to one line and an exit code."""
 from __future__ import annotations
 
+import importlib
 import sys
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import typer
+import typer.main
+from typer._click import Command
 from typer._click.exceptions import NoArgsIsHelpError, UsageError
 from typer.core import TyperGroup
 
 from broke import __version__
-from broke.cli import backends, bench, gateway, launch, local, nodes, policy, router, routing, slots, snapshots, teams
 from broke.errors import BrokeError
+
+# Every top-level command and the module of broke.cli whose `register` adds it, in `broke --help` order
+# (Typer lists commands before groups). Importing a module costs start-up time, so only the one whose
+# command runs is imported; `broke --help` imports them all.
+COMMANDS: dict[str, str] = {
+    **dict.fromkeys(("list", "models", "swap", "fallback"), "slots"),
+    **dict.fromkeys(("route", "explain", "validate", "doctor"), "routing"),
+    **dict.fromkeys(("start", "stop", "restart", "status", "connect", "probe", "metrics"), "gateway"),
+    **dict.fromkeys(("claude", "c", "codex", "x", "launch-env"), "launch"),
+    **dict.fromkeys(("key-policy", "key-state", "model-policy", "model-state"), "policy"),
+    "estimate": "router",
+    "freeze": "snapshots",
+    "benchmark-sequential": "bench",
+    "export-baseline": "bench",
+    "router": "router",
+    "local": "local",
+    "worker": "local",
+    "node": "nodes",
+    "team": "teams",
+    "profile": "teams",
+    "snapshot": "snapshots",
+    "backend": "backends",
+    "baseline": "bench",
+}
+
+
+def module_commands(module: str, like: typer.Typer) -> dict[str, Command]:
+    """The click commands that `broke.cli.<module>` registers, built with `like`'s settings."""
+    sub = typer.Typer(rich_markup_mode=like.rich_markup_mode, pretty_exceptions_short=like.pretty_exceptions_short,
+                      suggest_commands=like.suggest_commands)
+    importlib.import_module(f"broke.cli.{module}").register(sub)
+    return dict(typer.main.get_group(sub).commands)
+
+
+class LazyCommands(Mapping[str, Command]):
+    """The root group's commands: every name of COMMANDS, each built when first looked up."""
+
+    def __init__(self, like: typer.Typer) -> None:
+        self._like = like
+        self._built: dict[str, Command] = {}
+
+    def __getitem__(self, name: str) -> Command:
+        if name not in self._built:
+            self._built.update(module_commands(COMMANDS[name], self._like))
+        return self._built[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(COMMANDS)
+
+    def __len__(self) -> int:
+        return len(COMMANDS)
 
 
 def _error(message: str) -> None:
@@ -18,7 +73,14 @@ def _error(message: str) -> None:
 
 
 class BrokeGroup(TyperGroup):
-    """Runs the command non-standalone so every failure becomes one clear line: 1 error, 2 usage."""
+    """Runs the command non-standalone so every failure becomes one clear line: 1 error, 2 usage.
+    Its commands are the lazily built COMMANDS."""
+
+    def __init__(self, **attrs: Any) -> None:
+        if attrs.get("commands"):
+            raise TypeError("add commands in a module of broke.cli listed in COMMANDS, not on `app` itself")
+        super().__init__(**attrs)
+        self.commands = LazyCommands(app)
 
     def main(self, args: Any = None, prog_name: Any = None, complete_var: Any = None,
              standalone_mode: bool = True, **extra: Any) -> Any:
@@ -87,12 +149,6 @@ def _root(ctx: typer.Context,
     With no command: start the gateway if it is not running, then show its status.
     """
     if ctx.invoked_subcommand is None:
+        from broke.cli import gateway
+
         gateway.bare()
-
-
-for module in (slots, routing, gateway, launch, policy, router, local, nodes, teams, snapshots, backends, bench):
-    module.register(app)
-
-
-def main() -> None:
-    app()

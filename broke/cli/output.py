@@ -21,7 +21,21 @@ JSON_OPTION = typer.Option(False, "--json", help="Print machine-readable JSON.")
 
 
 @cache
+def _load_rich() -> None:
+    """Import rich without attrs: rich.pretty imports attrs (~10 ms here) only to pretty-print attrs
+    classes, which broke never prints; a None entry in sys.modules makes that optional import fail."""
+    if "attr" in sys.modules or "rich.pretty" in sys.modules:
+        return
+    sys.modules["attr"] = None  # type: ignore[assignment]
+    try:
+        import rich.console  # noqa: F401  (imports rich.pretty)
+    finally:
+        del sys.modules["attr"]
+
+
+@cache
 def console() -> "Console":
+    _load_rich()
     from rich.console import Console
 
     return Console(highlight=False, soft_wrap=True)
@@ -41,6 +55,7 @@ def print_json(data: Any) -> None:
 
 
 def table(*columns: str, title: str | None = None) -> "Table":
+    _load_rich()
     from rich.table import Table
 
     t = Table(title=title, title_justify="left", header_style="bold")
@@ -59,6 +74,7 @@ def show(renderable: object) -> None:
 
 def esc(text: str) -> str:
     """Escape rich markup in user-supplied text."""
+    _load_rich()
     from rich.markup import escape
 
     return escape(text)
