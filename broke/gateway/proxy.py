@@ -24,7 +24,9 @@ from broke.gateway.limits import RateLimiter
 from broke.gateway.wire import encode, error_body, usage_tokens
 from broke.gateway.live import Watched, watched_speeds
 from broke.gateway.metrics import Metrics
+from broke.gateway.traffic import Trace, Traffic
 from broke.gateway.runfiles import GatewayRecord
+from broke.gateway.ui import Dashboard
 from broke.health import Health, HealthStore, load_health
 from broke.resolver import Candidate, Resolution, Rotation, resolve
 from broke.state.model import Access, State
@@ -60,6 +62,7 @@ class FrontProxy:
         self.health_store = HealthStore(home)
         self.event_log = EventLog(home / "run" / "rotation.log")
         self.metrics = Metrics()
+        self.traffic = Traffic()
         self.rates = RateLimiter()
         self.turns: Counter[str] = Counter()
         self.sticky_keys: dict[str, str] = {}
@@ -75,6 +78,7 @@ class FrontProxy:
             Route("/v1/models", self.models, methods=["GET"]),
             Route("/health", self.health_check, methods=["GET"]),
             Route("/metrics", self.metrics_text, methods=["GET"]),
+            *Dashboard(self).routes(),
         ]
         return Starlette(routes=routes, lifespan=self._lifespan)
 
@@ -188,7 +192,11 @@ class FrontProxy:
             self.metrics.reject("rate_limited", 429)
             return error_body(429, "rate_limit_error", limited)
         self._advance_turns(resolution, state)
-        response = await self._forward(request, path, payload, resolution, state, client, started)
+        trace = self.traffic.begin(client.owner, resolution.slot, requested, resolution.generation)
+        trace.tier, trace.p_strong, trace.stream = resolution.tier, resolution.p_strong, bool(payload.get("stream"))
+        if decision is not None:
+            trace.prompt_complexity, trace.temperature = decision.prompt_complexity, decision.temperature
+        response = await self._forward(request, path, payload, resolution, state, client, started, trace)
         if decision is not None and resolution.tier:
             response.headers.update(decision.headers(resolution.tier))
         return response
@@ -236,7 +244,7 @@ class FrontProxy:
         return plan
 
     async def _forward(self, request: Request, path: str, payload: dict, resolution: Resolution,
-                       state: State, client: Client, started: float) -> Response:
+                       state: State, client: Client, started: float, trace: Trace) -> Response:
         """Try the plan's candidates in turn, with the state the request was resolved against."""
         plan = self._attempts_plan(resolution, state)
         base_headers = {"x-broke-slot": resolution.slot, "x-broke-generation": str(resolution.generation)}
@@ -245,6 +253,8 @@ class FrontProxy:
             self.metrics.reject("no_backend", 503)
             response = error_body(503, "no_backend", f"slot '{resolution.slot}': {reason}")
             response.headers.update({**base_headers, "x-broke-attempts": "0"})
+            trace.status = 503
+            self.traffic.publish(trace, started)
             return response
         headers = {name: request.headers[name] for name in FORWARDED_HEADERS if name in request.headers}
         headers["authorization"] = f"Bearer {self.master_key}"
@@ -286,11 +296,16 @@ class FrontProxy:
                 answer_headers = {**self._response_headers(upstream), **base_headers,
                                   "x-broke-backend": candidate.backend, "x-broke-attempts": str(attempt)}
                 self._succeeded(candidate)
-                return await self._relay(upstream, answer_headers, resolution.slot, candidate, client, started)
+                trace.backend, trace.attempts = candidate.backend, attempt
+                trace.key_ref = self.record.key_refs.get(candidate.key_env or "")
+                return await self._relay(upstream, answer_headers, resolution.slot, candidate, client, started,
+                                         trace)
         finally:
             self.metrics.in_flight -= 1
         status, error, error_headers = last
         self.metrics.answered(resolution.slot, "-", status, time.perf_counter() - started)
+        trace.status, trace.attempts = status, attempt
+        self.traffic.publish(trace, started)
         return Response(error, status_code=status, headers={**error_headers, **base_headers,
                                                             "x-broke-attempts": str(attempt)},
                         media_type="application/json")
@@ -330,15 +345,17 @@ class FrontProxy:
                 and not k.lower().startswith(("x-litellm", "llm_provider-"))}
 
     async def _relay(self, upstream: aiohttp.ClientResponse, headers: dict[str, str], slot: str,
-                     candidate: Candidate, client: Client, started: float) -> Response:
+                     candidate: Candidate, client: Client, started: float, trace: Trace) -> Response:
         """Pass the answer through: small JSON at once, event streams chunk by chunk."""
         if "text/event-stream" not in upstream.headers.get("content-type", ""):
             try:
                 content = await upstream.read()
             finally:
                 upstream.release()
-            self.rates.spent(client.owner, usage_tokens(content), time.time())
+            trace.status, trace.tokens = upstream.status, usage_tokens(content) or None
+            self.rates.spent(client.owner, trace.tokens or 0, time.time())
             self.metrics.answered(slot, candidate.backend, upstream.status, time.perf_counter() - started)
+            self.traffic.publish(trace, started)
             return Response(content, status_code=upstream.status, headers=headers)
 
         self.metrics.in_flight += 1  # until the stream ends, not until its headers are sent
@@ -352,8 +369,10 @@ class FrontProxy:
             finally:
                 upstream.close()  # a client that left mid-stream cancels the upstream request
                 self.metrics.in_flight -= 1
-                self.rates.spent(client.owner, usage_tokens(tail), time.time())
+                trace.status, trace.tokens = upstream.status, usage_tokens(tail) or None
+                self.rates.spent(client.owner, trace.tokens or 0, time.time())
                 self.metrics.answered(slot, candidate.backend, upstream.status, time.perf_counter() - started)
+                self.traffic.publish(trace, started)
 
         return StreamingResponse(stream(), status_code=upstream.status, headers=headers)
 
