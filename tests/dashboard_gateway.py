@@ -13,6 +13,23 @@ from broke.procs import free_port
 from fake_provider import FakeProvider
 
 
+def save_baseline(home: Path, speeds: dict[str, tuple[float, float]]) -> None:
+    """A baseline record of this machine: backend -> (decode tok/s, time to first token s)."""
+    from broke.bench import baselines
+    from broke.bench.machine import hardware, software
+
+    def model(backend: str, decode: float, ttft: float) -> dict:
+        return {"backend": backend, "where": "gateway", "identity": {"name": backend}, "complete": True,
+                "load_s": None, "peak_memory_bytes": None, "worker": None, "errors": [], "prompts": [],
+                "summary": {"decode_tps": decode, "prefill_tps": decode * 4, "ttft_s": ttft}}
+
+    baselines.save(home, {
+        "schema_version": 1, "kind": "broke-baseline", "id": baselines.new_id(),
+        "created_at": "2026-01-01T00:00:00Z", "suite": "quick", "runs": 1, "complete": True, "alone": True,
+        "machine": hardware(), "software": software(),
+        "models": [model(backend, decode, ttft) for backend, (decode, ttft) in speeds.items()]})
+
+
 @contextmanager
 def dashboard_gateway(home: Path):
     fake = FakeProvider().start()
@@ -26,6 +43,7 @@ def dashboard_gateway(home: Path):
             run_cli("backend", "add", f"fake/{model}", "--provider", "openai-compatible", "--api-base",
                     fake.base_url, "--model", model, "--key-env", "FAKE_API_KEY")
         run_cli("swap", "sonnet=fake/model-a", "opus=fake/model-b")
+        save_baseline(home, {"fake/model-a": (84.0, 0.21), "fake/model-b": (31.5, 0.48)})
         port = free_port()
         run_cli("start", "--port", str(port))
         token = json.loads(run_cli("connect", "--json").stdout)["token"]

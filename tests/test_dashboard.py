@@ -30,8 +30,10 @@ def gateway(tmp_path_factory):
 
 @pytest.fixture
 def gw(gateway, monkeypatch):
-    """Per test: this module's home, sonnet on model-a, not frozen."""
+    """Per test: this module's home, sonnet on model-a, not frozen, no failure rules, fresh health."""
     monkeypatch.setenv("BROKE_HOME", str(gateway["home"]))
+    gateway["fake"].clear()
+    (gateway["home"] / "health.json").unlink(missing_ok=True)
     CliRunner().invoke(app, ["freeze", "off"])
     run_cli("swap", "sonnet=fake/model-a")
     return gateway
@@ -52,6 +54,46 @@ def login(gw) -> httpx.Client:
     answer = client.post("/ui/login", data={"token": gw["token"]}, headers={"origin": gw["url"]})
     assert answer.status_code == 303 and answer.headers["location"] == "/ui"
     return client
+
+
+# ---- pieces without a gateway ----------------------------------------------------------------------
+def test_sessions_and_links_expire_and_links_work_once():
+    from broke.gateway.sessions import LINK_TTL_S, SESSION_TTL_S, Sessions
+
+    sessions = Sessions()
+    session_id, session = sessions.create(1000.0)
+    assert sessions.get(session_id, 1000.0 + SESSION_TTL_S - 1) == session
+    assert sessions.get(session_id, 1000.0 + SESSION_TTL_S) is None
+    assert sessions.get("made-up", 1000.0) is None and sessions.get(None, 1000.0) is None
+    code = sessions.new_link(1000.0)
+    assert sessions.redeem(code, 1000.0 + 1) and not sessions.redeem(code, 1000.0 + 2)
+    late = sessions.new_link(1000.0)
+    assert not sessions.redeem(late, 1000.0 + LINK_TTL_S)
+
+
+def test_only_loopback_names_and_this_origin_pass():
+    from broke.gateway.sessions import host_allowed, same_origin
+
+    assert all(host_allowed(h) for h in ("127.0.0.1:4000", "localhost:4000", "[::1]:4000", "127.0.0.1"))
+    assert not any(host_allowed(h) for h in ("evil.example:4000", "127.0.0.2.evil.example", "", "0.0.0.0:4000"))
+    assert same_origin("http://127.0.0.1:4000", "127.0.0.1:4000") and same_origin(None, "127.0.0.1:4000")
+    assert not same_origin("http://127.0.0.1:4001", "127.0.0.1:4000")
+    assert not same_origin("null", "127.0.0.1:4000") and not same_origin("http://evil.example", "127.0.0.1:4000")
+
+
+def test_a_listener_that_stops_reading_loses_its_oldest_traces_never_blocks():
+    import time
+
+    from broke.gateway.traffic import LISTENER_BACKLOG, Traffic
+
+    traffic = Traffic(history=5)
+    queue = traffic.listen()
+    for number in range(LISTENER_BACKLOG + 3):
+        traffic.publish(traffic.begin("client", "sonnet", f"r{number}", 1), time.perf_counter())
+    assert len(traffic.recent) == 5 and queue.qsize() == LISTENER_BACKLOG
+    assert queue.get_nowait()["requested"] == "r3"
+    traffic.leave(queue)
+    assert not traffic.listeners
 
 
 # ---- security ------------------------------------------------------------------------------------
@@ -183,6 +225,12 @@ def page(browser, gw):
     context.close()
 
 
+def test_browser_shows_the_baselines_as_a_chart(page):
+    rows = page.locator("#chart-decode .row")
+    assert rows.count() == 2
+    assert "fake/model-a" in rows.first.inner_text() and "84 tok/s" in rows.first.inner_text()
+
+
 def test_browser_sees_a_request_live(page, gw):
     before = page.locator("#requests tbody tr.request").count()
     assert chat(gw).status_code == 200
@@ -217,9 +265,16 @@ def test_browser_explains_a_refused_change_when_frozen(page, gw, tmp_path):
     page.click("#freeze")  # now labelled Unfreeze
     page.wait_for_selector("#notice:not(.refused):has-text('state unfrozen')")
     page.wait_for_selector("#frozen[hidden]", state="attached")
+
+    # A failover for the picture: model-a answers 500 once, sonnet falls back to opus (model-b).
+    run_cli("fallback", "sonnet", "opus")
+    gw["fake"].fail("500", model="model-a", times=1)
     for text in ("one", "two", "three"):
         chat(gw, "opus" if text == "two" else "sonnet", text)
-    page.wait_for_function("document.querySelectorAll('#requests tbody tr.request').length >= 3")
+    page.wait_for_selector("#requests tbody tr.request td:nth-child(7):text-is('2')")
+    page.wait_for_selector("#health-models td:text-is('fake/model-a') + td:text-is('cooldown')")
+    page.wait_for_selector("#stats-slots td:text-is('opus')")
     target = Path(os.environ.get("BROKE_SCREENSHOT", tmp_path / "dashboard.png"))
     page.screenshot(path=str(target), full_page=True)
     assert target.stat().st_size > 10_000
+    run_cli("fallback", "sonnet", "--clear")

@@ -9,7 +9,8 @@ from typer._click.exceptions import NoArgsIsHelpError, UsageError
 from typer.core import TyperGroup
 
 from broke import __version__
-from broke.cli import backends, bench, dashboard, gateway, launch, local, nodes, policy, router, routing, slots, snapshots, teams
+from broke.cli import (backends, bench, dashboard, gateway, launch, local, nodes, policy, router, routing, slots,
+                       snapshots, teams)
 from broke.errors import BrokeError
 
 
@@ -90,7 +91,8 @@ def _root(ctx: typer.Context,
         gateway.bare()
 
 
-for module in (slots, routing, gateway, dashboard, launch, policy, router, local, nodes, teams, snapshots, backends, bench):
+for module in (slots, routing, gateway, dashboard, launch, policy, router, local, nodes, teams, snapshots, backends,
+               bench):
     module.register(app)
 
 

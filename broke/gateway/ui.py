@@ -211,8 +211,10 @@ class Dashboard:
 
     async def health(self, request: Request) -> Response:
         workers = await asyncio.to_thread(views.workers_view, self.home)
-        health = views.health_view(self.proxy.health.get(), time.time(), self.proxy.record.key_refs)
-        return JSONResponse({**health, "worker_processes": workers})
+        health, now = self.proxy.health.get(), time.time()
+        return JSONResponse({**views.health_view(health, now, self.proxy.record.key_refs),
+                             "worker_processes": workers,
+                             "nodes": views.nodes_view(self.proxy.state.get(), health, now)})
 
     async def local(self, request: Request) -> Response:
         baselines = await asyncio.to_thread(views.baselines_view, self.home)

@@ -10,6 +10,7 @@ from typing import Iterable
 from broke.errors import BrokeError
 from broke.gateway.metrics import Metrics, quantile
 from broke.health import Health, HealthRecord
+from broke.state.model import State
 from broke.state.store import StateStore
 
 
@@ -119,6 +120,15 @@ def workers_view(home: Path) -> list[dict]:
                      "pid": record.pid, "server_pid": view.server_pid, "state": view.state,
                      "exposed": record.exposed})
     return rows
+
+
+def nodes_view(state: State, health: Health, now: float) -> list[dict]:
+    """Workers on other machines (`broke node add`), with their model's health as routing sees it."""
+    from broke.catalog import local_backend_id
+
+    return [{"name": name, "url": node.url, "backend": local_backend_id(node.model),
+             "status": health.model_status(local_backend_id(node.model), now, node.model)}
+            for name, node in sorted(state.nodes.items())]
 
 
 def baselines_view(home: Path, metrics: Iterable[str] = ("decode", "ttft")) -> dict:

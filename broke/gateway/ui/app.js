@@ -24,8 +24,10 @@ function el(tag, attrs = {}, ...children) {
   return node;
 }
 
-function fill(tbody, rows) {
-  tbody.replaceChildren(...rows);
+function fill(tbody, rows, empty = "none") {
+  if (rows.length) { tbody.replaceChildren(...rows); return; }
+  const columns = tbody.closest("table").querySelectorAll("thead th").length;
+  tbody.replaceChildren(el("tr", { class: "empty" }, el("td", { colspan: String(columns), class: "dim" }, empty)));
 }
 
 async function getJSON(path) {
@@ -86,8 +88,8 @@ function slotRow(row) {
   return el("tr", { dataset: { slot: row.slot } },
     el("td", {}, row.slot, row.pinned ? el("span", { class: "dim" }, " (pinned)") : null),
     el("td", {}, row.family),
-    el("td", {}, backends, " ", swap),
-    el("td", {}, fallbacks, " ", setFallbacks),
+    el("td", { class: "actions" }, backends, " ", swap),
+    el("td", { class: "actions" }, fallbacks, " ", setFallbacks),
     el("td", {}, now, tier),
     chainCell(row));
 }
@@ -143,9 +145,9 @@ function statsRows(rows) {
 
 async function loadTraffic() {
   const data = await getJSON("/ui/api/traffic");
-  fill($("#requests tbody"), data.recent.slice().reverse().map(requestRow));
-  fill($("#stats-slots tbody"), statsRows(data.stats.slots));
-  fill($("#stats-backends tbody"), statsRows(data.stats.backends));
+  fill($("#requests tbody"), data.recent.slice().reverse().map(requestRow), "no requests yet");
+  fill($("#stats-slots tbody"), statsRows(data.stats.slots), "no requests yet");
+  fill($("#stats-backends tbody"), statsRows(data.stats.backends), "no requests yet");
 }
 
 let statsTimer = null;
@@ -155,7 +157,8 @@ function onRequest(entry) {
   row.classList.add("fresh");
   body.prepend(row);
   while (body.rows.length > MAX_ROWS) body.deleteRow(-1);
-  if (entry.tier) $("#decisions tbody").prepend(decisionRow(entry));
+  body.querySelector("tr.empty")?.remove();
+  if (entry.tier) { $("#decisions tbody tr.empty")?.remove(); $("#decisions tbody").prepend(decisionRow(entry)); }
   if (!statsTimer) statsTimer = setTimeout(() => { statsTimer = null; loadTraffic(); }, 1000);
 }
 
@@ -172,16 +175,19 @@ function statusCell(status) {
 
 function renderHealth() {
   fill($("#health-keys tbody"), health.keys.map((k) => el("tr", {}, el("td", {}, k.name), el("td", {}, k.key_ref || "–"),
-    statusCell(k.status), el("td", { class: "num" }, left(k)), el("td", {}, k.reason))));
+    statusCell(k.status), el("td", { class: "num" }, left(k)), el("td", {}, k.reason))), "no key has failed yet");
   fill($("#health-models tbody"), health.models.map((m) => el("tr", {}, el("td", {}, m.name), statusCell(m.status),
-    el("td", { class: "num" }, left(m)), el("td", {}, m.reason))));
+    el("td", { class: "num" }, left(m)), el("td", {}, m.reason))), "no backend has failed yet");
   const byKey = Object.fromEntries(health.workers.map((w) => [w.name, w]));
   fill($("#workers tbody"), health.worker_processes.map((w) => {
     const record = byKey[`${w.model}@${w.port}`];
     return el("tr", {}, el("td", {}, w.backend), el("td", {}, w.port), el("td", {}, w.pid), el("td", {}, w.server_pid ?? "–"),
       el("td", { class: w.state === "ready" ? "ok" : "bad" }, w.state),
-      record ? statusCell(record.status) : el("td", { class: "dim" }, "–"));
-  }));
+      record ? statusCell(record.status) : el("td", { class: "dim" }, "–"),
+      el("td", { class: "num" }, record ? record.failures : 0));
+  }), "no local workers running (`broke worker start`)");
+  fill($("#nodes tbody"), health.nodes.map((n) => el("tr", {}, el("td", {}, n.name), el("td", {}, n.url),
+    el("td", {}, n.backend), statusCell(n.status))), "no nodes (`broke node add`)");
 }
 
 async function loadHealth() {
@@ -217,7 +223,8 @@ async function loadLocal() {
     chart($("#chart-decode"), data.baselines.metrics.decode);
     chart($("#chart-ttft"), data.baselines.metrics.ttft);
   }
-  fill($("#decisions tbody"), data.decisions.slice().reverse().map(decisionRow));
+  fill($("#decisions tbody"), data.decisions.slice().reverse().map(decisionRow),
+    "no request has been routed by complexity yet");
 }
 
 // ---- live -----------------------------------------------------------------------------------------
