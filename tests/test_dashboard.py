@@ -111,6 +111,7 @@ def test_every_page_and_call_needs_the_token(gw):
 
 
 def test_login_form_sets_a_strict_http_only_cookie_and_never_echoes_the_token(gw):
+    assert httpx.post(gw["url"] + "/ui/login", data={"token": "x" * 10_000}).status_code == 413
     wrong = httpx.post(gw["url"] + "/ui/login", data={"token": "broke-wrong"})
     assert wrong.status_code == 401 and "not the client token" in wrong.text
     answer = httpx.post(gw["url"] + "/ui/login", data={"token": gw["token"]}, headers={"origin": gw["url"]})

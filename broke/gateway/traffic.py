@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 #: Requests kept for the dashboard's table.
 HISTORY = 200
@@ -48,7 +48,7 @@ class Traffic:
     def publish(self, trace: Trace, started: float) -> None:
         """Record a finished request and hand it to every live listener."""
         trace.latency_ms = round((time.perf_counter() - started) * 1000, 1)
-        entry = asdict(trace)
+        entry = dict(vars(trace))  # flat fields: a shallow copy is the whole record, at a tenth of asdict's cost
         self.recent.append(entry)
         for queue in self.listeners:
             if queue.full():  # a listener that stopped reading loses its oldest, never blocks the proxy

@@ -11,6 +11,7 @@ import html
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Awaitable, Callable
+from urllib.parse import parse_qs
 
 import orjson
 from starlette.requests import Request
@@ -38,6 +39,8 @@ SECURITY_HEADERS = {
     "referrer-policy": "same-origin",  # no-referrer would make form posts say Origin: null
     "cache-control": "no-store",
 }
+#: A login form is one token: anything larger is not one.
+LOGIN_BODY_LIMIT = 4096
 #: How often the live stream looks for a new state or health generation.
 STATE_POLL_S = 1.0
 
@@ -164,8 +167,12 @@ class Dashboard:
         limiter, now = self.proxy.auth.limiter, time.time()
         if limiter.blocked(address, now):
             return self._login_form("Too many failed logins; wait a minute.", 429)
-        form = await request.form()
-        token = str(form.get("token", "")).strip()
+        body = b""
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > LOGIN_BODY_LIMIT:
+                return self._login_form("That is not a login form.", 413)
+        token = (parse_qs(body.decode("utf-8", "replace")).get("token") or [""])[0].strip()
         if token and self.proxy.auth.owners.get().get(token) == "client":
             return self._logged_in()
         limiter.fail(address, now)
