@@ -275,6 +275,7 @@ def test_browser_explains_a_refused_change_when_frozen(page, gw, tmp_path):
     page.wait_for_selector("#requests tbody tr.request td:nth-child(7):text-is('2')")
     page.wait_for_selector("#health-models td:text-is('fake/model-a') + td:text-is('cooldown')")
     page.wait_for_selector("#stats-slots td:text-is('opus')")
+    page.wait_for_selector("#stats-backends svg.spark polyline", state="attached")  # latency over time
     target = Path(os.environ.get("BROKE_SCREENSHOT", tmp_path / "dashboard.png"))
     page.screenshot(path=str(target), full_page=True)
     assert target.stat().st_size > 10_000

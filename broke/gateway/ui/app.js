@@ -135,19 +135,50 @@ function bar(fraction, kind) {
   return node;
 }
 
-function statsRows(rows) {
+let recent = [];  // the newest traces, oldest first, for the sparklines
+
+// Latency of the last requests of one slot or backend: a line, failed requests as red dots.
+function sparkline(traces) {
+  const svg = "http://www.w3.org/2000/svg";
+  const width = 120, height = 24;
+  const node = document.createElementNS(svg, "svg");
+  node.setAttribute("class", "spark");
+  node.setAttribute("viewBox", `0 0 ${width} ${height}`);
+  node.setAttribute("width", width);
+  node.setAttribute("height", height);
+  if (!traces.length) return node;
+  const top = Math.max(...traces.map((t) => t.latency_ms), 1);
+  const step = traces.length > 1 ? width / (traces.length - 1) : 0;
+  const points = traces.map((t, i) => [i * step, height - 2 - (t.latency_ms / top) * (height - 4)]);
+  const line = document.createElementNS(svg, "polyline");
+  line.setAttribute("points", points.map((p) => p.join(",")).join(" "));
+  node.append(line);
+  traces.forEach((t, i) => {
+    const failed = t.status < 200 || t.status >= 400;
+    if (!failed && traces.length > 1) return;
+    const dot = document.createElementNS(svg, "circle");
+    dot.setAttribute("cx", points[i][0]); dot.setAttribute("cy", points[i][1]); dot.setAttribute("r", 2);
+    if (failed) dot.setAttribute("class", "failed");
+    node.append(dot);
+  });
+  return node;
+}
+
+function statsRows(rows, field) {
   const slowest = Math.max(1, ...rows.map((r) => r.p90_ms || 0));
   return rows.map((r) => el("tr", {},
     el("td", {}, r.name), el("td", { class: "num" }, r.requests),
-    el("td", {}, bar(r.error_rate, "err"), `${(r.error_rate * 100).toFixed(0)}%`, r.failovers ? ` · ${r.failovers} failovers` : ""),
-    el("td", {}, bar((r.p50_ms || 0) / slowest), r.p50_ms === null ? "–" : `${r.p50_ms} / ${r.p90_ms}`)));
+    el("td", {}, bar(r.error_rate, "err"), `${(r.error_rate * 100).toFixed(0)}%`, r.failovers ? ` · ${r.failovers} failover${r.failovers === 1 ? "" : "s"}` : ""),
+    el("td", {}, bar((r.p50_ms || 0) / slowest), r.p50_ms === null ? "–" : `${r.p50_ms} / ${r.p90_ms}`),
+    el("td", {}, sparkline(recent.filter((t) => t[field] === r.name).slice(-50)))));
 }
 
 async function loadTraffic() {
   const data = await getJSON("/ui/api/traffic");
+  recent = data.recent;
   fill($("#requests tbody"), data.recent.slice().reverse().map(requestRow), "no requests yet");
-  fill($("#stats-slots tbody"), statsRows(data.stats.slots), "no requests yet");
-  fill($("#stats-backends tbody"), statsRows(data.stats.backends), "no requests yet");
+  fill($("#stats-slots tbody"), statsRows(data.stats.slots, "slot"), "no requests yet");
+  fill($("#stats-backends tbody"), statsRows(data.stats.backends, "backend"), "no requests yet");
 }
 
 let statsTimer = null;
