@@ -183,6 +183,10 @@ def test_traffic_shows_routing_never_the_prompt(gw):
     assert SECRET_PROMPT not in json.dumps(data)
     assert {"name": "fake/model-a"}.items() <= next(r for r in data["stats"]["backends"]
                                                       if r["name"] == "fake/model-a").items()
+    assert chat(gw, model="haiku").status_code == 503  # no key for its backend: says why, not just "no"
+    refused = httpx.get(gw["url"] + "/ui/api/traffic", headers=bearer(gw)).json()["recent"][-1]
+    assert (refused["slot"], refused["status"], refused["attempts"]) == ("haiku", 503, 0)
+    assert "missing key ANTHROPIC_API_KEY" in refused["error"]
     log = (gw["home"] / "run" / "gateway.log").read_text()
     assert gw["token"] not in log and SECRET_PROMPT not in log
 

@@ -253,7 +253,7 @@ class FrontProxy:
             self.metrics.reject("no_backend", 503)
             response = error_body(503, "no_backend", f"slot '{resolution.slot}': {reason}")
             response.headers.update({**base_headers, "x-broke-attempts": "0"})
-            trace.status = 503
+            trace.status, trace.error = 503, reason
             self.traffic.publish(trace, started)
             return response
         headers = {name: request.headers[name] for name in FORWARDED_HEADERS if name in request.headers}
@@ -305,6 +305,7 @@ class FrontProxy:
         status, error, error_headers = last
         self.metrics.answered(resolution.slot, "-", status, time.perf_counter() - started)
         trace.status, trace.attempts = status, attempt
+        trace.error = f"every candidate failed ({attempt} attempts); the last answered {status}"
         self.traffic.publish(trace, started)
         return Response(error, status_code=status, headers={**error_headers, **base_headers,
                                                             "x-broke-attempts": str(attempt)},

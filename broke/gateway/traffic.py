@@ -35,6 +35,7 @@ class Trace:
     latency_ms: float = 0.0
     tokens: int | None = None  # None: the answer did not say
     stream: bool = False
+    error: str = ""  # why broke answered with an error of its own (no candidate, all failed)
 
 
 class Traffic:

@@ -124,7 +124,8 @@ function requestRow(r) {
   return el("tr", { class: "request", dataset: { slot: r.slot, backend: r.backend, status: String(r.status) } },
     el("td", {}, clock(r.ts)), el("td", {}, r.client), el("td", {}, r.slot),
     el("td", { class: "backend" }, r.backend), el("td", {}, r.key_ref || "–"),
-    el("td", { class: good ? "ok" : "bad" }, r.status), el("td", { class: "num" }, r.attempts),
+    el("td", { class: good ? "ok" : "bad", title: r.error }, r.status, r.error ? el("div", { class: "why" }, r.error) : null),
+    el("td", { class: "num" }, r.attempts),
     el("td", { class: "num" }, r.latency_ms.toFixed(0)), el("td", { class: "num" }, r.tokens ?? "–"),
     el("td", {}, r.tier || ""));
 }
