@@ -256,6 +256,26 @@ def test_browser_swaps_a_slot_and_the_next_request_follows(page, gw):
     page.wait_for_selector("#requests tbody tr.request[data-backend='fake/model-b']")
 
 
+def test_browser_sets_fallbacks_and_loads_a_team(page, gw):
+    slot = page.locator("#slots tr[data-slot='sonnet']")
+    slot.locator("input.fallbacks").fill("opus, fake/model-b")
+    slot.locator("button.set-fallbacks").click()
+    page.wait_for_selector("#notice:not(.refused):has-text('sonnet falls back to: opus → fake/model-b')")
+    shown = json.loads(run_cli("fallback", "sonnet", "--json").stdout)
+    assert shown["fallbacks"] == ["opus", "fake/model-b"]
+    run_cli("swap", "sonnet=fake/model-b")
+    run_cli("team", "save", "mine")
+    run_cli("swap", "sonnet=fake/model-a")
+    page.reload()  # a saved team changes no state generation: the list is read on load
+    page.wait_for_selector("body[data-ready='1']", state="attached")
+    page.select_option("#team-select", "mine")
+    page.click("#team-load")
+    page.wait_for_selector("#notice:not(.refused):has-text('team mine loaded')")
+    page.wait_for_selector("#team:text-is('team mine')")
+    assert page.locator("#slots tr[data-slot='sonnet'] select.backend").input_value() == "fake/model-b"
+    run_cli("fallback", "sonnet", "--clear")
+
+
 def test_browser_explains_a_refused_change_when_frozen(page, gw, tmp_path):
     run_cli("freeze", "on")  # from the CLI: the page hears of it through its live stream
     page.wait_for_selector("#frozen:not([hidden])")
