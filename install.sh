@@ -97,6 +97,19 @@ if [ "$mirror" = 0 ] && [ -f "$STAMP" ] && [ -x "$VPY" ] && [ -x "$VENV/bin/brok
   fi
 fi
 
+# --- dev: the browser the dashboard's tests drive --------------------------------
+# Debian's Chromium (Playwright never downloads a browser). Installed as root where apt-get exists
+# (CI's fresh machines); elsewhere only a note: those tests are skipped, or point BROKE_CHROMIUM at one.
+if [ "$dev" = 1 ] && [ "$offline" = 0 ] && [ ! -x "${BROKE_CHROMIUM:-/usr/bin/chromium}" ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    say "installing Chromium for the dashboard's browser tests (apt-get install chromium)"
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } >/dev/null ||
+      die "apt-get install chromium failed (see above); install it by hand, or set BROKE_CHROMIUM"
+  else
+    say "note: no Chromium at ${BROKE_CHROMIUM:-/usr/bin/chromium}: the dashboard's browser tests will be skipped (apt-get install chromium, or set BROKE_CHROMIUM)"
+  fi
+fi
+
 # --offline needs the mirror; fail before touching .venv if there is none.
 if [ "$offline" = 1 ] && ! ls "$WHEELS"/*.whl >/dev/null 2>&1; then
   die "$WHEELS is missing or holds no wheels. On a machine with network access and the same OS/CPU/Python, run: ./install.sh --mirror-wheels$([ "$dev" = 1 ] && echo ' --dev'), then copy vendor/wheels here."

@@ -434,6 +434,12 @@ def test_auto_routes_each_prompt_to_a_tier(gw):
         for answer in answers.values():
             assert 0 <= float(answer.headers["x-broke-complexity"]) <= 1
             assert answer.headers["x-broke-quality-temperature"] in ("green", "yellow", "orange", "red")
+        # The dashboard lists the decisions with their estimates, never the prompts.
+        local = httpx.get(gw["url"] + "/ui/api/local", headers={"authorization": f"Bearer {gw['token']}"})
+        decided = [(d["tier"], d["backend"]) for d in local.json()["decisions"][-2:]]
+        assert decided == [("basic", "fake/model-a"), ("premium", "fake/model-b")]
+        assert all(0 <= d["prompt_complexity"] <= 1 and d["p_strong"] is not None for d in local.json()["decisions"])
+        assert EASY not in local.text and HARD not in local.text
         routed = json.loads(run_cli("route", "auto", "--prompt", EASY, "--json").stdout)
         assert routed["tier"] == "basic" and routed["chosen"]["backend"] == "fake/model-a"
         # A tier whose backends are down falls back to the next tier up.

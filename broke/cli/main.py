@@ -23,6 +23,7 @@ COMMANDS: dict[str, str] = {
     **dict.fromkeys(("list", "models", "swap", "fallback"), "slots"),
     **dict.fromkeys(("route", "explain", "validate", "doctor"), "routing"),
     **dict.fromkeys(("start", "stop", "restart", "status", "connect", "probe", "metrics"), "gateway"),
+    "dashboard": "dashboard",
     **dict.fromkeys(("claude", "c", "codex", "x", "launch-env"), "launch"),
     **dict.fromkeys(("key-policy", "key-state", "model-policy", "model-state"), "policy"),
     "estimate": "router",

@@ -89,3 +89,18 @@ def metrics_summary(home: Path) -> list[dict]:
         elif name == "broke_request_seconds" and labels.get("quantile") in ("0.5", "0.99"):
             rows[key]["p50_ms" if labels["quantile"] == "0.5" else "p99_ms"] = round(value * 1000, 1)
     return [{"slot": s, "backend": b, **v} for (s, b), v in sorted(rows.items())]
+
+
+def dashboard_link(home: Path) -> tuple[str, str]:
+    """(page URL, one-time login URL valid for a minute) of the running gateway's dashboard."""
+    record = running_record(home)
+    token = TokenStore(home).token_for("client")
+    try:
+        answer = httpx.post(f"{record.base_url}/ui/api/link", headers={"authorization": f"Bearer {token}"},
+                            timeout=10)
+    except httpx.HTTPError as exc:
+        raise BrokeError(f"the gateway did not answer: {type(exc).__name__}") from None
+    if answer.status_code != 200:
+        raise BrokeError(f"the gateway refused a dashboard login link (HTTP {answer.status_code}); "
+                         "`broke restart` if it predates the dashboard")
+    return f"{record.base_url}/ui", record.base_url + answer.json()["path"]

@@ -28,7 +28,9 @@ from broke.gateway.wire import ModelStamp, encode, error_body, usage_tokens
 from broke.gateway.live import Watched, watched_speeds
 from broke.gateway.metrics import Metrics
 from broke.gateway.native import auth_headers, native_route
+from broke.gateway.traffic import Trace, Traffic
 from broke.gateway.runfiles import GatewayRecord, read_record
+from broke.gateway.ui import Dashboard
 from broke.health import Health, HealthStore, load_health
 from broke.procs import is_ours
 from broke.resolver import Candidate, Resolution, Rotation, find_backend, resolve
@@ -84,6 +86,7 @@ class FrontProxy:
         self.health_store = HealthStore(home)
         self.event_log = EventLog(home / "run" / "rotation.log")
         self.metrics = Metrics()
+        self.traffic = Traffic()
         self.rates = RateLimiter()
         self.turns: Counter[str] = Counter()
         self.load = WorkerLoad(record.direct_workers)
@@ -101,6 +104,7 @@ class FrontProxy:
             Route("/v1/models", self.models, methods=["GET"]),
             Route("/health", self.health_check, methods=["GET"]),
             Route("/metrics", self.metrics_text, methods=["GET"]),
+            *Dashboard(self).routes(),
         ]
         return Starlette(routes=routes, lifespan=self._lifespan)
 
@@ -249,7 +253,11 @@ class FrontProxy:
             self.metrics.reject("rate_limited", 429)
             return error_body(429, "rate_limit_error", limited)
         self._advance_turns(resolution, state)
-        response = await self._forward(request, path, payload, resolution, state, client, started)
+        trace = self.traffic.begin(client.owner, resolution.slot, requested, resolution.generation)
+        trace.tier, trace.p_strong, trace.stream = resolution.tier, resolution.p_strong, bool(payload.get("stream"))
+        if decision is not None:
+            trace.prompt_complexity, trace.temperature = decision.prompt_complexity, decision.temperature
+        response = await self._forward(request, path, payload, resolution, state, client, started, trace)
         if decision is not None and resolution.tier:
             response.headers.update(decision.headers(resolution.tier))
         return response
@@ -280,7 +288,7 @@ class FrontProxy:
                 self.turns[f"provider:{provider}"] += 1
 
     async def _forward(self, request: Request, path: str, payload: dict, resolution: Resolution,
-                       state: State, client: Client, started: float) -> Response:
+                       state: State, client: Client, started: float, trace: Trace) -> Response:
         """Try the resolver's attempts in turn (those the running LiteLLM knows), with the state the
         request was resolved against; a local model's failing replica is passed over for its twins."""
         plan = [c for c in resolution.attempts if c.deployment in self.deployments]
@@ -290,6 +298,8 @@ class FrontProxy:
             self.metrics.reject("no_backend", 503)
             response = error_body(503, "no_backend", f"slot '{resolution.slot}': {reason}")
             response.headers.update({**base_headers, "x-broke-attempts": "0"})
+            trace.status, trace.error = 503, reason
+            self.traffic.publish(trace, started)
             return response
         self._overflowed(resolution, plan[0])
         headers = {name: request.headers[name] for name in FORWARDED_HEADERS if name in request.headers}
@@ -322,9 +332,11 @@ class FrontProxy:
                                           "x-broke-backend": candidate.backend, "x-broke-attempts": str(attempt),
                                           "x-broke-via": via}
                         self._succeeded(candidate)
+                        trace.backend, trace.attempts = candidate.backend, attempt
+                        trace.key_ref = self.record.key_refs.get(candidate.key_env or "")
                         stamp = ModelStamp((sent_model, *self._provider_model(candidate, state)), payload["model"])
                         return await self._relay(upstream, answer_headers, resolution.slot, candidate, client,
-                                                 started, lease, stamp, spends=path != COUNT_TOKENS)
+                                                 started, lease, stamp, trace, spends=path != COUNT_TOKENS)
                     if lease:
                         self.load.release(lease)
                     last = failure.answer
@@ -341,6 +353,9 @@ class FrontProxy:
             self.metrics.in_flight -= 1
         status, error, error_headers = last
         self.metrics.answered(resolution.slot, "-", status, time.perf_counter() - started)
+        trace.status, trace.attempts = status, attempt
+        trace.error = f"every candidate failed ({attempt} attempts); the last answered {status}"
+        self.traffic.publish(trace, started)
         return Response(error, status_code=status, headers={**error_headers, **base_headers,
                                                             "x-broke-attempts": str(attempt)},
                         media_type="application/json")
@@ -420,7 +435,7 @@ class FrontProxy:
 
     async def _relay(self, upstream: aiohttp.ClientResponse, headers: dict[str, str], slot: str,
                      candidate: Candidate, client: Client, started: float, lease: Lease | None,
-                     stamp: ModelStamp, *, spends: bool = True) -> Response:
+                     stamp: ModelStamp, trace: Trace, *, spends: bool = True) -> Response:
         """Pass the answer through, naming the model the client asked for: small JSON at once, event
         streams chunk by chunk; a local model's `lease` is held until the answer has been read.
 
@@ -433,9 +448,11 @@ class FrontProxy:
                 upstream.release()
                 if lease:
                     self.load.release(lease)
+            trace.status, trace.tokens = upstream.status, usage_tokens(content) or None
             if spends:
-                self._spent(client, usage_tokens(content))
+                self._spent(client, trace.tokens or 0)
             self.metrics.answered(slot, candidate.backend, upstream.status, time.perf_counter() - started)
+            self.traffic.publish(trace, started)
             return Response(content, status_code=upstream.status, headers=headers)
 
         self.metrics.in_flight += 1  # until the stream ends, not until its headers are sent
@@ -456,8 +473,10 @@ class FrontProxy:
                 self.metrics.in_flight -= 1
                 if lease:
                     self.load.release(lease)
-                self._spent(client, usage_tokens(tail))
+                trace.status, trace.tokens = upstream.status, usage_tokens(tail) or None
+                self._spent(client, trace.tokens or 0)
                 self.metrics.answered(slot, candidate.backend, upstream.status, time.perf_counter() - started)
+                self.traffic.publish(trace, started)
 
         return StreamingResponse(stream(), status_code=upstream.status, headers=headers)
 

@@ -1,0 +1,54 @@
+"""A real gateway (LiteLLM + front proxy) with two fake backends, for the dashboard's tests."""
+from __future__ import annotations
+
+import json
+import os
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from conftest import run_cli
+from broke.procs import free_port
+from fake_provider import FakeProvider
+
+
+def save_baseline(home: Path, speeds: dict[str, tuple[float, float]]) -> None:
+    """A baseline record of this machine: backend -> (decode tok/s, time to first token s)."""
+    from broke.bench import baselines
+    from broke.bench.machine import hardware, software
+
+    def model(backend: str, decode: float, ttft: float) -> dict:
+        return {"backend": backend, "where": "gateway", "identity": {"name": backend}, "complete": True,
+                "load_s": None, "peak_memory_bytes": None, "worker": None, "errors": [], "prompts": [],
+                "summary": {"decode_tps": decode, "prefill_tps": decode * 4, "ttft_s": ttft}}
+
+    baselines.save(home, {
+        "schema_version": 1, "kind": "broke-baseline", "id": baselines.new_id(),
+        "created_at": "2026-01-01T00:00:00Z", "suite": "quick", "runs": 1, "complete": True, "alone": True,
+        "machine": hardware(), "software": software(),
+        "models": [model(backend, decode, ttft) for backend, (decode, ttft) in speeds.items()]})
+
+
+@contextmanager
+def dashboard_gateway(home: Path):
+    fake = FakeProvider().start()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("BROKE_HOME", str(home))
+        for name in [n for n in os.environ if n.endswith("_API_KEY") or "_API_KEY_" in n]:
+            mp.delenv(name)
+        home.mkdir(parents=True)
+        (home / ".env").write_text("FAKE_API_KEY=key-one\n")
+        for model in ("model-a", "model-b"):
+            run_cli("backend", "add", f"fake/{model}", "--provider", "openai-compatible", "--api-base",
+                    fake.base_url, "--model", model, "--key-env", "FAKE_API_KEY")
+        run_cli("swap", "sonnet=fake/model-a", "opus=fake/model-b")
+        save_baseline(home, {"fake/model-a": (84.0, 0.21), "fake/model-b": (31.5, 0.48)})
+        port = free_port()
+        run_cli("start", "--port", str(port))
+        token = json.loads(run_cli("connect", "--json").stdout)["token"]
+        try:
+            yield {"home": home, "fake": fake, "url": f"http://127.0.0.1:{port}", "port": port, "token": token}
+        finally:
+            run_cli("stop")
+            fake.stop()
