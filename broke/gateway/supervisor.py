@@ -15,7 +15,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 
 from broke.catalog import load_catalog, local_backend_id
 from broke.errors import BrokeError
@@ -92,6 +91,8 @@ def status(home: Path) -> GatewayStatus:
 
 def _wait_healthy(url: str, record: ProcessRecord, name: str, timeout_s: float,
                   progress: Progress) -> None:
+    import httpx  # only when probing: read commands such as `status` stay fast
+
     progress(f"waiting for {name} on 127.0.0.1:{record.port}")
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:

@@ -8,7 +8,6 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import httpx
 
 from broke.catalog import load_catalog, local_backend_id, local_model_name
 from broke.errors import BrokeError, NotFoundError, StateFileError
@@ -135,6 +134,8 @@ def worker_running(record: WorkerRecord) -> bool:
 
 
 def answering(record: WorkerRecord) -> bool:
+    import httpx  # only when probing: read commands such as `status` stay fast
+
     host = LOOPBACK if record.host in (LOOPBACK, "0.0.0.0", "::") else record.host
     try:
         return httpx.get(f"http://{host}:{record.port}/health", timeout=2.0).status_code == 200
