@@ -400,6 +400,9 @@ class FrontProxy:
         direct = {k: v for k, v in headers.items() if k != "authorization"}
         if worker:
             body = {**self._payload_for(payload, candidate), "model": DIRECT_WORKER_MODEL}
+            token = self.keys.get(self.record.worker_tokens.get(worker, ""))
+            if token:  # a node on another machine, behind its token check
+                direct = {**direct, "authorization": f"Bearer {token}"}
             return "native", f"{worker}/chat/completions", encode(body), direct, DIRECT_WORKER_MODEL
         backend = find_backend(candidate.backend, state, self.catalog) if self.record.native_forwarding else None
         provider = self.catalog.providers.get(candidate.provider) if backend else None

@@ -35,8 +35,11 @@ class GatewayRecord:
     first_byte_timeout_s: float = 120.0
     body_limit_bytes: int = 32 * 1024 * 1024
     local_max_tokens: int = 4096  # requests to local workers are capped to this
-    #: local model -> its workers' API bases, for chat completions sent to them directly (no nodes)
+    #: local model -> its workers' API bases (this machine's and nodes'), for chat completions sent
+    #: to them directly
     direct_workers: dict[str, list[str]] = field(default_factory=dict)
+    #: a node's API base -> the variable holding the token it requires
+    worker_tokens: dict[str, str] = field(default_factory=dict)
     #: forward requests that need no translation to the provider directly (BROKE_NATIVE=0: all via LiteLLM)
     native_forwarding: bool = True
     started_at: float = 0.0

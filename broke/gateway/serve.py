@@ -30,6 +30,9 @@ def main() -> int:
         loop="uvloop" if importlib.util.find_spec("uvloop") else "asyncio",
         http="httptools" if importlib.util.find_spec("httptools") else "h11",
         timeout_graceful_shutdown=5,
+        # Clients keep their connections; closing an idle one after uvicorn's default 5 s races with a
+        # client that reuses it at that moment (it sees a reset and loses the request).
+        timeout_keep_alive=75,
     )
     return 0
 

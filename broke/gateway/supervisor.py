@@ -156,7 +156,14 @@ def start(home: Path, *, port: int | None = None, first_byte_timeout_s: float | 
             log.warning("skipping %s: %s", backend_id, exc)
     bases = workers.local_bases(home)
     items = deployments(state, load_catalog(), env, bases)
-    node_pools = {local_backend_id(node.model) for node in state.nodes.values()}
+    pools = {b: list(urls) for b, urls in bases.items()}
+    worker_tokens = {}
+    for node in state.nodes.values():  # workers on other machines join the pool, with their token
+        if node.token_env and node.token_env not in env:
+            continue  # cannot be reached from here, as in the LiteLLM config
+        pools.setdefault(local_backend_id(node.model), []).append(node.url)
+        if node.token_env:
+            worker_tokens[node.url] = node.token_env
     key_vars = sorted({d.key_env for d in items if d.key_env} |
                       {n.token_env for n in state.nodes.values() if n.token_env and n.token_env in env})
     run = run_dir(home)
@@ -170,7 +177,7 @@ def start(home: Path, *, port: int | None = None, first_byte_timeout_s: float | 
                            key_refs={k: key_ref(env[k]) for k in key_vars},
                            first_byte_timeout_s=first_byte_timeout_s, body_limit_bytes=body_limit_bytes,
                            local_max_tokens=int(_env_number("BROKE_LOCAL_MAX_TOKENS", 4096)),
-                           direct_workers={b: urls for b, urls in bases.items() if b not in node_pools},
+                           direct_workers=pools, worker_tokens=worker_tokens,
                            native_forwarding=os.environ.get("BROKE_NATIVE", "1") != "0",
                            started_at=time.time())
     try:
