@@ -53,3 +53,59 @@ def test_a_request_that_needs_litellm_waits_while_it_starts(broke_home, fake, mo
         assert httpx.get(record.base_url + "/health", timeout=10).json()["litellm"] == "up"
     finally:
         run_cli("stop")
+
+
+CLAUDE_SLOTS = ("sonnet", "opus", "haiku", "subagent", "custom")
+CODEX_SLOTS = ("gpt-5-codex", "gpt-5", "gpt-5-mini")
+
+
+def test_native_backends_need_no_litellm_until_a_request_needs_translation(broke_home, fake, monkeypatch):
+    """Claude's slots on Anthropic, Codex's on OpenAI, auto on an OpenAI-compatible server: every
+    client's API is native, so LiteLLM is not started; the first request that needs translation
+    starts it, waits for it and is answered."""
+    monkeypatch.setenv("BROKE_NATIVE", "1")
+    add_fake_backend(broke_home, fake)
+    run_cli("backend", "add", "fakeant/claude-x", "--provider", "anthropic", "--api-base", fake.root_url,
+            "--model", "claude-x", "--key-env", "FAKE_API_KEY")
+    run_cli("backend", "add", "fakeoai/gpt-x", "--provider", "openai", "--api-base", fake.base_url,
+            "--model", "gpt-x", "--key-env", "FAKE_API_KEY")
+    run_cli("swap", *[f"{s}=fakeant/claude-x" for s in CLAUDE_SLOTS], *[f"{s}=fakeoai/gpt-x" for s in CODEX_SLOTS],
+            "auto=fake/model-a")
+    for slot in (*CLAUDE_SLOTS, *CODEX_SLOTS, "auto"):
+        run_cli("fallback", slot, "--clear")
+    run_cli("start", "--port", str(free_port()))
+    try:
+        record = read_record(broke_home)
+        assert record.litellm.pid == 0
+        status = json.loads(run_cli("status", "--json").stdout)
+        assert status["running"] is True and status["missing"] == []
+        url, token = record.base_url, json.loads(run_cli("connect", "--json").stdout)["token"]
+        anthropic = {"x-api-key": token, "anthropic-version": "2023-06-01"}
+        assert httpx.get(url + "/health", timeout=10).json()["litellm"] == "not started"
+
+        message = {"model": "claude-sonnet-4-5", "max_tokens": 16, "messages": [{"role": "user", "content": "hi"}]}
+        for stream in (False, True):
+            answer = httpx.post(url + "/v1/messages", json={**message, "stream": stream}, headers=anthropic, timeout=30)
+            assert answer.status_code == 200 and answer.headers["x-broke-via"] == "native", answer.text
+            arrived = fake.requests[-1]
+            assert (arrived["api"], arrived["model"], arrived["key"]) == ("messages", "claude-x", "key-one")
+        counted = httpx.post(url + "/v1/messages/count_tokens", json={k: message[k] for k in ("model", "messages")},
+                             headers=anthropic, timeout=30)
+        assert counted.status_code == 200 and counted.headers["x-broke-via"] == "native", counted.text
+        assert isinstance(counted.json()["input_tokens"], int)
+        responses = httpx.post(url + "/v1/responses", json={"model": "gpt-5-codex", "input": "hi"},
+                               headers={"authorization": f"Bearer {token}"}, timeout=30)
+        assert responses.status_code == 200 and responses.headers["x-broke-via"] == "native", responses.text
+        assert fake.requests[-1]["api"] == "responses" and fake.requests[-1]["model"] == "gpt-x"
+        assert read_record(broke_home).litellm.pid == 0  # nothing so far needed it
+
+        # Chat completions to an Anthropic backend need translation: LiteLLM starts on demand.
+        chat = httpx.post(url + "/v1/chat/completions", headers={"authorization": f"Bearer {token}"}, timeout=180,
+                          json={"model": "sonnet", "messages": [{"role": "user", "content": "hi"}]})
+        assert chat.status_code == 200 and chat.headers["x-broke-via"] == "litellm", chat.text
+        assert fake.requests[-1]["api"] == "messages"
+        assert read_record(broke_home).litellm.pid > 0
+        assert json.loads(run_cli("status", "--json").stdout)["running"] is True
+    finally:
+        run_cli("stop")
+    assert json.loads(run_cli("status", "--json").stdout)["running"] is False
