@@ -240,7 +240,8 @@ def test_browser_sees_a_request_live(page, gw):
     before = page.locator("#requests tbody tr.request").count()
     assert chat(gw).status_code == 200
     row = page.locator("#requests tbody tr.request").first
-    page.wait_for_function(f"document.querySelectorAll('#requests tbody tr.request').length > {before}")
+    # Waits in the driver: a JavaScript predicate would need eval, which the page's CSP forbids.
+    page.locator("#requests tbody tr.request").nth(before).wait_for(state="attached")
     assert row.get_attribute("data-slot") == "sonnet" and row.get_attribute("data-backend") == "fake/model-a"
     assert row.locator("td").nth(5).inner_text() == "200"
 
