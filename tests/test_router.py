@@ -118,12 +118,19 @@ def test_static_embeddings_carry_meaning_and_match_the_batch_path() -> None:
     prompts = ["Write a Python function that sorts a list of numbers.",
                "Implement a sorting routine in Python for an array of integers.",
                "Write a short poem about autumn leaves falling in the park.", "", "é" * 9000]
-    weights = embed.sif_weights([vectors.ids(p) for p in prompts], len(vectors.vectors))
+    weights = embed.sif_weights([vectors.ids(features.tokens(p)) for p in prompts], len(vectors.vectors))
     batch = vectors.embed_many(prompts, weights)
     for i, prompt in enumerate(prompts):
-        assert np.allclose(vectors.embed(vectors.ids(prompt), weights), batch[i], atol=1e-6)
+        assert np.allclose(vectors.embed(vectors.ids(features.tokens(prompt)), weights), batch[i], atol=1e-6)
     assert batch[0] @ batch[1] > batch[0] @ batch[2] + 0.1
     assert not batch[3].any() and np.linalg.norm(batch[0]) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_wordpiece_splits_words_as_bert_does() -> None:
+    vectors = embed.load_vectors()
+    index = vectors.index
+    assert list(vectors.ids(["the", "tokenization"])) == [index["the"], index["token"], index["##ization"]]
+    assert list(vectors.ids(["\u2603" * 3, "x" * 101])) == [index[embed.UNKNOWN]] * 2
 
 
 def test_drivers_explain_p_strong(router: Router) -> None:

@@ -48,7 +48,7 @@ _VECTOR_ARRAYS = ("token_weights", "meaning_coef")
 _ARRAYS = tuple(_SHAPES) + _NODE_ARRAYS + ("tree_roots",) + _VECTOR_ARRAYS
 #: Files whose contents define the fitted model (code and the shipped token vectors): changing any retrains.
 _CODE_FILES = ("features.py", "model.py", "data.py", "artifact.py", "embed.py", "data/vectors.npz")
-_LIBRARIES = ("numpy", "scipy", "scikit-learn", "tokenizers")
+_LIBRARIES = ("numpy", "scipy", "scikit-learn")
 
 
 def router_dir(home: Path) -> Path:

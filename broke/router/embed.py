@@ -1,75 +1,99 @@
 """Static prompt embeddings: a weighted mean of WordPiece token vectors distilled from all-MiniLM-L6-v2.
 
 `data/vectors.npz` (written by `make_vectors`) holds the vocabulary and an int8 vector per token
-with a per-dimension scale. A prompt's embedding is the mean of its tokens' vectors weighted by
-`weights` (one per token, fitted with the router: SIF weights from the training prompts' token
-counts), L2-normalised. Only the visible part of a long prompt (`features.HEAD_CHARS` and
-`TAIL_CHARS`) is tokenised. Tokenising uses the `tokenizers` library (BERT's uncased WordPiece).
+with a per-dimension scale. A prompt's words are the router's own tokens (`features.tokens`: the
+lower-cased word runs of its visible part), each split into WordPiece tokens greedily, longest
+match first, as BERT's tokenizer does (punctuation, which BERT keeps as tokens, is left out). Its
+embedding is the mean of those tokens' vectors weighted by `weights` (one per token, fitted with the
+router: SIF weights from the training prompts' token counts), L2-normalised.
 """
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from broke.router.features import _visible
+from broke.router import features
 
 VECTORS_FILE = Path(__file__).resolve().parent / "data" / "vectors.npz"
+UNKNOWN = "[UNK]"
+#: Longer words are one unknown token, as in BERT.
+MAX_WORD_CHARS = 100
+#: Words whose pieces are remembered per process (the request path looks most words up once).
+WORD_CACHE = 200_000
 
 
 @dataclass(frozen=True, eq=False)
 class TokenVectors:
-    """The distilled vocabulary: its tokenizer and a float32 vector per token id."""
+    """The distilled vocabulary: token ids by WordPiece string and a float32 vector per id."""
 
-    tokenizer: Any  # tokenizers.Tokenizer
+    index: dict[str, int]
     vectors: np.ndarray  # (vocab, dims) float32
+    _words: dict[str, tuple[int, ...]] = field(default_factory=dict)
 
-    def ids(self, text: str) -> np.ndarray:
-        """WordPiece ids of the visible text (no special tokens)."""
-        return np.asarray(self.tokenizer.encode(_visible(text), add_special_tokens=False).ids, dtype=np.int64)
+    def pieces(self, word: str) -> tuple[int, ...]:
+        """The WordPiece ids of one lower-cased word (greedy longest match; unknown: [UNK])."""
+        known = self._words.get(word)
+        if known is not None:
+            return known
+        out: list[int] = []
+        start = 0
+        while start < len(word) and len(word) <= MAX_WORD_CHARS:
+            for end in range(len(word), start, -1):
+                piece = word[start:end] if start == 0 else "##" + word[start:end]
+                if piece in self.index:
+                    out.append(self.index[piece])
+                    start = end
+                    break
+            else:
+                out = []
+                break
+        result = tuple(out) if out and start == len(word) else (self.index[UNKNOWN],)
+        if len(self._words) < WORD_CACHE:
+            self._words[word] = result
+        return result
 
-    def batch_ids(self, texts: Sequence[str]) -> list[np.ndarray]:
-        encoded = self.tokenizer.encode_batch([_visible(t) for t in texts], add_special_tokens=False)
-        return [np.asarray(e.ids, dtype=np.int64) for e in encoded]
+    def ids(self, toks: Sequence[str]) -> np.ndarray:
+        """The WordPiece ids of a prompt's tokens (`features.tokens`)."""
+        index, pieces = self.index, self.pieces
+        out: list[int] = []
+        for word in toks:
+            known = index.get(word)
+            if known is not None:
+                out.append(known)
+            else:
+                out.extend(pieces(word))
+        return np.asarray(out, dtype=np.int64)
 
     def embed(self, ids: np.ndarray, weights: np.ndarray) -> np.ndarray:
         """The L2-normalised weighted mean of the tokens' vectors (zeros for no tokens)."""
         if len(ids) == 0:
             return np.zeros(self.vectors.shape[1], dtype=np.float32)
-        w = weights[ids]
-        vector = w @ self.vectors[ids]
+        vector = weights[ids] @ self.vectors[ids]
         norm = float(np.sqrt(vector @ vector))
         return vector / norm if norm > 0 else vector
 
     def embed_many(self, texts: Sequence[str], weights: np.ndarray) -> np.ndarray:
-        return np.stack([self.embed(ids, weights) for ids in self.batch_ids(texts)]) if texts else \
-            np.zeros((0, self.vectors.shape[1]), dtype=np.float32)
+        """Embeddings of many prompts, one row each."""
+        out = np.zeros((len(texts), self.vectors.shape[1]), dtype=np.float32)
+        for i, text in enumerate(texts):
+            out[i] = self.embed(self.ids(features.tokens(text)), weights)
+        return out
 
 
 _CACHE: dict[Path, TokenVectors] = {}
 
 
 def load_vectors(path: Path = VECTORS_FILE) -> TokenVectors:
-    """The token vectors and their tokenizer (loaded once per process)."""
+    """The token vectors (loaded once per process)."""
     if path not in _CACHE:
-        from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
-
         with np.load(path, allow_pickle=False) as npz:
-            vocab = [str(t) for t in npz["vocab"]]
+            index = {str(t): i for i, t in enumerate(npz["vocab"])}
             vectors = (npz["vectors"].astype(np.float32) * npz["scale"]).astype(np.float32)
-        tokenizer = Tokenizer(models.WordPiece({t: i for i, t in enumerate(vocab)}, unk_token="[UNK]",
-                                               max_input_chars_per_word=100))
-        tokenizer.normalizer = normalizers.BertNormalizer(lowercase=True)
-        tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-        _CACHE[path] = TokenVectors(tokenizer, vectors)
+        _CACHE[path] = TokenVectors(index, vectors)
     return _CACHE[path]
-
-
-def vocab_size(path: Path = VECTORS_FILE) -> int:
-    return len(load_vectors(path).vectors)
 
 
 def sif_weights(ids: Sequence[np.ndarray], size: int, a: float = 1e-3) -> np.ndarray:

@@ -196,12 +196,14 @@ class Router:
         return np.column_stack([probs, _sigmoid(answer)]), parts
 
     def _one(self, prompt: str) -> tuple[np.ndarray, np.ndarray]:
-        cols, hand = features.prompt_features(prompt)
+        """`_parts` for one prompt: features, hashed words and embedding from one tokenisation."""
+        toks = features.tokens(prompt)
+        cols, hand = features.hashed_indices(toks), np.asarray(features.hand_features(prompt, toks), dtype=np.float64)
         raw = self._linear(hand[None, :])
         if len(cols):
             raw = raw + self.word_weights[cols].sum(axis=0, dtype=np.float64) / math.sqrt(len(cols))
         vectors = embed.load_vectors()
-        embedding = vectors.embed(vectors.ids(prompt), self.token_weights)
+        embedding = vectors.embed(vectors.ids(toks), self.token_weights)
         return self._parts(raw, hand[None, :], embedding[None, :])
 
     def estimate(self, prompt: str) -> Estimate:
@@ -400,7 +402,7 @@ def train(rows: Sequence[Row]) -> Router:
     # source weighing the same (see _meaning_target), out-of-fold like the rest.
     # It learns from every source with outcomes (`judged`); the blend is calibrated on `scored`.
     vectors = embed.load_vectors()
-    ids = vectors.batch_ids([r["prompt"] for r in rows])
+    ids = [vectors.ids(features.tokens(r["prompt"])) for r in rows]
     token_weights = embed.sif_weights(ids, len(vectors.vectors))
     embedding = np.stack([vectors.embed(i, token_weights) for i in ids])[judged].astype(np.float64)
     meaning_mean = hand[judged].mean(axis=0)
