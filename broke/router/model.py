@@ -90,6 +90,8 @@ ANSWER_PRIOR = 0.3
 #: prompt's log length. Chosen on leave-one-source-out APGR (bench/router_quality.py): see the module docstring.
 BLEND = ("trees", "meaning", "length")
 BLEND_WEIGHTS = np.array([0.5, 1.0, 2.0])
+#: The hand feature that is BLEND's length.
+LENGTH_FEATURE = features.HAND_FEATURES.index("log_chars")
 #: Ridge penalty of the meaning head, and the weight of its hand features next to the unit embedding.
 MEANING_ALPHA = 1.0
 MEANING_HAND_WEIGHT = 0.3
@@ -191,7 +193,7 @@ class Router:
         answer = _answer_logit(hand, probs[:, 1])
         trees = self._trees(np.column_stack([hand, raw[:, 0]])) + ANSWER_PRIOR * answer
         meaning = self.meaning_inputs(embedding, hand) @ self.meaning_coef + self.meaning_bias[0]
-        parts = (np.column_stack([trees, meaning, hand[:, 0]]) - self.blend_norm[:, 0]) / self.blend_norm[:, 1]
+        parts = (np.column_stack([trees, meaning, hand[:, LENGTH_FEATURE]]) - self.blend_norm[:, 0]) / self.blend_norm[:, 1]
         probs[:, 0] = _sigmoid((parts @ BLEND_WEIGHTS) * self.platt[0, 0] + self.platt[0, 1])
         return np.column_stack([probs, _sigmoid(answer)]), parts
 
@@ -418,7 +420,7 @@ def train(rows: Sequence[Row]) -> Router:
             source_weight[meaning_folds != k]).predict(meaning_x[meaning_folds == k])
     meaning = _ridge(meaning_x, meaning_target, source_weight)
     meaning_oof = meaning_oof[np.isin(judged, scored)]
-    blend_oof = np.column_stack([tree_slope * tree_oof + ANSWER_PRIOR * answer_oof, meaning_oof, hand[scored, 0]])
+    blend_oof = np.column_stack([tree_slope * tree_oof + ANSWER_PRIOR * answer_oof, meaning_oof, hand[scored, LENGTH_FEATURE]])
     blend_norm = np.column_stack([blend_oof.mean(axis=0), np.where(blend_oof.std(axis=0) > 0, blend_oof.std(axis=0), 1.0)])
     platt[0] = _fit_platt(((blend_oof - blend_norm[:, 0]) / blend_norm[:, 1]) @ BLEND_WEIGHTS, label, ones)
 
