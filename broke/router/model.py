@@ -182,17 +182,15 @@ class Router:
             out[start:start + chunk] = self.tree_value[node.reshape(len(part), -1) - offset].sum(axis=1)
         return self.tree_base[0] + out
 
-    def meaning_inputs(self, embedding: np.ndarray, hand: np.ndarray) -> np.ndarray:
-        """The meaning head's inputs: the embedding rows next to the scaled hand features."""
-        return np.hstack([embedding, (hand - self.meaning_mean) * self.meaning_scale])
-
     def _parts(self, raw: np.ndarray, hand: np.ndarray, embedding: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Calibrated head probabilities (n, heads) plus answer_complexity as a last column, and the
         standardised BLEND parts (n, len(BLEND)) whose weighted sum is p_strong's logit before Platt."""
         probs = _sigmoid(raw * self.platt[:, 0] + self.platt[:, 1])
         answer = _answer_logit(hand, probs[:, 1])
         trees = self._trees(np.column_stack([hand, raw[:, 0]])) + ANSWER_PRIOR * answer
-        meaning = self.meaning_inputs(embedding, hand) @ self.meaning_coef + self.meaning_bias[0]
+        dims = embedding.shape[1]
+        meaning = (embedding @ self.meaning_coef[:dims] + self.meaning_bias[0]
+                   + ((hand - self.meaning_mean) * self.meaning_scale) @ self.meaning_coef[dims:])
         parts = (np.column_stack([trees, meaning, hand[:, LENGTH_FEATURE]]) - self.blend_norm[:, 0]) / self.blend_norm[:, 1]
         probs[:, 0] = _sigmoid((parts @ BLEND_WEIGHTS) * self.platt[0, 0] + self.platt[0, 1])
         return np.column_stack([probs, _sigmoid(answer)]), parts
