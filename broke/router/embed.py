@@ -22,7 +22,7 @@ UNKNOWN = "[UNK]"
 #: Longer words are one unknown token, as in BERT.
 MAX_WORD_CHARS = 100
 #: Words whose pieces are remembered per process (the request path looks most words up once).
-WORD_CACHE = 200_000
+WORD_CACHE = 50_000  # about 5 MB of words
 
 
 @dataclass(frozen=True, eq=False)

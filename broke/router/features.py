@@ -217,7 +217,7 @@ def hashed_indices(toks: list[str]) -> np.ndarray:
     return np.unique(np.asarray(columns, dtype=np.int64))
 
 
-HASH_CACHE = 200_000
+HASH_CACHE = 50_000  # about 5 MB of words
 _HASHED: dict[str, int] = {}
 
 
