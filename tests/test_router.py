@@ -366,8 +366,7 @@ def test_router_eval_plot_refuses_a_bad_path(cli, trained_home: Path, tmp_path: 
 def test_shipped_data_is_small_redistributable_and_split() -> None:
     rows = load_rows()
     assert DATA_FILE.stat().st_size < 5_000_000
-    assert {r["source"] for r in rows} == {"routellm_mmlu", "routellm_gsm8k", "routellm_mtbench", "arena_hard_v2",
-                                           "alpaca_eval"}
+    assert {r["source"] for r in rows} == {"routellm_mmlu", "routellm_gsm8k", "routellm_mtbench", "arena_hard_v2"}
     held = {r["source"] for r in rows if r["split"] == EVAL_SPLIT}
     assert {"routellm_mtbench", "routellm_gsm8k", "routellm_mmlu"} <= held
     assert all(r["split"] == EVAL_SPLIT for r in rows if r["source"] == "routellm_mtbench")

@@ -1,13 +1,11 @@
 """Derive the shipped router training set from the routing data (RouteLLM outcomes, Arena-Hard
-categories) and AlpacaEval's per-prompt judge preferences (open-ended chat).
+categories).
 
 Regenerate with (from the checkout root):
 
-    .venv/bin/python -m broke.router.make_data --src ../shared/data/routing --alpaca-eval ALPACA_EVAL
+    .venv/bin/python -m broke.router.make_data --src ../shared/data/routing
 
-Reads `prompts.csv` and `scores.csv` in --src, and `results/<model>/weighted_alpaca_eval_gpt4_turbo/
-annotations.json` for ALPACA_MODELS in a checkout of tatsu-lab/alpaca_eval (see `SOURCES.md` for the
-commit), and writes `broke/router/data/routing.jsonl.gz`:
+Reads `prompts.csv` and `scores.csv` in --src and writes `broke/router/data/routing.jsonl.gz`:
 one JSON object a line, `source, item_id, prompt, category, split, weak, strong` (scores 0..1, null
 where the source has no outcomes). Only redistributable sources are kept (see `SOURCES.md`);
 LeetCode is left out because its problem text is LeetCode's. The output is byte-identical for
@@ -35,15 +33,7 @@ HELD_OUT_SHARE = {
     "routellm_gsm8k": 0.5,
     "routellm_mtbench": 1.0,  # 80 prompts: all held out, never trained on
     "arena_hard_v2": 0.2,  # no outcomes: trains code_bias / answer_complexity only
-    "alpaca_eval": 0.2,
 }
-#: AlpacaEval 2.0 models whose outputs GPT-4-Turbo judged against its own (weighted: P(model wins)),
-#: averaged into one weak and one strong score per prompt: open 7-14B chat models against Claude 1/2.
-ALPACA_MODELS = {
-    "weak": ("gemma-7b-it", "vicuna-13b-v1.5", "Qwen-14B-Chat"),
-    "strong": ("claude", "claude-2", "claude-instant-1.2"),
-}
-ALPACA_ANNOTATIONS = "results/{model}/weighted_alpaca_eval_gpt4_turbo/annotations.json"
 #: MT-Bench prompts carry both turns; the scores (and RouteLLM's routing) are for the first turn.
 TURN_MARK = "\n\n[turn 2]"
 
@@ -57,8 +47,8 @@ def split_for(source: str, item_id: str, given: str) -> str:
     return "test" if fraction < HELD_OUT_SHARE[source] else "train"
 
 
-def derive(src: Path, alpaca: Path | None = None) -> list[Row]:
-    """The shipped rows, sorted by source and item_id (AlpacaEval's only when `alpaca` is given)."""
+def derive(src: Path) -> list[Row]:
+    """The shipped rows, sorted by source and item_id."""
     scores: dict[tuple[str, str], dict[str, float]] = {}
     with open(src / "scores.csv", newline="", encoding="utf-8") as fh:
         for row in csv.DictReader(fh):
@@ -83,38 +73,7 @@ def derive(src: Path, alpaca: Path | None = None) -> list[Row]:
                 "weak": outcome.get(WEAK_MODEL) if has_outcome else None,
                 "strong": outcome.get(STRONG_MODEL) if has_outcome else None,
             })
-    if alpaca is not None:
-        rows += alpaca_rows(alpaca)
     rows.sort(key=lambda r: (r["source"], r["item_id"]))
-    return rows
-
-
-def alpaca_rows(checkout: Path) -> list[Row]:
-    """AlpacaEval's 805 instructions with the mean win probability against GPT-4-Turbo of the weak and
-    of the strong ALPACA_MODELS (0..1); category: the instruction's origin (selfinstruct, oasst, …)."""
-    wins: dict[str, dict[str, list[float]]] = {}
-    origin: dict[str, str] = {}
-    for side, models in ALPACA_MODELS.items():
-        for model in models:
-            annotations = json.loads((checkout / ALPACA_ANNOTATIONS.format(model=model)).read_text(encoding="utf-8"))
-            for item in annotations:
-                if item.get("preference") is None:
-                    continue
-                instruction = item["instruction"]
-                origin[instruction] = item["dataset"]
-                # preference is 1 (the reference wins) .. 2 (the model wins).
-                wins.setdefault(instruction, {"weak": [], "strong": []})[side].append(float(item["preference"]) - 1.0)
-    rows: list[Row] = []
-    for instruction, score in wins.items():
-        if len(score["weak"]) < len(ALPACA_MODELS["weak"]) or len(score["strong"]) < len(ALPACA_MODELS["strong"]):
-            continue  # a prompt some model has no judgement for
-        item_id = hashlib.sha256(instruction.encode()).hexdigest()[:16]
-        rows.append({
-            "source": "alpaca_eval", "item_id": item_id, "prompt": instruction, "category": origin[instruction],
-            "split": split_for("alpaca_eval", item_id, ""),
-            "weak": round(sum(score["weak"]) / len(score["weak"]), 6),
-            "strong": round(sum(score["strong"]) / len(score["strong"]), 6),
-        })
     return rows
 
 
@@ -131,11 +90,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--src", type=Path, default=PROJECT_ROOT.parent / "shared" / "data" / "routing",
                         help="directory with prompts.csv and scores.csv")
-    parser.add_argument("--alpaca-eval", type=Path, default=None,
-                        help="checkout of tatsu-lab/alpaca_eval (its results/ folder)")
     parser.add_argument("--out", type=Path, default=DATA_FILE, help=f"output file (default {DATA_FILE})")
     args = parser.parse_args(argv)
-    rows = derive(args.src, args.alpaca_eval)
+    rows = derive(args.src)
     write(rows, args.out)
     counts: dict[tuple[str, str], int] = {}
     for row in rows:

@@ -15,7 +15,7 @@ calibrated probability:
      benchmarks: "say hi" looks like a short arithmetic question, where GPT-4 does win).
   2. `meaning`: a ridge over the prompt's static embedding (`embed`: token vectors distilled from
      all-MiniLM-L6-v2, SIF-weighted mean) and the standardised hand features, trained on every
-     source with outcomes (AlpacaEval's chat too) on within-source ranks of the gain and of the weak
+     source with outcomes on within-source ranks of the gain and of the weak
      model's failure, every source weighing the same (`_meaning_target`). Meaning carries across
      domains where hashed words do not.
   3. `length`: the prompt's log length, the one signal that ranks prompts in every source.
@@ -66,7 +66,7 @@ BOOST_PARAMS = {"max_iter": 100, "learning_rate": 0.1, "max_leaf_nodes": 31, "mi
 N_TREE_INPUTS = len(features.HAND_FEATURES) + 1
 #: Sources whose scores say whether (or how well) each model answered, so that 1 − weak is the weak
 #: model's failure: the linear heads and the trees learn from these. The meaning head learns from
-#: every source with outcomes (AlpacaEval's are win probabilities against a reference answer).
+#: every source with outcomes (a source of judge win rates against a reference answer would be one).
 CORRECTNESS_SOURCES = frozenset({"routellm_mmlu", "routellm_gsm8k", "routellm_mtbench"})
 #: MMLU subjects about computing: neither code nor clearly not code, left out of code_bias.
 COMPUTING_SUBJECTS = frozenset(
