@@ -38,7 +38,7 @@ from broke.router.data import DATA_FILE, EVAL_SPLIT, VALIDATION_FOLDS, Row, has_
 from broke.router.evaluate import ROUTELLM_POINTS, Quality, evaluate
 
 TARGET_LOSO_APGR = 0.65
-SOURCES = ("routellm_mmlu", "routellm_gsm8k", "routellm_mtbench")
+SOURCES = ("routellm_mmlu", "routellm_gsm8k", "routellm_mtbench", "cruxeval_input")
 
 
 def random_quality(n: int, weak: np.ndarray, strong: np.ndarray, points: int, seeds: int) -> tuple[float, float, float]:
