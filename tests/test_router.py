@@ -9,10 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from broke.router import artifact, features, model
+from broke.router import artifact, embed, features, model
 from broke.router.data import (DATA_FILE, EVAL_SPLIT, TRAIN_SPLITS, VALIDATION_FOLDS, data_version, load_rows,
                                reference_prompts, validation_fold)
 from broke.router.evaluate import CurvePoint, apgr, cpt, curve, evaluate
+from broke.router import make_data
 from broke.router.make_data import write
 from broke.router.model import Estimate, Router
 from broke.router.tiers import Thresholds, calibrate, temperature, tier_for
@@ -113,6 +114,37 @@ def test_trivial_prompts_land_below_hard_ones(router: Router) -> None:
     assert all(tier_for(e, thresholds) != "premium" for e in trivial)
 
 
+def test_static_embeddings_carry_meaning_and_match_the_batch_path() -> None:
+    vectors = embed.load_vectors()
+    prompts = ["Write a Python function that sorts a list of numbers.",
+               "Implement a sorting routine in Python for an array of integers.",
+               "Write a short poem about autumn leaves falling in the park.", "", "é" * 9000]
+    weights = embed.sif_weights([vectors.ids(features.tokens(p)) for p in prompts], len(vectors.vectors))
+    batch = vectors.embed_many(prompts, weights)
+    for i, prompt in enumerate(prompts):
+        assert np.allclose(vectors.embed(vectors.ids(features.tokens(prompt)), weights), batch[i], atol=1e-6)
+    assert batch[0] @ batch[1] > batch[0] @ batch[2] + 0.1
+    assert not batch[3].any() and np.linalg.norm(batch[0]) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_wordpiece_splits_words_as_bert_does() -> None:
+    vectors = embed.load_vectors()
+    index = vectors.index
+    assert list(vectors.ids(["the", "tokenization"])) == [index["the"], index["token"], index["##ization"]]
+    assert list(vectors.ids(["\u2603" * 3, "x" * 101])) == [index[embed.UNKNOWN]] * 2
+
+
+def test_drivers_explain_p_strong(router: Router) -> None:
+    prompt = HARD[2]
+    drivers = router.drivers(prompt)
+    names = [name for name, _ in drivers]
+    assert names[: len(model.BLEND)] == list(model.BLEND)
+    assert all(name.removeprefix("feature ") in features.HAND_FEATURES for name in names[len(model.BLEND):])
+    logit = sum(value for _, value in drivers[: len(model.BLEND)])
+    assert router.estimate(prompt).p_strong == pytest.approx(
+        1 / (1 + math.exp(-(logit * router.platt[0, 0] + router.platt[0, 1]))))
+
+
 def test_code_bias_separates_code_requests(router: Router) -> None:
     code = router.estimate("Write a Python function that parses a CSV file and returns a list of dicts.")
     prose = router.estimate("Write a short poem about autumn leaves falling in the park.")
@@ -203,6 +235,9 @@ def test_tampered_or_foreign_artifact_is_refused_and_rebuilt(small_data: Path, b
     # Even correctly signed, a node table pointing outside itself is refused, not walked.
     broken = Router(**{**vars(genuine), "tree_left": genuine.tree_left + len(genuine.tree_value)})
     artifact.save(broke_home, expected, broken)
+    assert artifact.load(broke_home, expected) is None
+    # Nor are token weights for another vocabulary.
+    artifact.save(broke_home, expected, Router(**{**vars(genuine), "token_weights": genuine.token_weights[:-1]}))
     assert artifact.load(broke_home, expected) is None
 
     # Even correctly signed, a pickled object array is never unpickled (allow_pickle=False).
@@ -303,6 +338,13 @@ def test_curve_follows_routellm_thresholds() -> None:
 # --- router eval --plot ---------------------------------------------------------------------
 
 
+def test_explain_auto_says_what_drove_the_tier(cli, trained_home: Path) -> None:
+    result = cli("explain", "auto", "--prompt", HARD[0])
+    assert result.exit_code == 0, result.output
+    line = next(line for line in result.output.splitlines() if "driven by" in line)
+    assert all(part in line for part in model.BLEND) and "feature " in line
+
+
 def test_router_eval_plots_the_curve(cli, trained_home: Path, tmp_path: Path) -> None:
     png = tmp_path / "curve.png"
     result = cli("router", "eval", "--plot", str(png))
@@ -325,12 +367,21 @@ def test_router_eval_plot_refuses_a_bad_path(cli, trained_home: Path, tmp_path: 
 def test_shipped_data_is_small_redistributable_and_split() -> None:
     rows = load_rows()
     assert DATA_FILE.stat().st_size < 5_000_000
-    assert {r["source"] for r in rows} == {"routellm_mmlu", "routellm_gsm8k", "routellm_mtbench", "arena_hard_v2"}
+    assert {r["source"] for r in rows} == {"routellm_mmlu", "routellm_gsm8k", "routellm_mtbench", "arena_hard_v2",
+                                           "cruxeval_input"}
     held = {r["source"] for r in rows if r["split"] == EVAL_SPLIT}
     assert {"routellm_mtbench", "routellm_gsm8k", "routellm_mmlu"} <= held
     assert all(r["split"] == EVAL_SPLIT for r in rows if r["source"] == "routellm_mtbench")
     assert {r["split"] for r in rows} == {"train", "test", "contaminated"}
     assert (DATA_FILE.parent / "SOURCES.md").read_text().count("Apache-2.0") >= 4
+
+
+def test_cruxeval_generations_are_scored_by_running_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(make_data, "CHECK_TIMEOUT", 1.0)
+    code = "def f(n):\n    while n == 0:\n        pass\n    return n * 2"
+    right, wrong, loops, raises = "f(3)", "f(4)", "f(0)", "f('a' - 1)"
+    assert make_data.pass_rate(code, "6", [right, right, wrong, loops, raises, "3"]) == pytest.approx(2 / 6)
+    assert make_data.pass_rate(code, "6", ["exit(0) or f(3)", "print(f(3)) or f(3)"]) == 0.5
 
 
 def test_validation_folds_are_stable_and_even() -> None:

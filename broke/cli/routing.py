@@ -73,6 +73,11 @@ def explain(slot: str = typer.Argument(..., help="A slot or a client model name.
     say(_choice_line(resolution) + f" [dim]· generation {resolution.generation}[/]")
     if resolution.tier:
         say(f"router: p_strong {resolution.p_strong:.3f} → tier [bold]{resolution.tier}[/]")
+    if prompt is not None:
+        from broke.router.decide import prompt_drivers
+
+        drivers = ", ".join(f"{name} {value:+.2f}" for name, value in prompt_drivers(store().home, prompt))
+        say(f"router: p_strong driven by (logit contributions): {esc(drivers)}")
     t = table("#", "backend", "key", "source", "version", "health", "speed here", "verdict")
     for number, c in enumerate(resolution.candidates, start=1):
         version = {True: "pinned", False: "[yellow]floating[/]", None: "?"}[c.pinned]

@@ -20,11 +20,12 @@ from pathlib import Path
 import numpy as np
 
 from broke.fileio import atomic_write
-from broke.router import features
-from broke.router.model import HEADS, N_TREE_INPUTS, Router
+from broke.router import embed, features
+from broke.router.model import BLEND, HEADS, N_TREE_INPUTS, Router
 
 #: 2: p_strong's boosted trees (the tree_* arrays); the linear heads see features.LINEAR_FEATURES.
-FORMAT = 2
+#: 3: p_strong blends the trees with the meaning head over static embeddings and the prompt's length.
+FORMAT = 3
 _SHAPES = {
     "word_weights": (features.N_HASH, len(HEADS)),
     "hand_weights": (features.N_LINEAR, len(HEADS)),
@@ -34,13 +35,19 @@ _SHAPES = {
     "hand_scale": (features.N_LINEAR,),
     "tree_base": (1,),
     "tree_depth": (1,),
+    "meaning_bias": (1,),
+    "meaning_mean": (len(features.HAND_FEATURES),),
+    "meaning_scale": (len(features.HAND_FEATURES),),
+    "blend_norm": (len(BLEND), 2),
 }
 #: The node table (one length, any) and the tree roots; integer arrays index nodes or tree inputs.
 _NODE_ARRAYS = ("tree_feature", "tree_threshold", "tree_left", "tree_right", "tree_value")
 _INT_ARRAYS = ("tree_feature", "tree_left", "tree_right", "tree_roots", "tree_depth")
-_ARRAYS = tuple(_SHAPES) + _NODE_ARRAYS + ("tree_roots",)
-#: Modules whose source defines the fitted model: editing any of them retrains.
-_CODE_FILES = ("features.py", "model.py", "data.py", "artifact.py")
+#: Shaped by the shipped token vectors (`embed`): checked against them on load.
+_VECTOR_ARRAYS = ("token_weights", "meaning_coef")
+_ARRAYS = tuple(_SHAPES) + _NODE_ARRAYS + ("tree_roots",) + _VECTOR_ARRAYS
+#: Files whose contents define the fitted model (code and the shipped token vectors): changing any retrains.
+_CODE_FILES = ("features.py", "model.py", "data.py", "artifact.py", "embed.py", "data/vectors.npz")
 _LIBRARIES = ("numpy", "scipy", "scikit-learn")
 
 
@@ -121,6 +128,9 @@ def _well_formed(arrays: dict[str, np.ndarray]) -> bool:
     if any(arrays[n].shape != s for n, s in _SHAPES.items()):
         return False
     if any(arrays[n].dtype.kind != ("i" if n in _INT_ARRAYS else "f") for n in _ARRAYS):
+        return False
+    vocab, dims = embed.load_vectors().vectors.shape
+    if arrays["token_weights"].shape != (vocab,) or arrays["meaning_coef"].shape != (dims + len(features.HAND_FEATURES),):
         return False
     nodes = len(arrays["tree_value"])
     if nodes == 0 or any(arrays[n].shape != (nodes,) for n in _NODE_ARRAYS) or arrays["tree_roots"].ndim != 1 \

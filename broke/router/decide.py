@@ -19,6 +19,13 @@ def estimate_prompt(home: Path, prompt: str, state: State) -> dict:
             "temperature": temperature(estimate)}
 
 
+def prompt_drivers(home: Path, prompt: str) -> list[tuple[str, float]]:
+    """What drove the prompt's p_strong (see Router.drivers): signed logit contributions."""
+    from broke.router.model import load_or_train
+
+    return load_or_train(home).drivers(prompt)
+
+
 def estimate_batch(home: Path, lines: Iterable[str], state: State, source: str) -> Iterator[dict]:
     """One result per JSON line `{"id": …, "prompt": …}` (the model is loaded once)."""
     for number, line in enumerate(lines, start=1):

@@ -202,12 +202,23 @@ def hashed_indices(toks: list[str]) -> np.ndarray:
     """Sorted unique hashed columns of `toks`, exactly as HashingVectorizer computes them.
 
     sklearn takes abs(signed murmurhash3) % N_HASH, mapping -2**31 to (2**31 - N_HASH) % N_HASH,
-    which is 2**31 % N_HASH: the int64 abs below.
+    which is 2**31 % N_HASH: the int64 abs below. Each word's column is remembered per process
+    (up to HASH_CACHE words): the request path hashes most words once.
     """
     from sklearn.utils import murmurhash3_32
 
-    signed = np.fromiter(map(murmurhash3_32, toks), dtype=np.int64, count=len(toks))
-    return np.unique(np.abs(signed) % N_HASH)
+    columns = list(map(_HASHED.get, toks))
+    if None in columns:
+        for i, tok in enumerate(toks):
+            if columns[i] is None:
+                columns[i] = abs(int(murmurhash3_32(tok))) % N_HASH
+                if len(_HASHED) < HASH_CACHE:
+                    _HASHED[tok] = columns[i]
+    return np.unique(np.asarray(columns, dtype=np.int64))
+
+
+HASH_CACHE = 50_000  # about 5 MB of words
+_HASHED: dict[str, int] = {}
 
 
 def prompt_features(text: str) -> tuple[np.ndarray, np.ndarray]:

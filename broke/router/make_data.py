@@ -1,10 +1,15 @@
-"""Derive the shipped router training set from the routing data (RouteLLM outcomes, Arena-Hard categories).
+"""Derive the shipped router training set from the routing data (RouteLLM outcomes, Arena-Hard
+categories) and CRUXEval's input prediction (Python code reasoning, per-problem pass rates).
 
 Regenerate with (from the checkout root):
 
-    .venv/bin/python -m broke.router.make_data --src ../shared/data/routing
+    .venv/bin/python -m broke.router.make_data --src ../shared/data/routing --cruxeval CRUXEVAL
 
-Reads `prompts.csv` and `scores.csv` there and writes `broke/router/data/routing.jsonl.gz`:
+Reads `prompts.csv` and `scores.csv` in --src, and from a checkout of facebookresearch/cruxeval at
+CRUXEVAL_COMMIT (see `SOURCES.md`) the problems, Code Llama 7B's scored generations and
+GPT-3.5-Turbo's generations, which are scored here by running each one (a child Python per
+distinct generation, CHECK_TIMEOUT seconds, as CRUXEval's own scorer does). Writes
+`broke/router/data/routing.jsonl.gz`:
 one JSON object a line, `source, item_id, prompt, category, split, weak, strong` (scores 0..1, null
 where the source has no outcomes). Only redistributable sources are kept (see `SOURCES.md`);
 LeetCode is left out because its problem text is LeetCode's. The output is byte-identical for
@@ -18,7 +23,10 @@ import gzip
 import hashlib
 import io
 import json
+import subprocess
 import sys
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from broke.paths import PROJECT_ROOT
@@ -32,7 +40,18 @@ HELD_OUT_SHARE = {
     "routellm_gsm8k": 0.5,
     "routellm_mtbench": 1.0,  # 80 prompts: all held out, never trained on
     "arena_hard_v2": 0.2,  # no outcomes: trains code_bias / answer_complexity only
+    "cruxeval_input": 0.2,
 }
+#: CRUXEval's commit whose tree holds GPT-3.5-Turbo's input-prediction generations (later removed).
+CRUXEVAL_COMMIT = "c7c787365a9a448f4a07058fb57b19fee7d4c471"
+CRUXEVAL_PROBLEMS = "data/cruxeval.jsonl"
+CRUXEVAL_WEAK = "samples/evaluation_results/sample_scored_codellama-7b_temp0.2_input.json"
+CRUXEVAL_STRONG = "model_generations/gpt-3.5-turbo-0613_temp0.2_input/generations.json"
+CHECK_TIMEOUT = 3.0
+END_MARK = "\0broke: the program reached its end"
+#: The question each CRUXEval problem is put as (CRUXEval's own prompt adds two worked examples).
+CRUXEVAL_PROMPT = ("Find an input such that executing the Python function f on it leads to the given output.\n\n"
+                   "{code}\nassert f(??) == {output}")
 #: MT-Bench prompts carry both turns; the scores (and RouteLLM's routing) are for the first turn.
 TURN_MARK = "\n\n[turn 2]"
 
@@ -46,8 +65,8 @@ def split_for(source: str, item_id: str, given: str) -> str:
     return "test" if fraction < HELD_OUT_SHARE[source] else "train"
 
 
-def derive(src: Path) -> list[Row]:
-    """The shipped rows, sorted by source and item_id."""
+def derive(src: Path, cruxeval: Path | None = None) -> list[Row]:
+    """The shipped rows, sorted by source and item_id (CRUXEval's only when `cruxeval` is given)."""
     scores: dict[tuple[str, str], dict[str, float]] = {}
     with open(src / "scores.csv", newline="", encoding="utf-8") as fh:
         for row in csv.DictReader(fh):
@@ -72,8 +91,49 @@ def derive(src: Path) -> list[Row]:
                 "weak": outcome.get(WEAK_MODEL) if has_outcome else None,
                 "strong": outcome.get(STRONG_MODEL) if has_outcome else None,
             })
+    if cruxeval is not None:
+        rows += cruxeval_rows(cruxeval)
     rows.sort(key=lambda r: (r["source"], r["item_id"]))
     return rows
+
+
+def passes(program: str) -> bool:
+    """Whether `program` runs to its end (its last line is an assert) in a child Python, isolated
+    (-I, empty environment, a fresh temporary directory), within CHECK_TIMEOUT seconds; a program
+    that exits early (exit(0) in a generation) does not reach the end mark."""
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            done = subprocess.run([sys.executable, "-I", "-c", f"{program}\nprint({END_MARK!r}, end='')"], cwd=tmp,
+                                  env={}, capture_output=True, timeout=CHECK_TIMEOUT, check=False)
+        except subprocess.TimeoutExpired:
+            return False
+    return done.returncode == 0 and done.stdout.endswith(END_MARK.encode())
+
+
+def pass_rate(code: str, output: str, generations: list[str]) -> float:
+    """The share of `generations` (input predictions `f(...)`) for which f gives `output`; one with no
+    call of f fails (CRUXEval's scoring at CRUXEVAL_COMMIT)."""
+    checked: dict[str, bool] = {}
+    for g in generations:
+        if g not in checked:
+            checked[g] = "f(" in g and passes(f"{code}\nassert {output} == {g}")
+    return sum(checked[g] for g in generations) / len(generations)
+
+
+def cruxeval_rows(checkout: Path) -> list[Row]:
+    """CRUXEval's 800 input-prediction problems: weak = Code Llama 7B's share of its 10 generations that
+    CRUXEval scored correct, strong = GPT-3.5-Turbo's share of its 10 (scored here)."""
+    weak = json.loads((checkout / CRUXEVAL_WEAK).read_text(encoding="utf-8"))["raw_scored_generations"]
+    strong = json.loads((checkout / CRUXEVAL_STRONG).read_text(encoding="utf-8"))
+    problems = [json.loads(line) for line in (checkout / CRUXEVAL_PROBLEMS).read_text(encoding="utf-8").splitlines()]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        strong_rates = list(pool.map(lambda p: pass_rate(p["code"], p["output"], strong[p["id"]]), problems))
+    return [{
+        "source": "cruxeval_input", "item_id": p["id"],
+        "prompt": CRUXEVAL_PROMPT.format(code=p["code"], output=p["output"]), "category": "input_prediction",
+        "split": split_for("cruxeval_input", p["id"], ""),
+        "weak": round(sum(weak[p["id"]]) / len(weak[p["id"]]), 6), "strong": round(rate, 6),
+    } for p, rate in zip(problems, strong_rates)]
 
 
 def write(rows: list[Row], out: Path) -> None:
@@ -89,9 +149,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--src", type=Path, default=PROJECT_ROOT.parent / "shared" / "data" / "routing",
                         help="directory with prompts.csv and scores.csv")
+    parser.add_argument("--cruxeval", type=Path, default=None,
+                        help=f"checkout of facebookresearch/cruxeval at {CRUXEVAL_COMMIT[:8]}")
     parser.add_argument("--out", type=Path, default=DATA_FILE, help=f"output file (default {DATA_FILE})")
     args = parser.parse_args(argv)
-    rows = derive(args.src)
+    rows = derive(args.src, args.cruxeval)
     write(rows, args.out)
     counts: dict[tuple[str, str], int] = {}
     for row in rows:

@@ -5,22 +5,22 @@ features (`features.LINEAR_FEATURES`); p_strong adds boosted trees on top of its
 Each output goes through a Platt sigmoid fitted on 2-fold out-of-fold scores, so it is a
 calibrated probability:
 
-- `p_strong`: P(the strong model scores higher than the weak one), RouteLLM's label. Trained on
-  the RouteLLM rows (MMLU, GSM8K; weak Mixtral-8x7B, strong GPT-4). Ridge target: the gain
-  (strong − weak score), smoothed as ITEM_SHARE of the row's own value and the rest of its
-  category's mean (MMLU subject, GSM8K), because single outcomes are very noisy. Its linear score
-  then goes, with every hand feature (`features.HAND_FEATURES`: also the shape of a question, its
-  answer options and its numbers), into gradient-boosted regression trees (scikit-learn's
-  HistGradientBoostingRegressor, BOOST_PARAMS) fitted on the same target, the linear score of
-  each row taken out-of-fold (2 folds) so the trees learn how far to trust it. The trees are
-  stored as plain node arrays and walked with numpy at request time. The trees' score (on a logit
-  scale through its own Platt slope) plus ANSWER_PRIOR × answer_complexity's logit is what the
-  Platt sigmoid turns into p_strong; label: strong > weak. The benchmarks' prompts are multiple
-  choice questions and word problems, so the trees alone judge other prompts poorly: "say hi"
-  looks like a short arithmetic question, where GPT-4 does win. ANSWER_PRIOR is the prior for such
-  prompts: the smallest weight, in steps of 0.1, with which every cross-validation model (15, see
-  below) ranks the tests' trivial prompts below their hard ones (tests/test_router.py TRIVIAL,
-  HARD); it costs 0.007 pooled validation APGR (0.677 without it).
+- `p_strong`: P(the strong model scores higher than the weak one), RouteLLM's label. Its logit is
+  a blend (BLEND, BLEND_WEIGHTS) of three parts, each standardised on the training rows:
+  1. `trees`: gradient-boosted regression trees (scikit-learn's HistGradientBoostingRegressor,
+     BOOST_PARAMS, stored as node arrays and walked with numpy) over every hand feature and a
+     ridge head's score over hashed words, trained on the CORRECTNESS_SOURCES (MMLU, GSM8K, MT-Bench, CRUXEval)
+     on the gain (strong − weak), smoothed as ITEM_SHARE of the row's own value and the rest of its
+     category's mean; plus ANSWER_PRIOR × answer_complexity's logit (a prior for prompts unlike the
+     benchmarks: "say hi" looks like a short arithmetic question, where GPT-4 does win).
+  2. `meaning`: a ridge over the prompt's static embedding (`embed`: token vectors distilled from
+     all-MiniLM-L6-v2, SIF-weighted mean) and the standardised hand features, trained on every
+     source with outcomes on within-source ranks of the gain and of the weak
+     model's failure, every source weighing the same (`_meaning_target`). Meaning carries across
+     domains where hashed words do not.
+  3. `length`: the prompt's log length, the one signal that ranks prompts in every source.
+  A Platt sigmoid on 2-fold out-of-fold blends gives the probability; label: strong > weak.
+  `Router.drivers` reports each part's contribution (what `explain auto --prompt` shows).
 - `prompt_complexity`: P(the weak model fails): ridge target (1 − weak score), smoothed the same
   way; Platt label: weak score < 0.5. Same rows.
 - `code_bias`: P(the prompt is a coding request). Label: Arena-Hard category `coding` (1) versus
@@ -33,10 +33,11 @@ logistic formula over the hand features (length, instruction verb, code and reas
 multi-step cues, list items, questions, multiple choice) plus prompt_complexity; see
 ANSWER_WEIGHTS.
 
-The p_strong design (the boosted stage and its inputs, no weak-failure term in its target, the
-tree settings, ANSWER_PRIOR) was chosen by cross-validation on the training split only: 5 folds
-by a hash of source/item_id (`data.validation_fold`), repeated with 3 salts, on pooled APGR of
-MMLU and GSM8K. The held-out split is for reporting only (bench/router_quality.py).
+The p_strong design was first chosen by cross-validation on the training split (5 folds by a hash
+of source/item_id, `data.validation_fold`, 3 salts: the trees, their settings, ANSWER_PRIOR); the
+blend (the meaning head, its target and source weights, BLEND_WEIGHTS) was chosen on
+leave-one-source-out APGR: fitted on every source but one, scored on the one left out
+(bench/router_quality.py). The held-out split is for reporting only.
 """
 from __future__ import annotations
 
@@ -49,7 +50,7 @@ from pathlib import Path
 
 import numpy as np
 
-from broke.router import features
+from broke.router import embed, features
 from broke.router.data import DATA_FILE, TRAIN_SPLITS, Row, data_version, has_outcome, load_rows
 
 HEADS = ("p_strong", "prompt_complexity", "code_bias")
@@ -63,6 +64,10 @@ BOOST_PARAMS = {"max_iter": 100, "learning_rate": 0.1, "max_leaf_nodes": 31, "mi
                 "early_stopping": False, "random_state": 0}
 #: Inputs of the trees: every hand feature, then p_strong's linear score.
 N_TREE_INPUTS = len(features.HAND_FEATURES) + 1
+#: Sources whose scores say whether (or how well) each model answered, so that 1 − weak is the weak
+#: model's failure: the linear heads and the trees learn from these. The meaning head learns from
+#: every source with outcomes (a source of judge win rates against a reference answer would be one).
+CORRECTNESS_SOURCES = frozenset({"routellm_mmlu", "routellm_gsm8k", "routellm_mtbench", "cruxeval_input"})
 #: MMLU subjects about computing: neither code nor clearly not code, left out of code_bias.
 COMPUTING_SUBJECTS = frozenset(
     {"college_computer_science", "high_school_computer_science", "computer_security", "machine_learning"})
@@ -80,6 +85,17 @@ _ANSWER_COEF = np.array(list(ANSWER_WEIGHTS.values()))
 #: Weight of answer_complexity's logit next to the trees' (Platt-scaled) logit in p_strong: the
 #: prior for prompts unlike the benchmarks (see the module docstring).
 ANSWER_PRIOR = 0.3
+#: p_strong's blend, each part standardised on the training rows: the trees' score (with the answer
+#: prior), the meaning head (ridge over the prompt's static embedding and hand features) and the
+#: prompt's log length. Chosen on leave-one-source-out APGR (bench/router_quality.py): see the module docstring.
+BLEND = ("trees", "meaning", "length")
+BLEND_WEIGHTS = np.array([0.5, 1.0, 2.0])
+#: The hand feature that is BLEND's length.
+LENGTH_FEATURE = features.HAND_FEATURES.index("log_chars")
+#: Ridge penalty of the meaning head (its sample weights sum to the row count; chosen on LOSO: 1 scored a
+#: mean of 0.551, 100 0.561, 1,000 0.567, 3,000 0.569, 10,000 0.560), and the weight of its hand features next to the unit embedding.
+MEANING_ALPHA = 1000.0
+MEANING_HAND_WEIGHT = 0.3
 
 
 @dataclass(frozen=True)
@@ -130,6 +146,12 @@ class Router:
     tree_roots: np.ndarray  # (trees,) int32
     tree_base: np.ndarray  # (1,) float64
     tree_depth: np.ndarray  # (1,) int32: the deepest leaf's depth
+    token_weights: np.ndarray  # (vocab,) float32: SIF weight of each WordPiece token in the embedding
+    meaning_coef: np.ndarray  # (dims + len(HAND_FEATURES),): the meaning head's ridge weights
+    meaning_bias: np.ndarray  # (1,)
+    meaning_mean: np.ndarray  # (len(HAND_FEATURES),): the meaning head's hand-feature centring
+    meaning_scale: np.ndarray  # (len(HAND_FEATURES),): and scaling
+    blend_norm: np.ndarray  # (len(BLEND), 2): mean and std of each blended part on the training rows
 
     def _linear(self, hand: np.ndarray) -> np.ndarray:
         """The hand features' part of the linear heads, for rows of all hand features."""
@@ -161,29 +183,55 @@ class Router:
             out[start:start + chunk] = self.tree_value[node.reshape(len(part), -1) - offset].sum(axis=1)
         return self.tree_base[0] + out
 
-    def _finish(self, raw: np.ndarray, hand: np.ndarray) -> np.ndarray:
-        """Calibrated head probabilities (n, heads) plus answer_complexity as a last column."""
+    def _parts(self, raw: np.ndarray, hand: np.ndarray, embedding: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Calibrated head probabilities (n, heads) plus answer_complexity as a last column, and the
+        standardised BLEND parts (n, len(BLEND)) whose weighted sum is p_strong's logit before Platt."""
         probs = _sigmoid(raw * self.platt[:, 0] + self.platt[:, 1])
         answer = _answer_logit(hand, probs[:, 1])
-        score = self._trees(np.column_stack([hand, raw[:, 0]])) + ANSWER_PRIOR * answer
-        probs[:, 0] = _sigmoid(score * self.platt[0, 0] + self.platt[0, 1])
-        return np.column_stack([probs, _sigmoid(answer)])
+        trees = self._trees(np.column_stack([hand, raw[:, 0]])) + ANSWER_PRIOR * answer
+        dims = embedding.shape[1]
+        meaning = (embedding @ self.meaning_coef[:dims] + self.meaning_bias[0]
+                   + ((hand - self.meaning_mean) * self.meaning_scale) @ self.meaning_coef[dims:])
+        parts = (np.column_stack([trees, meaning, hand[:, LENGTH_FEATURE]]) - self.blend_norm[:, 0]) / self.blend_norm[:, 1]
+        probs[:, 0] = _sigmoid((parts @ BLEND_WEIGHTS) * self.platt[0, 0] + self.platt[0, 1])
+        return np.column_stack([probs, _sigmoid(answer)]), parts
 
-    def estimate(self, prompt: str) -> Estimate:
-        """The estimate for one prompt (the request-time path)."""
-        cols, hand = features.prompt_features(prompt)
+    def _one(self, prompt: str) -> tuple[np.ndarray, np.ndarray]:
+        """`_parts` for one prompt: features, hashed words and embedding from one tokenisation."""
+        toks = features.tokens(prompt)
+        cols, hand = features.hashed_indices(toks), np.asarray(features.hand_features(prompt, toks), dtype=np.float64)
         raw = self._linear(hand[None, :])
         if len(cols):
             raw = raw + self.word_weights[cols].sum(axis=0, dtype=np.float64) / math.sqrt(len(cols))
-        p_strong, prompt_c, code, answer = self._finish(raw, hand[None, :])[0]
+        vectors = embed.load_vectors()
+        embedding = vectors.embed(vectors.ids(toks), self.token_weights)
+        return self._parts(raw, hand[None, :], embedding[None, :])
+
+    def estimate(self, prompt: str) -> Estimate:
+        """The estimate for one prompt (the request-time path)."""
+        p_strong, prompt_c, code, answer = self._one(prompt)[0][0]
         return Estimate(float(prompt_c), float(answer), float(code), float(p_strong))
+
+    def drivers(self, prompt: str) -> list[tuple[str, float]]:
+        """What drove p_strong for `prompt`: each BLEND part's weighted, standardised contribution to
+        its logit, then the hand features that moved the meaning head most (signed, in its units),
+        largest first within each group."""
+        parts = self._one(prompt)[1][0] * BLEND_WEIGHTS
+        hand = np.asarray(features.hand_features(prompt, features.tokens(prompt)))
+        dims = len(self.meaning_coef) - len(hand)
+        pushes = (hand - self.meaning_mean) * self.meaning_scale * self.meaning_coef[dims:] \
+            * BLEND_WEIGHTS[1] / self.blend_norm[1, 1]
+        top = sorted(zip(features.HAND_FEATURES, pushes), key=lambda item: -abs(item[1]))[:3]
+        return [(name, float(v)) for name, v in zip(BLEND, parts)] + [(f"feature {n}", float(v)) for n, v in top]
 
     def estimate_many(self, prompts: Sequence[str]) -> list[Estimate]:
         """Estimates for many prompts at once (evaluation and calibration)."""
         hashed, hand = features.batch_features(prompts)
         raw = self._linear(hand) + hashed @ self.word_weights.astype(np.float64)
+        vectors = embed.load_vectors()
+        embedding = vectors.embed_many(prompts, self.token_weights)
         return [Estimate(float(pc), float(a), float(c), float(p))
-                for p, pc, c, a in self._finish(raw, hand)]
+                for p, pc, c, a in self._parts(raw, hand, embedding)[0]]
 
 
 def _category_blend(rows: Sequence[Row], item: np.ndarray) -> np.ndarray:
@@ -217,6 +265,33 @@ def _fit_ridge(hashed, hand_scaled: np.ndarray, target: np.ndarray,
         oof[folds == k] = part.predict(x[folds == k])
     full = Ridge(alpha=RIDGE_ALPHA, solver="sparse_cg").fit(x, target, sample_weight=weight)
     return full.coef_, float(full.intercept_), oof
+
+
+def _meaning_target(rows: Sequence[Row]) -> tuple[np.ndarray, np.ndarray]:
+    """The meaning head's target and sample weights: per source, the centred within-source rank of
+    the gain (strong − weak) plus that of the weak model's failure (1 − weak), each in −0.5..0.5
+    (scores differ in scale between sources; a router only has to rank); weights give every source
+    the same total."""
+    from scipy.stats import rankdata
+
+    sources = np.array([r["source"] for r in rows])
+    weak = np.array([r["weak"] for r in rows], dtype=np.float64)
+    strong = np.array([r["strong"] for r in rows], dtype=np.float64)
+    target, weight = np.empty(len(rows)), np.empty(len(rows))
+    names = sorted(set(sources))
+    for name in names:
+        sel = sources == name
+        n = int(sel.sum())
+        target[sel] = rankdata(strong[sel] - weak[sel]) / n + rankdata(1.0 - weak[sel]) / n - 1.0
+        weight[sel] = len(rows) / (len(names) * n)
+    return target, weight
+
+
+def _ridge(x: np.ndarray, target: np.ndarray, weight: np.ndarray):
+    """A fitted dense ridge regression (MEANING_ALPHA; cholesky: deterministic)."""
+    from sklearn.linear_model import Ridge
+
+    return Ridge(alpha=MEANING_ALPHA, solver="cholesky").fit(x, target, sample_weight=weight)
 
 
 def _fit_platt(scores: np.ndarray, label: np.ndarray, weight: np.ndarray) -> tuple[float, float]:
@@ -274,7 +349,8 @@ def _code_weights(rows: Sequence[Row], label: np.ndarray) -> np.ndarray:
 def train(rows: Sequence[Row]) -> Router:
     """Fit a Router on the training splits of `rows` (deterministic: same rows, same weights)."""
     rows = [r for r in rows if r["split"] in TRAIN_SPLITS]
-    scored = [i for i, r in enumerate(rows) if has_outcome(r)]
+    judged = [i for i, r in enumerate(rows) if has_outcome(r)]
+    scored = [i for i in judged if rows[i]["source"] in CORRECTNESS_SOURCES]
     code_rows = [i for i, r in enumerate(rows) if r["source"] == "arena_hard_v2"
                  or (has_outcome(r) and r["category"] not in COMPUTING_SUBJECTS)]
     if not scored or not any(rows[i]["category"] == "coding" for i in code_rows):
@@ -322,7 +398,30 @@ def train(rows: Sequence[Row]) -> Router:
     trees["tree_base"] *= tree_slope
     prompt_oof = _sigmoid(heads[1][2] * platt[1][0] + platt[1][1])
     answer_oof = _answer_logit(hand[scored], prompt_oof)
-    platt[0] = _fit_platt(tree_slope * tree_oof + ANSWER_PRIOR * answer_oof, label, ones)
+
+    # The meaning head: ridge over [static embedding | hand features] on within-source ranks, every
+    # source weighing the same (see _meaning_target), out-of-fold like the rest.
+    # It learns from every source with outcomes (`judged`); the blend is calibrated on `scored`.
+    vectors = embed.load_vectors()
+    ids = [vectors.ids(features.tokens(r["prompt"])) for r in rows]
+    token_weights = embed.sif_weights(ids, len(vectors.vectors))
+    embedding = np.stack([vectors.embed(i, token_weights) for i in ids])[judged].astype(np.float64)
+    meaning_mean = hand[judged].mean(axis=0)
+    meaning_std = hand[judged].std(axis=0)
+    meaning_scale = MEANING_HAND_WEIGHT / math.sqrt(hand.shape[1]) / np.where(meaning_std > 0, meaning_std, 1.0)
+    meaning_x = np.hstack([embedding, (hand[judged] - meaning_mean) * meaning_scale])
+    meaning_target, source_weight = _meaning_target([rows[i] for i in judged])
+    meaning_folds = _folds(len(judged))
+    meaning_oof = np.empty(len(judged))
+    for k in (0, 1):
+        meaning_oof[meaning_folds == k] = _ridge(
+            meaning_x[meaning_folds != k], meaning_target[meaning_folds != k],
+            source_weight[meaning_folds != k]).predict(meaning_x[meaning_folds == k])
+    meaning = _ridge(meaning_x, meaning_target, source_weight)
+    meaning_oof = meaning_oof[np.isin(judged, scored)]
+    blend_oof = np.column_stack([tree_slope * tree_oof + ANSWER_PRIOR * answer_oof, meaning_oof, hand[scored, LENGTH_FEATURE]])
+    blend_norm = np.column_stack([blend_oof.mean(axis=0), np.where(blend_oof.std(axis=0) > 0, blend_oof.std(axis=0), 1.0)])
+    platt[0] = _fit_platt(((blend_oof - blend_norm[:, 0]) / blend_norm[:, 1]) @ BLEND_WEIGHTS, label, ones)
 
     coef = np.column_stack([h[0] for h in heads])
     return Router(
@@ -333,6 +432,12 @@ def train(rows: Sequence[Row]) -> Router:
         hand_mean=hand_mean,
         hand_scale=hand_scale,
         **trees,
+        token_weights=token_weights,
+        meaning_coef=meaning.coef_.astype(np.float64),
+        meaning_bias=np.array([float(meaning.intercept_)]),
+        meaning_mean=meaning_mean,
+        meaning_scale=meaning_scale,
+        blend_norm=blend_norm,
     )
 
 
