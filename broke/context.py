@@ -57,3 +57,19 @@ class RoutingContext:
 
     def resolve_all(self, scope: Scope | None = None) -> list[Resolution]:
         return [self.resolve(slot, scope) for slot in self.catalog.slots]
+
+    def slot_rows(self) -> list[tuple[dict, Resolution]]:
+        """Each slot's configuration and what a request for it gets now, as `broke list` shows it."""
+        rows = []
+        for resolution in self.resolve_all():
+            config = self.state.slots[resolution.slot]
+            rows.append(({
+                "slot": resolution.slot,
+                "family": self.catalog.family_of(resolution.slot),
+                "backend": config.backend,
+                "fallbacks": list(config.fallbacks),
+                "pinned": config.pinned,
+                "chosen": resolution.chosen.deployment if resolution.chosen else None,
+                "reason": resolution.reason,
+            }, resolution))
+        return rows

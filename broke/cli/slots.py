@@ -17,18 +17,7 @@ def list_slots(as_json: bool = JSON_OPTION) -> None:
 
     ctx = RoutingContext.load(store())
     state = ctx.state
-    rows = []
-    for resolution in ctx.resolve_all():
-        config = state.slots[resolution.slot]
-        rows.append({
-            "slot": resolution.slot,
-            "family": ctx.catalog.family_of(resolution.slot),
-            "backend": config.backend,
-            "fallbacks": config.fallbacks,
-            "pinned": config.pinned,
-            "chosen": resolution.chosen.deployment if resolution.chosen else None,
-            "reason": resolution.reason,
-        })
+    rows = [row for row, _ in ctx.slot_rows()]
     if as_json:
         print_json({"generation": state.generation, "active_team": state.active_team,
                     "active_profile": state.active_profile, "frozen": state.frozen, "slots": rows})

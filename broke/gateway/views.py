@@ -22,21 +22,10 @@ def slots_view(home: Path) -> dict:
 
     ctx = RoutingContext.load(StateStore(home))
     state = ctx.state
-    rows = []
-    for resolution in ctx.resolve_all():
-        config = state.slots[resolution.slot]
-        rows.append({
-            "slot": resolution.slot,
-            "family": ctx.catalog.family_of(resolution.slot),
-            "backend": config.backend,
-            "fallbacks": list(config.fallbacks),
-            "pinned": config.pinned,
-            "by_complexity": routes_by_complexity(resolution.slot, state),
-            "chosen": resolution.chosen.deployment if resolution.chosen else None,
-            "reason": resolution.reason,
-            "candidates": [{"deployment": c.deployment, "source": c.source, "usable": c.usable,
-                            "skip_reason": c.skip_reason} for c in resolution.candidates],
-        })
+    rows = [{**row, "by_complexity": routes_by_complexity(resolution.slot, state),
+             "candidates": [{"deployment": c.deployment, "source": c.source, "usable": c.usable,
+                             "skip_reason": c.skip_reason} for c in resolution.candidates]}
+            for row, resolution in ctx.slot_rows()]
     router = state.router
     return {
         "generation": state.generation,
