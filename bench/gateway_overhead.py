@@ -49,7 +49,7 @@ import httpx
 import psutil
 
 from harness import (CpuMeter, RequestFailed, broke, clean_up, exit_status, free_port, gateway_record, have_broke,
-                     must, percentile, print_log_tails, print_machine_and_command, start_gateway)
+                     must, percentile, print_log_tails, print_machine_and_command)
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))

@@ -155,8 +155,10 @@ class FrontProxy:
 
     async def _litellm_state(self) -> str:
         """up, starting, not started (no request needed it yet) or down."""
-        if await self._litellm_answers():
-            return "up"
+        return "up" if await self._litellm_answers() else await self._litellm_process()
+
+    async def _litellm_process(self) -> str:
+        """What LiteLLM's recorded process is: not started, starting (alive, not yet answering) or down."""
         record = await asyncio.to_thread(read_record, self.home)
         if record is None or record.litellm.pid <= 0:
             return "not started"
@@ -180,8 +182,7 @@ class FrontProxy:
         async with self.litellm_lock:
             deadline = time.monotonic() + LITELLM_WAIT_S
             while not await self._litellm_answers():
-                state = await self._litellm_state()
-                if state in ("not started", "down"):
+                if await self._litellm_process() != "starting":
                     log.info("starting LiteLLM: a request needs translation")
                     try:
                         await asyncio.to_thread(ensure_litellm, self.home)
@@ -318,8 +319,8 @@ class FrontProxy:
                     if worker is False:  # every replica failed during this request
                         break
                     attempt += 1
-                    via, url, body, send_headers, sent_model = self._target(path, payload, candidate, headers, worker,
-                                                                             state)
+                    via, url, body, send_headers, names = self._target(path, payload, candidate, headers, worker,
+                                                                        state)
                     if via == "litellm":
                         why = await self._litellm_ready()
                         if why:
@@ -334,7 +335,7 @@ class FrontProxy:
                         self._succeeded(candidate)
                         trace.backend, trace.attempts = candidate.backend, attempt
                         trace.key_ref = self.record.key_refs.get(candidate.key_env or "")
-                        stamp = ModelStamp((sent_model, *self._provider_model(candidate, state)), payload["model"])
+                        stamp = ModelStamp(names, payload["model"])
                         return await self._relay(upstream, answer_headers, resolution.slot, candidate, client,
                                                  started, lease, stamp, trace, spends=path != COUNT_TOKENS)
                     if lease:
@@ -388,9 +389,9 @@ class FrontProxy:
         return url if url is not None else False
 
     def _target(self, path: str, payload: dict, candidate: Candidate, headers: dict[str, str],
-                worker: str | None, state: State) -> tuple[str, str, bytes, dict[str, str], str]:
-        """Where one attempt goes, as (via, url, body, headers, the model it names); via is "native"
-        or "litellm".
+                worker: str | None, state: State) -> tuple[str, str, bytes, dict[str, str], tuple[str, ...]]:
+        """Where one attempt goes, as (via, url, body, headers, names); via is "native" or "litellm",
+        names what the answer may call the model: the name sent, and the provider's own.
 
         Native: the client's API is the backend's own (chat completions to a local worker or an
         OpenAI-compatible server, messages to Anthropic, responses to OpenAI), so the request goes
@@ -398,21 +399,23 @@ class FrontProxy:
         translates.
         """
         direct = {k: v for k, v in headers.items() if k != "authorization"}
+        backend = find_backend(candidate.backend, state, self.catalog)
+        own = (backend.model,) if backend else ()
         if worker:
             body = {**self._payload_for(payload, candidate), "model": DIRECT_WORKER_MODEL}
             token = self.keys.get(self.record.worker_tokens.get(worker, ""))
             if token:  # a node on another machine, behind its token check
                 direct = {**direct, "authorization": f"Bearer {token}"}
-            return "native", f"{worker}/chat/completions", encode(body), direct, DIRECT_WORKER_MODEL
-        backend = find_backend(candidate.backend, state, self.catalog) if self.record.native_forwarding else None
-        provider = self.catalog.providers.get(candidate.provider) if backend else None
+            return "native", f"{worker}/chat/completions", encode(body), direct, (DIRECT_WORKER_MODEL, *own)
+        native = backend is not None and self.record.native_forwarding
+        provider = self.catalog.providers.get(candidate.provider) if native else None
         route = native_route(path, backend, provider) if backend and provider else None
         if route is not None:
             body = {**self._payload_for(payload, candidate), "model": route.model}
             key = self.keys.get(candidate.key_env or "")
-            return "native", route.url, encode(body), auth_headers(route, key, direct), route.model
+            return "native", route.url, encode(body), auth_headers(route, key, direct), (route.model, *own)
         return ("litellm", self.upstream_url + path, encode(self._payload_for(payload, candidate)),
-                {**headers, "authorization": f"Bearer {self.master_key}"}, candidate.deployment)
+                {**headers, "authorization": f"Bearer {self.master_key}"}, (candidate.deployment, *own))
 
     def _payload_for(self, payload: dict, candidate: Candidate) -> dict:
         """The body for one attempt: the deployment's name, and token limits a local worker can serve."""
@@ -424,11 +427,6 @@ class FrontProxy:
                 elif isinstance(body.get(field), int) and body[field] > self.record.local_max_tokens:
                     body[field] = self.record.local_max_tokens
         return body
-
-    def _provider_model(self, candidate: Candidate, state: State) -> tuple[str, ...]:
-        """The provider's own name for the candidate's model (what it may call itself in answers)."""
-        backend = find_backend(candidate.backend, state, self.catalog)
-        return (backend.model,) if backend else ()
 
     @staticmethod
     def _response_headers(upstream: aiohttp.ClientResponse) -> dict[str, str]:

@@ -12,7 +12,7 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 
@@ -27,7 +27,7 @@ from broke.gateway.runfiles import (
 )
 from broke.keys import provider_env
 from broke.procs import (
-    ProcessRecord, child_env, end_group, free_port, group_members, is_ours, port_free, spawn,
+    ProcessRecord, child_env, end_group, free_port, is_ours, port_free, spawn,
 )
 from broke.state.store import StateStore
 
@@ -186,7 +186,6 @@ def start(home: Path, *, port: int | None = None, first_byte_timeout_s: float | 
         _wait_front(record, progress)
         if not record.native_forwarding or litellm_needed(state, load_catalog()):
             _start_litellm(home, record, env, master, progress)  # requests that need it wait for it
-            write_record(home, record)
             if wait_litellm:
                 _wait_litellm(record, progress)
     except BaseException:
@@ -214,22 +213,27 @@ def ensure_litellm(home: Path) -> ProcessRecord:
                 raise GatewayError(f"LiteLLM's port {record.litellm.port} is taken by another program; "
                                    "`broke restart`")
             _start_litellm(home, record, provider_env(home / ".env"), master_key(home), lambda _: None)
-            write_record(home, record)
         return record.litellm
+
+
+def _record_keys(record: GatewayRecord, env: dict[str, str]) -> dict[str, str]:
+    """The provider keys (and node tokens) the record names, from `env`."""
+    return {k: env[k] for k in record.key_refs if k in env}
 
 
 def _start_litellm(home: Path, record: GatewayRecord, env: dict[str, str], master: str,
                    progress: Progress) -> None:
-    """Spawn LiteLLM on the record's port with the rendered config and the keys the record names."""
+    """Spawn LiteLLM on the record's port with the rendered config and the record's keys; record its PID."""
     progress("starting LiteLLM")
-    litellm_env = child_env({**{k: env[k] for k in record.key_refs if k in env}, "LITELLM_MASTER_KEY": master,
+    litellm_env = child_env({**_record_keys(record, env), "LITELLM_MASTER_KEY": master,
                              "LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_TELEMETRY": "False"},
                             outbound=True)
     config_path = run_dir(home) / "litellm_config.json"
     started = spawn([str(Path(sys.executable).parent / "litellm"), "--config", str(config_path),
                      "--host", "127.0.0.1", "--port", str(record.litellm.port)], litellm_env,
                     Path(record.litellm.log))
-    record.litellm = ProcessRecord(started.pid, started.create_time, record.litellm.port, started.log, started.tag)
+    record.litellm = replace(started, port=record.litellm.port)
+    write_record(home, record)
 
 
 def _start_front(home: Path, record: GatewayRecord, env: dict[str, str], progress: Progress) -> None:
@@ -239,10 +243,10 @@ def _start_front(home: Path, record: GatewayRecord, env: dict[str, str], progres
     native requests itself.
     """
     progress("starting the front proxy")
-    keys = {k: env[k] for k in record.key_refs if k in env}
     started = spawn([sys.executable, "-m", "broke.gateway.serve"],
-                    child_env({**keys, "BROKE_HOME": str(home)}, outbound=True), Path(record.front.log))
-    record.front = ProcessRecord(started.pid, started.create_time, record.front.port, started.log, started.tag)
+                    child_env({**_record_keys(record, env), "BROKE_HOME": str(home)}, outbound=True),
+                    Path(record.front.log))
+    record.front = replace(started, port=record.front.port)
     write_record(home, record)
 
 
@@ -269,11 +273,11 @@ def _repair(home: Path, current: GatewayStatus, progress: Progress) -> GatewayRe
             raise GatewayError(f"{process.name} is down and its port {process.record.port} is taken by another "
                                "program; `broke restart` starts the gateway afresh")
     names = {p.name for p in current.missing}
+    env = provider_env(home / ".env")
     if "litellm" in names:
-        _start_litellm(home, record, provider_env(home / ".env"), master_key(home), progress)
-        write_record(home, record)
+        _start_litellm(home, record, env, master_key(home), progress)
     if "front" in names:
-        _start_front(home, record, provider_env(home / ".env"), progress)
+        _start_front(home, record, env, progress)
     if "litellm" in names:
         _wait_litellm(record, progress)
     if "front" in names:
