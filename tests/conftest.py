@@ -69,6 +69,17 @@ def run_cli(*args: str):
     return result
 
 
+def add_fake_backends(home: Path, fake, *models: str, keys: tuple[str, ...] = ("key-one",)) -> None:
+    """The fake provider as OpenAI-compatible backends `fake/MODEL` of the key pool FAKE_API_KEY, whose
+    keys (`keys`: FAKE_API_KEY, FAKE_API_KEY_2, …) go into the home's .env."""
+    home.mkdir(parents=True, exist_ok=True)
+    names = ["FAKE_API_KEY", *(f"FAKE_API_KEY_{n}" for n in range(2, len(keys) + 1))]
+    (home / ".env").write_text("".join(f"{name}={key}\n" for name, key in zip(names, keys)))
+    for model in models:
+        run_cli("backend", "add", f"fake/{model}", "--provider", "openai-compatible", "--api-base", fake.base_url,
+                "--model", model, "--key-env", "FAKE_API_KEY")
+
+
 def assert_one_error_line(result, *fragments: str, code: int = 1) -> None:
     """A failed command: the expected exit code, exactly one error line naming the problem, no traceback."""
     assert result.exit_code == code, result.output

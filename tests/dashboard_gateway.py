@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_cli
+from conftest import add_fake_backends, run_cli
 from broke.procs import free_port
 from fake_provider import FakeProvider
 
@@ -37,11 +37,7 @@ def dashboard_gateway(home: Path):
         mp.setenv("BROKE_HOME", str(home))
         for name in [n for n in os.environ if n.endswith("_API_KEY") or "_API_KEY_" in n]:
             mp.delenv(name)
-        home.mkdir(parents=True)
-        (home / ".env").write_text("FAKE_API_KEY=key-one\n")
-        for model in ("model-a", "model-b"):
-            run_cli("backend", "add", f"fake/{model}", "--provider", "openai-compatible", "--api-base",
-                    fake.base_url, "--model", model, "--key-env", "FAKE_API_KEY")
+        add_fake_backends(home, fake, "model-a", "model-b")
         run_cli("swap", "sonnet=fake/model-a", "opus=fake/model-b")
         save_baseline(home, {"fake/model-a": (84.0, 0.21), "fake/model-b": (31.5, 0.48)})
         port = free_port()

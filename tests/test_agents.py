@@ -14,7 +14,7 @@ from broke.gateway import supervisor
 from broke.gateway.runfiles import TokenStore
 from broke.procs import free_port
 from clients import diagnosis, run_broke
-from conftest import run_cli
+from conftest import add_fake_backends, run_cli
 from fake_conversation import ENCRYPTED_PREFIX, THINKING_TEXT, Reply, ToolCall
 from fake_provider import FakeProvider
 
@@ -36,11 +36,7 @@ def agents(tmp_path_factory):
     fake = FakeProvider().start()
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("BROKE_HOME", str(home))
-        home.mkdir(parents=True)
-        (home / ".env").write_text("FAKE_API_KEY=key-one\n")
-        for model in ("model-a", "model-b"):
-            run_cli("backend", "add", f"fake/{model}", "--provider", "openai-compatible", "--api-base",
-                    fake.base_url, "--model", model, "--key-env", "FAKE_API_KEY")
+        add_fake_backends(home, fake, "model-a", "model-b")
         run_cli("backend", "add", "fakeant/claude-fake", "--provider", "anthropic", "--api-base", fake.root_url,
                 "--model", ANTHROPIC_MODEL, "--key-env", "FAKE_API_KEY")
         # A local model's worker on another machine, here the fake speaking OpenAI: what a worker receives.

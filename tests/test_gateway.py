@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from broke.cli.main import app
-from conftest import run_cli
+from conftest import add_fake_backends, run_cli
 from broke.procs import free_port, is_ours
 from fake_provider import FakeProvider
 
@@ -35,11 +35,7 @@ def gateway(tmp_path_factory, request):
         mp.setenv("BROKE_BODY_LIMIT_MB", "1")
         for name in [n for n in os.environ if n.endswith("_API_KEY") or "_API_KEY_" in n]:
             mp.delenv(name)
-        home.mkdir(parents=True)
-        (home / ".env").write_text("FAKE_API_KEY=key-one\nFAKE_API_KEY_2=key-two\n")
-        for model in ("model-a", "model-b"):
-            run_cli("backend", "add", f"fake/{model}", "--provider", "openai-compatible", "--api-base",
-                    fake.base_url, "--model", model, "--key-env", "FAKE_API_KEY")
+        add_fake_backends(home, fake, "model-a", "model-b", keys=("key-one", "key-two"))
         run_cli("backend", "add", "dead/model-x", "--provider", "openai-compatible", "--api-base",
                 f"http://127.0.0.1:{free_port()}/v1", "--model", "model-x")
         port = free_port()

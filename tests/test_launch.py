@@ -17,7 +17,7 @@ from broke.gateway import supervisor
 from broke.gateway.runfiles import TokenStore
 from broke.procs import free_port
 from clients import CLAUDE_CODE_VERSION, CODEX_VERSION, STALE, assert_answered, diagnosis, run_broke
-from conftest import assert_one_error_line
+from conftest import add_fake_backends, assert_one_error_line, run_cli
 from fake_provider import FakeProvider
 
 pytestmark = pytest.mark.timeout(900)
@@ -154,11 +154,6 @@ def test_missing_client_is_one_error_line_with_the_install_command(cli, broke_ho
 
 # ---- end to end: a real gateway, a stub client and the real clients ---------------------------------
 
-def _cli(*args: str) -> None:
-    result = CliRunner().invoke(app, list(args))
-    assert result.exit_code == 0, result.output
-
-
 @pytest.fixture(scope="module")
 def e2e(tmp_path_factory):
     """A home with two fake backends and every Claude and Codex slot on one of them; the gateway
@@ -168,11 +163,7 @@ def e2e(tmp_path_factory):
     port = free_port()
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("BROKE_HOME", str(home))
-        home.mkdir(parents=True)
-        (home / ".env").write_text("FAKE_API_KEY=key-one\n")
-        for model in ("model-a", "model-b"):
-            _cli("backend", "add", f"fake/{model}", "--provider", "openai-compatible", "--api-base",
-                 fake.base_url, "--model", model, "--key-env", "FAKE_API_KEY")
+        add_fake_backends(home, fake, "model-a", "model-b")
         try:
             yield {"home": home, "fake": fake, "port": port}
         finally:
@@ -184,7 +175,7 @@ def e2e(tmp_path_factory):
 def routed(e2e, monkeypatch):
     """Per test: every client slot on fake/model-a."""
     monkeypatch.setenv("BROKE_HOME", str(e2e["home"]))
-    _cli("swap", *[f"{slot}=fake/model-a" for slot in
+    run_cli("swap", *[f"{slot}=fake/model-a" for slot in
                    ("sonnet", "opus", "haiku", "subagent", "gpt-5-codex", "gpt-5", "gpt-5-mini")])
     return e2e
 
@@ -209,7 +200,7 @@ def stub_bin(tmp_path: Path) -> Path:
 def test_launch_starts_the_gateway_and_execs_the_client(routed, tmp_path, stub_bin):
     home = routed["home"]
     if supervisor.status(home).running:
-        _cli("stop")
+        run_cli("stop")
     args = ["-p", "two words", "--", "--help", "--profile", "x"]
     done = run_broke(routed, tmp_path, stub_bin, "claude", *args)
     assert done.returncode == 0, done.stderr + diagnosis(home)
@@ -241,7 +232,7 @@ def test_profile_launch_uses_the_profile_token_and_is_audited(routed, tmp_path, 
 def test_claude_code_answers_through_broke_and_follows_a_swap(routed, tmp_path, client_bin):
     done = run_broke(routed, tmp_path, client_bin, "claude", "-p", "say hi")
     assert_answered(routed, done, "fake:model-a:key-one")
-    _cli("swap", "sonnet", "fake/model-b")
+    run_cli("swap", "sonnet", "fake/model-b")
     done = run_broke(routed, tmp_path, client_bin, "claude", "-p", "say hi")
     assert_answered(routed, done, "fake:model-b:key-one")
     assert "fake:model-a" not in done.stdout
@@ -250,7 +241,7 @@ def test_claude_code_answers_through_broke_and_follows_a_swap(routed, tmp_path, 
 def test_codex_answers_through_broke_and_follows_a_swap(routed, tmp_path, client_bin):
     done = run_broke(routed, tmp_path, client_bin, "codex", "exec", "--skip-git-repo-check", "say hi")
     assert_answered(routed, done, "fake:model-a:key-one")
-    _cli("swap", "gpt-5-codex", "fake/model-b")
+    run_cli("swap", "gpt-5-codex", "fake/model-b")
     done = run_broke(routed, tmp_path, client_bin, "codex", "exec", "--skip-git-repo-check", "say hi")
     assert_answered(routed, done, "fake:model-b:key-one")
     assert "fake:model-a" not in done.stdout

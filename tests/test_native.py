@@ -2,14 +2,13 @@
 from __future__ import annotations
 
 import json
-import os
 
 import httpx
 import pytest
 
 from broke.gateway.runfiles import read_record
 from broke.procs import free_port
-from conftest import run_cli
+from conftest import add_fake_backends, run_cli
 from fake_provider import FakeProvider
 
 pytestmark = pytest.mark.timeout(600)
@@ -22,17 +21,10 @@ def fake():
     provider.stop()
 
 
-def add_fake_backend(home, fake, name="fake/model-a", provider="openai-compatible", key="key-one"):
-    home.mkdir(parents=True, exist_ok=True)
-    (home / ".env").write_text(f"FAKE_API_KEY={key}\n")
-    run_cli("backend", "add", name, "--provider", provider, "--api-base", fake.base_url,
-            "--model", name.split("/")[1], "--key-env", "FAKE_API_KEY")
-
-
 def test_a_request_that_needs_litellm_waits_while_it_starts(broke_home, fake, monkeypatch):
     """`broke start` returns once the front proxy answers; a translated request waits for LiteLLM."""
     monkeypatch.setenv("BROKE_NATIVE", "1")
-    add_fake_backend(broke_home, fake)
+    add_fake_backends(broke_home, fake, "model-a")
     run_cli("swap", "sonnet=fake/model-a")
     run_cli("start", "--port", str(free_port()))
     try:
@@ -64,7 +56,7 @@ def test_native_backends_need_no_litellm_until_a_request_needs_translation(broke
     client's API is native, so LiteLLM is not started; the first request that needs translation
     starts it, waits for it and is answered."""
     monkeypatch.setenv("BROKE_NATIVE", "1")
-    add_fake_backend(broke_home, fake)
+    add_fake_backends(broke_home, fake, "model-a")
     run_cli("backend", "add", "fakeant/claude-x", "--provider", "anthropic", "--api-base", fake.root_url,
             "--model", "claude-x", "--key-env", "FAKE_API_KEY")
     run_cli("backend", "add", "fakeoai/gpt-x", "--provider", "openai", "--api-base", fake.base_url,

@@ -13,7 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from broke.cli.main import app
-from conftest import run_cli
+from conftest import add_fake_backends, run_cli
 from broke.local.workers import find_worker, read_workers
 from broke.procs import free_port
 from fake_provider import FakeProvider
@@ -38,10 +38,7 @@ def local_gateway(tmp_path_factory):
         run_cli("local", "make-tiny", str(root / "tiny-b"), "--answer", ANSWER_B, "--add", "tiny-b")
         run_cli("local", "make-tiny", str(root / "tiny-slow"), "--layers", "16", "--seed", "3")
         run_cli("local", "add", str(root / "tiny-slow"), "--concurrency", "1")
-        home.mkdir(parents=True, exist_ok=True)
-        (home / ".env").write_text("FAKE_API_KEY=key-one\n")
-        run_cli("backend", "add", "fake/cloud", "--provider", "openai-compatible", "--api-base", fake.base_url,
-                "--model", "cloud", "--key-env", "FAKE_API_KEY")
+        add_fake_backends(home, fake, "cloud")
         run_cli("swap", "sonnet=mlx/tiny-a", "opus=mlx/tiny-b", "haiku=mlx/tiny-slow")
         run_cli("fallback", "opus", "mlx/tiny-a")
         run_cli("fallback", "haiku", "fake/cloud")
