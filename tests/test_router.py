@@ -164,7 +164,8 @@ def test_tree_walk_matches_sklearn(router: Router) -> None:
     """The stored node table gives what the fitted HistGradientBoostingRegressor predicts."""
     rng = np.random.default_rng(0)
     inputs = rng.normal(size=(600, model.N_TREE_INPUTS))
-    fitted = model._boost(inputs, inputs[:, 0] * inputs[:, 3] + np.sin(inputs[:, -1]) + rng.normal(size=600) * 0.1)
+    target = inputs[:, 0] * inputs[:, 3] + np.sin(inputs[:, -1]) + rng.normal(size=600) * 0.1
+    fitted = model._boost(inputs, target, np.ones(600))
     walked = Router(**{**vars(router), **model._tree_arrays(fitted)})
     assert np.allclose(walked._trees(inputs), fitted.predict(inputs), rtol=0, atol=1e-9)
     assert np.array_equal(walked._trees(inputs[:1]), walked._trees(inputs)[:1])
@@ -368,11 +369,20 @@ def test_shipped_data_is_small_redistributable_and_split() -> None:
     rows = load_rows()
     assert DATA_FILE.stat().st_size < 5_000_000
     assert {r["source"] for r in rows} == {"routellm_mmlu", "routellm_gsm8k", "routellm_mtbench", "arena_hard_v2",
-                                           "cruxeval_input"}
+                                           "cruxeval_input", "cruxeval_output", "arena_bench_v1", "vicuna80",
+                                           "mmlu_pro"}
     held = {r["source"] for r in rows if r["split"] == EVAL_SPLIT}
     assert {"routellm_mtbench", "routellm_gsm8k", "routellm_mmlu"} <= held
     assert all(r["split"] == EVAL_SPLIT for r in rows if r["source"] == "routellm_mtbench")
     assert {r["split"] for r in rows} == {"train", "test", "contaminated"}
+    # CRUXEval's two tasks ask about the same functions: each function is in one split for both.
+    crux = {(r["source"], r["item_id"]): r["split"] for r in rows if r["source"].startswith("cruxeval")}
+    assert all(crux["cruxeval_input", item] == split for (source, item), split in crux.items())
+    # No prompt is shipped twice under two sources (MMLU-Pro's MMLU questions are left out).
+    firsts: dict[str, str] = {}
+    for r in rows:
+        if r["source"] != "cruxeval_output":
+            assert firsts.setdefault(r["prompt"].strip()[:60], r["source"]) == r["source"], r["prompt"][:60]
     assert (DATA_FILE.parent / "SOURCES.md").read_text().count("Apache-2.0") >= 4
 
 

@@ -25,7 +25,8 @@ from broke.router.model import BLEND, HEADS, N_TREE_INPUTS, Router
 
 #: 2: p_strong's boosted trees (the tree_* arrays); the linear heads see features.LINEAR_FEATURES.
 #: 3: p_strong blends the trees with the meaning head over static embeddings and the prompt's length.
-FORMAT = 3
+#: 4: the blend is trees, meaning head and answer_complexity; drivers compare with `hand_reference`.
+FORMAT = 4
 _SHAPES = {
     "word_weights": (features.N_HASH, len(HEADS)),
     "hand_weights": (features.N_LINEAR, len(HEADS)),
@@ -38,6 +39,7 @@ _SHAPES = {
     "meaning_bias": (1,),
     "meaning_mean": (len(features.HAND_FEATURES),),
     "meaning_scale": (len(features.HAND_FEATURES),),
+    "hand_reference": (len(features.HAND_FEATURES),),
     "blend_norm": (len(BLEND), 2),
 }
 #: The node table (one length, any) and the tree roots; integer arrays index nodes or tree inputs.

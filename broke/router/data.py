@@ -13,6 +13,9 @@ TRAIN_SPLITS = ("train", "contaminated")
 EVAL_SPLIT = "test"
 #: Model selection never looks at EVAL_SPLIT: it uses folds of the `train` rows (see validation_fold).
 VALIDATION_FOLDS = 5
+#: Sources that ask about another source's items (CRUXEval's output prediction uses the 800 functions of
+#: its input prediction): they share that source's split, and leave-one-source-out leaves them out together.
+SAME_ITEMS_AS = {"cruxeval_output": "cruxeval_input"}
 
 
 class Row(TypedDict):
@@ -41,6 +44,11 @@ def data_version(path: Path = DATA_FILE) -> str:
 def has_outcome(row: Row) -> bool:
     """Whether the row carries both models' scores."""
     return row["weak"] is not None and row["strong"] is not None
+
+
+def family(source: str) -> str:
+    """The source whose items `source` asks about (itself for most)."""
+    return SAME_ITEMS_AS.get(source, source)
 
 
 def validation_fold(row: Row, salt: str = "validation") -> int:

@@ -1,9 +1,12 @@
 """Derive the shipped router training set from the routing data (RouteLLM outcomes, Arena-Hard
-categories) and CRUXEval's input prediction (Python code reasoning, per-problem pass rates).
+categories), CRUXEval's input prediction (Python code reasoning, per-problem pass rates) and the
+outcome sets `external` reads from public git history (chat judged by GPT-4, CRUXEval's output prediction).
 
 Regenerate with (from the checkout root):
 
-    .venv/bin/python -m broke.router.make_data --src ../shared/data/routing --cruxeval CRUXEVAL
+    .venv/bin/python -m broke.router.make_data --src ../shared/data/routing --cruxeval CRUXEVAL --mirrors MIRRORS
+
+MIRRORS holds bare clones named owner+name (`external.git_dir`).
 
 Reads `prompts.csv` and `scores.csv` in --src, and from a checkout of facebookresearch/cruxeval at
 CRUXEVAL_COMMIT (see `SOURCES.md`) the problems, Code Llama 7B's scored generations and
@@ -30,7 +33,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from broke.paths import PROJECT_ROOT
-from broke.router.data import DATA_FILE, Row
+from broke.router.data import DATA_FILE, Row, family
 
 WEAK_MODEL = "mistralai/Mixtral-8x7B-Instruct-v0.1"
 STRONG_MODEL = "gpt-4-1106-preview"
@@ -41,7 +44,12 @@ HELD_OUT_SHARE = {
     "routellm_mtbench": 1.0,  # 80 prompts: all held out, never trained on
     "arena_hard_v2": 0.2,  # no outcomes: trains code_bias / answer_complexity only
     "cruxeval_input": 0.2,
+    "cruxeval_output": 0.2,  # split by the same key as cruxeval_input: the two share their 800 functions
+    "arena_bench_v1": 0.2,
+    "vicuna80": 0.2,
+    "mmlu_pro": 0.2,
 }
+
 #: CRUXEval's commit whose tree holds GPT-3.5-Turbo's input-prediction generations (later removed).
 CRUXEVAL_COMMIT = "c7c787365a9a448f4a07058fb57b19fee7d4c471"
 CRUXEVAL_PROBLEMS = "data/cruxeval.jsonl"
@@ -52,6 +60,8 @@ END_MARK = "\0broke: the program reached its end"
 #: The question each CRUXEval problem is put as (CRUXEval's own prompt adds two worked examples).
 CRUXEVAL_PROMPT = ("Find an input such that executing the Python function f on it leads to the given output.\n\n"
                    "{code}\nassert f(??) == {output}")
+#: Prompts sharing this many leading characters count as the same prompt.
+SAME_PREFIX = 60
 #: MT-Bench prompts carry both turns; the scores (and RouteLLM's routing) are for the first turn.
 TURN_MARK = "\n\n[turn 2]"
 
@@ -60,13 +70,14 @@ def split_for(source: str, item_id: str, given: str) -> str:
     """`contaminated` where the data says so, else `test` or `train` by a stable hash of source/item_id."""
     if given == "contaminated":
         return "contaminated"
-    digest = hashlib.sha256(f"{source}/{item_id}".encode()).digest()
+    digest = hashlib.sha256(f"{family(source)}/{item_id}".encode()).digest()
     fraction = int.from_bytes(digest[:8], "big") / 2**64
     return "test" if fraction < HELD_OUT_SHARE[source] else "train"
 
 
-def derive(src: Path, cruxeval: Path | None = None) -> list[Row]:
-    """The shipped rows, sorted by source and item_id (CRUXEval's only when `cruxeval` is given)."""
+def derive(src: Path, cruxeval: Path | None = None, mirrors: Path | None = None) -> list[Row]:
+    """The shipped rows, sorted by source and item_id (CRUXEval's input prediction only when
+    `cruxeval` is given, the `external` sources only with `mirrors`)."""
     scores: dict[tuple[str, str], dict[str, float]] = {}
     with open(src / "scores.csv", newline="", encoding="utf-8") as fh:
         for row in csv.DictReader(fh):
@@ -93,8 +104,21 @@ def derive(src: Path, cruxeval: Path | None = None) -> list[Row]:
             })
     if cruxeval is not None:
         rows += cruxeval_rows(cruxeval)
+    if mirrors is not None:
+        from broke.router import external
+
+        shipped = {row["prompt"].strip()[:SAME_PREFIX] for row in rows}
+        rows += [dict(row, split=split_for(row["source"], row["item_id"], ""))
+                 for row in external.rows(mirrors, shipped)]
     rows.sort(key=lambda r: (r["source"], r["item_id"]))
-    return rows
+    return without_mt_bench_repeats(rows)
+
+
+def without_mt_bench_repeats(rows: list[Row]) -> list[Row]:
+    """`rows` less those of other sources that repeat an MT-Bench prompt (MT-Bench is all held out; one
+    GSM8K problem is also an MT-Bench question)."""
+    mt_bench = {r["prompt"].strip()[:SAME_PREFIX] for r in rows if r["source"] == "routellm_mtbench"}
+    return [r for r in rows if r["source"] == "routellm_mtbench" or r["prompt"].strip()[:SAME_PREFIX] not in mt_bench]
 
 
 def passes(program: str) -> bool:
@@ -151,9 +175,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="directory with prompts.csv and scores.csv")
     parser.add_argument("--cruxeval", type=Path, default=None,
                         help=f"checkout of facebookresearch/cruxeval at {CRUXEVAL_COMMIT[:8]}")
+    parser.add_argument("--mirrors", type=Path, default=None,
+                        help="directory of bare clones named owner+name, for the sources read from git history")
     parser.add_argument("--out", type=Path, default=DATA_FILE, help=f"output file (default {DATA_FILE})")
     args = parser.parse_args(argv)
-    rows = derive(args.src, args.cruxeval)
+    rows = derive(args.src, args.cruxeval, args.mirrors)
     write(rows, args.out)
     counts: dict[tuple[str, str], int] = {}
     for row in rows:

@@ -9,20 +9,20 @@ calibrated probability:
   a blend (BLEND, BLEND_WEIGHTS) of three parts, each standardised on the training rows:
   1. `trees`: gradient-boosted regression trees (scikit-learn's HistGradientBoostingRegressor,
      BOOST_PARAMS, stored as node arrays and walked with numpy) over every hand feature and a
-     ridge head's score over hashed words, trained on the CORRECTNESS_SOURCES (MMLU, GSM8K, MT-Bench, CRUXEval)
-     on the gain (strong − weak), smoothed as ITEM_SHARE of the row's own value and the rest of its
-     category's mean; plus ANSWER_PRIOR × answer_complexity's logit (a prior for prompts unlike the
-     benchmarks: "say hi" looks like a short arithmetic question, where GPT-4 does win).
+     ridge head's score over hashed words, trained on every source with outcomes on the
+     within-source ranks of the gain (strong − weak) and of the weak model's failure, every source
+     weighing the same (`_rank_target`: scores differ in scale between sources, and a router only
+     has to rank).
   2. `meaning`: a ridge over the prompt's static embedding (`embed`: token vectors distilled from
-     all-MiniLM-L6-v2, SIF-weighted mean) and the standardised hand features, trained on every
-     source with outcomes on within-source ranks of the gain and of the weak
-     model's failure, every source weighing the same (`_meaning_target`). Meaning carries across
-     domains where hashed words do not.
-  3. `length`: the prompt's log length, the one signal that ranks prompts in every source.
+     all-MiniLM-L6-v2, SIF-weighted mean) and the standardised hand features, on the same target.
+  3. `answer`: answer_complexity's logit, a prior for prompts unlike the benchmarks ("say hi" looks
+     like a short arithmetic question, where GPT-4 does win).
   A Platt sigmoid on 2-fold out-of-fold blends gives the probability; label: strong > weak.
-  `Router.drivers` reports each part's contribution (what `explain auto --prompt` shows).
-- `prompt_complexity`: P(the weak model fails): ridge target (1 − weak score), smoothed the same
-  way; Platt label: weak score < 0.5. Same rows.
+  `Router.drivers` reports each part's contribution and the hand features that moved it most
+  (what `explain auto --prompt` shows).
+- `prompt_complexity`: P(the weak model fails): ridge target (1 − weak score), smoothed as
+  ITEM_SHARE of the row's own value and the rest of its category's mean; Platt label: weak score
+  < 0.5. Same rows.
 - `code_bias`: P(the prompt is a coding request). Label: Arena-Hard category `coding` (1) versus
   its math / creative-writing prompts and the GSM8K and non-computing MMLU prompts (0).
   Weights: coding prompts 1/2 of the total, the other Arena-Hard prompts 1/4 (the only chat-like
@@ -33,10 +33,9 @@ logistic formula over the hand features (length, instruction verb, code and reas
 multi-step cues, list items, questions, multiple choice) plus prompt_complexity; see
 ANSWER_WEIGHTS.
 
-The p_strong design was first chosen by cross-validation on the training split (5 folds by a hash
-of source/item_id, `data.validation_fold`, 3 salts: the trees, their settings, ANSWER_PRIOR); the
-blend (the meaning head, its target and source weights, BLEND_WEIGHTS) was chosen on
-leave-one-source-out APGR: fitted on every source but one, scored on the one left out
+p_strong's design (the trees' target, source weights and settings, the meaning head, BLEND_WEIGHTS)
+was chosen on leave-one-source-out APGR: fitted on every source but one (CRUXEval's two tasks,
+which share their functions, are left out together), scored on the one left out
 (bench/router_quality.py). The held-out split is for reporting only.
 """
 from __future__ import annotations
@@ -60,14 +59,13 @@ HAND_WEIGHT = 0.3
 #: Share of a row's own outcome in its ridge target; the rest is its category's mean.
 ITEM_SHARE = 0.5
 #: p_strong's boosted trees (HistGradientBoostingRegressor; no early stopping: deterministic).
-BOOST_PARAMS = {"max_iter": 100, "learning_rate": 0.1, "max_leaf_nodes": 31, "min_samples_leaf": 50,
+BOOST_PARAMS = {"max_iter": 200, "learning_rate": 0.05, "max_leaf_nodes": 15, "min_samples_leaf": 200,
                 "early_stopping": False, "random_state": 0}
 #: Inputs of the trees: every hand feature, then p_strong's linear score.
 N_TREE_INPUTS = len(features.HAND_FEATURES) + 1
-#: Sources whose scores say whether (or how well) each model answered, so that 1 − weak is the weak
-#: model's failure: the linear heads and the trees learn from these. The meaning head learns from
-#: every source with outcomes (a source of judge win rates against a reference answer would be one).
-CORRECTNESS_SOURCES = frozenset({"routellm_mmlu", "routellm_gsm8k", "routellm_mtbench", "cruxeval_input"})
+#: Sources of code_bias's negatives (besides Arena-Hard's non-coding prompts): benchmark questions
+#: that are clearly not code.
+NOT_CODE_SOURCES = frozenset({"routellm_mmlu", "routellm_gsm8k"})
 #: MMLU subjects about computing: neither code nor clearly not code, left out of code_bias.
 COMPUTING_SUBJECTS = frozenset(
     {"college_computer_science", "high_school_computer_science", "computer_security", "machine_learning"})
@@ -82,16 +80,16 @@ ANSWER_WEIGHTS = {
 ANSWER_PROMPT_WEIGHT = 1.5
 _ANSWER_INDEX = [features.HAND_FEATURES.index(name) for name in ANSWER_WEIGHTS]
 _ANSWER_COEF = np.array(list(ANSWER_WEIGHTS.values()))
-#: Weight of answer_complexity's logit next to the trees' (Platt-scaled) logit in p_strong: the
-#: prior for prompts unlike the benchmarks (see the module docstring).
-ANSWER_PRIOR = 0.3
-#: p_strong's blend, each part standardised on the training rows: the trees' score (with the answer
-#: prior), the meaning head (ridge over the prompt's static embedding and hand features) and the
-#: prompt's log length. Chosen on leave-one-source-out APGR (bench/router_quality.py): see the module docstring.
-BLEND = ("trees", "meaning", "length")
-BLEND_WEIGHTS = np.array([0.5, 1.0, 2.0])
-#: The hand feature that is BLEND's length.
-LENGTH_FEATURE = features.HAND_FEATURES.index("log_chars")
+#: p_strong's blend, each part standardised on the training rows: the trees' score, the meaning head
+#: (ridge over the prompt's static embedding and hand features) and answer_complexity's logit.
+#: Chosen on leave-one-source-out APGR (bench/router_quality.py): the mean is flat for the answer
+#: part's weight from 1 to 3 (0.576, 0.574 at 2, 0.574 at 3); 2 is the least that puts "say hi" and
+#: "rename this variable" below a proof or a system design (test_trivial_prompts_land_below_hard_ones).
+#: The prompt's log length as a fourth part had weight 0 at the best mean (the trees see it already).
+BLEND = ("trees", "meaning", "answer")
+BLEND_WEIGHTS = np.array([1.0, 0.25, 2.0])
+#: How many hand features `Router.drivers` names.
+DRIVER_FEATURES = 3
 #: Ridge penalty of the meaning head (its sample weights sum to the row count; chosen on LOSO: 1 scored a
 #: mean of 0.551, 100 0.561, 1,000 0.567, 3,000 0.569, 10,000 0.560), and the weight of its hand features next to the unit embedding.
 MEANING_ALPHA = 1000.0
@@ -128,8 +126,7 @@ class Router:
     The trees are one flat node table: node i tests `inputs[tree_feature[i]] <= tree_threshold[i]`
     and moves to `tree_left[i]` or `tree_right[i]`; a leaf points to itself (threshold +inf) and
     holds its `tree_value`. `tree_roots` lists each tree's first node, `tree_depth` the depth of
-    the deepest leaf; the trees' sum plus `tree_base` is their score, already on a logit scale
-    (see `train`), to which p_strong adds ANSWER_PRIOR × answer_complexity's logit.
+    the deepest leaf; the trees' sum plus `tree_base` is their score.
     """
 
     word_weights: np.ndarray  # (N_HASH, len(HEADS)) float32
@@ -150,6 +147,7 @@ class Router:
     meaning_coef: np.ndarray  # (dims + len(HAND_FEATURES),): the meaning head's ridge weights
     meaning_bias: np.ndarray  # (1,)
     meaning_mean: np.ndarray  # (len(HAND_FEATURES),): the meaning head's hand-feature centring
+    hand_reference: np.ndarray  # (len(HAND_FEATURES),): a typical training prompt's hand features (`drivers`)
     meaning_scale: np.ndarray  # (len(HAND_FEATURES),): and scaling
     blend_norm: np.ndarray  # (len(BLEND), 2): mean and std of each blended part on the training rows
 
@@ -188,24 +186,28 @@ class Router:
         standardised BLEND parts (n, len(BLEND)) whose weighted sum is p_strong's logit before Platt."""
         probs = _sigmoid(raw * self.platt[:, 0] + self.platt[:, 1])
         answer = _answer_logit(hand, probs[:, 1])
-        trees = self._trees(np.column_stack([hand, raw[:, 0]])) + ANSWER_PRIOR * answer
+        trees = self._trees(np.column_stack([hand, raw[:, 0]]))
         dims = embedding.shape[1]
         meaning = (embedding @ self.meaning_coef[:dims] + self.meaning_bias[0]
                    + ((hand - self.meaning_mean) * self.meaning_scale) @ self.meaning_coef[dims:])
-        parts = (np.column_stack([trees, meaning, hand[:, LENGTH_FEATURE]]) - self.blend_norm[:, 0]) / self.blend_norm[:, 1]
+        parts = (np.column_stack([trees, meaning, answer]) - self.blend_norm[:, 0]) / self.blend_norm[:, 1]
         probs[:, 0] = _sigmoid((parts @ BLEND_WEIGHTS) * self.platt[0, 0] + self.platt[0, 1])
         return np.column_stack([probs, _sigmoid(answer)]), parts
 
-    def _one(self, prompt: str) -> tuple[np.ndarray, np.ndarray]:
-        """`_parts` for one prompt: features, hashed words and embedding from one tokenisation."""
+    def _inputs(self, prompt: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """One prompt's hashed words' part of the linear heads, hand features (1, n) and embedding (1, dims),
+        from one tokenisation."""
         toks = features.tokens(prompt)
         cols, hand = features.hashed_indices(toks), np.asarray(features.hand_features(prompt, toks), dtype=np.float64)
-        raw = self._linear(hand[None, :])
-        if len(cols):
-            raw = raw + self.word_weights[cols].sum(axis=0, dtype=np.float64) / math.sqrt(len(cols))
+        words = (self.word_weights[cols].sum(axis=0, dtype=np.float64) / math.sqrt(len(cols)) if len(cols)
+                 else np.zeros(len(HEADS)))
         vectors = embed.load_vectors()
-        embedding = vectors.embed(vectors.ids(toks), self.token_weights)
-        return self._parts(raw, hand[None, :], embedding[None, :])
+        return words, hand[None, :], vectors.embed(vectors.ids(toks), self.token_weights)[None, :]
+
+    def _one(self, prompt: str) -> tuple[np.ndarray, np.ndarray]:
+        """`_parts` for one prompt."""
+        words, hand, embedding = self._inputs(prompt)
+        return self._parts(self._linear(hand) + words, hand, embedding)
 
     def estimate(self, prompt: str) -> Estimate:
         """The estimate for one prompt (the request-time path)."""
@@ -214,15 +216,20 @@ class Router:
 
     def drivers(self, prompt: str) -> list[tuple[str, float]]:
         """What drove p_strong for `prompt`: each BLEND part's weighted, standardised contribution to
-        its logit, then the hand features that moved the meaning head most (signed, in its units),
-        largest first within each group."""
-        parts = self._one(prompt)[1][0] * BLEND_WEIGHTS
-        hand = np.asarray(features.hand_features(prompt, features.tokens(prompt)))
-        dims = len(self.meaning_coef) - len(hand)
-        pushes = (hand - self.meaning_mean) * self.meaning_scale * self.meaning_coef[dims:] \
-            * BLEND_WEIGHTS[1] / self.blend_norm[1, 1]
-        top = sorted(zip(features.HAND_FEATURES, pushes), key=lambda item: -abs(item[1]))[:3]
-        return [(name, float(v)) for name, v in zip(BLEND, parts)] + [(f"feature {n}", float(v)) for n, v in top]
+        its logit, then the DRIVER_FEATURES hand features that moved that logit most: the logit minus
+        the logit with the feature set to a typical training prompt's value (`_typical`; signed),
+        largest first."""
+        words, hand, embedding = self._inputs(prompt)
+        # Row 0: the prompt; row 1 + j: the prompt with hand feature j at its training mean.
+        varied = np.repeat(hand, hand.shape[1] + 1, axis=0)
+        columns = np.arange(hand.shape[1])
+        varied[1 + columns, columns] = self.hand_reference
+        parts = self._parts(self._linear(varied) + words, varied,
+                            np.repeat(embedding, len(varied), axis=0))[1] * BLEND_WEIGHTS
+        logits = parts.sum(axis=1)
+        pushes = sorted(zip(features.HAND_FEATURES, logits[0] - logits[1:]), key=lambda item: -abs(item[1]))
+        return ([(name, float(v)) for name, v in zip(BLEND, parts[0])]
+                + [(f"feature {name}", float(v)) for name, v in pushes[:DRIVER_FEATURES]])
 
     def estimate_many(self, prompts: Sequence[str]) -> list[Estimate]:
         """Estimates for many prompts at once (evaluation and calibration)."""
@@ -267,8 +274,8 @@ def _fit_ridge(hashed, hand_scaled: np.ndarray, target: np.ndarray,
     return full.coef_, float(full.intercept_), oof
 
 
-def _meaning_target(rows: Sequence[Row]) -> tuple[np.ndarray, np.ndarray]:
-    """The meaning head's target and sample weights: per source, the centred within-source rank of
+def _rank_target(rows: Sequence[Row]) -> tuple[np.ndarray, np.ndarray]:
+    """p_strong's target and sample weights (trees and meaning head): per source, the centred within-source rank of
     the gain (strong − weak) plus that of the weak model's failure (1 − weak), each in −0.5..0.5
     (scores differ in scale between sources; a router only has to rank); weights give every source
     the same total."""
@@ -302,13 +309,13 @@ def _fit_platt(scores: np.ndarray, label: np.ndarray, weight: np.ndarray) -> tup
     return float(platt.coef_[0, 0]), float(platt.intercept_[0])
 
 
-def _boost(inputs: np.ndarray, target: np.ndarray):
+def _boost(inputs: np.ndarray, target: np.ndarray, weight: np.ndarray):
     """Fitted HistGradientBoostingRegressor; on one thread, so the sums (and the trees) are the same every run."""
     from sklearn.ensemble import HistGradientBoostingRegressor
     from threadpoolctl import threadpool_limits
 
     with threadpool_limits(limits=1):
-        return HistGradientBoostingRegressor(**BOOST_PARAMS).fit(inputs, target)
+        return HistGradientBoostingRegressor(**BOOST_PARAMS).fit(inputs, target, sample_weight=weight)
 
 
 def _tree_arrays(fitted) -> dict[str, np.ndarray]:
@@ -336,6 +343,13 @@ def _tree_arrays(fitted) -> dict[str, np.ndarray]:
     return arrays
 
 
+def _typical(hand: np.ndarray, sources: Sequence[str]) -> np.ndarray:
+    """Each hand feature's median over the sources of its median within the source: a typical prompt,
+    every source counting the same (a feature most rows of one big source share is not "typical")."""
+    names = np.array(sources)
+    return np.median([np.median(hand[names == name], axis=0) for name in sorted(set(sources))], axis=0)
+
+
 def _code_weights(rows: Sequence[Row], label: np.ndarray) -> np.ndarray:
     """code_bias sample weights (mean 1): coding 1/2, other Arena-Hard 1/4, benchmark rows 1/4."""
     arena = np.array([r["source"] == "arena_hard_v2" for r in rows])
@@ -349,10 +363,9 @@ def _code_weights(rows: Sequence[Row], label: np.ndarray) -> np.ndarray:
 def train(rows: Sequence[Row]) -> Router:
     """Fit a Router on the training splits of `rows` (deterministic: same rows, same weights)."""
     rows = [r for r in rows if r["split"] in TRAIN_SPLITS]
-    judged = [i for i, r in enumerate(rows) if has_outcome(r)]
-    scored = [i for i in judged if rows[i]["source"] in CORRECTNESS_SOURCES]
+    scored = [i for i, r in enumerate(rows) if has_outcome(r)]
     code_rows = [i for i, r in enumerate(rows) if r["source"] == "arena_hard_v2"
-                 or (has_outcome(r) and r["category"] not in COMPUTING_SUBJECTS)]
+                 or (r["source"] in NOT_CODE_SOURCES and r["category"] not in COMPUTING_SUBJECTS)]
     if not scored or not any(rows[i]["category"] == "coding" for i in code_rows):
         raise ValueError("training data needs rows with outcomes and Arena-Hard coding prompts")
 
@@ -381,45 +394,37 @@ def train(rows: Sequence[Row]) -> Router:
     # time the linear head never saw the prompt); their Platt sigmoids use out-of-fold scores too.
     inputs = np.column_stack([hand[scored], heads[0][2]])
     folds = _folds(len(scored))
+    rank_target, source_weight = _rank_target(outcome)
     tree_oof = np.empty(len(scored))
     for k in (0, 1):
-        tree_oof[folds == k] = _boost(inputs[folds != k], gain_target[folds != k]).predict(inputs[folds == k])
-    trees = _tree_arrays(_boost(inputs, gain_target))
+        tree_oof[folds == k] = _boost(inputs[folds != k], rank_target[folds != k],
+                                      source_weight[folds != k]).predict(inputs[folds == k])
+    trees = _tree_arrays(_boost(inputs, rank_target, source_weight))
     label = (strong > weak).astype(int)
     platt = [
         (0.0, 0.0),  # p_strong's: below
         _fit_platt(heads[1][2], (weak < 0.5).astype(int), ones),
         _fit_platt(heads[2][2], code_label, code_weights),
     ]
-    # The trees' own Platt slope puts them on a logit scale, where answer_complexity's logit joins
-    # them with weight ANSWER_PRIOR; a second Platt sigmoid calibrates the sum.
-    tree_slope, _ = _fit_platt(tree_oof, label, ones)
-    trees["tree_value"] *= tree_slope
-    trees["tree_base"] *= tree_slope
     prompt_oof = _sigmoid(heads[1][2] * platt[1][0] + platt[1][1])
     answer_oof = _answer_logit(hand[scored], prompt_oof)
 
-    # The meaning head: ridge over [static embedding | hand features] on within-source ranks, every
-    # source weighing the same (see _meaning_target), out-of-fold like the rest.
-    # It learns from every source with outcomes (`judged`); the blend is calibrated on `scored`.
+    # The meaning head: ridge over [static embedding | hand features] on the trees' target and
+    # weights (_rank_target), out-of-fold like the rest.
     vectors = embed.load_vectors()
     ids = [vectors.ids(features.tokens(r["prompt"])) for r in rows]
     token_weights = embed.sif_weights(ids, len(vectors.vectors))
-    embedding = np.stack([vectors.embed(i, token_weights) for i in ids])[judged].astype(np.float64)
-    meaning_mean = hand[judged].mean(axis=0)
-    meaning_std = hand[judged].std(axis=0)
+    embedding = np.stack([vectors.embed(i, token_weights) for i in ids])[scored].astype(np.float64)
+    meaning_mean = hand[scored].mean(axis=0)
+    meaning_std = hand[scored].std(axis=0)
     meaning_scale = MEANING_HAND_WEIGHT / math.sqrt(hand.shape[1]) / np.where(meaning_std > 0, meaning_std, 1.0)
-    meaning_x = np.hstack([embedding, (hand[judged] - meaning_mean) * meaning_scale])
-    meaning_target, source_weight = _meaning_target([rows[i] for i in judged])
-    meaning_folds = _folds(len(judged))
-    meaning_oof = np.empty(len(judged))
+    meaning_x = np.hstack([embedding, (hand[scored] - meaning_mean) * meaning_scale])
+    meaning_oof = np.empty(len(scored))
     for k in (0, 1):
-        meaning_oof[meaning_folds == k] = _ridge(
-            meaning_x[meaning_folds != k], meaning_target[meaning_folds != k],
-            source_weight[meaning_folds != k]).predict(meaning_x[meaning_folds == k])
-    meaning = _ridge(meaning_x, meaning_target, source_weight)
-    meaning_oof = meaning_oof[np.isin(judged, scored)]
-    blend_oof = np.column_stack([tree_slope * tree_oof + ANSWER_PRIOR * answer_oof, meaning_oof, hand[scored, LENGTH_FEATURE]])
+        meaning_oof[folds == k] = _ridge(meaning_x[folds != k], rank_target[folds != k],
+                                         source_weight[folds != k]).predict(meaning_x[folds == k])
+    meaning = _ridge(meaning_x, rank_target, source_weight)
+    blend_oof = np.column_stack([tree_oof, meaning_oof, answer_oof])
     blend_norm = np.column_stack([blend_oof.mean(axis=0), np.where(blend_oof.std(axis=0) > 0, blend_oof.std(axis=0), 1.0)])
     platt[0] = _fit_platt(((blend_oof - blend_norm[:, 0]) / blend_norm[:, 1]) @ BLEND_WEIGHTS, label, ones)
 
@@ -436,6 +441,7 @@ def train(rows: Sequence[Row]) -> Router:
         meaning_coef=meaning.coef_.astype(np.float64),
         meaning_bias=np.array([float(meaning.intercept_)]),
         meaning_mean=meaning_mean,
+        hand_reference=_typical(hand[scored], [rows[i]["source"] for i in scored]),
         meaning_scale=meaning_scale,
         blend_norm=blend_norm,
     )
