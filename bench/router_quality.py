@@ -11,13 +11,13 @@ used: on prompts from somewhere it was never trained on. Reported per source wit
 APGR over the seeds: a source's noise floor), and as the mean of the sources.
 
 Validation (a check inside the training sources): the training split's rows in fold 0 of
-`broke.router.data.validation_fold` (a hash of source/item_id; about 1/5 of the training MMLU
-and GSM8K prompts) are scored by a router fitted on the rest of the training split. `--cv` adds
-the whole cross-validation the design was chosen with: 5 folds × 3 salts, 15 fits (a minute or two).
+`broke.router.data.validation_fold` (a hash of source/item_id; about 1/5 of each source's
+training prompts) are scored by a router fitted on the rest of the training split. `--cv` adds
+a repeated cross-validation inside the training split: 5 folds × 3 salts, 15 fits (a few minutes).
 
 Held-out (reporting only; nothing was tuned on it): the router fitted on the whole training split
 (as `load_or_train` would, without touching any BROKE_HOME) scores the held-out prompts that have
-both models' outcomes (MMLU, GSM8K, MT-Bench; `contaminated` rows are never evaluated).
+both models' outcomes (every source with outcomes; `contaminated` rows are never evaluated).
 
 Both report by p_strong, per source, pooled, and as the mean of the sources: APGR, CPT(50%) and
 CPT(80%) (broke.router.evaluate; RouteLLM's sweep uses 10 quantile bins), next to a random router
