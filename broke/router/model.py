@@ -90,8 +90,8 @@ BLEND = ("trees", "meaning", "answer")
 BLEND_WEIGHTS = np.array([1.0, 0.25, 2.0])
 #: How many hand features `Router.drivers` names.
 DRIVER_FEATURES = 3
-#: Ridge penalty of the meaning head (its sample weights sum to the row count; chosen on LOSO: 1 scored a
-#: mean of 0.551, 100 0.561, 1,000 0.567, 3,000 0.569, 10,000 0.560), and the weight of its hand features next to the unit embedding.
+#: Ridge penalty of the meaning head (its sample weights sum to the row count; chosen on LOSO over the
+#: four earlier sources: 1 scored a mean of 0.551, 100 0.561, 1,000 0.567, 3,000 0.569, 10,000 0.560), and the weight of its hand features next to the unit embedding.
 MEANING_ALPHA = 1000.0
 MEANING_HAND_WEIGHT = 0.3
 
@@ -220,7 +220,7 @@ class Router:
         the logit with the feature set to a typical training prompt's value (`_typical`; signed),
         largest first."""
         words, hand, embedding = self._inputs(prompt)
-        # Row 0: the prompt; row 1 + j: the prompt with hand feature j at its training mean.
+        # Row 0: the prompt; row 1 + j: the prompt with hand feature j at a typical prompt's value.
         varied = np.repeat(hand, hand.shape[1] + 1, axis=0)
         columns = np.arange(hand.shape[1])
         varied[1 + columns, columns] = self.hand_reference
