@@ -9,8 +9,10 @@ router: SIF weights from the training prompts' token counts), L2-normalised.
 """
 from __future__ import annotations
 
+import operator
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from itertools import chain, compress, repeat
 from pathlib import Path
 
 import numpy as np
@@ -56,16 +58,14 @@ class TokenVectors:
         return result
 
     def ids(self, toks: Sequence[str]) -> np.ndarray:
-        """The WordPiece ids of a prompt's tokens (`features.tokens`)."""
-        index, pieces = self.index, self.pieces
-        out: list[int] = []
-        for word in toks:
-            known = index.get(word)
-            if known is not None:
-                out.append(known)
-            else:
-                out.extend(pieces(word))
-        return np.asarray(out, dtype=np.int64)
+        """The WordPiece ids of a prompt's tokens (`features.tokens`): whole-word tokens first, then
+        the pieces of the other words (the embedding is a sum, so order does not matter). Each step
+        runs at C speed (map, filter, compress) but splitting a word not seen before."""
+        found = list(map(self.index.get, toks))
+        ids = list(filter(None, found))  # id 0 is [PAD], never a word
+        if len(ids) < len(found):
+            ids.extend(chain.from_iterable(map(self.pieces, compress(toks, map(operator.is_, found, repeat(None))))))
+        return np.array(ids, dtype=np.int64)
 
     def embed(self, ids: np.ndarray, weights: np.ndarray) -> np.ndarray:
         """The L2-normalised weighted mean of the tokens' vectors (zeros for no tokens)."""

@@ -89,6 +89,8 @@ MULTISTEP_PAIRS = frozenset({
     ("each", "of"), ("in", "detail"), ("walk", "me"), ("trade", "off"), ("trade", "offs"), ("pros", "and"),
 })
 
+_MULTISTEP_NEEDLES = tuple(f" {a}  {b} " for a, b in MULTISTEP_PAIRS)
+
 #: Names of the hand features of the linear heads, in the order of the model's hand weights.
 LINEAR_FEATURES = (
     "log_chars", "log_tokens", "log_lines", "code_fences", "inline_code", "code_lines",
@@ -128,7 +130,10 @@ def hand_features(text: str, toks: list[str]) -> list[float]:
     """The hand features of `text` (see HAND_FEATURES); `toks` is `tokens(text)`."""
     visible = _visible(text)
     cues = Counter(map(_CUE_GROUP.get, toks))
-    multistep = sum(map(MULTISTEP_PAIRS.__contains__, zip(toks, toks[1:])))
+    # Word pairs counted in the words joined by two spaces: " a  b " finds each pair once, and a
+    # match leaves the second space for the next one.
+    spaced = "  " + "  ".join(toks) + "  "
+    multistep = sum(map(spaced.count, _MULTISTEP_NEEDLES))
     lines = Counter(m.lastgroup for m in _LINE_START.finditer(visible))
     symbols = sum(map(visible.count, "{};()[]<>=_"))
     quantities = _QUANTITY.findall(visible)
@@ -155,7 +160,7 @@ def _linear(text: str, visible: str, toks: list[str], cues: Counter, multistep: 
         log(visible.count("?")),
         float(bool(toks) and toks[0] in INSTRUCT_VERBS),
         log(digit_runs),
-        log(len(_LATEX.findall(visible))),
+        log(len(_LATEX.findall(visible)) if "\\" in visible or "$" in visible else 0),  # each starts with one
         log(cues[2]),
         log(cues[3]),
         log(multistep),
