@@ -17,6 +17,7 @@ from broke.router import make_data
 from broke.router.make_data import write
 from broke.router.model import Estimate, Router
 from broke.router.tiers import Thresholds, calibrate, temperature, tier_for
+from broke.state.model import RouterConfig
 from conftest import assert_one_error_line
 
 TRIVIAL = ["rename this variable", "what is 2+2", "say hi"]
@@ -261,6 +262,13 @@ def test_calibrate_hits_the_requested_share(router: Router, share: float) -> Non
     assert tiers.count("premium") / len(tiers) == pytest.approx(share, abs=0.01)
     assert thresholds.balanced_from == pytest.approx(thresholds.premium_from / 2)
     assert tiers.count("basic") > 0 and tiers.count("balanced") > 0
+
+
+def test_default_thresholds_are_the_shipped_models_calibration(router: Router) -> None:
+    """A new state's tiers start where `broke router calibrate --strong-share 0.3` puts them."""
+    thresholds = calibrate(0.3, reference_prompts(), router)
+    assert RouterConfig().premium_from == pytest.approx(thresholds.premium_from, abs=5e-4)
+    assert RouterConfig().balanced_from == pytest.approx(thresholds.balanced_from, abs=5e-4)
 
 
 def test_calibrate_edges_and_bad_input(router: Router) -> None:

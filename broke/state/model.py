@@ -88,8 +88,8 @@ class RouterConfig:
 
     tiers: dict[str, list[str]] = field(default_factory=dict)  # basic / balanced / premium -> backends
     # Defaults: `broke router calibrate --strong-share 0.3` with the shipped model (about 30% premium).
-    balanced_from: float = field(default=0.108, metadata={"min": 0.0})
-    premium_from: float = field(default=0.216, metadata={"min": 0.0})
+    balanced_from: float = field(default=0.152, metadata={"min": 0.0})
+    premium_from: float = field(default=0.305, metadata={"min": 0.0})
 
     def tier_for(self, p_strong: float) -> str:
         """The cheapest tier likely good enough for a prompt whose p_strong is given."""
