@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from broke.router.data import Row
-from broke.router.make_data import SAME_PREFIX, passes
+from broke.router.make_data import SAME_PREFIX, pass_rate
 
 ARENA_HARD = "lmarena/arena-hard-auto"
 FASTCHAT = "lm-sys/FastChat"
@@ -153,12 +153,10 @@ def cruxeval_output_rows(mirrors: Path) -> list[Row]:
     strong = json.loads(show(mirrors, CRUXEVAL_FORK, CRUXEVAL_FORK_COMMIT, CRUXEVAL_OUTPUT_STRONG))
 
     def rate(problem: dict) -> float:
-        results = []
-        for generation in strong[problem["id"]]:
-            generation = generation.rstrip().removesuffix(TRUNCATED_STOP).rstrip()
-            results.append(f"f({problem['input']})" not in generation
-                           and passes(f"{problem['code']}\nassert {problem['output']} == {generation}"))
-        return sum(results) / len(results)
+        """A generation that calls f on the input is not a prediction (CRUXEval's output scoring)."""
+        generations = [g.rstrip().removesuffix(TRUNCATED_STOP).rstrip() for g in strong[problem["id"]]]
+        return pass_rate(problem["code"], problem["output"], generations,
+                         may_count=lambda g: f"f({problem['input']})" not in g)
 
     with ThreadPoolExecutor(max_workers=4) as pool:
         rates = list(pool.map(rate, problems))

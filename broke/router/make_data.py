@@ -29,6 +29,7 @@ import json
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -134,13 +135,15 @@ def passes(program: str) -> bool:
     return done.returncode == 0 and done.stdout.endswith(END_MARK.encode())
 
 
-def pass_rate(code: str, output: str, generations: list[str]) -> float:
-    """The share of `generations` (input predictions `f(...)`) for which f gives `output`; one with no
-    call of f fails (CRUXEval's scoring at CRUXEVAL_COMMIT)."""
+def pass_rate(code: str, output: str, generations: list[str],
+              may_count: Callable[[str], bool] = lambda g: "f(" in g) -> float:
+    """The share of `generations` that equal `output` when run after `code` (`assert OUTPUT == GEN`),
+    counting only those `may_count` accepts (CRUXEval's scoring at CRUXEVAL_COMMIT). By default they
+    are input predictions `f(...)`: one with no call of f fails."""
     checked: dict[str, bool] = {}
     for g in generations:
         if g not in checked:
-            checked[g] = "f(" in g and passes(f"{code}\nassert {output} == {g}")
+            checked[g] = may_count(g) and passes(f"{code}\nassert {output} == {g}")
     return sum(checked[g] for g in generations) / len(generations)
 
 
