@@ -62,6 +62,12 @@ def random_quality(n: int, weak: np.ndarray, strong: np.ndarray, points: int, se
             float(np.mean([q.cpt80 for q in runs])))
 
 
+def columns(rows: list[Row]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The rows' weak and strong scores and prompt lengths (the length router's score)."""
+    return (np.array([r["weak"] for r in rows], dtype=np.float64), np.array([r["strong"] for r in rows], dtype=np.float64),
+            np.array([len(r["prompt"]) for r in rows], dtype=np.float64))
+
+
 def row(name: str, q: Quality, rand: tuple[float, float, float], length: float) -> str:
     return (f"{name:18} {q.n:5}  {q.weak_quality:6.3f} {q.strong_quality:6.3f}  {q.apgr:6.3f} {q.cpt50:7.1%} "
             f"{q.cpt80:7.1%}   {rand[0]:6.3f} {rand[1]:7.1%} {rand[2]:7.1%}   {length:6.3f}")
@@ -69,10 +75,8 @@ def row(name: str, q: Quality, rand: tuple[float, float, float], length: float) 
 
 def report(title: str, rows: list[Row], p: np.ndarray, args: argparse.Namespace) -> Quality:
     """Print the per-source, pooled and mean-of-sources table for scored `rows`; returns the pooled Quality."""
-    weak = np.array([r["weak"] for r in rows], dtype=np.float64)
-    strong = np.array([r["strong"] for r in rows], dtype=np.float64)
+    weak, strong, chars = columns(rows)
     source = np.array([r["source"] for r in rows])
-    chars = np.array([len(r["prompt"]) for r in rows], dtype=np.float64)
     print(f"\n{title:18} {'n':>5}  {'weak':>6} {'strong':>6}  {'APGR':>6} {'CPT50':>7} {'CPT80':>7}"
           f"   {'random APGR / CPT50 / CPT80':>24}   {'length APGR':>6}")
     per_source = []
@@ -116,10 +120,9 @@ def loso(rows: list[Row], args: argparse.Namespace) -> tuple[list[float], list[f
     for name in outcome_sources(rows):
         start = time.perf_counter()
         held, p = leave_one_out(rows, name)
-        weak = np.array([r["weak"] for r in held], dtype=np.float64)
-        strong = np.array([r["strong"] for r in held], dtype=np.float64)
+        weak, strong, chars = columns(held)
         q = evaluate(p, weak, strong, args.points)
-        by_length = evaluate(np.array([len(r["prompt"]) for r in held], dtype=np.float64), weak, strong, args.points)
+        by_length = evaluate(chars, weak, strong, args.points)
         runs = [q.apgr for q in random_runs(len(held), weak, strong, args.points, args.seeds)]
         random_apgr = float(np.mean(runs))
         ours.append(q.apgr)
@@ -147,9 +150,7 @@ def in_source(rows: list[Row], args: argparse.Namespace) -> None:
             router = model.train(fit)
             p[folds == fold] = [e.p_strong for e in router.estimate_many(
                 [r["prompt"] for r, f in zip(own, folds) if f == fold])]
-        weak = np.array([r["weak"] for r in own], dtype=np.float64)
-        strong = np.array([r["strong"] for r in own], dtype=np.float64)
-        chars = np.array([len(r["prompt"]) for r in own], dtype=np.float64)
+        weak, strong, chars = columns(own)
         ours.append(evaluate(p, weak, strong, args.points).apgr)
         print(f"{name:18} {len(own):5}  {ours[-1]:6.3f}   {evaluate(chars, weak, strong, args.points).apgr:6.3f}", flush=True)
     print(f"{'mean of sources':18} {'':5}  {np.mean(ours):6.3f}")
@@ -170,8 +171,7 @@ def cross_validation(rows: list[Row], points: int) -> None:
     for salt in ("validation", "rep1", "rep2"):
         for fold in range(VALIDATION_FOLDS):
             held, p = validation(rows, salt, fold)
-            weak = np.array([r["weak"] for r in held])
-            strong = np.array([r["strong"] for r in held])
+            weak, strong, _ = columns(held)
             source = np.array([r["source"] for r in held])
             results.append([evaluate(p, weak, strong, points).apgr] + [
                 evaluate(p[source == n], weak[source == n], strong[source == n], points).apgr for n in SOURCES[:2]])
