@@ -8,7 +8,7 @@ from pathlib import Path
 from broke.catalog import Catalog, load_catalog, local_backend_id, split_backend_id
 from broke.errors import BrokeError, InvalidInputError, NotFoundError
 from broke.presets import Profile, Team, profiles, teams
-from broke.resolver import backend_chain, find_backend, is_slot_reference
+from broke.routing.backends import backend_chain, find_backend, is_slot_reference
 from broke.state.model import (
     KEY_POLICY_MODES, MODEL_POLICY_MODES, TIERS, Access, CustomBackend, KeyPolicy, ModelPolicy, Node, SlotConfig,
     State,

@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING
 from broke.catalog import Catalog, load_catalog
 from broke.health import Health, load_health
 from broke.keys import provider_env
-from broke.resolver import Resolution, Scope, resolve
+from broke.routing.resolve import Conversation, Estimator, Resolution, Scope, resolve
+from broke.routing.transport import FAMILY_API, PATH_OF_API, Route, route_for
 from broke.state.model import State
 from broke.state.store import LoadedState, StateStore
 
@@ -51,9 +52,20 @@ class RoutingContext:
             speeds=speeds,
         )
 
-    def resolve(self, requested: str, scope: Scope | None = None, p_strong: float | None = None) -> Resolution:
+    def resolve(self, requested: str, scope: Scope | None = None, prompt: str | None = None,
+                estimator: Estimator | None = None) -> Resolution:
+        """What a request for `requested` gets now; with `prompt`, as the first turn of a conversation
+        that `estimator` routes when the slot is routed by complexity (as the gateway does)."""
+        conversation = Conversation((prompt,)) if prompt else None
         return resolve(requested, self.state, self.health, env=self.env, now=self.now, scope=scope,
-                       catalog=self.catalog, p_strong=p_strong, speeds=self.speeds)
+                       catalog=self.catalog, conversation=conversation, estimator=estimator, speeds=self.speeds)
+
+    def routes(self, resolution: Resolution, workers: Mapping[str, list[str]],
+               native_forwarding: bool = True) -> dict[str, Route]:
+        """How each attempt would travel for the slot's own clients (deployment -> route)."""
+        path = PATH_OF_API[FAMILY_API.get(self.catalog.family_of(resolution.slot), "chat")]
+        return {c.deployment: route_for(path, c, self.catalog, workers, native_forwarding=native_forwarding)
+                for c in resolution.attempts}
 
     def resolve_all(self, scope: Scope | None = None) -> list[Resolution]:
         return [self.resolve(slot, scope) for slot in self.catalog.slots]

@@ -10,7 +10,8 @@ from broke.keys import key_pool
 from broke.local.demo import NEXT_STEP
 from broke.local.models import DEMO_BACKEND
 from broke.state.model import TIERS
-from broke.resolver import FLOATING_ON_PINNED, Resolution, find_backend
+from broke.routing.backends import find_backend
+from broke.routing.resolve import FLOATING_ON_PINNED, Resolution
 
 
 @dataclass(frozen=True)

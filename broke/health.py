@@ -1,12 +1,23 @@
-"""Runtime health records (`health.json`, written by the gateway): keys, models and workers."""
+"""Runtime health: the records in `health.json` (keys, models, workers), their one store, the
+transitions every writer follows (cooldown lengths, auth windows, manual changes) and the rotation
+log that says why each change happened.
+
+The gateway, `key-state` / `model-state` and the worker supervisor all change health through
+`HealthTransitions`, so a failure means the same wherever it is seen.
+"""
 from __future__ import annotations
 
+import json
+import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from broke.errors import StateFileError
+from broke.paths import FILE_MODE, ensure_dir
+from broke.state.model import DEFAULT_KEY_COOLDOWN_S
 
 STATUSES = ("healthy", "cooldown", "blocked", "auth_failed", "incompatible")
 #: Statuses that take a candidate out of the running.
@@ -98,8 +109,6 @@ def load_health(path: Path) -> Health:
         return Health()
     except OSError as exc:
         raise StateFileError(f"{path}: cannot read: {exc.strerror}") from None
-    import json
-
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -118,9 +127,7 @@ def load_health(path: Path) -> Health:
 
 
 def dump_health(health: Health) -> bytes:
-    import json
-
-    data = {"generation": health.generation}
+    data: dict[str, Any] = {"generation": health.generation}
     for section in SECTIONS:
         data[section] = {name: asdict(record) for name, record in getattr(health, section).items()}
     return (json.dumps(data, indent=1, sort_keys=True) + "\n").encode("utf-8")
@@ -159,7 +166,6 @@ class HealthStore:
         from filelock import FileLock
 
         from broke.fileio import atomic_write
-        from broke.paths import FILE_MODE, ensure_dir
 
         ensure_dir(self.home)
         with FileLock(self.lock_path, mode=FILE_MODE, timeout=10):
@@ -169,3 +175,112 @@ class HealthStore:
             updated = replace(current, generation=current.generation + 1, **{section: records})
             atomic_write(self.path, dump_health(updated))
         return updated
+
+
+# ---- the rotation log ---------------------------------------------------------------------------
+#: Reason codes.
+RATE_LIMIT, AUTH, TIMEOUT, ERROR, MANUAL = "429", "auth", "timeout", "error", "manual"
+BUSY = "busy"  # a local model's workers were all at their concurrency limit: the next candidate served
+
+
+class EventLog:
+    """The rotation log: one JSON line per key or backend state change, with a reason code.
+
+    Keys appear only as hashed references (`key_ref`), never as their values.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def write(self, **event: object) -> None:
+        line = json.dumps({"ts": round(time.time(), 3), **event}, sort_keys=True) + "\n"
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, FILE_MODE)
+        try:
+            os.write(fd, line.encode("utf-8"))
+        finally:
+            os.close(fd)
+
+    def read(self, limit: int = 50) -> list[dict[str, Any]]:
+        try:
+            lines = self.path.read_text().splitlines()
+        except FileNotFoundError:
+            return []
+        return [json.loads(line) for line in lines[-limit:] if line.strip()]
+
+
+def rotation_log(home: Path) -> EventLog:
+    """The rotation log of a broke home (`run/rotation.log`)."""
+    return EventLog(ensure_dir(home / "run") / "rotation.log")
+
+
+# ---- transitions --------------------------------------------------------------------------------
+#: How long a backend or worker that failed (5xx, timeout, connection) is skipped.
+BACKEND_COOLDOWN_S = 30.0
+#: How long a key that failed authentication is skipped before it is tried again.
+AUTH_RETRY_S = 300.0
+#: How long `key-state` / `model-state ... cooldown` lasts when no duration is given.
+MANUAL_COOLDOWN_S = float(DEFAULT_KEY_COOLDOWN_S)
+
+
+def reason_for_status(status: int) -> str:
+    """The reason code of an upstream's retryable HTTP status."""
+    if status == 429:
+        return RATE_LIMIT
+    if status in (401, 403):
+        return AUTH
+    if status == 408:
+        return TIMEOUT
+    return ERROR
+
+
+def blames_key(reason: str) -> bool:
+    """True when a failure is the key's (rate limit, auth), not the backend's."""
+    return reason in (RATE_LIMIT, AUTH)
+
+
+class HealthTransitions:
+    """Every change of health, with its rule: what status, for how long, and the log line."""
+
+    def __init__(self, home: Path) -> None:
+        self.store = HealthStore(home)
+        self.log = rotation_log(home)
+
+    def key_failed(self, key_env: str, reason: str, cooldown_s: float | None) -> None:
+        """A key was refused: a rate limit cools it down (its policy's cooldown), a failed auth
+        benches it for AUTH_RETRY_S."""
+        now = time.time()
+        if reason == RATE_LIMIT:
+            status, until = "cooldown", now + (DEFAULT_KEY_COOLDOWN_S if cooldown_s is None else cooldown_s)
+        else:
+            status, until = "auth_failed", now + AUTH_RETRY_S
+        self.store.set("keys", key_env, status, until=until, reason=reason, count_failure=True)
+
+    def backend_failed(self, backend: str, reason: str) -> None:
+        """A backend failed as a whole (5xx, timeout, no connection): it sits out BACKEND_COOLDOWN_S."""
+        self.store.set("models", backend, "cooldown", until=time.time() + BACKEND_COOLDOWN_S, reason=reason,
+                       count_failure=True)
+
+    def worker_failed(self, worker: str, reason: str) -> None:
+        """One replica of a local model failed a request: it sits out BACKEND_COOLDOWN_S."""
+        self.store.set("workers", worker, "cooldown", until=time.time() + BACKEND_COOLDOWN_S, reason=reason,
+                       count_failure=True)
+
+    def worker_ready(self, worker: str) -> None:
+        """A worker's server answers its health check."""
+        self.store.set("workers", worker, "healthy", reason="ready")
+
+    def worker_restarting(self, worker: str) -> None:
+        """A worker's server exited: it sits out (no end time) until it answers again."""
+        self.store.set("workers", worker, "cooldown", reason="restarting", count_failure=True)
+
+    def worker_gone(self, worker: str) -> None:
+        """A worker stopped for good: its NAME@PORT will not come back."""
+        self.store.forget("workers", worker)
+
+    def set_by_hand(self, section: str, name: str, status: str, seconds: float | None) -> float | None:
+        """`key-state` / `model-state ... set`: returns when the status ends (None: until changed)."""
+        until = time.time() + seconds if seconds else None
+        if status == "cooldown" and until is None:
+            until = time.time() + MANUAL_COOLDOWN_S
+        self.store.set(section, name, status, until=until, reason=MANUAL)
+        return until

@@ -173,8 +173,8 @@ def require_client(client: str, environ: Mapping[str, str]) -> None:
 
 def planned_base_url(home: Path) -> str:
     """The running gateway's base URL, else the one `broke start` would use."""
-    from broke.gateway import supervisor
-    from broke.gateway.runfiles import DEFAULT_PORT
+    from broke.control import supervisor
+    from broke.control.runfiles import DEFAULT_PORT
 
     record = supervisor.status(home).record
     if record is not None:
@@ -184,7 +184,7 @@ def planned_base_url(home: Path) -> str:
 
 def preview(home: Path, client: str, profile: str | None, environ: Mapping[str, str]) -> LaunchPlan:
     """The plan a launch would use now, without starting anything (for `broke launch-env`)."""
-    from broke.gateway.runfiles import TokenStore
+    from broke.control.runfiles import TokenStore
 
     client_named(client)
     token = TokenStore(home).token_for(token_owner(home, profile))
@@ -194,8 +194,8 @@ def preview(home: Path, client: str, profile: str | None, environ: Mapping[str, 
 def prepare(home: Path, client: str, args: Sequence[str], *, profile: str | None,
             environ: Mapping[str, str], progress: Progress) -> tuple[LaunchPlan, bool]:
     """Check the client is installed, start the gateway if needed; returns (plan, gateway_started)."""
-    from broke.gateway import supervisor
-    from broke.gateway.runfiles import TokenStore
+    from broke.control import supervisor
+    from broke.control.runfiles import TokenStore
 
     require_client(client, environ)
     owner = token_owner(home, profile)
@@ -206,7 +206,7 @@ def prepare(home: Path, client: str, args: Sequence[str], *, profile: str | None
 
 def audit(home: Path, plan: LaunchPlan) -> None:
     """Append one JSON line to run/launch_audit.log (0600): who launched what; names only, never values."""
-    from broke.gateway.runfiles import run_dir
+    from broke.control.runfiles import run_dir
     from broke.paths import FILE_MODE
     from broke.state.store import StateStore, utc_now_iso
 

@@ -10,8 +10,8 @@ import pytest
 from typer.testing import CliRunner
 
 from broke.cli.main import app
-from broke.gateway import supervisor
-from broke.gateway.runfiles import TokenStore
+from broke.control import supervisor
+from broke.control.runfiles import TokenStore
 from broke.procs import free_port
 from clients import diagnosis, run_broke
 from conftest import add_fake_backends, run_cli

@@ -19,7 +19,7 @@ from jsonschema import Draft202012Validator
 
 from broke.bench.baselines import SCHEMA_FILE, Speed
 from broke.health import Health
-from broke.resolver import resolve
+from broke.routing.resolve import resolve
 from broke.state.model import CustomBackend, ModelPolicy, RouterConfig, SlotConfig, State
 from tests.conftest import assert_one_error_line, run_cli
 

@@ -8,7 +8,7 @@ import pytest
 from broke.catalog import load_catalog, split_backend_id
 from broke.errors import InvalidInputError, NotFoundError
 from broke.paths import PROJECT_ROOT
-from broke.resolver import is_slot_reference
+from broke.routing.backends import is_slot_reference
 
 
 @pytest.fixture(scope="module")

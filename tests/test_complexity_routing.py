@@ -1,9 +1,24 @@
 """The gateway's use of the complexity router, without a running gateway."""
 from __future__ import annotations
 
-from broke.gateway.complexity import ComplexityRouter
-from broke.gateway.prompts import user_turns
+from dataclasses import dataclass
+
+from broke.health import Health
+from broke.routing.resolve import Conversation, resolve, tier_index
+from broke.routing.rotation import RotationState
+from broke.routing.conversation import user_turns
 from broke.state.store import default_state
+
+
+@dataclass(frozen=True)
+class FixedEstimate:
+    """An estimator that gives every conversation the same p_strong (the rule under test is the resolver's)."""
+
+    p_strong: float
+    prompt_complexity: float = 0.0
+
+    def estimate(self, text: str) -> "FixedEstimate":
+        return self
 
 
 def test_user_turns_of_every_api():
@@ -16,12 +31,21 @@ def test_user_turns_of_every_api():
     assert user_turns({"messages": "nonsense"}) == []
 
 
-def test_a_conversation_never_moves_down_a_tier(tmp_path):
+def test_a_conversation_never_moves_down_a_tier():
     state = default_state()
     state.router.balanced_from, state.router.premium_from = 0.3, 0.6
-    router = ComplexityRouter(tmp_path)
-    assert router._sticky("client", "first", 0.1, state) == 0.1  # basic
-    assert router._sticky("client", "first", 0.7, state) == 0.7  # premium
-    assert router._sticky("client", "first", 0.1, state) == 0.6  # stays premium
-    assert router._sticky("client", "other", 0.1, state) == 0.1  # another conversation
-    assert router._sticky("profile:ci", "first", 0.1, state) == 0.1  # another client
+    state.router.tiers = {"basic": ["mlx/b"], "balanced": ["mlx/m"], "premium": ["mlx/p"]}
+    rotation = RotationState()
+
+    def p_strong(owner: str, first: str, estimated: float) -> float | None:
+        conversation = Conversation((first,), owner)
+        resolution = resolve("auto", state, Health(), env={}, now=0.0, conversation=conversation,
+                             estimator=FixedEstimate(estimated), rotation=rotation.view(frozenset(), conversation.key))
+        rotation.reached(conversation.key, tier_index(resolution.tier))
+        return resolution.p_strong
+
+    assert p_strong("client", "first", 0.1) == 0.1  # basic
+    assert p_strong("client", "first", 0.7) == 0.7  # premium
+    assert p_strong("client", "first", 0.1) == 0.6  # stays premium
+    assert p_strong("client", "other", 0.1) == 0.1  # another conversation
+    assert p_strong("profile:ci", "first", 0.1) == 0.1  # another client

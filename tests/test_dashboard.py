@@ -58,7 +58,7 @@ def login(gw) -> httpx.Client:
 
 # ---- pieces without a gateway ----------------------------------------------------------------------
 def test_sessions_and_links_expire_and_links_work_once():
-    from broke.gateway.sessions import LINK_TTL_S, SESSION_TTL_S, Sessions
+    from broke.gateway.dashboard.sessions import LINK_TTL_S, SESSION_TTL_S, Sessions
 
     sessions = Sessions()
     session_id, session = sessions.create(1000.0)
@@ -72,7 +72,7 @@ def test_sessions_and_links_expire_and_links_work_once():
 
 
 def test_only_loopback_names_and_this_origin_pass():
-    from broke.gateway.sessions import host_allowed, same_origin
+    from broke.gateway.dashboard.sessions import host_allowed, same_origin
 
     assert all(host_allowed(h) for h in ("127.0.0.1:4000", "localhost:4000", "[::1]:4000", "127.0.0.1"))
     assert not any(host_allowed(h) for h in ("evil.example:4000", "127.0.0.2.evil.example", "", "0.0.0.0:4000"))

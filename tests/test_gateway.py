@@ -343,7 +343,7 @@ def test_50_clients_times_20_requests_none_lost_or_duplicated(gw):
 
     import psutil
 
-    from broke.gateway.runfiles import read_record
+    from broke.control.runfiles import read_record
 
     front = psutil.Process(read_record(gw["home"]).front.pid)
     gw["fake"].reset_requests()
@@ -373,7 +373,7 @@ def test_50_clients_times_20_requests_none_lost_or_duplicated(gw):
 
 def test_stale_record_is_detected_and_never_killed(tmp_path, monkeypatch):
     """A record whose PID now belongs to another program is cleaned, not signalled."""
-    from broke.gateway.runfiles import GatewayRecord, write_record
+    from broke.control.runfiles import GatewayRecord, write_record
     from broke.procs import ProcessRecord
 
     home = tmp_path / "stale"
@@ -392,7 +392,7 @@ def test_stale_record_is_detected_and_never_killed(tmp_path, monkeypatch):
 def test_stop_leaves_no_process_behind(tmp_path, monkeypatch):
     import psutil
 
-    from broke.gateway.runfiles import read_record
+    from broke.control.runfiles import read_record
 
     home = tmp_path / "own"
     monkeypatch.setenv("BROKE_HOME", str(home))
@@ -474,7 +474,7 @@ def test_provider_keys_stay_out_of_logs_metrics_argv_and_files(gw):
     """The front proxy holds provider keys for native forwarding: they reach the provider and nowhere else."""
     import psutil
 
-    from broke.gateway.runfiles import read_record
+    from broke.control.runfiles import read_record
 
     for stream in (False, True):
         assert post(gw, "/v1/chat/completions", chat(stream=stream)).status_code == 200

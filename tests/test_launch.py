@@ -13,8 +13,8 @@ from typer.testing import CliRunner
 
 from broke import launch
 from broke.cli.main import app
-from broke.gateway import supervisor
-from broke.gateway.runfiles import TokenStore
+from broke.control import supervisor
+from broke.control.runfiles import TokenStore
 from broke.procs import free_port
 from clients import CLAUDE_CODE_VERSION, CODEX_VERSION, STALE, assert_answered, diagnosis, run_broke
 from conftest import add_fake_backends, assert_one_error_line, run_cli

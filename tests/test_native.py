@@ -6,7 +6,7 @@ import json
 import httpx
 import pytest
 
-from broke.gateway.runfiles import read_record
+from broke.control.runfiles import read_record
 from broke.procs import free_port
 from conftest import add_fake_backends, run_cli
 from fake_provider import FakeProvider

@@ -13,7 +13,7 @@ import httpx
 import psutil
 import pytest
 
-from broke.gateway.runfiles import GatewayRecord, read_record, write_record
+from broke.control.runfiles import GatewayRecord, read_record, write_record
 from broke.procs import ProcessRecord, free_port, group_members, spawn
 from conftest import run_cli
 

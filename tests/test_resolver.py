@@ -8,7 +8,7 @@ import pytest
 
 from broke.errors import NotFoundError, StateFileError
 from broke.health import Health, HealthRecord, load_health
-from broke.resolver import Scope, resolve
+from broke.routing.resolve import Scope, resolve
 from broke.state.model import Access, CustomBackend, KeyPolicy, ModelPolicy, SlotConfig
 from broke.state.store import default_state
 
@@ -323,7 +323,7 @@ def test_attempts_keep_at_most_retries_plus_one_keys_per_backend():
 
 
 def test_a_busy_local_model_is_tried_after_the_other_candidates():
-    from broke.resolver import Rotation
+    from broke.routing.rotation import Rotation
 
     state = state_with(sonnet=SlotConfig(LOCAL, [GROQ]))
     state.backends[LOCAL] = CustomBackend("mlx", "/models/tiny", pinned=True, concurrency=1)

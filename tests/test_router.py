@@ -16,7 +16,8 @@ from broke.router.evaluate import CurvePoint, apgr, cpt, curve, evaluate
 from broke.router import make_data
 from broke.router.make_data import write
 from broke.router.model import Estimate, Router
-from broke.router.tiers import Thresholds, calibrate, temperature, tier_for
+from broke.router.tiers import Thresholds, calibrate, temperature
+from broke.routing.conversation import conversation_text
 from broke.state.model import RouterConfig
 from conftest import assert_one_error_line
 
@@ -87,8 +88,8 @@ def test_hand_features_see_code_math_and_conversation_depth() -> None:
     assert feature(code, "code_fences") > feature("Fix this sentence.", "code_fences")
     assert feature(code, "code_lines") > 0
     assert feature(r"Compute $\frac{1}{2}$ and \int_0^1 x dx", "latex") > 0
-    one = features.conversation_text(["hello"])
-    three = features.conversation_text(["hello", "and then?", "and after that?"])
+    one = conversation_text(["hello"])
+    three = conversation_text(["hello", "and then?", "and after that?"])
     assert feature(three, "turns") > feature(one, "turns") == 0
     long = "word " * 20000
     assert feature(long, "log_chars") == pytest.approx(math.log1p(len(long)))  # length sees the whole prompt
@@ -112,7 +113,7 @@ def test_trivial_prompts_land_below_hard_ones(router: Router) -> None:
     for field in ("p_strong", "answer_complexity"):
         assert max(getattr(e, field) for e in trivial) < min(getattr(e, field) for e in hard), field
     thresholds = calibrate(0.3, reference_prompts()[::4], router)
-    assert all(tier_for(e, thresholds) != "premium" for e in trivial)
+    assert all(thresholds.tier_for(e.p_strong) != "premium" for e in trivial)
 
 
 def test_static_embeddings_carry_meaning_and_match_the_batch_path() -> None:
@@ -258,7 +259,7 @@ def test_calibrate_hits_the_requested_share(router: Router, share: float) -> Non
     reference = reference_prompts()[::3]
     thresholds = calibrate(share, reference, router)
     estimates = router.estimate_many(reference)
-    tiers = [tier_for(e, thresholds) for e in estimates]
+    tiers = [thresholds.tier_for(e.p_strong) for e in estimates]
     assert tiers.count("premium") / len(tiers) == pytest.approx(share, abs=0.01)
     assert thresholds.balanced_from == pytest.approx(thresholds.premium_from / 2)
     assert tiers.count("basic") > 0 and tiers.count("balanced") > 0
@@ -274,8 +275,8 @@ def test_default_thresholds_are_the_shipped_models_calibration(router: Router) -
 def test_calibrate_edges_and_bad_input(router: Router) -> None:
     reference = TRIVIAL + HARD
     estimates = router.estimate_many(reference)
-    assert all(tier_for(e, calibrate(1.0, reference, router)) == "premium" for e in estimates)
-    assert all(tier_for(e, calibrate(0.0, reference, router)) != "premium" for e in estimates)
+    assert all(calibrate(1.0, reference, router).tier_for(e.p_strong) == "premium" for e in estimates)
+    assert all(calibrate(0.0, reference, router).tier_for(e.p_strong) != "premium" for e in estimates)
     with pytest.raises(ValueError):
         calibrate(1.5, reference, router)
     with pytest.raises(ValueError):
@@ -290,7 +291,7 @@ def test_tier_for_and_temperature_boundaries() -> None:
     def est(p_strong: float = 0.0, prompt_complexity: float = 0.0) -> Estimate:
         return Estimate(prompt_complexity, 0.0, 0.0, p_strong)
 
-    assert [tier_for(est(p), thresholds) for p in (0.0, 0.199, 0.2, 0.399, 0.4, 1.0)] == [
+    assert [thresholds.tier_for(est(p).p_strong) for p in (0.0, 0.199, 0.2, 0.399, 0.4, 1.0)] == [
         "basic", "basic", "balanced", "balanced", "premium", "premium"]
     assert [temperature(est(prompt_complexity=c)) for c in (0.0, 0.199, 0.2, 0.499, 0.5, 0.799, 0.8, 1.0)] == [
         "green", "green", "yellow", "yellow", "orange", "orange", "red", "red"]

@@ -20,7 +20,7 @@ from broke.bench.measure import PromptRun, spread, timed_chat
 from broke.bench.suite import BenchPrompt, suite
 from broke.catalog import load_catalog, local_backend_id, local_model_name
 from broke.errors import BrokeError, InvalidInputError, NotFoundError
-from broke.resolver import find_backend
+from broke.routing.backends import find_backend
 from broke.state.model import State
 
 WARMUP_PROMPT = "Say hello."
@@ -238,8 +238,8 @@ def _bench_worker(home: Path, state: State, target: Target, prompts: list[BenchP
 def _bench_gateway(home: Path, state: State, target: Target, prompts: list[BenchPrompt], runs: int,
                    events: Events, results: list[dict]) -> None:
     """Measure a backend through the running gateway's LiteLLM, as that backend's own deployment."""
-    from broke.gateway.client import running_record
-    from broke.gateway.runfiles import master_key
+    from broke.control.client import running_record
+    from broke.control.runfiles import master_key
 
     record = running_record(home)
     deployment = next((d for d in record.deployments
@@ -283,7 +283,7 @@ def benchmark(home: Path, state: State, targets: list[Target], *, suite_name: st
             "memory and CPU with the model measured; stop them (`broke worker stop NAME` or `broke stop`) "
             "or pass --allow-shared")
     if any(t.where == "gateway" for t in targets):
-        from broke.gateway.client import running_record
+        from broke.control.client import running_record
 
         running_record(home)  # a clear error now, before any model is started
     machine = hardware()

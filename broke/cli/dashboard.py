@@ -9,7 +9,7 @@ from broke.cli.output import JSON_OPTION, print_json, say, store
 def dashboard(open_browser: bool = typer.Option(False, "--open", help="Open the one-time link in a browser."),
               as_json: bool = JSON_OPTION) -> None:
     """Print the dashboard's address and a one-time login link (valid one minute); `--open` opens it."""
-    from broke.gateway.client import dashboard_link
+    from broke.control.client import dashboard_link
 
     page, link = dashboard_link(store().home)
     if as_json:

@@ -17,8 +17,8 @@ def start(port: Optional[int] = PORT_OPTION,
     LiteLLM starts in the background, and only if some slot's backends need API translation;
     requests that need it wait for it.
     """
-    from broke.gateway import supervisor
-    from broke.gateway.runfiles import TokenStore
+    from broke.control import supervisor
+    from broke.control.runfiles import TokenStore
 
     home = store().home
     with console().status("starting the gateway") as spinner:
@@ -32,7 +32,7 @@ def start(port: Optional[int] = PORT_OPTION,
 
 def stop() -> None:
     """Stop exactly the processes `broke start` launched."""
-    from broke.gateway import supervisor
+    from broke.control import supervisor
 
     done = supervisor.stop(store().home)
     say("\n".join(done) if done else "the gateway is not running")
@@ -46,7 +46,7 @@ def restart(port: Optional[int] = PORT_OPTION) -> None:
 
 def status(as_json: bool = JSON_OPTION) -> None:
     """Show the gateway's processes, ports and health."""
-    from broke.gateway import supervisor
+    from broke.control import supervisor
 
     current = supervisor.status(store().home)
     if as_json:
@@ -82,8 +82,8 @@ def bare() -> None:
 def connect(profile: Optional[str] = typer.Option(None, "--profile", "-p", help="A profile-bound token."),
             as_json: bool = JSON_OPTION) -> None:
     """Print the base URL and the client token (or a profile's token) for clients."""
-    from broke.gateway import supervisor
-    from broke.gateway.runfiles import DEFAULT_PORT, TokenStore
+    from broke.control import supervisor
+    from broke.control.runfiles import DEFAULT_PORT, TokenStore
     from broke.presets import profiles
 
     home = store().home
@@ -107,7 +107,7 @@ def probe(slot: str = typer.Argument(..., help="A slot or client model name."),
     """Send one tiny real request through the gateway; report latency and who answered (exit 1 on error)."""
     from dataclasses import asdict
 
-    from broke.gateway.client import probe as run_probe
+    from broke.control.client import probe as run_probe
 
     result = run_probe(store().home, slot)
     if as_json:
@@ -122,7 +122,7 @@ def probe(slot: str = typer.Argument(..., help="A slot or client model name."),
 
 def metrics(as_json: bool = JSON_OPTION) -> None:
     """Requests, errors, failovers and latency per slot and backend since the gateway started."""
-    from broke.gateway.client import metrics_summary
+    from broke.control.client import metrics_summary
 
     rows = metrics_summary(store().home)
     if as_json:

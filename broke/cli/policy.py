@@ -75,27 +75,23 @@ def _health_rows(section: str, names: list[str]) -> list[dict]:
 
 
 def _set_health(section: str, name: str, status: str, seconds: Optional[float], provider: str | None) -> None:
-    from broke.gateway.events import MANUAL, EventLog
-    from broke.gateway.runfiles import run_dir
-    from broke.health import HealthStore
+    from broke.health import MANUAL, HealthTransitions
 
     if status not in SET_STATUSES:
         raise UsageProblem(f"status must be one of {', '.join(SET_STATUSES)}, got '{status}'")
     home = store().home
-    until = time.time() + seconds if seconds else None
-    if status == "cooldown" and until is None:
-        until = time.time() + 60
-    HealthStore(home).set(section, name, status, until=until, reason=MANUAL)
+    transitions = HealthTransitions(home)
+    until = transitions.set_by_hand(section, name, status, seconds)
     event = {"event": "manual", "reason": MANUAL, "status": status}
     if section == "keys":
-        from broke.gateway.runfiles import key_ref
+        from broke.control.runfiles import key_ref
         from broke.keys import provider_env
 
         value = provider_env(home / ".env").get(name)
         event.update(provider=provider, key_ref=key_ref(value) if value else None)
     else:
         event.update(backend=name)
-    EventLog(run_dir(home) / "rotation.log").write(**event)
+    transitions.log.write(**event)
     say(f"{name}: {status}" + (f" for {until - time.time():.0f}s" if until else ""))
 
 
@@ -201,7 +197,7 @@ def model_state(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Show every routed backend's state, or set one by hand."""
-    from broke.resolver import backend_chain
+    from broke.routing.backends import backend_chain
 
     state = store().load()
     if action is not None:

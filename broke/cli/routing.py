@@ -8,16 +8,19 @@ import typer
 from broke.cli.output import JSON_OPTION, esc, print_json, say, show, status_text, store, table
 
 if TYPE_CHECKING:
-    from broke.resolver import Resolution
+    from broke.context import RoutingContext
+    from broke.routing.resolve import Candidate, Resolution
+    from broke.routing.transport import Route
 
 PROFILE_OPTION = typer.Option(None, "--profile", "-p", help="Resolve with this profile's access limits.")
 PROMPT_OPTION = typer.Option(None, "--prompt", help="For `auto`: decide the tier for this prompt.")
 LEVEL_STYLE = {"error": "red", "warning": "yellow", "info": "cyan"}
 
 
-def _resolve(slot: str, profile: str | None, prompt: str | None = None, with_speeds: bool = False) -> "Resolution":
+def _resolve(slot: str, profile: str | None, prompt: str | None = None,
+             with_speeds: bool = False) -> "tuple[Resolution, RoutingContext]":
     from broke.context import RoutingContext
-    from broke.resolver import Scope
+    from broke.routing.resolve import Scope
 
     s = store()
     ctx = RoutingContext.load(s, with_speeds=with_speeds)
@@ -27,12 +30,11 @@ def _resolve(slot: str, profile: str | None, prompt: str | None = None, with_spe
 
         access = profiles(s.home).get(profile).preset.access
         scope = Scope(profile, access)
-    p_strong = None
-    if prompt is not None:  # only then the router (and scikit-learn) is loaded
-        from broke.router.decide import estimate_prompt
+    if prompt is None:
+        return ctx.resolve(slot, scope), ctx
+    from broke.router.model import load_or_train  # only now the router (and scikit-learn) is loaded
 
-        p_strong = estimate_prompt(s.home, prompt, ctx.state)["p_strong"]
-    return ctx.resolve(slot, scope, p_strong)
+    return ctx.resolve(slot, scope, prompt, load_or_train(s.home)), ctx
 
 
 def _choice_line(resolution: "Resolution") -> str:
@@ -47,7 +49,7 @@ def route(slot: str = typer.Argument(..., help="A slot or a client model name (e
           profile: Optional[str] = PROFILE_OPTION, prompt: Optional[str] = PROMPT_OPTION,
           as_json: bool = JSON_OPTION) -> None:
     """Print the backend a request for SLOT would go to now (exit 1 if none)."""
-    resolution = _resolve(slot, profile, prompt)
+    resolution, _ = _resolve(slot, profile, prompt)
     chosen = resolution.chosen
     if as_json:
         print_json(resolution.to_dict())
@@ -64,10 +66,15 @@ def explain(slot: str = typer.Argument(..., help="A slot or a client model name.
             profile: Optional[str] = PROFILE_OPTION, prompt: Optional[str] = PROMPT_OPTION,
             as_json: bool = JSON_OPTION) -> None:
     """Show the whole candidate chain for SLOT, why each is usable or skipped, and its measured speed here."""
-    resolution = _resolve(slot, profile, prompt, with_speeds=True)
+    from broke.control.runfiles import read_record
+
+    resolution, ctx = _resolve(slot, profile, prompt, with_speeds=True)
     if as_json:
         print_json(resolution.to_dict())
         return
+    record = read_record(ctx.home)
+    routes = ctx.routes(resolution, record.direct_workers if record else {},
+                        record.native_forwarding if record else True)
     if resolution.requested != resolution.slot:
         say(f"[dim]{esc(resolution.requested)} is an alias of slot {resolution.slot}[/]")
     say(_choice_line(resolution) + f" [dim]· generation {resolution.generation}[/]")
@@ -83,7 +90,7 @@ def explain(slot: str = typer.Argument(..., help="A slot or a client model name.
         version = {True: "pinned", False: "[yellow]floating[/]", None: "?"}[c.pinned]
         t.add_row(str(number), esc(c.backend), c.key_env or "[dim]none needed[/]", c.source,
                   version, f"{status_text(c.model_health)} / {status_text(c.key_health)}", _speed(c),
-                  _verdict(resolution, c))
+                  _verdict(resolution, c, routes))
     show(t)
     if resolution.cooldown_last:
         say("[yellow]policy:[/] candidates in cooldown are tried last (model-policy --cooldown-last); "
@@ -99,7 +106,7 @@ def explain(slot: str = typer.Argument(..., help="A slot or a client model name.
         say(f"[yellow]demo:[/] {esc(NEXT_STEP)}")
 
 
-def _verdict(resolution: "Resolution", candidate) -> str:
+def _verdict(resolution: "Resolution", candidate: "Candidate", routes: "dict[str, Route]") -> str:
     """Where a candidate stands: chosen, tried later (#n of the attempts), or skipped and why."""
     place = next((n for n, a in enumerate(resolution.attempts, start=1)
                   if a.deployment == candidate.deployment), None)
@@ -109,6 +116,7 @@ def _verdict(resolution: "Resolution", candidate) -> str:
         return f"[red]skip[/] {esc(candidate.skip_reason)}"
     attempt = resolution.attempts[place - 1]
     word = "[green]chosen[/]" if place == 1 else f"[green]attempt {place}[/]"
+    word += f" [dim]via {routes[attempt.deployment].via}[/]"
     if attempt.last_resort:
         return f"{word} [yellow]last resort[/] ({esc(candidate.skip_reason)})"
     return word + (" [yellow](busy)[/]" if attempt.busy else "")
@@ -161,7 +169,7 @@ def doctor(as_json: bool = JSON_OPTION,
     ctx = RoutingContext.load(store())
     report = diagnostics.doctor(ctx)
     if not static:
-        from broke.gateway.checks import live_checks
+        from broke.control.checks import live_checks
 
         live, findings = live_checks(ctx, [ctx.resolve(r["slot"]) for r in report["resolutions"]])
         report["live"] = live

@@ -40,7 +40,7 @@ def list_models(as_json: bool = JSON_OPTION) -> None:
     """Show the known and custom backends, pinned or floating, and whether their keys are set."""
     from broke.context import RoutingContext
     from broke.keys import key_pool
-    from broke.resolver import find_backend
+    from broke.routing.backends import find_backend
 
     ctx = RoutingContext.load(store())
     catalog, state = ctx.catalog, ctx.state

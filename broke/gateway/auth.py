@@ -14,13 +14,19 @@ from starlette.requests import Request
 
 from broke.gateway.limits import FailedAuthLimiter
 from broke.gateway.live import Watched
-from broke.gateway.runfiles import TokenStore
+from broke.control.runfiles import TokenStore
 from broke.presets import profiles
-from broke.resolver import Scope
+from broke.routing.resolve import Scope
 from broke.state.model import Access
 
 PROFILE_HEADER = "x-broke-profile"
 CLIENT = "client"
+
+
+def is_loopback(request: Request) -> bool:
+    """True when the request comes from this machine."""
+    host = request.client.host if request.client else ""
+    return host in ("127.0.0.1", "::1", "localhost") or host.startswith("127.")
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ import sys
 import uvicorn
 
 from broke.gateway.proxy import FrontProxy
-from broke.gateway.runfiles import master_key, read_record
+from broke.control.runfiles import master_key, read_record
 from broke.paths import broke_home
 
 

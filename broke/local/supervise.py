@@ -22,7 +22,7 @@ import time
 import httpx
 
 from broke.fileio import atomic_write
-from broke.health import HealthStore
+from broke.health import HealthTransitions
 from broke.local.workers import server_record_path
 from broke.paths import broke_home
 from broke.procs import create_time, free_port
@@ -59,7 +59,7 @@ def record_server(name: str, pid: int) -> None:
 
 
 def main(name: str, model_dir: str, port: int, host: str = "127.0.0.1", concurrency: int = 0) -> int:
-    health = HealthStore(broke_home())
+    health = HealthTransitions(broke_home())
     stopping = False
 
     def on_term(signum, frame):  # noqa: ARG001 - signal handler signature
@@ -87,7 +87,7 @@ def main(name: str, model_dir: str, port: int, host: str = "127.0.0.1", concurre
         record_server(name, server.pid)
         started = time.monotonic()
         if wait_ready(server, server_port):
-            health.set("workers", name, "healthy", reason="ready")
+            health.worker_ready(name)
             log("ready")
         while not stopping and server.poll() is None:
             time.sleep(0.2)
@@ -97,7 +97,7 @@ def main(name: str, model_dir: str, port: int, host: str = "127.0.0.1", concurre
                 server.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 server.kill()
-            health.forget("workers", name)  # stopped for good: NAME@PORT will not come back
+            health.worker_gone(name)
             break
         server.stdin.close()  # type: ignore[union-attr]
         if time.monotonic() - started > 60:
@@ -105,8 +105,7 @@ def main(name: str, model_dir: str, port: int, host: str = "127.0.0.1", concurre
         delay = BACKOFF_S[min(restarts, len(BACKOFF_S) - 1)]
         restarts += 1
         log(f"mlx_lm.server exited with {server.returncode}; restarting in {delay:.0f}s")
-        # No end time: it sits out until it answers again ("healthy" above), however long loading takes.
-        health.set("workers", name, "cooldown", reason="restarting", count_failure=True)
+        health.worker_restarting(name)  # it sits out until it answers again, however long loading takes
         deadline = time.monotonic() + delay
         while not stopping and time.monotonic() < deadline:
             time.sleep(0.1)

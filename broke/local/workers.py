@@ -15,7 +15,7 @@ from broke.fileio import atomic_write
 from broke.local.models import DEMO_ANSWER, DEMO_BACKEND, demo_path, hub_cache, model_path
 from broke.paths import ensure_dir, make_private
 from broke.procs import ProcessRecord, child_env, end_group, free_port, group_members, is_ours, port_free, spawn
-from broke.resolver import backend_chain, find_backend
+from broke.routing.backends import backend_chain, find_backend
 from broke.state.model import State
 from broke.state.store import StateStore
 

@@ -245,8 +245,3 @@ def batch_features(texts: Sequence[str]) -> tuple["csr_matrix", np.ndarray]:
     hashed = vectorizer.transform(texts)
     hand = np.array([hand_features(t, tokens(t)) for t in texts], dtype=np.float64).reshape(len(texts), -1)
     return hashed.tocsr(), hand
-
-
-def conversation_text(turns: Sequence[str]) -> str:
-    """Join the user turns of a conversation the way the features count conversation depth."""
-    return "\n\n".join(t if i == 0 else f"[turn {i + 1}]\n{t}" for i, t in enumerate(turns))

@@ -18,10 +18,11 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
+from broke.state.model import Tier, tier_at
+
 if TYPE_CHECKING:
     from broke.router.model import Estimate, Router
 
-Tier = Literal["basic", "balanced", "premium"]
 Temperature = Literal["green", "yellow", "orange", "red"]
 BALANCED_FRACTION = 0.5
 TEMPERATURE_BOUNDS: tuple[tuple[float, Temperature], ...] = ((0.2, "green"), (0.5, "yellow"), (0.8, "orange"))
@@ -38,14 +39,9 @@ class Thresholds:
         if not 0.0 <= self.balanced_from <= self.premium_from <= 1.0:
             raise ValueError(f"thresholds must satisfy 0 <= balanced_from <= premium_from <= 1, got {self}")
 
-
-def tier_for(estimate: "Estimate", thresholds: Thresholds) -> Tier:
-    """The tier a prompt with this estimate goes to."""
-    if estimate.p_strong >= thresholds.premium_from:
-        return "premium"
-    if estimate.p_strong >= thresholds.balanced_from:
-        return "balanced"
-    return "basic"
+    def tier_for(self, p_strong: float) -> Tier:
+        """The tier a prompt with this p_strong goes to (the state's own rule)."""
+        return tier_at(p_strong, self.balanced_from, self.premium_from)
 
 
 def calibrate(strong_share: float, reference_prompts: Sequence[str], router: "Router | None" = None) -> Thresholds:

@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 SCHEMA_VERSION = 1
 
 KEY_POLICY_MODES = ("round_robin", "priority", "sticky", "rotate_on_rate_limit")
 MODEL_POLICY_MODES = ("ordered", "round_robin", "fastest")
-TIERS = ("basic", "balanced", "premium")
+Tier = Literal["basic", "balanced", "premium"]
+TIERS: tuple[Tier, ...] = ("basic", "balanced", "premium")
 
 
 @dataclass
@@ -34,12 +36,16 @@ class Access:
         return not self.slots or slot in self.slots
 
 
+#: How long a rate-limited key sits out unless its provider's key policy says otherwise.
+DEFAULT_KEY_COOLDOWN_S = 60
+
+
 @dataclass
 class KeyPolicy:
     """How a provider's key pool is used (applied live by the gateway)."""
 
     mode: str = field(default="rotate_on_rate_limit", metadata={"choices": KEY_POLICY_MODES})
-    cooldown_s: int = field(default=60, metadata={"min": 0})
+    cooldown_s: int = field(default=DEFAULT_KEY_COOLDOWN_S, metadata={"min": 0})
     retries: int = field(default=2, metadata={"min": 0})
     order: list[str] = field(default_factory=list)
 
@@ -91,11 +97,16 @@ class RouterConfig:
     balanced_from: float = field(default=0.152, metadata={"min": 0.0})
     premium_from: float = field(default=0.305, metadata={"min": 0.0})
 
-    def tier_for(self, p_strong: float) -> str:
+    def tier_for(self, p_strong: float) -> Tier:
         """The cheapest tier likely good enough for a prompt whose p_strong is given."""
-        if p_strong >= self.premium_from:
-            return "premium"
-        return "balanced" if p_strong >= self.balanced_from else "basic"
+        return tier_at(p_strong, self.balanced_from, self.premium_from)
+
+
+def tier_at(p_strong: float, balanced_from: float, premium_from: float) -> Tier:
+    """THE tier rule: premium at or above `premium_from`, balanced at or above `balanced_from`, else basic."""
+    if p_strong >= premium_from:
+        return "premium"
+    return "balanced" if p_strong >= balanced_from else "basic"
 
 
 @dataclass

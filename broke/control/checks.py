@@ -7,8 +7,9 @@ import httpx
 
 from broke.context import RoutingContext
 from broke.diagnostics import Finding
-from broke.gateway.supervisor import status
-from broke.resolver import Resolution, find_backend
+from broke.control.supervisor import status
+from broke.routing.backends import find_backend
+from broke.routing.resolve import Resolution
 
 
 def _reachable(api_base: str) -> str:

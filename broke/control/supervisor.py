@@ -19,13 +19,13 @@ from pathlib import Path
 from broke.catalog import load_catalog, local_backend_id
 from broke.errors import BrokeError
 from broke.fileio import atomic_write
-from broke.gateway.litellm_config import deployments, render
-from broke.gateway.native import litellm_needed
-from broke.gateway.runfiles import (
+from broke.control.litellm_config import deployments, render
+from broke.control.runfiles import (
     DEFAULT_PORT, GatewayRecord, key_ref, master_key, new_master_key, read_record, record_path,
     run_dir, write_record,
 )
 from broke.keys import provider_env
+from broke.routing.transport import litellm_needed
 from broke.procs import (
     ProcessRecord, child_env, end_group, free_port, is_ours, port_free, spawn,
 )
@@ -184,7 +184,7 @@ def start(home: Path, *, port: int | None = None, first_byte_timeout_s: float | 
         write_record(home, record)
         _start_front(home, record, env, progress)
         _wait_front(record, progress)
-        if not record.native_forwarding or litellm_needed(state, load_catalog()):
+        if not record.native_forwarding or litellm_needed(state, load_catalog(), pools):
             _start_litellm(home, record, env, master, progress)  # requests that need it wait for it
             if wait_litellm:
                 _wait_litellm(record, progress)

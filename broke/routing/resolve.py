@@ -1,21 +1,64 @@
-"""THE decision point: (state, health, slot, profile, now) -> Resolution. Pure: no I/O of its own."""
+"""THE decision point: (state, health, slot, profile, now[, conversation]) -> Resolution. Pure: no I/O.
+
+For a slot routed by complexity (`auto`) the estimate of the conversation is made here too, so
+`explain auto --prompt` and the gateway give the same tier for the same conversation.
+"""
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 from broke.catalog import Backend, Catalog, load_catalog
 from broke.health import NEVER_TRIED, UNUSABLE, Health
 from broke.keys import key_pool
+from broke.routing.backends import (
+    backend_chain, deployment_name, find_backend, key_variable, routes_by_complexity, tier_chain, worker_model,
+)
+from broke.routing.conversation import conversation_text
+from broke.routing.rotation import NO_ROTATION, Rotation, conversation_key
 from broke.state.model import TIERS, Access, State
 
-if TYPE_CHECKING:
-    from broke.bench.baselines import Speed
-
-
 FLOATING_ON_PINNED = "floating alias on a pinned slot"
+
+
+class Speed(Protocol):
+    """What a backend measured on this machine (`broke benchmark-sequential`)."""
+
+    @property
+    def decode_tps(self) -> float | None: ...
+
+    @property
+    def ttft_s(self) -> float | None: ...
+
+
+class Estimate(Protocol):
+    """The `auto` router's view of a conversation (broke.router.model.Estimate)."""
+
+    @property
+    def p_strong(self) -> float: ...
+
+    @property
+    def prompt_complexity(self) -> float: ...
+
+
+class Estimator(Protocol):
+    """What estimates a conversation's text (broke.router.model.Router)."""
+
+    def estimate(self, text: str) -> Any: ...
+
+
+@dataclass(frozen=True)
+class Conversation:
+    """The user turns of a request, and whose they are (the tier of one conversation only moves up)."""
+
+    turns: tuple[str, ...]
+    owner: str = ""
+
+    @property
+    def key(self) -> str:
+        return conversation_key(self.owner, self.turns[0])
 
 
 @dataclass(frozen=True)
@@ -24,18 +67,6 @@ class Scope:
 
     profile: str
     access: Access
-
-
-@dataclass(frozen=True)
-class Rotation:
-    """The gateway's runtime view: round-robin and sticky positions, busy workers (empty for the CLI)."""
-
-    turns: Mapping[str, int] = field(default_factory=dict)  # "slot:NAME" / "provider:NAME" -> count
-    sticky_keys: Mapping[str, str] = field(default_factory=dict)  # provider -> last key that worked
-    busy: frozenset[str] = frozenset()  # local backends whose workers are all at their concurrency limit
-
-
-NO_ROTATION = Rotation()
 
 
 @dataclass(frozen=True)
@@ -55,6 +86,8 @@ class Candidate:
     ttft_s: float | None = None
     busy: bool = False  # usable, but its workers are all at their concurrency limit: tried after the others
     last_resort: bool = False  # in cooldown, tried after every usable one (model policy `cooldown_last`)
+    #: The backend's definition, looked up once (None: an unknown backend)
+    definition: Backend | None = field(default=None, compare=False, repr=False)
 
     @property
     def usable(self) -> bool:
@@ -69,10 +102,11 @@ class Candidate:
     @property
     def deployment(self) -> str:
         """The concrete deployment name the gateway asks LiteLLM for."""
-        return f"{self.backend}@{self.key_env}" if self.key_env else self.backend
+        return deployment_name(self.backend, self.key_env)
 
-    def to_dict(self) -> dict:
-        return {**asdict(self), "usable": self.usable, "deployment": self.deployment}
+    def to_dict(self) -> dict[str, Any]:
+        data = {k: v for k, v in asdict(self).items() if k != "definition"}
+        return {**data, "usable": self.usable, "deployment": self.deployment}
 
 
 @dataclass(frozen=True)
@@ -92,8 +126,10 @@ class Resolution:
     #: after the others, then (model policy `cooldown_last`) those in cooldown; blocked never.
     attempts: tuple[Candidate, ...] = field(default=())
     cooldown_last: bool = False  # the slot's model policy lets cooldown candidates be tried last
+    #: The router's estimate of the conversation, when this resolution made one
+    estimate: Estimate | None = field(default=None, compare=False, repr=False)
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "slot": self.slot,
             "requested": self.requested,
@@ -111,71 +147,13 @@ class Resolution:
         }
 
 
-def find_backend(backend_id: str, state: State, catalog: Catalog) -> Backend | None:
-    """A custom backend of the state, else a known backend of the catalog."""
-    custom = state.backends.get(backend_id)
-    if custom is not None:
-        return Backend(
-            id=backend_id, provider=custom.provider, model=custom.model, pinned=custom.pinned,
-            api_base=custom.api_base, key_env=custom.key_env, custom=True,
-        )
-    return catalog.backends.get(backend_id)
-
-
-def is_slot_reference(entry: str) -> bool:
-    """Fallback entries without a '/' name another slot, whose chain is followed."""
-    return "/" not in entry
-
-
-def backend_chain(slot: str, state: State) -> tuple[list[tuple[str, str]], list[str]]:
-    """The slot's backends in chain order as (backend id, source), following slot references.
-
-    Returns the chain and notes on problems (cycles, unknown slot references).
-    """
-    chain: list[tuple[str, str]] = []
-    notes: list[str] = []
-
-    def follow(current: str, path: list[str], source: str) -> None:
-        config = state.slots[current]
-        entries = [(config.backend, source or "primary")]
-        entries += [(fb, source or "fallback") for fb in config.fallbacks]
-        for entry, entry_source in entries:
-            if not is_slot_reference(entry):
-                if entry not in (b for b, _ in chain):
-                    chain.append((entry, entry_source))
-            elif entry in path:
-                notes.append("fallback cycle: " + " -> ".join(path + [entry]))
-            elif entry not in state.slots:
-                notes.append(f"fallback of slot '{current}' names unknown slot '{entry}'")
-            else:
-                follow(entry, path + [entry], f"via slot {entry}")
-
-    follow(slot, [slot], "")
-    return chain, notes
-
-
-def routes_by_complexity(slot: str, state: State) -> bool:
-    """`auto` always picks a tier per prompt; other slots when configured with router = "complexity"."""
-    return slot == "auto" or state.slots[slot].router == "complexity"
-
-
-def tier_chain(tier: str, state: State) -> list[tuple[str, str]]:
-    """A tier's backends, then the tiers above it (a tier that is all down falls back upwards)."""
-    chain: list[tuple[str, str]] = []
-    for name in TIERS[TIERS.index(tier):]:
-        for backend_id in state.router.tiers.get(name, []):
-            if backend_id not in (b for b, _ in chain):
-                chain.append((backend_id, f"tier {name}"))
-    return chain
-
-
-def _policy_ordered(items: list[str], order: list[str]) -> list[str]:
+def _policy_ordered(items: list[str], order: Sequence[str]) -> list[str]:
     """`items` with those named in `order` first (in that order), the rest as they were."""
     first = [name for name in order if name in items]
     return first + [name for name in items if name not in first]
 
 
-def _fastest_first(items: list[str], sources: Mapping[str, str], speeds: Mapping[str, "Speed"]) -> list[str]:
+def _fastest_first(items: list[str], sources: Mapping[str, str], speeds: Mapping[str, Speed]) -> list[str]:
     """Within each router tier (and within the slot's own chain) the fastest measured backend first.
 
     Backends without a measurement keep their order, after the measured ones of their group.
@@ -204,29 +182,30 @@ def _key_order(pool: list[str], provider: str, state: State, rotation: Rotation)
     if policy is None:
         return pool
     keys = _policy_ordered(pool, policy.order)
+    sticky = rotation.sticky_keys.get(provider)
     if policy.mode == "round_robin":
         keys = _rotated(keys, rotation.turns.get(f"provider:{provider}", 0))
-    elif policy.mode == "sticky" and rotation.sticky_keys.get(provider) in keys:
-        keys = _policy_ordered(keys, [rotation.sticky_keys[provider]])
+    elif policy.mode == "sticky" and sticky in keys:
+        keys = _policy_ordered(keys, [sticky])
     return keys
 
 
 def _candidates_for(
     backend_id: str, source: str, state: State, health: Health, env: Mapping[str, str],
-    now: float, catalog: Catalog, pinned_slot: bool, rotation: Rotation, speed: "Speed | None",
+    now: float, catalog: Catalog, pinned_slot: bool, rotation: Rotation, speed: Speed | None,
 ) -> list[Candidate]:
     backend = find_backend(backend_id, state, catalog)
-    worker = backend.model_name_for_worker if backend else None
+    worker = worker_model(backend_id, backend.provider, catalog) if backend else None
     model_health = health.model_status(backend_id, now, worker)
     if backend is None:
-        provider = backend_id.partition("/")[0]
-        return [Candidate(backend_id, provider, None, False, source, None, model_health, "unknown",
+        provider_name = backend_id.partition("/")[0]
+        return [Candidate(backend_id, provider_name, None, False, source, None, model_health, "unknown",
                           f"unknown backend '{backend_id}'")]
     provider = catalog.providers.get(backend.provider)
-    prefix = backend.key_env if backend.key_env is not None else (provider.key_env if provider else "")
+    prefix = key_variable(backend, catalog)
+    entries: list[tuple[str | None, bool]]
     if prefix:
-        pool = key_pool(prefix, env)
-        keys = _key_order(pool, backend.provider, state, rotation)
+        keys = _key_order(key_pool(prefix, env), backend.provider, state, rotation)
         entries = [(key, True) for key in keys] or [(prefix, False)]
     else:
         entries = [(None, True)]
@@ -248,7 +227,7 @@ def _candidates_for(
         out.append(Candidate(backend_id, backend.provider, key_env, present, source,
                              backend.pinned, model_health, key_health, skip,
                              speed.decode_tps if speed else None, speed.ttft_s if speed else None,
-                             busy=not skip and backend_id in rotation.busy))
+                             busy=not skip and backend_id in rotation.busy, definition=backend))
     return out
 
 
@@ -258,7 +237,8 @@ def attempt_order(candidates: tuple[Candidate, ...], state: State, cooldown_last
     ready = [c for c in candidates if c.usable and not c.busy]
     busy = [c for c in candidates if c.usable and c.busy]
     cooling = [replace(c, last_resort=True) for c in candidates if cooldown_last and c.cooling]
-    out, per_backend = [], Counter()
+    out: list[Candidate] = []
+    per_backend: Counter[str] = Counter()
     for candidate in ready + busy + cooling:
         policy = state.key_policy.get(candidate.provider)
         if policy and per_backend[candidate.backend] > policy.retries:
@@ -266,6 +246,15 @@ def attempt_order(candidates: tuple[Candidate, ...], state: State, cooldown_last
         per_backend[candidate.backend] += 1
         out.append(candidate)
     return tuple(out)
+
+
+def _estimated(state: State, conversation: Conversation, estimator: Estimator,
+               rotation: Rotation) -> tuple[Estimate, float]:
+    """The router's estimate of a conversation, and its p_strong raised to the tier it already reached."""
+    estimate: Estimate = estimator.estimate(conversation_text(conversation.turns))
+    reached = rotation.tier_floors.get(conversation.key, 0)
+    floors = (0.0, state.router.balanced_from, state.router.premium_from)
+    return estimate, max(estimate.p_strong, floors[reached])
 
 
 def resolve(
@@ -279,10 +268,14 @@ def resolve(
     catalog: Catalog | None = None,
     rotation: Rotation = NO_ROTATION,
     p_strong: float | None = None,
-    speeds: Mapping[str, "Speed"] | None = None,
+    conversation: Conversation | None = None,
+    estimator: Estimator | None = None,
+    speeds: Mapping[str, Speed] | None = None,
 ) -> Resolution:
     """Resolve a requested model name (slot or client alias) to ordered candidates and a choice.
 
+    A slot routed by complexity picks its tier from `p_strong`, or from `estimator`'s estimate of
+    `conversation` (within a conversation, `rotation.tier_floors` keeps the tier from moving down).
     `speeds`: backend id -> what it measured on this machine; shown on candidates, and the order
     of a slot whose model policy is `fastest`.
 
@@ -292,8 +285,11 @@ def resolve(
     slot = catalog.require_slot(requested)
     scope = scope or Scope(state.active_profile, state.access)
     chain, notes = backend_chain(slot, state)
-    tier = ""
-    if p_strong is not None and routes_by_complexity(slot, state):
+    tier, estimate = "", None
+    by_complexity = routes_by_complexity(slot, state)
+    if by_complexity and p_strong is None and estimator is not None and conversation and conversation.turns:
+        estimate, p_strong = _estimated(state, conversation, estimator, rotation)
+    if p_strong is not None and by_complexity:
         if state.router.tiers:
             tier = state.router.tier_for(p_strong)
             routed = tier_chain(tier, state)
@@ -332,4 +328,9 @@ def resolve(
                        "tries them last)")
     chosen = attempts[0] if attempts else None
     return Resolution(slot, requested, state.generation, scope.profile, candidates, chosen, reason,
-                      allowed, tier, p_strong, tuple(notes), attempts, cooldown_last)
+                      allowed, tier, p_strong, tuple(notes), attempts, cooldown_last, estimate)
+
+
+def tier_index(tier: str) -> int:
+    """A tier's rank, cheapest first."""
+    return TIERS.index(tier)

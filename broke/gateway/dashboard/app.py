@@ -10,7 +10,8 @@ import asyncio
 import html
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from urllib.parse import parse_qs
 
 import orjson
@@ -20,12 +21,15 @@ from starlette.routing import Route
 
 from broke import changes
 from broke.errors import BrokeError, FrozenError, NotFoundError
-from broke.gateway import views
-from broke.gateway.sessions import COOKIE, SESSION_TTL_S, Session, Sessions, csrf_matches, host_allowed, same_origin
+from broke.gateway.dashboard import views
+from broke.gateway.auth import Authenticator, is_loopback
+from broke.gateway.live import Watched
+from broke.gateway.metrics import Metrics
+from broke.gateway.traffic import Traffic
+from broke.health import Health
+from broke.state.model import State
+from broke.gateway.dashboard.sessions import COOKIE, SESSION_TTL_S, Session, Sessions, csrf_matches, host_allowed, same_origin
 from broke.state.store import StateStore
-
-if TYPE_CHECKING:
-    from broke.gateway.proxy import FrontProxy
 
 ASSETS = Path(__file__).with_name("ui")
 #: Files under ui/ the dashboard serves; the public ones also to the login page (nothing private in them).
@@ -51,8 +55,21 @@ def _error(status: int, message: str, kind: str = "error") -> JSONResponse:
     return JSONResponse({"error": {"message": message, "type": kind}}, status_code=status)
 
 
+@dataclass(frozen=True)
+class LiveView:
+    """What the dashboard may see of the running front proxy: no more."""
+
+    home: Path
+    auth: Authenticator
+    traffic: Traffic
+    metrics: Metrics
+    state: Watched[State]
+    health: Watched[Health]
+    key_refs: Mapping[str, str]
+
+
 class Dashboard:
-    def __init__(self, proxy: "FrontProxy") -> None:
+    def __init__(self, proxy: LiveView) -> None:
         self.proxy = proxy
         self.home = proxy.home
         self.sessions = Sessions()
@@ -83,7 +100,7 @@ class Dashboard:
     def _guarded(self, handler: Handler) -> Handler:
         """Loopback clients addressing a loopback name only; every answer with the security headers."""
         async def guarded(request: Request) -> Response:
-            if not self.proxy._loopback(request) or not host_allowed(request.headers.get("host", "")):
+            if not is_loopback(request) or not host_allowed(request.headers.get("host", "")):
                 response: Response = _error(403, "the dashboard answers loopback clients at 127.0.0.1 only",
                                             "forbidden")
             else:
@@ -219,7 +236,7 @@ class Dashboard:
     async def health(self, request: Request) -> Response:
         workers = await asyncio.to_thread(views.workers_view, self.home)
         health, now = self.proxy.health.get(), time.time()
-        return JSONResponse({**views.health_view(health, now, self.proxy.record.key_refs),
+        return JSONResponse({**views.health_view(health, now, self.proxy.key_refs),
                              "worker_processes": workers,
                              "nodes": views.nodes_view(self.proxy.state.get(), health, now)})
 

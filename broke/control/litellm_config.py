@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from broke.catalog import Backend, Catalog, local_backend_id
 from broke.keys import key_pool
-from broke.resolver import find_backend
+from broke.routing.backends import find_backend
 from broke.state.model import State
 
 #: What a key-less OpenAI-compatible server gets as its key (LiteLLM insists on one).

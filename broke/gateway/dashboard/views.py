@@ -18,7 +18,7 @@ def slots_view(home: Path) -> dict:
     """Every slot's chain and what a request for it gets now (the resolver, as `broke list` asks it)."""
     from broke.context import RoutingContext
     from broke.presets import profiles, teams
-    from broke.resolver import routes_by_complexity
+    from broke.routing.backends import routes_by_complexity
 
     ctx = RoutingContext.load(StateStore(home))
     state = ctx.state

@@ -10,8 +10,8 @@ from pathlib import Path
 import httpx
 
 from broke.errors import BrokeError
-from broke.gateway.runfiles import GatewayRecord, TokenStore
-from broke.gateway.supervisor import status
+from broke.control.runfiles import GatewayRecord, TokenStore
+from broke.control.supervisor import status
 
 
 class NotRunningError(BrokeError):

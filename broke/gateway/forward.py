@@ -1,0 +1,240 @@
+"""The attempt loop: a resolution's attempts tried in turn, each sent the way `route_for` says,
+failing over before the first byte; a local model's failing replica is passed over for its twins."""
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+
+from broke.catalog import Catalog
+from broke.control.runfiles import GatewayRecord
+from broke.gateway.litellm import LiteLLM
+from broke.gateway.load import WorkerLoad, worker_key
+from broke.gateway.metrics import Metrics
+from broke.gateway.outcomes import Answered, AttemptFailed, Failure, PassedOver, Recorder, Refused
+from broke.gateway.relay import Relay, response_headers
+from broke.gateway.traffic import Trace
+from broke.gateway.wire import ModelStamp, encode, error_body
+from broke.health import ERROR, TIMEOUT, Health, blames_key, reason_for_status
+from broke.routing.backends import is_local
+from broke.routing.resolve import Candidate, Resolution
+from broke.routing.rotation import RotationState
+from broke.routing.transport import Route, route_for
+from broke.state.model import State
+
+#: Upstream answers that send the request to the next candidate (only before the first byte).
+RETRYABLE = {401, 403, 408, 429} | set(range(500, 600))
+FORWARDED_HEADERS = ("accept", "anthropic-version", "anthropic-beta", "openai-beta",
+                     "user-agent", "x-request-id")
+ANTHROPIC_VERSION = "2023-06-01"
+#: Anthropic's token counting (Claude Code asks it before long prompts): routed like a request,
+#: answered natively by Anthropic backends, by LiteLLM for the others, spending no tokens.
+COUNT_TOKENS = "/v1/messages/count_tokens"
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One try of one candidate: its number in the request, where it goes, and on which replica."""
+
+    number: int
+    candidate: Candidate
+    route: Route
+    replica: str | None  # a local model's worker URL
+
+
+@dataclass(frozen=True)
+class Exchange:
+    """What every attempt of one request shares."""
+
+    path: str
+    payload: dict[str, Any]
+    headers: dict[str, str]  # the client's headers that are passed on
+    resolution: Resolution
+    state: State
+    started: float
+    trace: Trace
+    spend: Callable[[int], None]
+
+
+class Forwarder:
+    """Carries out a resolution: sends its attempts, relays the first answer."""
+
+    def __init__(self, record: GatewayRecord, catalog: Catalog, keys: Mapping[str, str], master_key: str,
+                 load: WorkerLoad, litellm: LiteLLM, recorder: Recorder, metrics: Metrics,
+                 rotation: RotationState) -> None:
+        self.record, self.catalog, self.keys, self.master_key = record, catalog, keys, master_key
+        self.load, self.litellm, self.recorder, self.metrics, self.rotation = load, litellm, recorder, metrics, rotation
+        self.deployments = set(record.deployments)
+        self.session: aiohttp.ClientSession | None = None  # made in the server's event loop
+
+    async def forward(self, request: Request, path: str, payload: dict[str, Any], resolution: Resolution,
+                      state: State, health: Health, started: float, trace: Trace,
+                      spend: Callable[[int], None]) -> Response:
+        """Try the resolver's attempts in turn (those the running LiteLLM knows), with the state the
+        request was resolved against."""
+        plan = [c for c in resolution.attempts if c.deployment in self.deployments]
+        base_headers = {"x-broke-slot": resolution.slot, "x-broke-generation": str(resolution.generation)}
+        if not plan:
+            reason = resolution.reason or "no candidate is loaded in the running gateway; run `broke restart`"
+            await self.recorder.record(Refused("no_backend", 503))
+            response = error_body(503, "no_backend", f"slot '{resolution.slot}': {reason}")
+            response.headers.update({**base_headers, "x-broke-attempts": "0"})
+            trace.status, trace.error = 503, reason
+            self.recorder.traffic.publish(trace, started)
+            return response
+        await self._overflowed(resolution, plan[0])
+        headers = {name: request.headers[name] for name in FORWARDED_HEADERS if name in request.headers}
+        headers["accept-encoding"] = "identity"  # loopback: compression only costs time
+        headers["content-type"] = "application/json"  # the body is re-encoded JSON, whatever was sent
+        shared = Exchange(path, payload, headers, resolution, state, started, trace, spend)
+        last: tuple[int, bytes, dict[str, str]] = (502, b"", {})
+        number = 0
+        down: set[str] = set()  # backends that failed as a whole during this request
+        failed_workers: set[str] = set()  # local replicas that failed during this request
+        self.metrics.in_flight += 1
+        try:
+            for candidate in plan:
+                while candidate.backend not in down:
+                    replica = self._replica(path, candidate, health, failed_workers)
+                    if replica is False:  # every replica failed during this request
+                        break
+                    number += 1
+                    attempt = Attempt(number, candidate, self._route(path, candidate, replica or None), replica or None)
+                    answer, failure = await self._try(attempt, shared, base_headers)
+                    if answer is not None:
+                        return answer
+                    assert failure is not None
+                    last = failure.answer
+                    if failure.reason == "litellm_unavailable":
+                        break
+                    if attempt.replica:  # one replica failed: it sits out, and a twin that has not failed goes next
+                        failed_workers.add(attempt.replica)
+                        await self.recorder.record(AttemptFailed(
+                            resolution.slot, candidate, failure, None,
+                            worker=worker_key(candidate.backend, attempt.replica)))
+                        if any(u not in failed_workers for u in self.load.pools[candidate.backend]):
+                            continue
+                    if not blames_key(failure.reason):
+                        down.add(candidate.backend)
+                    policy = state.key_policy.get(candidate.provider)
+                    await self.recorder.record(AttemptFailed(
+                        resolution.slot, candidate, failure, self.record.key_refs.get(candidate.key_env or ""),
+                        cooldown_s=policy.cooldown_s if policy else None))
+                    break
+        finally:
+            self.metrics.in_flight -= 1
+        status, error, error_headers = last
+        trace.status, trace.attempts = status, number
+        trace.error = f"every candidate failed ({number} attempts); the last answered {status}"
+        await self.recorder.record(Answered(resolution.slot, "-", status, started, trace))
+        return Response(error, status_code=status, headers={**error_headers, **base_headers,
+                                                            "x-broke-attempts": str(number)},
+                        media_type="application/json")
+
+    async def _try(self, attempt: Attempt, shared: Exchange,
+                   base_headers: dict[str, str]) -> tuple[Response | None, Failure | None]:
+        """One attempt: the client's response, or why it failed before the first byte."""
+        candidate, route = attempt.candidate, attempt.route
+        if route.translated:
+            why = await self.litellm.ready()
+            if why:
+                body = orjson.dumps({"error": {"message": why, "type": "litellm_unavailable"}})
+                return None, Failure("litellm_unavailable", None, (503, body, {}))
+        lease = self.load.acquire(candidate.backend, attempt.replica) if is_local(candidate.provider, self.catalog) \
+            else None
+        upstream, failure = await self._send(route.url, encode(self._body(shared.payload, candidate, route)),
+                                             self._headers(route, attempt, shared.headers))
+        if upstream is None:
+            if lease:
+                self.load.release(lease)
+            return None, failure
+        answer_headers = {**response_headers(upstream), **base_headers, "x-broke-backend": candidate.backend,
+                          "x-broke-attempts": str(attempt.number),
+                          "x-broke-via": "litellm" if route.translated else "native"}
+        self.rotation.succeeded(candidate.provider, candidate.key_env)
+        trace = shared.trace
+        trace.backend, trace.attempts = candidate.backend, attempt.number
+        trace.key_ref = self.record.key_refs.get(candidate.key_env or "")
+        own = (candidate.definition.model,) if candidate.definition else ()
+        stamp = ModelStamp((route.model, *own), shared.payload["model"])
+        relay = Relay(upstream, answer_headers, shared.resolution.slot, candidate.backend, shared.started, lease,
+                      stamp, trace, shared.spend)
+        return await relay.response(self.load, self.metrics, self.recorder, spends=shared.path != COUNT_TOKENS), None
+
+    async def _send(self, url: str, body: bytes,
+                    headers: dict[str, str]) -> tuple[aiohttp.ClientResponse | None, Failure | None]:
+        """Send one attempt: (the upstream's answer, None), or (None, why it failed before the first byte)."""
+        assert self.session is not None, "the server's lifespan makes the session"
+        try:
+            async with asyncio.timeout(self.record.first_byte_timeout_s):
+                upstream = await self.session.post(url, data=body, headers=headers)
+        except TimeoutError:
+            return None, Failure(TIMEOUT, None, (
+                504, b'{"error":{"message":"upstream timed out before the first byte"}}', {}))
+        except aiohttp.ClientError as exc:
+            message = {"error": {"message": f"upstream unreachable: {type(exc).__name__}"}}
+            return None, Failure(ERROR, None, (502, orjson.dumps(message), {}))
+        if upstream.status in RETRYABLE:
+            error = await upstream.read()
+            upstream.release()
+            return None, Failure(reason_for_status(upstream.status), upstream.status,
+                                 (upstream.status, error, response_headers(upstream)))
+        return upstream, None
+
+    def _replica(self, path: str, candidate: Candidate, health: Health, failed: set[str]) -> str | bool:
+        """The local worker a chat completion goes to directly ("": not a worker's; False: none left)."""
+        if path != "/v1/chat/completions" or candidate.backend not in self.load.pools:
+            return ""
+        url = self.load.pick(candidate.backend, health, time.time(), failed)
+        return url if url is not None else False
+
+    def _route(self, path: str, candidate: Candidate, replica: str | None) -> Route:
+        return route_for(path, candidate, self.catalog, self.load.pools, replica=replica,
+                         native_forwarding=self.record.native_forwarding, litellm_url=self.litellm.url)
+
+    def _body(self, payload: dict[str, Any], candidate: Candidate, route: Route) -> dict[str, Any]:
+        """The body for one attempt: the route's model name, and token limits a local worker can serve."""
+        body = {**payload, "model": route.model}
+        if is_local(candidate.provider, self.catalog):
+            for field in ("max_tokens", "max_completion_tokens", "max_output_tokens"):
+                if field in body and body[field] is None:
+                    del body[field]  # mlx_lm.server refuses null
+                elif isinstance(body.get(field), int) and body[field] > self.record.local_max_tokens:
+                    body[field] = self.record.local_max_tokens
+        return body
+
+    def _headers(self, route: Route, attempt: Attempt, client: dict[str, str]) -> dict[str, str]:
+        """The upstream's own authentication (never the client's broke token) and API version."""
+        if route.auth == "master-key":
+            return {**client, "authorization": f"Bearer {self.master_key}"}
+        headers = {k: v for k, v in client.items() if k not in ("authorization", "x-api-key")}
+        if route.auth == "worker-token":
+            token = self.keys.get(self.record.worker_tokens.get(attempt.replica or "", ""))
+            if token:  # a node on another machine, behind its token check
+                headers["authorization"] = f"Bearer {token}"
+            return headers
+        key = self.keys.get(attempt.candidate.key_env or "")
+        if route.auth == "x-api-key":
+            if key:
+                headers["x-api-key"] = key
+            headers.setdefault("anthropic-version", ANTHROPIC_VERSION)
+        elif key:
+            headers["authorization"] = f"Bearer {key}"
+        return headers
+
+    async def _overflowed(self, resolution: Resolution, first: Candidate) -> None:
+        """Busy local models that a request passes over for a later candidate: counted and logged."""
+        if first.busy:
+            return
+        for candidate in resolution.candidates:
+            if candidate.deployment == first.deployment:
+                return
+            if candidate.busy:
+                await self.recorder.record(PassedOver(resolution.slot, candidate))

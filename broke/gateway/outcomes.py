@@ -1,0 +1,110 @@
+"""What happened to a request, as values, and the one place that records them: metrics, the traffic
+feed, health transitions, the rotation log and the gateway's log."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+
+from broke.gateway.metrics import Metrics
+from broke.gateway.traffic import Trace, Traffic
+from broke.health import BUSY, HealthTransitions, blames_key
+from broke.routing.resolve import Candidate
+from broke.routing.rotation import RotationState
+
+log = logging.getLogger("broke.gateway")
+
+
+@dataclass(frozen=True)
+class Failure:
+    """An attempt that failed before the first byte."""
+
+    reason: str  # a rotation-log reason code
+    status: int | None  # the upstream's HTTP status (None: timeout or no connection)
+    answer: tuple[int, bytes, dict[str, str]]  # what the client gets if nothing else answers
+
+
+@dataclass(frozen=True)
+class Refused:
+    """broke answered the request itself, before any attempt (auth, body, slot, access, rate)."""
+
+    metric: str
+    status: int
+
+
+@dataclass(frozen=True)
+class Answered:
+    """The request's answer has ended (or broke answered with an error after its attempts)."""
+
+    slot: str
+    backend: str  # "-" when no backend answered
+    status: int
+    started: float  # perf_counter at the request's start
+    trace: Trace
+
+
+@dataclass(frozen=True)
+class AttemptFailed:
+    """One attempt failed before its first byte: the key, backend or replica sits out."""
+
+    slot: str
+    candidate: Candidate
+    failure: Failure
+    key_ref: str | None
+    cooldown_s: float | None = None  # the key policy's cooldown for a rate-limited key
+    worker: str | None = None  # the replica (NAME@PORT) that failed, for a local model
+
+
+@dataclass(frozen=True)
+class PassedOver:
+    """A busy local model that a request passed over for a later candidate."""
+
+    slot: str
+    candidate: Candidate
+
+
+Outcome = Refused | Answered | AttemptFailed | PassedOver
+
+
+class Recorder:
+    """Records every outcome the same way, wherever in the proxy it happened."""
+
+    def __init__(self, metrics: Metrics, traffic: Traffic, transitions: HealthTransitions,
+                 rotation: RotationState) -> None:
+        self.metrics, self.traffic, self.transitions, self.rotation = metrics, traffic, transitions, rotation
+
+    async def record(self, outcome: Outcome) -> None:
+        if isinstance(outcome, Refused):
+            self.metrics.reject(outcome.metric, outcome.status)
+        elif isinstance(outcome, Answered):
+            self.metrics.answered(outcome.slot, outcome.backend, outcome.status, time.perf_counter() - outcome.started)
+            self.traffic.publish(outcome.trace, outcome.started)
+        elif isinstance(outcome, PassedOver):
+            candidate = outcome.candidate
+            self.metrics.failed_over(outcome.slot, candidate.backend, BUSY)
+            self.transitions.log.write(event="overflow", slot=outcome.slot, provider=candidate.provider,
+                                       backend=candidate.backend, reason=BUSY, status=None)
+        else:
+            await self._failed(outcome)
+
+    async def _failed(self, outcome: AttemptFailed) -> None:
+        candidate, failure, slot = outcome.candidate, outcome.failure, outcome.slot
+        self.metrics.failed_over(slot, candidate.backend, failure.reason)
+        if outcome.worker is not None:
+            await asyncio.to_thread(self.transitions.worker_failed, outcome.worker, failure.reason)
+            self.transitions.log.write(event="failover", slot=slot, provider=candidate.provider,
+                                       backend=candidate.backend, worker=outcome.worker, reason=failure.reason,
+                                       status=failure.status)
+            log.warning("slot %s: worker %s failed (%s); trying another", slot, outcome.worker, failure.reason)
+            return
+        if blames_key(failure.reason) and candidate.key_env:
+            await asyncio.to_thread(self.transitions.key_failed, candidate.key_env, failure.reason,
+                                    outcome.cooldown_s)
+            self.rotation.key_failed(candidate.provider, candidate.key_env)
+        else:
+            await asyncio.to_thread(self.transitions.backend_failed, candidate.backend, failure.reason)
+        self.transitions.log.write(event="failover", slot=slot, provider=candidate.provider,
+                                   backend=candidate.backend, key_ref=outcome.key_ref, reason=failure.reason,
+                                   status=failure.status)
+        log.warning("slot %s: %s failed (%s); trying the next candidate", slot, candidate.deployment, failure.reason)

@@ -1,0 +1,114 @@
+"""How one attempt travels: to a local worker, natively to the provider, or through LiteLLM.
+
+`route_for` is the one rule: the gateway follows it per attempt, `broke start` asks it whether any
+slot needs LiteLLM, and `explain` prints it as "via". A request is native when the client's API is
+one the backend's provider speaks itself (`native` in catalog.toml): chat completions to
+OpenAI-compatible servers and clouds, Responses to OpenAI, Anthropic messages (and count_tokens)
+to Anthropic. Chat completions to a local model with running workers go straight to a worker.
+Everything else goes through LiteLLM.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from broke.catalog import Backend, Catalog, Provider
+from broke.routing.backends import backend_chain, find_backend
+from broke.routing.resolve import Candidate
+from broke.state.model import State
+
+#: Client API of each path the front proxy serves.
+API_OF_PATH = {
+    "/v1/chat/completions": "chat",
+    "/v1/responses": "responses",
+    "/v1/messages": "messages",
+    "/v1/messages/count_tokens": "messages",
+}
+#: The endpoint of each client API.
+PATH_OF_API = {"chat": "/v1/chat/completions", "responses": "/v1/responses", "messages": "/v1/messages"}
+#: The API each slot family's clients speak (Claude Code: messages; Codex: responses; others: chat).
+FAMILY_API = {"claude": "messages", "codex": "responses"}
+#: Providers whose own API a backend keeps at a custom api_base (a proxy or a test double of it).
+OWN_API_AT_ANY_BASE = ("anthropic", "openai")
+#: The model name mlx_lm.server answers to (any other makes it look on the hub).
+WORKER_MODEL = "default_model"
+
+Via = Literal["worker", "native", "litellm"]
+#: How an attempt authenticates upstream: the provider key as a bearer token or as Anthropic's
+#: x-api-key, a node's worker token, or LiteLLM's master key.
+Auth = Literal["bearer", "x-api-key", "worker-token", "master-key"]
+
+
+@dataclass(frozen=True)
+class Route:
+    """Where one attempt goes: by which way, to which URL, under which model name, authenticated how."""
+
+    via: Via
+    url: str
+    model: str
+    auth: Auth
+
+    @property
+    def translated(self) -> bool:
+        """True when LiteLLM translates between the client's API and the backend's."""
+        return self.via == "litellm"
+
+
+def native_apis(backend: Backend, provider: Provider) -> tuple[str, ...]:
+    """The client APIs `backend` answers natively. A backend with its own api_base is an
+    OpenAI-compatible server (chat completions only), unless its provider is Anthropic or OpenAI."""
+    if backend.api_base and provider.name not in OWN_API_AT_ANY_BASE:
+        return ("chat",)
+    return provider.native
+
+
+def _native(path: str, backend: Backend, provider: Provider) -> Route | None:
+    """How to forward `path` to `backend` directly, or None if it needs LiteLLM's translation."""
+    api = API_OF_PATH.get(path)
+    base = (backend.api_base or provider.api_base).rstrip("/")
+    if api is None or api not in native_apis(backend, provider) or not base or provider.local:
+        return None
+    if api == "messages":
+        root = base.removesuffix("/v1")
+        return Route("native", root + path, backend.model, "x-api-key")
+    return Route("native", base + path.removeprefix("/v1"), backend.model, "bearer")
+
+
+def route_for(path: str, candidate: Candidate, catalog: Catalog, workers: Mapping[str, Sequence[str]], *,
+              replica: str | None = None, native_forwarding: bool = True, litellm_url: str = "") -> Route:
+    """The route of one attempt of a request to `path` (a client API endpoint) for `candidate`.
+
+    `workers`: local backend -> its replicas' API bases; `replica` is the one the gateway picked
+    (default the first). `native_forwarding` off sends everything but worker traffic to LiteLLM.
+    """
+    pool = workers.get(candidate.backend)
+    if API_OF_PATH.get(path) == "chat" and pool:
+        base = replica or pool[0]
+        return Route("worker", f"{base}/chat/completions", WORKER_MODEL, "worker-token")
+    backend = candidate.definition
+    provider = catalog.providers.get(candidate.provider)
+    if native_forwarding and backend is not None and provider is not None:
+        native = _native(path, backend, provider)
+        if native is not None:
+            return native
+    return Route("litellm", litellm_url + path, candidate.deployment, "master-key")
+
+
+def litellm_needed(state: State, catalog: Catalog, workers: Mapping[str, Sequence[str]]) -> bool:
+    """True if some slot's chain holds a backend that its clients' API reaches only through LiteLLM.
+
+    `broke start` starts LiteLLM (in the background) only then; a request that needs it later
+    starts it on demand.
+    """
+    for slot in state.slots:
+        path = PATH_OF_API[FAMILY_API.get(catalog.family_of(slot), "chat")]
+        for backend_id, _ in backend_chain(slot, state)[0]:
+            backend = find_backend(backend_id, state, catalog)
+            if backend is None or backend.provider not in catalog.providers:
+                continue
+            probe = Candidate(backend_id, backend.provider, None, True, "", backend.pinned, "unknown", "unknown",
+                              definition=backend)
+            if route_for(path, probe, catalog, workers).translated:
+                return True
+    return False
