@@ -29,7 +29,8 @@ sent as soon as it is written, with ``fake.chunk_delay_s`` seconds between event
 Failure modes, added with ``fake.fail(mode, key=..., model=..., times=...)``:
 
 - ``"429"``: rate limit error (``Retry-After: 1``), ``"401"``: invalid API key,
-  ``"500"``: server error; each with an OpenAI-style JSON error body;
+  ``"403"``: permission denied, ``"408"``: request timeout, ``"500"``: server error; each
+  with an OpenAI-style JSON error body;
 - ``"hang"``: read the request, then send nothing until the client goes away or the
   fake stops;
 - ``"drop"``: read the request, then close the connection without a byte of response.
@@ -49,13 +50,15 @@ from typing import Any, TypedDict
 import fake_conversation as conversation
 from fake_conversation import Script, Step
 
-FAILURE_MODES = ("429", "401", "500", "hang", "drop")
+FAILURE_MODES = ("429", "401", "403", "408", "500", "hang", "drop")
 DEFAULT_MODEL = "fake-model"
 
 # mode -> (HTTP status, error type, error code, message)
 _HTTP_ERRORS: dict[str, tuple[int, str, str, str]] = {
     "429": (429, "rate_limit_error", "rate_limit_exceeded", "Rate limit reached (fake provider)."),
     "401": (401, "invalid_request_error", "invalid_api_key", "Incorrect API key provided (fake provider)."),
+    "403": (403, "permission_error", "permission_denied", "This key may not use the model (fake provider)."),
+    "408": (408, "timeout_error", "request_timeout", "The request timed out (fake provider)."),
     "500": (500, "server_error", "server_error", "The server had an error (fake provider)."),
 }
 _API_PATHS = {"/v1/chat/completions": conversation.CHAT, "/chat/completions": conversation.CHAT,

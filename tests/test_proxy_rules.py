@@ -1,0 +1,271 @@
+"""Every failover rule of the front proxy, in process: the proxy's ASGI app, a fake cloud, fake workers.
+
+Setup lives in proxy_harness.py: `fake/model-a` and `fake/model-b` on the fake cloud, two keys
+(`key-one`, `key-two`), sonnet on model-a; the fake answers `fake:{model}:{key}`.
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
+
+import httpx
+import pytest
+
+from broke import changes
+from broke.health import HealthRecord
+from broke.state.store import StateStore
+from fake_provider import FakeProvider
+
+if TYPE_CHECKING:
+    from proxy_harness import FakeLiteLLM, Proxy
+
+pytest_plugins = ("proxy_harness",)
+pytestmark = pytest.mark.timeout(30)
+
+StartProxy = Callable[..., "Proxy"]
+Workers = Callable[[int], list[FakeProvider]]
+MODEL_A, MODEL_B = "fake/model-a", "fake/model-b"  # the harness's cloud backends
+LOCAL = "mlx/tiny"  # a local model whose workers are FakeProviders
+
+
+def text_of(answer: httpx.Response) -> str:
+    """The text of a (non-streamed) chat completion."""
+    return str(answer.json()["choices"][0]["message"]["content"])
+
+
+def sent(fake: FakeProvider) -> list[tuple[str | None, str | None]]:
+    """(model, key) of every request the fake received, in order."""
+    return [(r["model"], r["key"]) for r in fake.requests]
+
+
+def lasts(record: HealthRecord) -> float:
+    """How long a health record's status was set for, in seconds."""
+    assert record.until is not None
+    return record.until - record.updated_at
+
+
+# ---- one key fails: the next key of the same backend answers ---------------------------------------
+
+@pytest.mark.parametrize("status", ["401", "403"])
+def test_auth_failure_on_the_first_key_is_served_by_the_next_key(cloud: FakeProvider, start_proxy: StartProxy,
+                                                                 status: str) -> None:
+    proxy = start_proxy()
+    cloud.fail(status, key="key-one")
+    answer = proxy.chat()
+    assert answer.status_code == 200, answer.text
+    assert text_of(answer) == "fake:model-a:key-two"
+    assert answer.headers["x-broke-backend"] == MODEL_A and answer.headers["x-broke-attempts"] == "2"
+    health = proxy.health()
+    key = health.keys["FAKE_API_KEY"]
+    assert (key.status, key.reason, key.failures) == ("auth_failed", "auth", 1)
+    assert lasts(key) == pytest.approx(300, abs=3)
+    assert "FAKE_API_KEY_2" not in health.keys and health.models == {}  # the backend is not marked down
+    again = proxy.chat()  # the failed key sits out: one attempt, key two
+    assert again.headers["x-broke-attempts"] == "1" and text_of(again) == "fake:model-a:key-two"
+    assert sent(cloud) == [("model-a", "key-one"), ("model-a", "key-two"), ("model-a", "key-two")]
+
+
+def test_429_on_the_first_key_cools_the_key_not_the_backend(cloud: FakeProvider, store: StateStore,
+                                                             start_proxy: StartProxy) -> None:
+    changes.set_key_policy(store, "openai-compatible", cooldown_s=7)
+    proxy = start_proxy()
+    cloud.fail("429", key="key-one")
+    answer = proxy.chat()
+    assert answer.status_code == 200, answer.text
+    assert text_of(answer) == "fake:model-a:key-two"
+    assert answer.headers["x-broke-backend"] == MODEL_A and answer.headers["x-broke-attempts"] == "2"
+    health = proxy.health()
+    key = health.keys["FAKE_API_KEY"]
+    assert (key.status, key.reason) == ("cooldown", "429")
+    assert lasts(key) == pytest.approx(7, abs=3)  # the key policy's cooldown
+    assert health.models == {}
+    failover = [e for e in proxy.events() if e["event"] == "failover"]
+    assert [(e["backend"], e["reason"], e["status"]) for e in failover] == [(MODEL_A, "429", 429)]
+    assert failover[0]["key_ref"] == proxy.record.key_refs["FAKE_API_KEY"]  # a reference, never the key
+
+
+# ---- the backend fails: its other keys are skipped, the fallback answers ----------------------------
+
+@pytest.mark.parametrize(("mode", "reason"), [("408", "timeout"), ("500", "error")])
+def test_backend_failure_benches_the_backend_and_the_fallback_answers(
+        cloud: FakeProvider, store: StateStore, start_proxy: StartProxy, mode: str, reason: str) -> None:
+    changes.set_fallbacks(store, "sonnet", [MODEL_B])
+    proxy = start_proxy()
+    cloud.fail(mode, model="model-a")
+    answer = proxy.chat()
+    assert answer.status_code == 200, answer.text
+    assert text_of(answer) == "fake:model-b:key-one"
+    assert answer.headers["x-broke-backend"] == MODEL_B and answer.headers["x-broke-attempts"] == "2"
+    assert sent(cloud) == [("model-a", "key-one"), ("model-b", "key-one")]  # model-a's key two is not tried
+    health = proxy.health()
+    model = health.models[MODEL_A]
+    assert (model.status, model.reason) == ("cooldown", reason)
+    assert lasts(model) == pytest.approx(30, abs=3)
+    assert health.keys == {}
+
+
+def test_timeout_before_the_first_byte_falls_over(cloud: FakeProvider, store: StateStore,
+                                                  start_proxy: StartProxy) -> None:
+    changes.set_fallbacks(store, "sonnet", [MODEL_B])
+    proxy = start_proxy(first_byte_timeout_s=0.2)
+    cloud.fail("hang", model="model-a")
+    started = time.monotonic()
+    answer = proxy.chat()
+    assert time.monotonic() - started >= 0.2  # it waited for the first byte that long, no longer
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["x-broke-backend"] == MODEL_B and answer.headers["x-broke-attempts"] == "2"
+    assert text_of(answer) == "fake:model-b:key-one"
+    model = proxy.health().models[MODEL_A]
+    assert (model.status, model.reason) == ("cooldown", "timeout")
+
+
+def test_dropped_connection_falls_over(cloud: FakeProvider, store: StateStore, start_proxy: StartProxy) -> None:
+    changes.set_fallbacks(store, "sonnet", [MODEL_B])
+    proxy = start_proxy()
+    cloud.fail("drop", model="model-a")
+    answer = proxy.chat()
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["x-broke-backend"] == MODEL_B and answer.headers["x-broke-attempts"] == "2"
+    assert text_of(answer) == "fake:model-b:key-one"
+    model = proxy.health().models[MODEL_A]
+    assert (model.status, model.reason) == ("cooldown", "error")
+
+
+def test_every_candidate_failing_passes_the_last_error_through(cloud: FakeProvider, store: StateStore,
+                                                               start_proxy: StartProxy) -> None:
+    changes.set_fallbacks(store, "sonnet", [MODEL_B])
+    proxy = start_proxy()
+    cloud.fail("500", model="model-a")
+    cloud.fail("429", model="model-b")
+    answer = proxy.chat()
+    assert answer.status_code == 429  # the last upstream answer: model-b's key two
+    assert answer.json()["error"]["code"] == "rate_limit_exceeded"
+    assert answer.headers["retry-after"] == "1"  # the upstream's own headers come along
+    assert answer.headers["x-broke-attempts"] == "3" and answer.headers["x-broke-slot"] == "sonnet"
+    assert sent(cloud) == [("model-a", "key-one"), ("model-b", "key-one"), ("model-b", "key-two")]
+    health = proxy.health()
+    assert health.models[MODEL_A].status == "cooldown"
+    assert {name: r.status for name, r in health.keys.items()} == {"FAKE_API_KEY": "cooldown",
+                                                                    "FAKE_API_KEY_2": "cooldown"}
+
+
+# ---- cooldown-last ----------------------------------------------------------------------------------
+
+def cool_down_model_a(proxy: Proxy, cloud: FakeProvider) -> None:
+    """A 500 puts sonnet's only backend in cooldown; the fake then answers again."""
+    cloud.fail("500", model="model-a", times=1)
+    assert proxy.chat().status_code == 500
+    assert proxy.health().models[MODEL_A].status == "cooldown"
+
+
+def test_a_slot_whose_backends_all_cool_down_fails_at_once(cloud: FakeProvider, start_proxy: StartProxy) -> None:
+    proxy = start_proxy()
+    cool_down_model_a(proxy, cloud)
+    answer = proxy.chat()
+    assert answer.status_code == 503
+    assert answer.headers["x-broke-attempts"] == "0"
+    assert "--cooldown-last" in answer.json()["error"]["message"]
+    assert len(cloud.requests) == 1  # only the request that failed
+
+
+def test_cooldown_last_tries_the_cooled_backend(cloud: FakeProvider, store: StateStore,
+                                                start_proxy: StartProxy) -> None:
+    proxy = start_proxy()
+    cool_down_model_a(proxy, cloud)
+    changes.set_model_policy(store, "sonnet", cooldown_last=True)  # applies to the next request
+    answer = proxy.chat()
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["x-broke-backend"] == MODEL_A and answer.headers["x-broke-attempts"] == "1"
+    assert text_of(answer) == "fake:model-a:key-one"
+
+
+# ---- local workers ------------------------------------------------------------------------------------
+
+def test_a_failing_replica_is_passed_over_for_its_twin(store: StateStore, workers: Workers,
+                                                       start_proxy: StartProxy) -> None:
+    changes.add_local_model(store, "tiny", "/models/tiny")
+    changes.swap(store, [("sonnet", LOCAL)])
+    failing, twin = workers(2)
+    failing.fail("500")
+    proxy = start_proxy(workers={LOCAL: [failing, twin]})
+    answer = proxy.chat()
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["x-broke-backend"] == LOCAL and answer.headers["x-broke-attempts"] == "2"
+    assert answer.headers["x-broke-via"] == "native"
+    assert text_of(answer) == "fake:default_model:"  # mlx_lm.server's own model name, no key
+    assert (len(failing.requests), len(twin.requests)) == (1, 1)
+    health = proxy.health()
+    replica = health.workers[f"tiny@{failing.port}"]
+    assert (replica.status, replica.reason) == ("cooldown", "error")
+    assert f"tiny@{twin.port}" not in health.workers and health.models == {}  # the pool is not marked down
+
+
+def test_a_busy_local_model_goes_after_the_other_candidates(cloud: FakeProvider, store: StateStore,
+                                                            workers: Workers, start_proxy: StartProxy) -> None:
+    changes.add_local_model(store, "tiny", "/models/tiny", concurrency=1)
+    changes.swap(store, [("sonnet", LOCAL)])
+    changes.set_fallbacks(store, "sonnet", [MODEL_A])
+    (worker,) = workers(1)
+    proxy = start_proxy(workers={LOCAL: [worker]})
+    assert proxy.chat().headers["x-broke-backend"] == LOCAL  # idle, the local model goes first
+    worker.fail("hang", times=1)
+    with ThreadPoolExecutor(1) as pool:
+        held = pool.submit(proxy.chat)  # takes the worker's one place until the worker hangs up
+        deadline = time.monotonic() + 5
+        while len(worker.requests) < 2:
+            assert time.monotonic() < deadline, "the held request never reached the worker"
+            time.sleep(0.005)
+        answer = proxy.chat()
+        worker.stop()  # the held request's worker hangs up: it falls over to the cloud too
+        assert held.result(timeout=10).headers["x-broke-backend"] == MODEL_A
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["x-broke-backend"] == MODEL_A and answer.headers["x-broke-attempts"] == "1"
+    assert text_of(answer) == "fake:model-a:key-one"
+    assert [(e["backend"], e["reason"]) for e in proxy.events() if e["event"] == "overflow"] == [(LOCAL, "busy")]
+
+
+# ---- transport ------------------------------------------------------------------------------------------
+
+def test_the_same_api_goes_native_with_the_provider_key(cloud: FakeProvider, litellm: FakeLiteLLM,
+                                                        start_proxy: StartProxy) -> None:
+    answer = start_proxy().chat("claude-sonnet-4-5")
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["x-broke-via"] == "native" and answer.headers["x-broke-backend"] == MODEL_A
+    assert answer.json()["model"] == "claude-sonnet-4-5"  # the name the client asked for
+    (arrived,) = cloud.requests
+    assert (arrived["path"], arrived["model"], arrived["key"]) == ("/v1/chat/completions", "model-a", "key-one")
+    assert litellm.requests == []
+
+
+def test_translation_goes_to_litellm_with_the_master_key(cloud: FakeProvider, litellm: FakeLiteLLM,
+                                                         start_proxy: StartProxy) -> None:
+    proxy = start_proxy()
+    message = {"model": "sonnet", "max_tokens": 16, "messages": [{"role": "user", "content": "hi"}]}
+    answer = proxy.post("/v1/messages", message, headers={"anthropic-version": "2023-06-01"})
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["x-broke-via"] == "litellm" and answer.headers["x-broke-backend"] == MODEL_A
+    deployment = f"{MODEL_A}@FAKE_API_KEY"  # backend × key, as the LiteLLM config names it
+    assert answer.json()["content"][0]["text"] == f"litellm:{deployment}"
+    (forwarded,) = litellm.requests
+    assert forwarded["path"] == "/v1/messages" and forwarded["body"]["model"] == deployment
+    assert forwarded["authorization"] == f"Bearer {proxy.master_key}"  # never the client's token
+    assert cloud.requests == []
+
+
+# ---- admission --------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("token", ["", "broke-not-a-token"])
+def test_a_missing_or_wrong_client_token_is_401(cloud: FakeProvider, start_proxy: StartProxy, token: str) -> None:
+    answer = start_proxy().chat(token=token)
+    assert answer.status_code == 401
+    assert answer.json()["error"]["code"] == "authentication_error"
+    assert cloud.requests == []
+
+
+def test_an_unknown_model_is_400(cloud: FakeProvider, start_proxy: StartProxy) -> None:
+    answer = start_proxy().chat("gpt-4o")
+    assert answer.status_code == 400
+    assert answer.json()["error"]["code"] == "invalid_model"
+    assert cloud.requests == []
