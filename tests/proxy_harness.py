@@ -29,10 +29,10 @@ from starlette.testclient import TestClient
 from broke import changes
 from broke.catalog import load_catalog
 from broke.gateway.auth import CLIENT
-from broke.gateway.events import EventLog
-from broke.gateway.litellm_config import deployments
+from broke.health import EventLog
+from broke.control.litellm_config import deployments
 from broke.gateway.proxy import FrontProxy
-from broke.gateway.runfiles import GatewayRecord, TokenStore, key_ref
+from broke.control.runfiles import GatewayRecord, TokenStore, key_ref
 from broke.health import Health, load_health
 from broke.keys import provider_env
 from broke.procs import ProcessRecord
