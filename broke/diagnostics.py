@@ -9,8 +9,8 @@ from broke.context import RoutingContext
 from broke.keys import key_pool
 from broke.local.demo import NEXT_STEP
 from broke.local.models import DEMO_BACKEND
-from broke.state.model import TIERS
 from broke.resolver import FLOATING_ON_PINNED, Resolution, find_backend
+from broke.state.model import TIERS
 
 
 @dataclass(frozen=True)

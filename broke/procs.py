@@ -11,6 +11,7 @@ from pathlib import Path
 
 from broke.paths import FILE_MODE
 
+
 @dataclass
 class ProcessRecord:
     """A process broke started: enough to find it again and to tell a reused PID apart."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Optional
 
 import typer
+
 from broke.cli.output import esc, say, store
 
 backend_app = typer.Typer(no_args_is_help=True, help="Add or remove custom backends.")

@@ -2,10 +2,8 @@
 from __future__ import annotations
 
 import sys
-from typing import Any
-
 from functools import cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Optional
 
 import typer
+
 from broke.cli.output import JSON_OPTION, esc, print_json, say, show, store, table
 from broke.errors import UsageProblem
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Optional
 
 import typer
+
 from broke.cli.output import JSON_OPTION, esc, print_json, say, show, store, table
 
 team_app = typer.Typer(no_args_is_help=True, help="Saved slot mappings (with fallbacks).")

@@ -8,7 +8,6 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-
 from broke.catalog import load_catalog, local_backend_id, local_model_name
 from broke.errors import BrokeError, NotFoundError, StateFileError
 from broke.fileio import atomic_write
