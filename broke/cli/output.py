@@ -32,14 +32,14 @@ def _load_rich() -> None:
 
 
 @cache
-def console() -> "Console":
+def console() -> Console:
     _load_rich()
     from rich.console import Console
 
     return Console(highlight=False, soft_wrap=True)
 
 
-def store() -> "StateStore":
+def store() -> StateStore:
     """The store of `$BROKE_HOME` (or the platform's app dir)."""
     from broke.state.store import StateStore
 
@@ -52,7 +52,7 @@ def print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, sort_keys=False) + "\n")
 
 
-def table(*columns: str, title: str | None = None) -> "Table":
+def table(*columns: str, title: str | None = None) -> Table:
     _load_rich()
     from rich.table import Table
 

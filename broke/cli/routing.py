@@ -1,7 +1,7 @@
 """`route`, `explain`, `validate`, `doctor`: every one asks the same resolver."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -15,7 +15,7 @@ PROMPT_OPTION = typer.Option(None, "--prompt", help="For `auto`: decide the tier
 LEVEL_STYLE = {"error": "red", "warning": "yellow", "info": "cyan"}
 
 
-def _resolve(slot: str, profile: str | None, prompt: str | None = None, with_speeds: bool = False) -> "Resolution":
+def _resolve(slot: str, profile: str | None, prompt: str | None = None, with_speeds: bool = False) -> Resolution:
     from broke.context import RoutingContext
     from broke.resolver import Scope
 
@@ -35,7 +35,7 @@ def _resolve(slot: str, profile: str | None, prompt: str | None = None, with_spe
     return ctx.resolve(slot, scope, p_strong)
 
 
-def _choice_line(resolution: "Resolution") -> str:
+def _choice_line(resolution: Resolution) -> str:
     chosen = resolution.chosen
     if chosen is None:
         return f"{resolution.slot} → [red]none[/]: {esc(resolution.reason)}"
@@ -44,7 +44,7 @@ def _choice_line(resolution: "Resolution") -> str:
 
 
 def route(slot: str = typer.Argument(..., help="A slot or a client model name (e.g. claude-sonnet-4-5)."),
-          profile: Optional[str] = PROFILE_OPTION, prompt: Optional[str] = PROMPT_OPTION,
+          profile: str | None = PROFILE_OPTION, prompt: str | None = PROMPT_OPTION,
           as_json: bool = JSON_OPTION) -> None:
     """Print the backend a request for SLOT would go to now (exit 1 if none)."""
     resolution = _resolve(slot, profile, prompt)
@@ -61,7 +61,7 @@ def route(slot: str = typer.Argument(..., help="A slot or a client model name (e
 
 
 def explain(slot: str = typer.Argument(..., help="A slot or a client model name."),
-            profile: Optional[str] = PROFILE_OPTION, prompt: Optional[str] = PROMPT_OPTION,
+            profile: str | None = PROFILE_OPTION, prompt: str | None = PROMPT_OPTION,
             as_json: bool = JSON_OPTION) -> None:
     """Show the whole candidate chain for SLOT, why each is usable or skipped, and its measured speed here."""
     resolution = _resolve(slot, profile, prompt, with_speeds=True)
@@ -99,7 +99,7 @@ def explain(slot: str = typer.Argument(..., help="A slot or a client model name.
         say(f"[yellow]demo:[/] {esc(NEXT_STEP)}")
 
 
-def _verdict(resolution: "Resolution", candidate) -> str:
+def _verdict(resolution: Resolution, candidate) -> str:
     """Where a candidate stands: chosen, tried later (#n of the attempts), or skipped and why."""
     place = next((n for n, a in enumerate(resolution.attempts, start=1)
                   if a.deployment == candidate.deployment), None)

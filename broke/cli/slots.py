@@ -1,8 +1,6 @@
 """`list`, `models`, `swap`, `fallback`: the slot mapping."""
 from __future__ import annotations
 
-from typing import Optional
-
 import typer
 
 from broke.cli.output import JSON_OPTION, esc, fail, print_json, say, show, status_text, store, table
@@ -116,7 +114,7 @@ def _parse_swap(args: list[str]) -> tuple[str | None, list[tuple[str, str]]]:
 
 
 def swap(
-    args: Optional[list[str]] = typer.Argument(None, metavar="[TEAM | SLOT BACKEND | SLOT=BACKEND…]"),
+    args: list[str] | None = typer.Argument(None, metavar="[TEAM | SLOT BACKEND | SLOT=BACKEND…]"),
 ) -> None:
     """Change what slots route to: a whole team, one slot, or many at once (no args: pick interactively)."""
     from broke import changes
@@ -134,7 +132,7 @@ def swap(
 
 def fallback(
     slot: str = typer.Argument(..., help="The slot whose fallback chain to set or show."),
-    entries: Optional[list[str]] = typer.Argument(None, metavar="[FALLBACK…]",
+    entries: list[str] | None = typer.Argument(None, metavar="[FALLBACK…]",
                                                   help="Backend ids or slot names, in order."),
     clear: bool = typer.Option(False, "--clear", help="Remove the slot's fallbacks."),
     as_json: bool = JSON_OPTION,

@@ -236,7 +236,7 @@ def prompt_features(text: str) -> tuple[np.ndarray, np.ndarray]:
     return hashed_indices(toks), np.asarray(hand_features(text, toks), dtype=np.float64)
 
 
-def batch_features(texts: Sequence[str]) -> tuple["csr_matrix", np.ndarray]:
+def batch_features(texts: Sequence[str]) -> tuple[csr_matrix, np.ndarray]:
     """Many prompts: (binary L2-normalised hashed words as CSR, raw hand features as a dense array)."""
     from sklearn.feature_extraction.text import HashingVectorizer
 

@@ -39,7 +39,7 @@ class Thresholds:
             raise ValueError(f"thresholds must satisfy 0 <= balanced_from <= premium_from <= 1, got {self}")
 
 
-def tier_for(estimate: "Estimate", thresholds: Thresholds) -> Tier:
+def tier_for(estimate: Estimate, thresholds: Thresholds) -> Tier:
     """The tier a prompt with this estimate goes to."""
     if estimate.p_strong >= thresholds.premium_from:
         return "premium"
@@ -48,7 +48,7 @@ def tier_for(estimate: "Estimate", thresholds: Thresholds) -> Tier:
     return "basic"
 
 
-def calibrate(strong_share: float, reference_prompts: Sequence[str], router: "Router | None" = None) -> Thresholds:
+def calibrate(strong_share: float, reference_prompts: Sequence[str], router: Router | None = None) -> Thresholds:
     """Thresholds sending about `strong_share` (0..1) of `reference_prompts` to premium.
 
     `router` defaults to the one `load_or_train()` gives for $BROKE_HOME.
@@ -66,7 +66,7 @@ def calibrate(strong_share: float, reference_prompts: Sequence[str], router: "Ro
     return Thresholds(balanced_from=premium * BALANCED_FRACTION, premium_from=premium)
 
 
-def temperature(estimate: "Estimate") -> Temperature:
+def temperature(estimate: Estimate) -> Temperature:
     """The quality-risk colour of a prompt for the basic tier (from prompt_complexity)."""
     for bound, colour in TEMPERATURE_BOUNDS:
         if estimate.prompt_complexity < bound:
