@@ -45,7 +45,8 @@ def _accelerator() -> str:
     import importlib.util
 
     spec = importlib.util.find_spec("mlx")
-    site = Path(next(iter(spec.submodule_search_locations))).parent if spec and spec.submodule_search_locations else None
+    locations = spec.submodule_search_locations if spec else None
+    site = Path(next(iter(locations))).parent if locations else None
     if site is not None and any(site.glob("mlx_cuda*.dist-info")):  # what `mlx[cuda]` installs
         return "cuda"
     if sys.platform == "darwin" and platform.machine() == "arm64":

@@ -74,7 +74,7 @@ def local_add(source: str = typer.Argument(..., metavar="PATH|REPO", help="A mod
 def local_make_tiny(directory: Path = typer.Argument(..., metavar="DIR"),
                     answer: str | None = typer.Option(None, "--answer", help="Always reply with this text."),
                     add: str | None = typer.Option(None, "--add", metavar="NAME",
-                                                      help="Also register it as mlx/NAME."),
+                                                   help="Also register it as mlx/NAME."),
                     layers: int = typer.Option(2, "--layers", min=1, max=64,
                                                help="Transformer layers: more make a slower model."),
                     seed: int = typer.Option(0, "--seed", min=0, help="Seed of the random weights.")) -> None:
@@ -96,7 +96,7 @@ def worker_start(
     replica: bool = typer.Option(False, "--replica", help="Add another worker to the model's pool."),
     host: str = typer.Option("127.0.0.1", "--host", help="Listen address; beyond loopback needs --token."),
     token: str | None = typer.Option(None, "--token", envvar="BROKE_WORKER_TOKEN",
-                                        help="Token other machines must present (or $BROKE_WORKER_TOKEN)."),
+                                     help="Token other machines must present (or $BROKE_WORKER_TOKEN)."),
 ) -> None:
     """Start a worker of a local model and wait until it answers."""
     from broke.local.workers import start_worker

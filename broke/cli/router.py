@@ -32,7 +32,7 @@ def router_show(as_json: bool = JSON_OPTION) -> None:
 @router_app.command("tier")
 def router_tier(tier: str = typer.Argument(..., metavar="basic|balanced|premium"),
                 backends: list[str] | None = typer.Argument(None, metavar="[BACKEND…]",
-                                                              help="Backends in order; none clears the tier.")) -> None:
+                                                            help="Backends in order; none clears the tier.")) -> None:
     """Set a tier's backends (requests that land in it try them in order, then the tiers above)."""
     from broke import changes
 
@@ -43,7 +43,8 @@ def router_tier(tier: str = typer.Argument(..., metavar="basic|balanced|premium"
 
 @router_app.command("thresholds")
 def router_thresholds(balanced: float | None = typer.Option(None, "--balanced", help="p_strong where balanced starts."),
-                      premium: float | None = typer.Option(None, "--premium", help="p_strong where premium starts.")) -> None:
+                      premium: float | None = typer.Option(None, "--premium",
+                                                           help="p_strong where premium starts.")) -> None:
     """Set where the tiers start on p_strong (see also `broke router calibrate`)."""
     from broke import changes
 
@@ -55,8 +56,10 @@ def router_thresholds(balanced: float | None = typer.Option(None, "--balanced", 
 
 
 @router_app.command("calibrate")
-def router_calibrate(strong_share: float = typer.Option(..., "--strong-share", min=0.0, max=1.0,
-                                                        help="Share of the reference prompts to send to premium.")) -> None:
+def router_calibrate(
+        strong_share: float = typer.Option(..., "--strong-share", min=0.0, max=1.0,
+                                           help="Share of the reference prompts to send to premium."),
+) -> None:
     """Set the thresholds so about STRONG_SHARE of a reference prompt set goes to premium (RouteLLM-style)."""
     from broke import changes
     from broke.router.data import reference_prompts
@@ -73,8 +76,9 @@ def router_calibrate(strong_share: float = typer.Option(..., "--strong-share", m
 
 @router_app.command("eval")
 def router_eval(data: Path | None = typer.Option(None, "--data", help="JSONL of {prompt, weak, strong}."),
-                plot: Path | None = typer.Option(None, "--plot", metavar="FILE.png",
-                                                    help="Also draw the quality-vs-strong-share curve (needs matplotlib)."),
+                plot: Path | None = typer.Option(
+                    None, "--plot", metavar="FILE.png",
+                    help="Also draw the quality-vs-strong-share curve (needs matplotlib)."),
                 as_json: bool = JSON_OPTION) -> None:
     """APGR and CPT(50%), CPT(80%) on labelled prompts (default: the shipped held-out split)."""
     from dataclasses import asdict

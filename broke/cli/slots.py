@@ -133,7 +133,7 @@ def swap(
 def fallback(
     slot: str = typer.Argument(..., help="The slot whose fallback chain to set or show."),
     entries: list[str] | None = typer.Argument(None, metavar="[FALLBACK…]",
-                                                  help="Backend ids or slot names, in order."),
+                                               help="Backend ids or slot names, in order."),
     clear: bool = typer.Option(False, "--clear", help="Remove the slot's fallbacks."),
     as_json: bool = JSON_OPTION,
 ) -> None:
