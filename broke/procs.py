@@ -1,6 +1,7 @@
 """Processes broke starts: spawn in a new process group, recognise them again, end exactly them."""
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -142,8 +143,6 @@ def end_group(process: ProcessRecord) -> bool:
     deadline = time.monotonic() + STOP_GRACE_S
     while time.monotonic() < deadline and group_members(process):
         time.sleep(0.1)
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
     return True

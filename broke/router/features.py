@@ -12,6 +12,7 @@ of a long prompt are tokenised; the length features always see the whole prompt.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import re
 from collections import Counter
@@ -179,10 +180,8 @@ def _shape(visible: str, toks: list[str], quantities: list[str], arithmetic_word
     option_texts = [m.group(1) for m in options]
     largest = 0.0
     for quantity in quantities:
-        try:
+        with contextlib.suppress(ValueError):  # "1.2.3"
             largest = max(largest, float(quantity.replace(",", "")))
-        except ValueError:  # "1.2.3"
-            pass
     sentences = len(_SENTENCE_END.findall(question))
     return [
         log(sum(map(len, option_texts)) / len(option_texts)) if option_texts else 0.0,
