@@ -56,17 +56,18 @@ def _accelerator() -> str:
 
 def hardware() -> dict:
     """This machine's fingerprint; `id` is the same for every run on the same hardware and OS."""
-    facts = {
+    memory_bytes = _memory_bytes()
+    facts: dict[str, str | int] = {
         "os": platform.system(),
         "os_release": (platform.mac_ver()[0] if sys.platform == "darwin" else "") or platform.release(),
         "arch": platform.machine(),
         "chip": _chip(),
         "cpu_count": os.cpu_count() or 0,
-        "memory_bytes": _memory_bytes(),
+        "memory_bytes": memory_bytes,
         "accelerator": _accelerator(),
     }
     stable = [facts["os"], facts["arch"], facts["chip"], facts["cpu_count"],
-              round(facts["memory_bytes"] / 2**30), facts["accelerator"]]
+              round(memory_bytes / 2**30), facts["accelerator"]]
     facts["id"] = "m-" + hashlib.sha256(json.dumps(stable).encode()).hexdigest()[:12]
     return facts
 
