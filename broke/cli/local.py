@@ -117,7 +117,7 @@ def worker_stop(model: str | None = typer.Argument(None, help="NAME or mlx/NAME 
 
     if bool(model) == stop_all:
         raise UsageProblem("give a MODEL or --all")
-    done = workers.stop_all(store().home) if stop_all else workers.stop_worker(store().home, model)
+    done = workers.stop_worker(store().home, model) if model else workers.stop_all(store().home)
     say("\n".join(done) if done else "no workers")
 
 
@@ -127,24 +127,23 @@ def worker_list(as_json: bool = JSON_OPTION) -> None:
     from broke.local.workers import inspect_worker, read_workers
 
     home = store().home
-    rows = []
-    for view in (inspect_worker(home, w) for w in read_workers(home)):
-        w = view.record
-        rows.append({"model": w.name, "backend": w.backend, "host": w.host, "port": w.port, "pid": w.pid,
-                     "server_pid": view.server_pid, "state": view.state, "model_dir": w.model_dir, "log": w.log})
+    views = [inspect_worker(home, w) for w in read_workers(home)]
     if as_json:
-        print_json(rows)
+        print_json([{"model": v.record.name, "backend": v.record.backend, "host": v.record.host,
+                     "port": v.record.port, "pid": v.record.pid, "server_pid": v.server_pid, "state": v.state,
+                     "model_dir": v.record.model_dir, "log": v.record.log} for v in views])
         return
-    if not rows:
+    if not views:
         say("no workers (`broke worker start MODEL`)")
         return
     t = table("model", "backend", "host", "port", "supervisor pid", "server pid", "state")
     colour = {"ready": "green", "starting": "yellow", "restarting": "yellow", "orphaned": "red", "dead": "red"}
-    for r in rows:
-        t.add_row(esc(r["model"]), esc(r["backend"]), r["host"], str(r["port"]), str(r["pid"]),
-                  str(r["server_pid"] or "-"), f"[{colour[r['state']]}]{r['state']}[/]")
+    for v in views:
+        w = v.record
+        t.add_row(esc(w.name), esc(w.backend), w.host, str(w.port), str(w.pid),
+                  str(v.server_pid or "-"), f"[{colour[v.state]}]{v.state}[/]")
     show(t)
-    if any(r["state"] == "orphaned" for r in rows):
+    if any(v.state == "orphaned" for v in views):
         say("an orphaned server outlived its supervisor; `broke worker stop MODEL` or `broke stop` ends it")
 
 
