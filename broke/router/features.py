@@ -215,9 +215,10 @@ def hashed_indices(toks: list[str]) -> np.ndarray:
     if None in columns:
         for i, tok in enumerate(toks):
             if columns[i] is None:
-                columns[i] = abs(int(murmurhash3_32(tok))) % N_HASH
+                column = abs(int(murmurhash3_32(tok))) % N_HASH
+                columns[i] = column
                 if len(_HASHED) < HASH_CACHE:
-                    _HASHED[tok] = columns[i]
+                    _HASHED[tok] = column
     return np.unique(np.asarray(columns, dtype=np.int64))
 
 
