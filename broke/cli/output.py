@@ -24,6 +24,7 @@ def _load_rich() -> None:
     classes, which broke never prints; a None entry in sys.modules makes that optional import fail."""
     if "attr" in sys.modules or "rich.pretty" in sys.modules:
         return
+    # typeshed types sys.modules as dict[str, ModuleType]; a None entry is the import system's documented block.
     sys.modules["attr"] = None  # type: ignore[assignment]
     try:
         import rich.console  # noqa: F401  (imports rich.pretty)
