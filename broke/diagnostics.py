@@ -9,9 +9,9 @@ from broke.context import RoutingContext
 from broke.keys import key_pool
 from broke.local.demo import NEXT_STEP
 from broke.local.models import DEMO_BACKEND
-from broke.state.model import TIERS
 from broke.routing.backends import find_backend
 from broke.routing.resolve import FLOATING_ON_PINNED, Resolution
+from broke.state.model import TIERS
 
 
 @dataclass(frozen=True)

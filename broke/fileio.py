@@ -71,7 +71,7 @@ def locate_line(text: str, path: tuple[str, ...]) -> int:
                 continue
             full = table + _split_key(key.group(1))
         common = 0
-        for mine, wanted in zip(full, path):
+        for mine, wanted in zip(full, path, strict=False):  # the common prefix of keys of any lengths
             if mine != wanted:
                 break
             common += 1

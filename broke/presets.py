@@ -49,7 +49,8 @@ class PresetLibrary(Generic[P]):
     """User presets under `$BROKE_HOME/<kind>/`, shipped ones under the checkout's `<kind>/`."""
 
     def __init__(self, kind: str, cls: type[P], home: Path) -> None:
-        self.kind, self.cls = kind, cls
+        self.kind = kind
+        self.cls: type[P] = cls
         self.user_dir = home / kind
         self.shipped_dir = PROJECT_ROOT / kind
         self.noun = kind.rstrip("s")

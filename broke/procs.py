@@ -1,6 +1,7 @@
 """Processes broke starts: spawn in a new process group, recognise them again, end exactly them."""
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -10,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from broke.paths import FILE_MODE
+
 
 @dataclass
 class ProcessRecord:
@@ -141,8 +143,6 @@ def end_group(process: ProcessRecord) -> bool:
     deadline = time.monotonic() + STOP_GRACE_S
     while time.monotonic() < deadline and group_members(process):
         time.sleep(0.1)
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
     return True

@@ -74,7 +74,7 @@ def add_fake_backends(home: Path, fake, *models: str, keys: tuple[str, ...] = ("
     keys (`keys`: FAKE_API_KEY, FAKE_API_KEY_2, …) go into the home's .env."""
     home.mkdir(parents=True, exist_ok=True)
     names = ["FAKE_API_KEY", *(f"FAKE_API_KEY_{n}" for n in range(2, len(keys) + 1))]
-    (home / ".env").write_text("".join(f"{name}={key}\n" for name, key in zip(names, keys)))
+    (home / ".env").write_text("".join(f"{name}={key}\n" for name, key in zip(names, keys, strict=True)))
     for model in models:
         run_cli("backend", "add", f"fake/{model}", "--provider", "openai-compatible", "--api-base", fake.base_url,
                 "--model", model, "--key-env", "FAKE_API_KEY")

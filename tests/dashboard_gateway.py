@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import add_fake_backends, run_cli
 from broke.procs import free_port
+from conftest import add_fake_backends, run_cli
 from fake_provider import FakeProvider
 
 

@@ -37,6 +37,7 @@ Failure modes, added with ``fake.fail(mode, key=..., model=..., times=...)``:
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import select
 import socket
@@ -218,10 +219,8 @@ class _Server(ThreadingHTTPServer):
         with self._connections_lock:
             connections = list(self._connections)
         for connection in connections:
-            try:
+            with contextlib.suppress(OSError):
                 connection.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """Clients going away mid-response is routine here: stay quiet."""
@@ -248,7 +247,7 @@ class _Handler(BaseHTTPRequestHandler):
         finally:
             self.server.untrack(self.connection)
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+    def log_message(self, format: str, *args: Any) -> None:
         """No access log on stderr."""
 
     # -- routing -------------------------------------------------------------
@@ -415,10 +414,8 @@ class _Handler(BaseHTTPRequestHandler):
     def _drop(self) -> None:
         """Close the connection abruptly, without a byte of response."""
         self.close_connection = True
-        try:
+        with contextlib.suppress(OSError):
             self.connection.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
         self.connection.close()
 
     def _client_gone(self) -> bool:

@@ -161,7 +161,8 @@ def test_import_list_show_compare_on_another_home(bench_home, cli, tmp_path, mon
     table = cli("baseline", "compare", "--metric", "ttft")
     assert table.exit_code == 0 and "studio" in table.output and "tiny-slow" in table.output
     assert cli("baseline", "remove", other["id"]).exit_code == 0
-    assert [r["id"] for r in json.loads(cli("baseline", "list", "--json").stdout)] == [json.loads(shared.read_text())["id"]]
+    listed = json.loads(cli("baseline", "list", "--json").stdout)
+    assert [r["id"] for r in listed] == [json.loads(shared.read_text())["id"]]
     assert_one_error_line(cli("baseline", "remove", other["id"]), "no baseline with id")
     plot = tmp_path / "compare.png"
     drawn = cli("baseline", "compare", "--plot", str(plot))
@@ -316,7 +317,7 @@ def test_export_never_picks_a_failed_record_by_default(bench_home, cli, tmp_path
     for model in failed["models"]:
         model.update(complete=False, prompts=[], errors=["model is not on this machine"], load_s=None,
                      peak_memory_bytes=None, worker=None,
-                     summary={key: None for key in model["summary"]})
+                     summary=dict.fromkeys(model["summary"]))
     Draft202012Validator(json.loads(SCHEMA_FILE.read_text())).validate(failed)
     monkeypatch.setenv("BROKE_HOME", str(tmp_path / "h"))
     files = []

@@ -12,8 +12,8 @@ import pytest
 from typer.testing import CliRunner
 
 from broke.cli.main import app
-from conftest import add_fake_backends, run_cli
 from broke.procs import free_port, is_ours
+from conftest import add_fake_backends, run_cli
 from fake_provider import FakeProvider
 
 pytestmark = pytest.mark.timeout(600)

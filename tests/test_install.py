@@ -29,7 +29,7 @@ def edited_lock(tmp_path: Path, change) -> Path:
 
 def test_a_package_installed_outside_the_lock_fails(tmp_path):
     """What pip would have resolved by itself (here: rich, dropped from the lock) is reported."""
-    lock = edited_lock(tmp_path, lambda lines: [l for l in lines if not l.startswith("rich==")])
+    lock = edited_lock(tmp_path, lambda lines: [line for line in lines if not line.startswith("rich==")])
     done = check_env(lock)
     assert done.returncode == 1
     assert "unlocked: rich" in done.stderr and "not in the lock" in done.stderr
@@ -37,7 +37,7 @@ def test_a_package_installed_outside_the_lock_fails(tmp_path):
 
 def test_another_version_than_the_locked_one_fails(tmp_path):
     lock = edited_lock(tmp_path, lambda lines: [
-        "rich==0.0.1 \\\n" if l.startswith("rich==") else l for l in lines])
+        "rich==0.0.1 \\\n" if line.startswith("rich==") else line for line in lines])
     done = check_env(lock)
     assert done.returncode == 1 and "version: rich" in done.stderr and "pins 0.0.1" in done.stderr
 

@@ -72,7 +72,8 @@ def test_the_server_dies_with_its_killed_supervisor_and_stop_leaves_nothing(tiny
     assert json.loads(run_cli("worker", "list", "--json").stdout) == []
 
 
-SLEEPER = "import subprocess, sys, time; subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)']); time.sleep(120)"
+SLEEPER = ("import subprocess, sys, time; "
+           "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)']); time.sleep(120)")
 
 
 def test_stop_ends_a_group_whose_leader_is_gone(broke_home, tmp_path):

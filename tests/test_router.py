@@ -102,7 +102,7 @@ def test_estimates_are_deterministic_and_in_range(router: Router) -> None:
     prompts = TRIVIAL + HARD
     first = [router.estimate(p) for p in prompts]
     assert first == [router.estimate(p) for p in prompts]
-    for one, batch in zip(first, router.estimate_many(prompts)):
+    for one, batch in zip(first, router.estimate_many(prompts), strict=True):
         assert np.allclose(list(one.to_dict().values()), list(batch.to_dict().values()), atol=1e-6)
         assert all(0.0 <= v <= 1.0 for v in one.to_dict().values())
 

@@ -10,6 +10,8 @@ import textwrap
 import time
 from pathlib import Path
 
+import pytest
+
 from broke.state.store import StateStore
 
 SWAP_BACKENDS = ["groq/llama-3.3-70b-versatile", "cerebras/gpt-oss-120b", "gemini/gemini-2.5-pro",
@@ -129,8 +131,6 @@ def test_failed_change_writes_nothing(broke_home, cli):
         state.slots["sonnet"].backend = "cerebras/gpt-oss-120b"
         raise RuntimeError("change failed half-way")
 
-    try:
+    with pytest.raises(RuntimeError, match="change failed half-way"):
         StateStore(broke_home).update(broken)
-    except RuntimeError:
-        pass
     assert path.read_bytes() == before

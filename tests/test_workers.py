@@ -13,9 +13,9 @@ import pytest
 from typer.testing import CliRunner
 
 from broke.cli.main import app
-from conftest import add_fake_backends, run_cli
 from broke.local.workers import find_worker, read_workers
 from broke.procs import free_port
+from conftest import add_fake_backends, run_cli
 from fake_provider import FakeProvider
 
 pytestmark = pytest.mark.timeout(600)

@@ -14,10 +14,13 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
+Marker: type[_Marker] | None
 try:
-    from pip._vendor.packaging.markers import Marker
+    from pip._vendor.packaging.markers import Marker as _Marker
+
+    Marker = _Marker
 except ImportError:  # pragma: no cover - pip without vendored packaging
-    Marker = None  # type: ignore[assignment,misc]
+    Marker = None
 
 # Installed by venv itself or by install.sh outside the lock.
 NOT_LOCKED = {"pip", "setuptools", "broke"}

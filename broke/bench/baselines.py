@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import overload
 
 from broke.errors import InvalidInputError, NotFoundError, StateFileError
 from broke.fileio import atomic_write
@@ -65,6 +66,10 @@ def schema_problem(record: object) -> str | None:
     return f"does not match the baseline schema at {where}: {error.message[:200]}"
 
 
+@overload
+def scrubbed(value: dict[str, object], *, user: str | None = None, home: str | None = None) -> dict[str, object]: ...
+@overload
+def scrubbed(value: object, *, user: str | None = None, home: str | None = None) -> object: ...
 def scrubbed(value: object, *, user: str | None = None, home: str | None = None) -> object:
     """`value` with absolute paths cut to their last part and the user's name replaced."""
     user = user if user is not None else getpass.getuser()

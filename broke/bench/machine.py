@@ -45,7 +45,8 @@ def _accelerator() -> str:
     import importlib.util
 
     spec = importlib.util.find_spec("mlx")
-    site = Path(next(iter(spec.submodule_search_locations))).parent if spec and spec.submodule_search_locations else None
+    locations = spec.submodule_search_locations if spec else None
+    site = Path(next(iter(locations))).parent if locations else None
     if site is not None and any(site.glob("mlx_cuda*.dist-info")):  # what `mlx[cuda]` installs
         return "cuda"
     if sys.platform == "darwin" and platform.machine() == "arm64":
@@ -55,17 +56,18 @@ def _accelerator() -> str:
 
 def hardware() -> dict:
     """This machine's fingerprint; `id` is the same for every run on the same hardware and OS."""
-    facts = {
+    memory_bytes = _memory_bytes()
+    facts: dict[str, str | int] = {
         "os": platform.system(),
         "os_release": (platform.mac_ver()[0] if sys.platform == "darwin" else "") or platform.release(),
         "arch": platform.machine(),
         "chip": _chip(),
         "cpu_count": os.cpu_count() or 0,
-        "memory_bytes": _memory_bytes(),
+        "memory_bytes": memory_bytes,
         "accelerator": _accelerator(),
     }
     stable = [facts["os"], facts["arch"], facts["chip"], facts["cpu_count"],
-              round(facts["memory_bytes"] / 2**30), facts["accelerator"]]
+              round(memory_bytes / 2**30), facts["accelerator"]]
     facts["id"] = "m-" + hashlib.sha256(json.dumps(stable).encode()).hexdigest()[:12]
     return facts
 

@@ -213,12 +213,15 @@ def _bench_worker(home: Path, state: State, target: Target, prompts: list[BenchP
     from broke.local.workers import start_worker, stop_record
 
     name = local_model_name(target.backend)
+    backend = find_backend(target.backend, state, load_catalog())
+    if name is None or backend is None:  # plan() checked both
+        raise NotFoundError(f"unknown local model '{target.backend}'; see `broke local models`")
     started_at = time.time()
     began = time.perf_counter()
     record, _ = start_worker(home, name, replica=True, progress=lambda what: events.step(target, what))
     load_s = time.perf_counter() - began
     try:  # after the start: the demo model's directory is made by it
-        identity = model_identity(name, model_path(find_backend(target.backend, state, load_catalog()), home))
+        identity = model_identity(name, model_path(backend, home))
         memory = MemoryPeak(record.pid)
     except BaseException:
         stop_record(home, record)
@@ -248,6 +251,8 @@ def _bench_gateway(home: Path, state: State, target: Target, prompts: list[Bench
         raise NotFoundError(f"backend '{target.backend}' is not loaded in the running gateway (no slot uses it, "
                             "or its key is missing); add it to a slot and `broke restart`")
     backend = find_backend(target.backend, state, load_catalog())
+    if backend is None:  # plan() checked it
+        raise NotFoundError(f"unknown backend '{target.backend}'; see `broke models`")
     measure = _Measure(f"http://127.0.0.1:{record.litellm.port}/v1/chat/completions", deployment,
                        {"authorization": f"Bearer {master_key(home)}"}, False, target, prompts, runs, events)
     _run(measure, results, {"name": backend.model})
@@ -289,28 +294,29 @@ def benchmark(home: Path, state: State, targets: list[Target], *, suite_name: st
     machine = hardware()
     if label:
         machine["label"] = label[:80]
+    models: list[dict] = []
     record = {"schema_version": baselines.SCHEMA_VERSION, "kind": baselines.KIND, "id": baselines.new_id(),
               "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "suite": suite_name,
               "runs": runs, "complete": False, "alone": not running, "machine": machine,
-              "software": software(), "models": []}
+              "software": software(), "models": models}
     interrupted = False
     try:
         for target in targets:
             events.model_started(target, len(prompts) * runs)
             run_one = _bench_worker if target.where == "worker" else _bench_gateway
             try:
-                run_one(home, state, target, prompts, runs, events, record["models"])
+                run_one(home, state, target, prompts, runs, events, models)
             except BrokeError as exc:  # this model could not be measured: say so, go on with the next
-                record["models"].append(_failed(target, str(exc)))
-            events.model_done(target, record["models"][-1])
+                models.append(_failed(target, str(exc)))
+            events.model_done(target, models[-1])
         record["complete"] = True
     except KeyboardInterrupt:
-        if not record["models"]:
+        if not models:
             raise
         interrupted = True
-    if not any(baselines.measured(m) for m in record["models"]):
+    if not any(baselines.measured(m) for m in models):
         raise NothingMeasured("nothing could be measured, no baseline saved: " + "; ".join(
-            f"{m['backend']}: {m['errors'][0] if m['errors'] else 'no figures'}" for m in record["models"]))
+            f"{m['backend']}: {m['errors'][0] if m['errors'] else 'no figures'}" for m in models))
     path = baselines.save(home, baselines.scrubbed(record))
     return Outcome(record, path, interrupted)
 

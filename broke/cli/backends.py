@@ -1,9 +1,8 @@
 """`backend add|remove`: custom backends (any OpenAI-compatible server, or a provider's unlisted model)."""
 from __future__ import annotations
 
-from typing import Optional
-
 import typer
+
 from broke.cli.output import esc, say, store
 
 backend_app = typer.Typer(no_args_is_help=True, help="Add or remove custom backends.")
@@ -14,8 +13,8 @@ def backend_add(
     backend_id: str = typer.Argument(..., metavar="ID", help="New backend id, PROVIDER/MODEL style."),
     provider: str = typer.Option(..., "--provider", help="openai-compatible, openrouter, groq, …"),
     model: str = typer.Option(..., "--model", help="Model name the server expects."),
-    api_base: Optional[str] = typer.Option(None, "--api-base", help="Server URL, e.g. http://127.0.0.1:1234/v1"),
-    key_env: Optional[str] = typer.Option(None, "--key-env", help="Key variable (pools VAR, VAR_2, …)."),
+    api_base: str | None = typer.Option(None, "--api-base", help="Server URL, e.g. http://127.0.0.1:1234/v1"),
+    key_env: str | None = typer.Option(None, "--key-env", help="Key variable (pools VAR, VAR_2, …)."),
     pinned: bool = typer.Option(False, "--pinned/--floating", help="Fixed model version, or an alias that can drift."),
 ) -> None:
     """Register a custom backend."""

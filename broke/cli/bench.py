@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -27,7 +27,7 @@ def _gib(size: int | None) -> str:
     return "-" if size is None else f"{size / 2**30:.2f} GiB"
 
 
-def _display_events(progress) -> "Events":
+def _display_events(progress) -> Events:
     """Events that drive a rich progress display: one bar per model, advanced per run."""
     from broke.bench.sequential import Events
 
@@ -46,7 +46,8 @@ def _display_events(progress) -> "Events":
 
     def done(target, result: dict) -> None:
         summary = result["summary"]
-        word = "[green]done[/]" if result["complete"] else "[red]failed[/]" if not result["prompts"] else "[yellow]partial[/]"
+        word = ("[green]done[/]" if result["complete"] else "[red]failed[/]" if not result["prompts"]
+                else "[yellow]partial[/]")
         progress.update(tasks[target.backend], description=(
             f"{esc(target.backend)}: {word} · decode {_num(summary['decode_tps'])} tok/s · "
             f"first token {_ms(summary['ttft_s'])}"))
@@ -55,12 +56,12 @@ def _display_events(progress) -> "Events":
 
 
 def benchmark_sequential(
-    add: Optional[list[str]] = typer.Option(None, "--add", metavar="MODEL",
-                                            help="A local model to measure (repeat). Default: every local model."),
-    backend: Optional[list[str]] = typer.Option(None, "--backend", metavar="ID",
-                                                help="A backend to measure through the running gateway (repeat)."),
+    add: list[str] | None = typer.Option(None, "--add", metavar="MODEL",
+                                         help="A local model to measure (repeat). Default: every local model."),
+    backend: list[str] | None = typer.Option(None, "--backend", metavar="ID",
+                                             help="A backend to measure through the running gateway (repeat)."),
     suite_name: str = typer.Option("quick", "--suite", help="quick or standard."),
-    runs: Optional[int] = typer.Option(None, "--runs", min=1, max=100, help="Runs of each prompt (quick 2, standard 5)."),
+    runs: int | None = typer.Option(None, "--runs", min=1, max=100, help="Runs of each prompt (quick 2, standard 5)."),
     label: str = typer.Option("", "--label", help="A name for this machine in comparisons."),
     allow_shared: bool = typer.Option(False, "--allow-shared",
                                       help="Measure even while other local workers run (the record says so)."),
@@ -101,7 +102,8 @@ def _models_table(record: dict) -> None:
     for model in record["models"]:
         summary = model["summary"]
         errors = str(len(model["errors"])) if model["errors"] else "[green]0[/]"
-        t.add_row(esc(model["backend"]), model["where"], _num(model["load_s"], 2) + ("" if model["load_s"] is None else " s"),
+        load = _num(model["load_s"], 2) + ("" if model["load_s"] is None else " s")
+        t.add_row(esc(model["backend"]), model["where"], load,
                   _ms(summary["ttft_s"]), _num(summary["prefill_tps"]), _num(summary["decode_tps"]),
                   _gib(model["peak_memory_bytes"]), errors)
     show(t)
@@ -111,7 +113,8 @@ def _models_table(record: dict) -> None:
 
 
 def export_baseline(output: Path = typer.Option(..., "-o", "--output", help="The file to write (FILE.json)."),
-                    record_id: Optional[str] = typer.Option(None, "--id", help="Which baseline (default: the newest of this machine).")) -> None:
+                    record_id: str | None = typer.Option(
+                        None, "--id", help="Which baseline (default: the newest of this machine).")) -> None:
     """Write a baseline as a shareable file: no paths of this machine, no user names."""
     from broke.bench import baselines
     from broke.bench.machine import hardware
@@ -156,7 +159,7 @@ def baseline_list(as_json: bool = JSON_OPTION) -> None:
 
 
 @baseline_app.command("show")
-def baseline_show(record_id: Optional[str] = typer.Argument(None, metavar="ID", help="Default: the newest."),
+def baseline_show(record_id: str | None = typer.Argument(None, metavar="ID", help="Default: the newest."),
                   as_json: bool = JSON_OPTION) -> None:
     """One baseline: machine, software, and every model's per-prompt figures (median, min–max)."""
     from broke.bench.baselines import find
@@ -186,7 +189,9 @@ def baseline_show(record_id: Optional[str] = typer.Argument(None, metavar="ID", 
 
 
 @baseline_app.command("remove")
-def baseline_remove(record_id: str = typer.Argument(..., metavar="ID", help="A baseline id (or a unique prefix).")) -> None:
+def baseline_remove(
+        record_id: str = typer.Argument(..., metavar="ID", help="A baseline id (or a unique prefix)."),
+) -> None:
     """Delete a baseline from the local database."""
     from broke.bench.baselines import remove
 
@@ -195,8 +200,8 @@ def baseline_remove(record_id: str = typer.Argument(..., metavar="ID", help="A b
 
 @baseline_app.command("compare")
 def baseline_compare(metric: str = typer.Option("decode", "--metric", help="decode, prefill, ttft, load or memory."),
-                     plot: Optional[Path] = typer.Option(None, "--plot", metavar="FILE.png",
-                                                         help="Also draw the table as a bar chart (needs matplotlib)."),
+                     plot: Path | None = typer.Option(None, "--plot", metavar="FILE.png",
+                                                      help="Also draw the table as a bar chart (needs matplotlib)."),
                      as_json: bool = JSON_OPTION) -> None:
     """A table of models × machines from every baseline (the newest figure of each pair)."""
     from broke.bench.baselines import METRICS, compare

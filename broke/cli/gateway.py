@@ -1,8 +1,6 @@
 """`start`, `stop`, `restart`, `status`, `connect`, `probe`, `metrics`: the running gateway."""
 from __future__ import annotations
 
-from typing import Optional
-
 import typer
 
 from broke.cli.output import JSON_OPTION, console, esc, print_json, say, show, store, table
@@ -10,7 +8,7 @@ from broke.cli.output import JSON_OPTION, console, esc, print_json, say, show, s
 PORT_OPTION = typer.Option(None, "--port", help="Front proxy port on 127.0.0.1 (default 4000 or $BROKE_PORT).")
 
 
-def start(port: Optional[int] = PORT_OPTION,
+def start(port: int | None = PORT_OPTION,
           wait: bool = typer.Option(False, "--wait", help="Also wait until LiteLLM answers, if it is needed.")) -> None:
     """Start the gateway (if not running) and wait until the front proxy answers.
 
@@ -38,7 +36,7 @@ def stop() -> None:
     say("\n".join(done) if done else "the gateway is not running")
 
 
-def restart(port: Optional[int] = PORT_OPTION) -> None:
+def restart(port: int | None = PORT_OPTION) -> None:
     """Stop, then start (re-reads keys and custom backends)."""
     stop()
     start(port, False)
@@ -79,7 +77,7 @@ def bare() -> None:
     status(False)
 
 
-def connect(profile: Optional[str] = typer.Option(None, "--profile", "-p", help="A profile-bound token."),
+def connect(profile: str | None = typer.Option(None, "--profile", "-p", help="A profile-bound token."),
             as_json: bool = JSON_OPTION) -> None:
     """Print the base URL and the client token (or a profile's token) for clients."""
     from broke.control import supervisor

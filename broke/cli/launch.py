@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import os
 import shlex
-from typing import Optional
 
 import typer
 
@@ -31,7 +30,7 @@ def _launch(client: str, args: list[str], profile: str | None) -> None:
     launch.exec_client(home, plan)
 
 
-def claude(ctx: typer.Context, profile: Optional[str] = PROFILE_OPTION) -> None:
+def claude(ctx: typer.Context, profile: str | None = PROFILE_OPTION) -> None:
     """Run Claude Code through the gateway (started if needed); ARGS go to claude untouched.
 
     broke's options come first; `broke claude -- --help` shows claude's own help.
@@ -39,7 +38,7 @@ def claude(ctx: typer.Context, profile: Optional[str] = PROFILE_OPTION) -> None:
     _launch("claude", ctx.args, profile)
 
 
-def codex(ctx: typer.Context, profile: Optional[str] = PROFILE_OPTION) -> None:
+def codex(ctx: typer.Context, profile: str | None = PROFILE_OPTION) -> None:
     """Run Codex through the gateway (started if needed); ARGS go to codex untouched.
 
     broke's options come first; `broke codex -- --help` shows codex's own help. Adds
@@ -51,7 +50,7 @@ def codex(ctx: typer.Context, profile: Optional[str] = PROFILE_OPTION) -> None:
 def launch_env(client: str = typer.Argument(..., metavar="CLIENT", help="claude or codex."),
                shell: bool = typer.Option(False, "--shell", help="Print `export`/`unset` lines to eval "
                                           "(with the real token)."),
-               profile: Optional[str] = PROFILE_OPTION, as_json: bool = JSON_OPTION) -> None:
+               profile: str | None = PROFILE_OPTION, as_json: bool = JSON_OPTION) -> None:
     """Show what `broke claude` / `broke codex` would set and remove (token masked)."""
     from broke import launch
     from broke.errors import UsageProblem

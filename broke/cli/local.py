@@ -4,7 +4,6 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -21,7 +20,7 @@ def _model_dirs(extra: list[Path]) -> list[Path]:
 
 
 @local_app.command("models")
-def local_models(dirs: Optional[list[Path]] = typer.Option(None, "--dir", help="Also look here."),
+def local_models(dirs: list[Path] | None = typer.Option(None, "--dir", help="Also look here."),
                  as_json: bool = JSON_OPTION) -> None:
     """Models in the Hugging Face cache and the model directories ($BROKE_HOME/models, $BROKE_MODEL_DIRS)."""
     from dataclasses import asdict
@@ -44,7 +43,7 @@ def local_models(dirs: Optional[list[Path]] = typer.Option(None, "--dir", help="
 
 @local_app.command("add")
 def local_add(source: str = typer.Argument(..., metavar="PATH|REPO", help="A model directory or a hub repo id."),
-              name: Optional[str] = typer.Option(None, "--name", help="Model name (backend mlx/NAME)."),
+              name: str | None = typer.Option(None, "--name", help="Model name (backend mlx/NAME)."),
               concurrency: int = typer.Option(0, "--concurrency", min=0,
                                               help="Requests one worker serves at once; more go to the slot's "
                                                    "next candidate (0: mlx-lm's default, 32).")) -> None:
@@ -73,9 +72,9 @@ def local_add(source: str = typer.Argument(..., metavar="PATH|REPO", help="A mod
 
 @local_app.command("make-tiny")
 def local_make_tiny(directory: Path = typer.Argument(..., metavar="DIR"),
-                    answer: Optional[str] = typer.Option(None, "--answer", help="Always reply with this text."),
-                    add: Optional[str] = typer.Option(None, "--add", metavar="NAME",
-                                                      help="Also register it as mlx/NAME."),
+                    answer: str | None = typer.Option(None, "--answer", help="Always reply with this text."),
+                    add: str | None = typer.Option(None, "--add", metavar="NAME",
+                                                   help="Also register it as mlx/NAME."),
                     layers: int = typer.Option(2, "--layers", min=1, max=64,
                                                help="Transformer layers: more make a slower model."),
                     seed: int = typer.Option(0, "--seed", min=0, help="Seed of the random weights.")) -> None:
@@ -93,11 +92,11 @@ def local_make_tiny(directory: Path = typer.Argument(..., metavar="DIR"),
 @worker_app.command("start")
 def worker_start(
     model: str = typer.Argument(..., help="NAME or mlx/NAME."),
-    port: Optional[int] = typer.Option(None, "--port", help="Port (default: a free one)."),
+    port: int | None = typer.Option(None, "--port", help="Port (default: a free one)."),
     replica: bool = typer.Option(False, "--replica", help="Add another worker to the model's pool."),
     host: str = typer.Option("127.0.0.1", "--host", help="Listen address; beyond loopback needs --token."),
-    token: Optional[str] = typer.Option(None, "--token", envvar="BROKE_WORKER_TOKEN",
-                                        help="Token other machines must present (or $BROKE_WORKER_TOKEN)."),
+    token: str | None = typer.Option(None, "--token", envvar="BROKE_WORKER_TOKEN",
+                                     help="Token other machines must present (or $BROKE_WORKER_TOKEN)."),
 ) -> None:
     """Start a worker of a local model and wait until it answers."""
     from broke.local.workers import start_worker
@@ -111,14 +110,14 @@ def worker_start(
 
 
 @worker_app.command("stop")
-def worker_stop(model: Optional[str] = typer.Argument(None, help="NAME or mlx/NAME (all its workers)."),
+def worker_stop(model: str | None = typer.Argument(None, help="NAME or mlx/NAME (all its workers)."),
                 stop_all: bool = typer.Option(False, "--all", help="Stop every worker.")) -> None:
     """Stop a model's workers (or all): exactly the process groups broke started."""
     from broke.local import workers
 
     if bool(model) == stop_all:
         raise UsageProblem("give a MODEL or --all")
-    done = workers.stop_all(store().home) if stop_all else workers.stop_worker(store().home, model)
+    done = workers.stop_worker(store().home, model) if model else workers.stop_all(store().home)
     say("\n".join(done) if done else "no workers")
 
 
@@ -128,24 +127,23 @@ def worker_list(as_json: bool = JSON_OPTION) -> None:
     from broke.local.workers import inspect_worker, read_workers
 
     home = store().home
-    rows = []
-    for view in (inspect_worker(home, w) for w in read_workers(home)):
-        w = view.record
-        rows.append({"model": w.name, "backend": w.backend, "host": w.host, "port": w.port, "pid": w.pid,
-                     "server_pid": view.server_pid, "state": view.state, "model_dir": w.model_dir, "log": w.log})
+    views = [inspect_worker(home, w) for w in read_workers(home)]
     if as_json:
-        print_json(rows)
+        print_json([{"model": v.record.name, "backend": v.record.backend, "host": v.record.host,
+                     "port": v.record.port, "pid": v.record.pid, "server_pid": v.server_pid, "state": v.state,
+                     "model_dir": v.record.model_dir, "log": v.record.log} for v in views])
         return
-    if not rows:
+    if not views:
         say("no workers (`broke worker start MODEL`)")
         return
     t = table("model", "backend", "host", "port", "supervisor pid", "server pid", "state")
     colour = {"ready": "green", "starting": "yellow", "restarting": "yellow", "orphaned": "red", "dead": "red"}
-    for r in rows:
-        t.add_row(esc(r["model"]), esc(r["backend"]), r["host"], str(r["port"]), str(r["pid"]),
-                  str(r["server_pid"] or "-"), f"[{colour[r['state']]}]{r['state']}[/]")
+    for v in views:
+        w = v.record
+        t.add_row(esc(w.name), esc(w.backend), w.host, str(w.port), str(w.pid),
+                  str(v.server_pid or "-"), f"[{colour[v.state]}]{v.state}[/]")
     show(t)
-    if any(r["state"] == "orphaned" for r in rows):
+    if any(v.state == "orphaned" for v in views):
         say("an orphaned server outlived its supervisor; `broke worker stop MODEL` or `broke stop` ends it")
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, MutableMapping, Sequence
 from typing import Any
 
 import typer
@@ -50,8 +50,9 @@ def module_commands(module: str, like: typer.Typer) -> dict[str, Command]:
     return dict(typer.main.get_group(sub).commands)
 
 
-class LazyCommands(Mapping[str, Command]):
-    """The root group's commands: every name of COMMANDS, each built when first looked up."""
+class LazyCommands(MutableMapping[str, Command]):
+    """The root group's commands: every name of COMMANDS, each built when first looked up. Click types a
+    group's commands as mutable; these are fixed by COMMANDS, so adding or removing one is refused."""
 
     def __init__(self, like: typer.Typer) -> None:
         self._like = like
@@ -68,6 +69,12 @@ class LazyCommands(Mapping[str, Command]):
     def __len__(self) -> int:
         return len(COMMANDS)
 
+    def __setitem__(self, name: str, command: Command) -> None:
+        raise TypeError("add commands in a module of broke.cli listed in COMMANDS, not on `app` itself")
+
+    def __delitem__(self, name: str) -> None:
+        raise TypeError("broke's commands are the ones COMMANDS lists")
+
 
 def _error(message: str) -> None:
     sys.stderr.write(f"broke: error: {message}\n")
@@ -83,18 +90,18 @@ class BrokeGroup(TyperGroup):
         super().__init__(**attrs)
         self.commands = LazyCommands(app)
 
-    def main(self, args: Any = None, prog_name: Any = None, complete_var: Any = None,
-             standalone_mode: bool = True, **extra: Any) -> Any:
-        args = list(sys.argv[1:] if args is None else args)
+    def main(self, args: Sequence[str] | None = None, prog_name: str | None = None, complete_var: str | None = None,
+             standalone_mode: bool = True, windows_expand_args: bool = True, **extra: Any) -> Any:
+        argv = list(sys.argv[1:] if args is None else args)
         try:
-            rv = super().main(args=args, prog_name=prog_name or "broke", complete_var=complete_var,
-                              standalone_mode=False, **extra)
+            rv = super().main(args=argv, prog_name=prog_name or "broke", complete_var=complete_var,
+                              standalone_mode=False, windows_expand_args=windows_expand_args, **extra)
             code = rv if isinstance(rv, int) else 0
         except NoArgsIsHelpError as exc:
             sys.stdout.write(exc.format_message() + "\n")
             code = 0
         except UsageError as exc:
-            _error(f"{exc.format_message()} (see `{self._command_path(args)} --help`)")
+            _error(f"{exc.format_message()} (see `{self._command_path(argv)} --help`)")
             code = exc.exit_code
         except typer.TyperException as exc:
             _error(exc.format_message())

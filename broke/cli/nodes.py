@@ -1,8 +1,6 @@
 """`node add|list|remove`: workers on other machines that join a local model's pool."""
 from __future__ import annotations
 
-from typing import Optional
-
 import typer
 
 from broke.cli.output import JSON_OPTION, esc, print_json, say, show, store, table
@@ -14,8 +12,8 @@ node_app = typer.Typer(no_args_is_help=True, help="Workers on other machines (st
 @node_app.command("add")
 def node_add(name: str = typer.Argument(...),
              url: str = typer.Argument(..., help="The worker's API base, e.g. http://studio.local:8081/v1"),
-             model: Optional[str] = typer.Option(None, "--model", help="Local model it serves (default: NAME)."),
-             token_env: Optional[str] = typer.Option(None, "--token-env", help="Variable holding its token.")) -> None:
+             model: str | None = typer.Option(None, "--model", help="Local model it serves (default: NAME)."),
+             token_env: str | None = typer.Option(None, "--token-env", help="Variable holding its token.")) -> None:
     """Add a remote worker; it joins the pool of backend mlx/MODEL (restart the gateway to use it)."""
     from broke import changes
 

@@ -2,10 +2,8 @@
 from __future__ import annotations
 
 import sys
-from typing import Any
-
 from functools import cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -26,6 +24,7 @@ def _load_rich() -> None:
     classes, which broke never prints; a None entry in sys.modules makes that optional import fail."""
     if "attr" in sys.modules or "rich.pretty" in sys.modules:
         return
+    # typeshed types sys.modules as dict[str, ModuleType]; a None entry is the import system's documented block.
     sys.modules["attr"] = None  # type: ignore[assignment]
     try:
         import rich.console  # noqa: F401  (imports rich.pretty)
@@ -34,14 +33,14 @@ def _load_rich() -> None:
 
 
 @cache
-def console() -> "Console":
+def console() -> Console:
     _load_rich()
     from rich.console import Console
 
     return Console(highlight=False, soft_wrap=True)
 
 
-def store() -> "StateStore":
+def store() -> StateStore:
     """The store of `$BROKE_HOME` (or the platform's app dir)."""
     from broke.state.store import StateStore
 
@@ -54,7 +53,7 @@ def print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, sort_keys=False) + "\n")
 
 
-def table(*columns: str, title: str | None = None) -> "Table":
+def table(*columns: str, title: str | None = None) -> Table:
     _load_rich()
     from rich.table import Table
 

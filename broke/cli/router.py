@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -32,8 +31,8 @@ def router_show(as_json: bool = JSON_OPTION) -> None:
 
 @router_app.command("tier")
 def router_tier(tier: str = typer.Argument(..., metavar="basic|balanced|premium"),
-                backends: Optional[list[str]] = typer.Argument(None, metavar="[BACKEND…]",
-                                                              help="Backends in order; none clears the tier.")) -> None:
+                backends: list[str] | None = typer.Argument(None, metavar="[BACKEND…]",
+                                                            help="Backends in order; none clears the tier.")) -> None:
     """Set a tier's backends (requests that land in it try them in order, then the tiers above)."""
     from broke import changes
 
@@ -43,8 +42,9 @@ def router_tier(tier: str = typer.Argument(..., metavar="basic|balanced|premium"
 
 
 @router_app.command("thresholds")
-def router_thresholds(balanced: Optional[float] = typer.Option(None, "--balanced", help="p_strong where balanced starts."),
-                      premium: Optional[float] = typer.Option(None, "--premium", help="p_strong where premium starts.")) -> None:
+def router_thresholds(balanced: float | None = typer.Option(None, "--balanced", help="p_strong where balanced starts."),
+                      premium: float | None = typer.Option(None, "--premium",
+                                                           help="p_strong where premium starts.")) -> None:
     """Set where the tiers start on p_strong (see also `broke router calibrate`)."""
     from broke import changes
 
@@ -56,8 +56,10 @@ def router_thresholds(balanced: Optional[float] = typer.Option(None, "--balanced
 
 
 @router_app.command("calibrate")
-def router_calibrate(strong_share: float = typer.Option(..., "--strong-share", min=0.0, max=1.0,
-                                                        help="Share of the reference prompts to send to premium.")) -> None:
+def router_calibrate(
+        strong_share: float = typer.Option(..., "--strong-share", min=0.0, max=1.0,
+                                           help="Share of the reference prompts to send to premium."),
+) -> None:
     """Set the thresholds so about STRONG_SHARE of a reference prompt set goes to premium (RouteLLM-style)."""
     from broke import changes
     from broke.router.data import reference_prompts
@@ -73,9 +75,10 @@ def router_calibrate(strong_share: float = typer.Option(..., "--strong-share", m
 
 
 @router_app.command("eval")
-def router_eval(data: Optional[Path] = typer.Option(None, "--data", help="JSONL of {prompt, weak, strong}."),
-                plot: Optional[Path] = typer.Option(None, "--plot", metavar="FILE.png",
-                                                    help="Also draw the quality-vs-strong-share curve (needs matplotlib)."),
+def router_eval(data: Path | None = typer.Option(None, "--data", help="JSONL of {prompt, weak, strong}."),
+                plot: Path | None = typer.Option(
+                    None, "--plot", metavar="FILE.png",
+                    help="Also draw the quality-vs-strong-share curve (needs matplotlib)."),
                 as_json: bool = JSON_OPTION) -> None:
     """APGR and CPT(50%), CPT(80%) on labelled prompts (default: the shipped held-out split)."""
     from dataclasses import asdict
@@ -114,8 +117,8 @@ def router_train() -> None:
     say("router trained")
 
 
-def estimate(prompt: Optional[str] = typer.Argument(None, help="The prompt (default: read stdin)."),
-             batch: Optional[Path] = typer.Option(None, "--batch", help="JSONL file: one {id, prompt} per line."),
+def estimate(prompt: str | None = typer.Argument(None, help="The prompt (default: read stdin)."),
+             batch: Path | None = typer.Option(None, "--batch", help="JSONL file: one {id, prompt} per line."),
              as_json: bool = JSON_OPTION) -> None:
     """Estimate a prompt's complexity: dimensions, p_strong, tier and quality temperature."""
     import sys

@@ -1,7 +1,7 @@
 """`route`, `explain`, `validate`, `doctor`: every one asks the same resolver."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -18,7 +18,7 @@ LEVEL_STYLE = {"error": "red", "warning": "yellow", "info": "cyan"}
 
 
 def _resolve(slot: str, profile: str | None, prompt: str | None = None,
-             with_speeds: bool = False) -> "tuple[Resolution, RoutingContext]":
+             with_speeds: bool = False) -> tuple[Resolution, RoutingContext]:
     from broke.context import RoutingContext
     from broke.routing.resolve import Scope
 
@@ -37,7 +37,7 @@ def _resolve(slot: str, profile: str | None, prompt: str | None = None,
     return ctx.resolve(slot, scope, prompt, load_or_train(s.home)), ctx
 
 
-def _choice_line(resolution: "Resolution") -> str:
+def _choice_line(resolution: Resolution) -> str:
     chosen = resolution.chosen
     if chosen is None:
         return f"{resolution.slot} → [red]none[/]: {esc(resolution.reason)}"
@@ -46,7 +46,7 @@ def _choice_line(resolution: "Resolution") -> str:
 
 
 def route(slot: str = typer.Argument(..., help="A slot or a client model name (e.g. claude-sonnet-4-5)."),
-          profile: Optional[str] = PROFILE_OPTION, prompt: Optional[str] = PROMPT_OPTION,
+          profile: str | None = PROFILE_OPTION, prompt: str | None = PROMPT_OPTION,
           as_json: bool = JSON_OPTION) -> None:
     """Print the backend a request for SLOT would go to now (exit 1 if none)."""
     resolution, _ = _resolve(slot, profile, prompt)
@@ -63,7 +63,7 @@ def route(slot: str = typer.Argument(..., help="A slot or a client model name (e
 
 
 def explain(slot: str = typer.Argument(..., help="A slot or a client model name."),
-            profile: Optional[str] = PROFILE_OPTION, prompt: Optional[str] = PROMPT_OPTION,
+            profile: str | None = PROFILE_OPTION, prompt: str | None = PROMPT_OPTION,
             as_json: bool = JSON_OPTION) -> None:
     """Show the whole candidate chain for SLOT, why each is usable or skipped, and its measured speed here."""
     from broke.control.runfiles import read_record
@@ -106,7 +106,7 @@ def explain(slot: str = typer.Argument(..., help="A slot or a client model name.
         say(f"[yellow]demo:[/] {esc(NEXT_STEP)}")
 
 
-def _verdict(resolution: "Resolution", candidate: "Candidate", routes: "dict[str, Route]") -> str:
+def _verdict(resolution: Resolution, candidate: Candidate, routes: dict[str, Route]) -> str:
     """Where a candidate stands: chosen, tried later (#n of the attempts), or skipped and why."""
     place = next((n for n, a in enumerate(resolution.attempts, start=1)
                   if a.deployment == candidate.deployment), None)

@@ -1,8 +1,6 @@
 """`list`, `models`, `swap`, `fallback`: the slot mapping."""
 from __future__ import annotations
 
-from typing import Optional
-
 import typer
 
 from broke.cli.output import JSON_OPTION, esc, fail, print_json, say, show, status_text, store, table
@@ -44,36 +42,38 @@ def list_models(as_json: bool = JSON_OPTION) -> None:
 
     ctx = RoutingContext.load(store())
     catalog, state = ctx.catalog, ctx.state
-    rows = []
+    models = []  # (id, backend, key variable or None, keys set or None, health)
     for backend_id in [*catalog.backends, *sorted(state.backends)]:
         backend = find_backend(backend_id, state, catalog)
+        assert backend is not None  # a backend of the catalog or the state is always found
         provider = catalog.providers.get(backend.provider)
         key_env = backend.key_env if backend.key_env is not None else (provider.key_env if provider else "")
-        rows.append({
+        keys_set = len(key_pool(key_env, ctx.env)) if key_env else None
+        models.append((backend_id, backend, key_env or None, keys_set, ctx.health.model_status(backend_id, ctx.now)))
+    if as_json:
+        print_json([{
             "id": backend_id,
             "provider": backend.provider,
             "model": backend.model,
             "pinned": backend.pinned,
             "custom": backend.custom,
             "api_base": backend.api_base,
-            "key_env": key_env or None,
-            "keys_set": len(key_pool(key_env, ctx.env)) if key_env else None,
-            "health": ctx.health.model_status(backend_id, ctx.now),
-        })
-    if as_json:
-        print_json(rows)
+            "key_env": key_var,
+            "keys_set": keys_set,
+            "health": health,
+        } for backend_id, backend, key_var, keys_set, health in models])
         return
     t = table("backend", "provider", "version", "key", "health")
-    for row in rows:
-        if row["key_env"] is None:
+    for backend_id, backend, key_var, keys_set, health in models:
+        if key_var is None:
             key = "[dim]not needed[/]"
-        elif row["keys_set"]:
-            key = f"[green]{row['key_env']} ×{row['keys_set']}[/]"
+        elif keys_set:
+            key = f"[green]{key_var} ×{keys_set}[/]"
         else:
-            key = f"[red]{row['key_env']} missing[/]"
-        version = "pinned" if row["pinned"] else "[yellow]floating[/]"
-        t.add_row(esc(row["id"]) + (" [dim](custom)[/]" if row["custom"] else ""),
-                  row["provider"], version, key, status_text(row["health"]))
+            key = f"[red]{key_var} missing[/]"
+        version = "pinned" if backend.pinned else "[yellow]floating[/]"
+        t.add_row(esc(backend_id) + (" [dim](custom)[/]" if backend.custom else ""),
+                  backend.provider, version, key, status_text(health))
     show(t)
 
 
@@ -108,15 +108,15 @@ def _parse_swap(args: list[str]) -> tuple[str | None, list[tuple[str, str]]]:
     if len(args) == 2 and not any("=" in a for a in args):
         return None, [(args[0], args[1])]
     if all("=" in a for a in args):
-        pairs = [tuple(a.split("=", 1)) for a in args]
+        pairs = [(slot, backend) for slot, _, backend in (a.partition("=") for a in args)]
         if any(not slot or not backend for slot, backend in pairs):
             raise UsageProblem("each assignment must look like SLOT=BACKEND")
-        return None, pairs  # type: ignore[return-value]
+        return None, pairs
     raise UsageProblem("use `swap TEAM`, `swap SLOT BACKEND` or `swap SLOT=BACKEND …`")
 
 
 def swap(
-    args: Optional[list[str]] = typer.Argument(None, metavar="[TEAM | SLOT BACKEND | SLOT=BACKEND…]"),
+    args: list[str] | None = typer.Argument(None, metavar="[TEAM | SLOT BACKEND | SLOT=BACKEND…]"),
 ) -> None:
     """Change what slots route to: a whole team, one slot, or many at once (no args: pick interactively)."""
     from broke import changes
@@ -134,8 +134,8 @@ def swap(
 
 def fallback(
     slot: str = typer.Argument(..., help="The slot whose fallback chain to set or show."),
-    entries: Optional[list[str]] = typer.Argument(None, metavar="[FALLBACK…]",
-                                                  help="Backend ids or slot names, in order."),
+    entries: list[str] | None = typer.Argument(None, metavar="[FALLBACK…]",
+                                               help="Backend ids or slot names, in order."),
     clear: bool = typer.Option(False, "--clear", help="Remove the slot's fallbacks."),
     as_json: bool = JSON_OPTION,
 ) -> None:

@@ -1,9 +1,8 @@
 """`snapshot save|list|restore` and `freeze`."""
 from __future__ import annotations
 
-from typing import Optional
-
 import typer
+
 from broke.cli.output import JSON_OPTION, esc, print_json, say, show, store, table
 from broke.errors import UsageProblem
 
@@ -44,7 +43,7 @@ def snapshot_restore(snapshot_id: str = typer.Argument(..., metavar="ID")) -> No
     say(f"snapshot [bold]{info.id}[/] restored (generation {state.generation})")
 
 
-def freeze(switch: Optional[str] = typer.Argument(None, metavar="[on|off]"),
+def freeze(switch: str | None = typer.Argument(None, metavar="[on|off]"),
            as_json: bool = JSON_OPTION) -> None:
     """Show, or turn on/off, the freeze that blocks every state-changing command."""
     from broke import changes

@@ -1,9 +1,8 @@
 """`team save|load|list|show|delete` and `profile new|load|list|show|delete`."""
 from __future__ import annotations
 
-from typing import Optional
-
 import typer
+
 from broke.cli.output import JSON_OPTION, esc, print_json, say, show, store, table
 
 team_app = typer.Typer(no_args_is_help=True, help="Saved slot mappings (with fallbacks).")
@@ -77,11 +76,11 @@ def team_delete(name: str = NAME) -> None:
 @profile_app.command("new")
 def profile_new(
     name: str = NAME,
-    team: Optional[str] = typer.Option(None, "--team", "-t", help="Team the profile loads ('' = none)."),
-    slots: Optional[str] = typer.Option(None, "--slots", help="Allowed slots, comma-separated ('' = all)."),
-    rpm: Optional[int] = typer.Option(None, "--rpm", help="Requests per minute; 0 = unlimited."),
-    tpm: Optional[int] = typer.Option(None, "--tpm", help="Tokens per minute; 0 = unlimited."),
-    description: Optional[str] = typer.Option(None, "--description", "-d"),
+    team: str | None = typer.Option(None, "--team", "-t", help="Team the profile loads ('' = none)."),
+    slots: str | None = typer.Option(None, "--slots", help="Allowed slots, comma-separated ('' = all)."),
+    rpm: int | None = typer.Option(None, "--rpm", help="Requests per minute; 0 = unlimited."),
+    tpm: int | None = typer.Option(None, "--tpm", help="Tokens per minute; 0 = unlimited."),
+    description: str | None = typer.Option(None, "--description", "-d"),
 ) -> None:
     """Create profile NAME, or change the given fields of an existing one (omitted = unchanged)."""
     from broke import changes

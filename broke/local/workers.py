@@ -8,8 +8,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-
-from broke.catalog import load_catalog, local_backend_id, local_model_name
+from broke.catalog import LOCAL_PREFIX, load_catalog, local_backend_id
 from broke.errors import BrokeError, NotFoundError, StateFileError
 from broke.fileio import atomic_write
 from broke.local.models import DEMO_ANSWER, DEMO_BACKEND, demo_path, hub_cache, model_path
@@ -187,7 +186,7 @@ def start_worker(home: Path, model: str, *, port: int | None = None, replica: bo
     port = port or free_port()
     if not port_free(port):
         raise WorkerError(f"port {port} is in use; pick another with --port")
-    name = local_model_name(backend_id)
+    name = backend_id.removeprefix(LOCAL_PREFIX)  # local_backend_id gave it the prefix
     run = ensure_dir(home / "run")
     ensure_dir(run / "workers")
     log = run / f"worker-{name.replace('/', '--')}@{port}.log"

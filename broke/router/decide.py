@@ -4,9 +4,21 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, TypedDict
 
 from broke.errors import InvalidInputError, StateFileError
 from broke.state.model import State
+
+if TYPE_CHECKING:
+    from broke.router.evaluate import Quality
+
+
+class _Labelled(TypedDict):
+    """What evaluation reads of a labelled prompt (a shipped data row has these keys too)."""
+
+    prompt: str
+    weak: float | None
+    strong: float | None
 
 
 def estimate_prompt(home: Path, prompt: str, state: State) -> dict:
@@ -33,14 +45,14 @@ def estimate_batch(home: Path, lines: Iterable[str], state: State, source: str) 
             continue
         try:
             item = json.loads(line)
-        except ValueError as exc:
+        except json.JSONDecodeError as exc:
             raise StateFileError(f"{source}:{number}: not JSON ({exc.msg})") from None
         if not isinstance(item, dict) or not isinstance(item.get("prompt"), str):
             raise StateFileError(f"{source}:{number}: needs a string \"prompt\"")
         yield {"id": item.get("id"), **estimate_prompt(home, item["prompt"], state)}
 
 
-def evaluate_labelled(home: Path, data: Path | None = None):
+def evaluate_labelled(home: Path, data: Path | None = None) -> Quality:
     """APGR / CPT of the router on labelled prompts: the shipped held-out split, or a JSONL file of
     `{"prompt", "weak", "strong"}` (scores 0..1). Returns broke.router.evaluate.Quality."""
     import numpy as np
@@ -49,6 +61,7 @@ def evaluate_labelled(home: Path, data: Path | None = None):
     from broke.router.evaluate import evaluate
     from broke.router.model import load_or_train
 
+    rows: list[_Labelled]
     if data is None:
         rows = [r for r in load_rows() if r["split"] == EVAL_SPLIT and has_outcome(r)]
     else:
@@ -68,7 +81,7 @@ def evaluate_labelled(home: Path, data: Path | None = None):
                     np.array([r["strong"] for r in rows]))
 
 
-def plot_quality(quality, path: Path) -> Path:
+def plot_quality(quality: Quality, path: Path) -> Path:
     """Draw `quality`'s curve (a broke.router.evaluate.Quality) to `path`: quality against the share
     of strong calls, next to a random router's straight line from weak-only to strong-only quality.
     Raises InvalidInputError (from broke.plotting) for a bad path or without matplotlib."""

@@ -12,6 +12,7 @@ of a long prompt are tokenised; the length features always see the whole prompt.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import re
 from collections import Counter
@@ -179,10 +180,8 @@ def _shape(visible: str, toks: list[str], quantities: list[str], arithmetic_word
     option_texts = [m.group(1) for m in options]
     largest = 0.0
     for quantity in quantities:
-        try:
+        with contextlib.suppress(ValueError):  # "1.2.3"
             largest = max(largest, float(quantity.replace(",", "")))
-        except ValueError:  # "1.2.3"
-            pass
     sentences = len(_SENTENCE_END.findall(question))
     return [
         log(sum(map(len, option_texts)) / len(option_texts)) if option_texts else 0.0,
@@ -216,9 +215,10 @@ def hashed_indices(toks: list[str]) -> np.ndarray:
     if None in columns:
         for i, tok in enumerate(toks):
             if columns[i] is None:
-                columns[i] = abs(int(murmurhash3_32(tok))) % N_HASH
+                column = abs(int(murmurhash3_32(tok))) % N_HASH
+                columns[i] = column
                 if len(_HASHED) < HASH_CACHE:
-                    _HASHED[tok] = columns[i]
+                    _HASHED[tok] = column
     return np.unique(np.asarray(columns, dtype=np.int64))
 
 
@@ -236,7 +236,7 @@ def prompt_features(text: str) -> tuple[np.ndarray, np.ndarray]:
     return hashed_indices(toks), np.asarray(hand_features(text, toks), dtype=np.float64)
 
 
-def batch_features(texts: Sequence[str]) -> tuple["csr_matrix", np.ndarray]:
+def batch_features(texts: Sequence[str]) -> tuple[csr_matrix, np.ndarray]:
     """Many prompts: (binary L2-normalised hashed words as CSR, raw hand features as a dense array)."""
     from sklearn.feature_extraction.text import HashingVectorizer
 

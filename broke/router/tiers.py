@@ -44,7 +44,7 @@ class Thresholds:
         return tier_at(p_strong, self.balanced_from, self.premium_from)
 
 
-def calibrate(strong_share: float, reference_prompts: Sequence[str], router: "Router | None" = None) -> Thresholds:
+def calibrate(strong_share: float, reference_prompts: Sequence[str], router: Router | None = None) -> Thresholds:
     """Thresholds sending about `strong_share` (0..1) of `reference_prompts` to premium.
 
     `router` defaults to the one `load_or_train()` gives for $BROKE_HOME.
@@ -62,7 +62,7 @@ def calibrate(strong_share: float, reference_prompts: Sequence[str], router: "Ro
     return Thresholds(balanced_from=premium * BALANCED_FRACTION, premium_from=premium)
 
 
-def temperature(estimate: "Estimate") -> Temperature:
+def temperature(estimate: Estimate) -> Temperature:
     """The quality-risk colour of a prompt for the basic tier (from prompt_complexity)."""
     for bound, colour in TEMPERATURE_BOUNDS:
         if estimate.prompt_complexity < bound:

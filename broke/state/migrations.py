@@ -1,7 +1,8 @@
 """Schema migrations: MIGRATIONS[n] turns schema-n data into schema-(n+1) data."""
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 Migration = Callable[[dict[str, Any]], dict[str, Any]]
 

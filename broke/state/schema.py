@@ -5,9 +5,12 @@ import dataclasses
 import types
 import typing
 from functools import cache
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-T = TypeVar("T")
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+T = TypeVar("T", bound="DataclassInstance")
 
 _TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "true or false"}
 
@@ -58,7 +61,7 @@ def structure(cls: type[T], data: Any, path: tuple[str, ...] = ()) -> T:
     return cls(**values)
 
 
-def _check_metadata(field: dataclasses.Field, value: Any, path: tuple[str, ...]) -> None:
+def _check_metadata(field: dataclasses.Field[Any], value: Any, path: tuple[str, ...]) -> None:
     choices = field.metadata.get("choices")
     if choices and value not in choices:
         raise SchemaError(path, f"{'.'.join(path)} must be one of {', '.join(choices)}, got '{value}'")
@@ -85,7 +88,7 @@ def _convert(tp: Any, value: Any, path: tuple[str, ...]) -> Any:
             raise SchemaError(path, f"{where} must be a table, got {_kind(value)}")
         _, item_tp = typing.get_args(tp)
         return {key: _convert(item_tp, item, path + (key,)) for key, item in value.items()}
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         return structure(tp, value, path)
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
