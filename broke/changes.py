@@ -10,7 +10,15 @@ from broke.errors import BrokeError, InvalidInputError, NotFoundError
 from broke.presets import Profile, Team, profiles, teams
 from broke.routing.backends import backend_chain, find_backend, is_slot_reference
 from broke.state.model import (
-    KEY_POLICY_MODES, MODEL_POLICY_MODES, TIERS, Access, CustomBackend, KeyPolicy, ModelPolicy, Node, SlotConfig,
+    KEY_POLICY_MODES,
+    MODEL_POLICY_MODES,
+    TIERS,
+    Access,
+    CustomBackend,
+    KeyPolicy,
+    ModelPolicy,
+    Node,
+    SlotConfig,
     State,
 )
 from broke.state.store import StateStore

@@ -27,14 +27,14 @@ class RoutingContext:
     env: Mapping[str, str]
     now: float
     catalog: Catalog
-    speeds: Mapping[str, "Speed"] = field(default_factory=dict)  # backend id -> measured on this machine
+    speeds: Mapping[str, Speed] = field(default_factory=dict)  # backend id -> measured on this machine
 
     @property
     def state(self) -> State:
         return self.loaded.state
 
     @classmethod
-    def load(cls, store: StateStore, *, with_speeds: bool = False) -> "RoutingContext":
+    def load(cls, store: StateStore, *, with_speeds: bool = False) -> RoutingContext:
         """Read everything; measured speeds when asked, or when a model policy orders by them."""
         loaded = store.read()
         speeds: Mapping[str, Speed] = {}

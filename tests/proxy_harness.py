@@ -28,12 +28,11 @@ from starlette.testclient import TestClient
 
 from broke import changes
 from broke.catalog import load_catalog
-from broke.gateway.auth import CLIENT
-from broke.health import EventLog
 from broke.control.litellm_config import deployments
-from broke.gateway.proxy import FrontProxy
 from broke.control.runfiles import GatewayRecord, TokenStore, key_ref
-from broke.health import Health, load_health
+from broke.gateway.auth import CLIENT
+from broke.gateway.proxy import FrontProxy
+from broke.health import EventLog, Health, load_health
 from broke.keys import provider_env
 from broke.procs import ProcessRecord
 from broke.state.store import StateStore
@@ -78,7 +77,7 @@ class FakeLiteLLM:
                 self.end_headers()
                 self.wfile.write(data)
 
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+            def log_message(self, format: str, *args: Any) -> None:
                 """No access log on stderr."""
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)

@@ -4,9 +4,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from broke.health import Health
+from broke.routing.conversation import user_turns
 from broke.routing.resolve import Conversation, resolve, tier_index
 from broke.routing.rotation import RotationState
-from broke.routing.conversation import user_turns
 from broke.state.store import default_state
 
 
@@ -17,7 +17,7 @@ class FixedEstimate:
     p_strong: float
     prompt_complexity: float = 0.0
 
-    def estimate(self, text: str) -> "FixedEstimate":
+    def estimate(self, text: str) -> FixedEstimate:
         return self
 
 

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import time
-from typing import Optional
 
 import typer
 
@@ -13,16 +12,16 @@ SET_STATUSES = ("healthy", "cooldown", "blocked")
 FOR_OPTION = typer.Option(None, "--for", help="Seconds the status lasts (cooldown default: the policy's).")
 
 
-def _split(value: Optional[str]) -> Optional[list[str]]:
+def _split(value: str | None) -> list[str] | None:
     return None if value is None else [v.strip() for v in value.split(",") if v.strip()]
 
 
 def key_policy(
-    provider: Optional[str] = typer.Argument(None, help="Provider to change; none: show every policy."),
-    mode: Optional[str] = typer.Option(None, "--mode", help="round_robin | priority | sticky | rotate_on_rate_limit"),
-    cooldown: Optional[int] = typer.Option(None, "--cooldown", help="Seconds a rate-limited key sits out."),
-    retries: Optional[int] = typer.Option(None, "--retries", help="More keys to try after one fails."),
-    order: Optional[str] = typer.Option(None, "--order", help="Key variables in order: K1,K2"),
+    provider: str | None = typer.Argument(None, help="Provider to change; none: show every policy."),
+    mode: str | None = typer.Option(None, "--mode", help="round_robin | priority | sticky | rotate_on_rate_limit"),
+    cooldown: int | None = typer.Option(None, "--cooldown", help="Seconds a rate-limited key sits out."),
+    retries: int | None = typer.Option(None, "--retries", help="More keys to try after one fails."),
+    order: str | None = typer.Option(None, "--order", help="Key variables in order: K1,K2"),
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Show key policies, or change one provider's."""
@@ -74,7 +73,7 @@ def _health_rows(section: str, names: list[str]) -> list[dict]:
     return rows
 
 
-def _set_health(section: str, name: str, status: str, seconds: Optional[float], provider: str | None) -> None:
+def _set_health(section: str, name: str, status: str, seconds: float | None, provider: str | None) -> None:
     from broke.health import MANUAL, HealthTransitions
 
     if status not in SET_STATUSES:
@@ -82,7 +81,7 @@ def _set_health(section: str, name: str, status: str, seconds: Optional[float], 
     home = store().home
     transitions = HealthTransitions(home)
     until = transitions.set_by_hand(section, name, status, seconds)
-    event = {"event": "manual", "reason": MANUAL, "status": status}
+    event: dict[str, object] = {"event": "manual", "reason": MANUAL, "status": status}
     if section == "keys":
         from broke.control.runfiles import key_ref
         from broke.keys import provider_env
@@ -96,10 +95,10 @@ def _set_health(section: str, name: str, status: str, seconds: Optional[float], 
 
 
 def key_state(
-    action: Optional[str] = typer.Argument(None, metavar="[set]"),
-    key: Optional[str] = typer.Argument(None, metavar="[KEY]", help="A key variable, e.g. OPENROUTER_API_KEY_2."),
-    new_status: Optional[str] = typer.Argument(None, metavar="[healthy|cooldown|blocked]"),
-    seconds: Optional[float] = FOR_OPTION,
+    action: str | None = typer.Argument(None, metavar="[set]"),
+    key: str | None = typer.Argument(None, metavar="[KEY]", help="A key variable, e.g. OPENROUTER_API_KEY_2."),
+    new_status: str | None = typer.Argument(None, metavar="[healthy|cooldown|blocked]"),
+    seconds: float | None = FOR_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Show every key's state (names only, never values), or set one by hand."""
@@ -142,10 +141,10 @@ def _show_health(rows: list[dict], noun: str, with_provider: bool = False) -> No
 
 
 def model_policy(
-    slot: Optional[str] = typer.Argument(None, help="Slot to change; none: show every policy."),
-    mode: Optional[str] = typer.Option(None, "--mode", help="ordered | round_robin | fastest (by measured speed)"),
-    order: Optional[str] = typer.Option(None, "--order", help="Backends to try first, in order: B1,B2"),
-    cooldown_last: Optional[bool] = typer.Option(
+    slot: str | None = typer.Argument(None, help="Slot to change; none: show every policy."),
+    mode: str | None = typer.Option(None, "--mode", help="ordered | round_robin | fastest (by measured speed)"),
+    order: str | None = typer.Option(None, "--order", help="Backends to try first, in order: B1,B2"),
+    cooldown_last: bool | None = typer.Option(
         None, "--cooldown-last/--no-cooldown-last",
         help="Try candidates in cooldown after every usable one (default: never; blocked: never)."),
     as_json: bool = JSON_OPTION,
@@ -190,10 +189,10 @@ def _say_measured(slot: str) -> None:
 
 
 def model_state(
-    action: Optional[str] = typer.Argument(None, metavar="[set]"),
-    backend: Optional[str] = typer.Argument(None, metavar="[BACKEND]"),
-    new_status: Optional[str] = typer.Argument(None, metavar="[healthy|cooldown|blocked]"),
-    seconds: Optional[float] = FOR_OPTION,
+    action: str | None = typer.Argument(None, metavar="[set]"),
+    backend: str | None = typer.Argument(None, metavar="[BACKEND]"),
+    new_status: str | None = typer.Argument(None, metavar="[healthy|cooldown|blocked]"),
+    seconds: float | None = FOR_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Show every routed backend's state, or set one by hand."""

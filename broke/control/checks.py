@@ -6,8 +6,8 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 
 from broke.context import RoutingContext
-from broke.diagnostics import Finding
 from broke.control.supervisor import status
+from broke.diagnostics import Finding
 from broke.routing.backends import find_backend
 from broke.routing.resolve import Resolution
 
@@ -34,8 +34,8 @@ def live_checks(ctx: RoutingContext, resolutions: list[Resolution]) -> tuple[dic
         findings.append(Finding("error", "gateway_process_down", "gateway",
                                 f"{process.name} (pid {process.record.pid}) is not running while the rest of "
                                 f"the gateway is; `broke start` brings it back (see {process.record.log})"))
-    if current.running:
-        record = current.record
+    record = current.record
+    if current.running and record is not None:
         try:
             answer = httpx.get(f"{record.base_url}/health", timeout=5.0)
             healthy = answer.status_code == 200
@@ -78,7 +78,7 @@ def live_checks(ctx: RoutingContext, resolutions: list[Resolution]) -> tuple[dic
             if backend and backend.api_base:
                 bases[backend.id] = backend.api_base
     with ThreadPoolExecutor(max_workers=8) as pool:
-        results = dict(zip(bases, pool.map(_reachable, bases.values())))
+        results = dict(zip(bases, pool.map(_reachable, bases.values()), strict=True))
     report["backends"] = {b: {"api_base": bases[b], "reachable": not why, "error": why or None}
                           for b, why in results.items()}
     for backend_id, why in results.items():

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import httpx
 
-from broke.errors import BrokeError
 from broke.control.runfiles import GatewayRecord, TokenStore
 from broke.control.supervisor import status
+from broke.errors import BrokeError
 
 
 class NotRunningError(BrokeError):

@@ -64,10 +64,10 @@ def deployments(state: State, catalog: Catalog, env: Mapping[str, str],
             for api_base, key_env in _pool_members(backend_id, state, local_bases or {}):
                 if key_env and key_env not in env:
                     continue  # a node whose token is not set here cannot be reached
-                params = {"model": _litellm_model(backend, catalog), "api_base": api_base,
+                worker = {"model": _litellm_model(backend, catalog), "api_base": api_base,
                           "use_chat_completions_api": True,
                           "api_key": f"os.environ/{key_env}" if key_env else NO_KEY}
-                out.append(Deployment(backend_id, backend_id, None, params))
+                out.append(Deployment(backend_id, backend_id, None, worker))
             continue
         if provider.needs_api_base and not backend.api_base:
             continue

@@ -15,20 +15,32 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-
 from broke.catalog import load_catalog, local_backend_id
-from broke.errors import BrokeError
-from broke.fileio import atomic_write
 from broke.control.litellm_config import deployments, render
 from broke.control.runfiles import (
-    DEFAULT_PORT, GatewayRecord, key_ref, master_key, new_master_key, read_record, record_path,
-    run_dir, write_record,
+    DEFAULT_PORT,
+    GatewayRecord,
+    key_ref,
+    master_key,
+    new_master_key,
+    read_record,
+    record_path,
+    run_dir,
+    write_record,
 )
+from broke.errors import BrokeError
+from broke.fileio import atomic_write
 from broke.keys import provider_env
-from broke.routing.transport import litellm_needed
 from broke.procs import (
-    ProcessRecord, child_env, end_group, free_port, is_ours, port_free, spawn,
+    ProcessRecord,
+    child_env,
+    end_group,
+    free_port,
+    is_ours,
+    port_free,
+    spawn,
 )
+from broke.routing.transport import litellm_needed
 from broke.state.store import StateStore
 
 LITELLM_START_TIMEOUT_S = 120.0

@@ -12,9 +12,9 @@ from pathlib import Path
 
 from starlette.requests import Request
 
+from broke.control.runfiles import TokenStore
 from broke.gateway.limits import FailedAuthLimiter
 from broke.gateway.live import Watched
-from broke.control.runfiles import TokenStore
 from broke.presets import profiles
 from broke.routing.resolve import Scope
 from broke.state.model import Access

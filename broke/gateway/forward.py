@@ -103,7 +103,7 @@ class Forwarder:
             for candidate in plan:
                 while candidate.backend not in down:
                     replica = self._replica(path, candidate, health, failed_workers)
-                    if replica is False:  # every replica failed during this request
+                    if replica is None:  # every replica failed during this request
                         break
                     number += 1
                     attempt = Attempt(number, candidate, self._route(path, candidate, replica or None), replica or None)
@@ -188,12 +188,11 @@ class Forwarder:
                                  (upstream.status, error, response_headers(upstream)))
         return upstream, None
 
-    def _replica(self, path: str, candidate: Candidate, health: Health, failed: set[str]) -> str | bool:
-        """The local worker a chat completion goes to directly ("": not a worker's; False: none left)."""
+    def _replica(self, path: str, candidate: Candidate, health: Health, failed: set[str]) -> str | None:
+        """The local worker a chat completion goes to directly ("": not a worker's; None: none left)."""
         if path != "/v1/chat/completions" or candidate.backend not in self.load.pools:
             return ""
-        url = self.load.pick(candidate.backend, health, time.time(), failed)
-        return url if url is not None else False
+        return self.load.pick(candidate.backend, health, time.time(), failed)
 
     def _route(self, path: str, candidate: Candidate, replica: str | None) -> Route:
         return route_for(path, candidate, self.catalog, self.load.pools, replica=replica,

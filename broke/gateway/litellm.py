@@ -64,7 +64,7 @@ class LiteLLM:
                     log.info("starting LiteLLM: a request needs translation")
                     try:
                         await asyncio.to_thread(ensure_litellm, self.home)
-                    except Exception as exc:  # noqa: BLE001 - reported to the client as one line
+                    except Exception as exc:
                         return f"LiteLLM could not be started: {exc}"
                 if time.monotonic() > deadline:
                     return f"LiteLLM did not answer within {LITELLM_WAIT_S:.0f}s; see {self.record.litellm.log}"

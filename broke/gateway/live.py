@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 from broke.errors import BrokeError
 
@@ -47,7 +48,7 @@ class Watched(Generic[T]):
         return self._value  # type: ignore[return-value]
 
 
-def watched_speeds(home: Path) -> "Watched[dict[str, Speed]]":
+def watched_speeds(home: Path) -> Watched[dict[str, Speed]]:
     """This machine's measured speeds (`baselines/`), re-read when a record comes or goes.
 
     A bad baseline file costs the `fastest` order (logged), never a request.
@@ -57,7 +58,7 @@ def watched_speeds(home: Path) -> "Watched[dict[str, Speed]]":
 
     machine_id = hardware()["id"]  # only records of this machine count
 
-    def load() -> "dict[str, Speed]":
+    def load() -> dict[str, Speed]:
         try:
             return expected_speeds(home, machine_id)
         except BrokeError as exc:

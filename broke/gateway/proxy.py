@@ -43,7 +43,7 @@ class FrontProxy:
     def __init__(self, home: Path, record: GatewayRecord, master_key: str) -> None:
         self.home, self.record = home, record
         self.catalog = load_catalog()
-        self.key_names = {name: "set" for name in record.key_refs}
+        self.key_names = dict.fromkeys(record.key_refs, "set")
         #: provider keys for native forwarding (from this process's environment, set by `broke start`)
         keys = {name: os.environ[name] for name in record.key_refs if name in os.environ}
         store = StateStore(home)

@@ -7,8 +7,8 @@ import sys
 
 import uvicorn
 
-from broke.gateway.proxy import FrontProxy
 from broke.control.runfiles import master_key, read_record
+from broke.gateway.proxy import FrontProxy
 from broke.paths import broke_home
 
 

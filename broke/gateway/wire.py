@@ -15,7 +15,7 @@ def error_body(status: int, code: str, message: str) -> JSONResponse:
     return JSONResponse({"error": {"message": message, "type": code, "code": code}}, status_code=status)
 
 
-def encode(payload: dict) -> bytes:
+def encode(payload: object) -> bytes:
     """JSON bytes of a request body (orjson; the standard library for integers orjson refuses)."""
     try:
         return orjson.dumps(payload)

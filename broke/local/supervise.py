@@ -62,7 +62,7 @@ def main(name: str, model_dir: str, port: int, host: str = "127.0.0.1", concurre
     health = HealthTransitions(broke_home())
     stopping = False
 
-    def on_term(signum, frame):  # noqa: ARG001 - signal handler signature
+    def on_term(signum, frame):
         nonlocal stopping
         stopping = True
 
@@ -119,5 +119,6 @@ def main(name: str, model_dir: str, port: int, host: str = "127.0.0.1", concurre
 if __name__ == "__main__":
     if len(sys.argv) not in (4, 5, 6):
         sys.exit("usage: python -m broke.local.supervise NAME MODEL_DIR PORT [HOST [CONCURRENCY]]")
-    sys.exit(main(sys.argv[1], sys.argv[2], int(sys.argv[3]), *sys.argv[4:5],
-                  *(int(n) for n in sys.argv[5:6])))
+    host = sys.argv[4] if len(sys.argv) > 4 else "127.0.0.1"
+    concurrency = int(sys.argv[5]) if len(sys.argv) > 5 else 0
+    sys.exit(main(sys.argv[1], sys.argv[2], int(sys.argv[3]), host, concurrency))

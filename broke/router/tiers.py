@@ -21,7 +21,8 @@ import numpy as np
 from broke.state.model import Tier, tier_at
 
 if TYPE_CHECKING:
-    from broke.router.model import Estimate, Router
+    from broke.router.model import Router
+    from broke.routing.resolve import Estimate
 
 Temperature = Literal["green", "yellow", "orange", "red"]
 BALANCED_FRACTION = 0.5

@@ -5,6 +5,7 @@ from __future__ import annotations
 from broke.catalog import Backend, Catalog, local_model_name
 from broke.state.model import TIERS, State
 
+
 def find_backend(backend_id: str, state: State, catalog: Catalog) -> Backend | None:
     """A custom backend of the state, else a known backend of the catalog."""
     custom = state.backends.get(backend_id)

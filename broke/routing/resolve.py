@@ -14,7 +14,13 @@ from broke.catalog import Backend, Catalog, load_catalog
 from broke.health import NEVER_TRIED, UNUSABLE, Health
 from broke.keys import key_pool
 from broke.routing.backends import (
-    backend_chain, deployment_name, find_backend, key_variable, routes_by_complexity, tier_chain, worker_model,
+    backend_chain,
+    deployment_name,
+    find_backend,
+    key_variable,
+    routes_by_complexity,
+    tier_chain,
+    worker_model,
 )
 from broke.routing.conversation import conversation_text
 from broke.routing.rotation import NO_ROTATION, Rotation, conversation_key

@@ -46,7 +46,9 @@ class RotationState:
 
     def view(self, busy: frozenset[str], conversation: str | None = None) -> Rotation:
         """A snapshot for one resolution (only this conversation's floor is copied)."""
-        floors = {conversation: self.tier_floors[conversation]} if conversation in self.tier_floors else {}
+        floors = {}
+        if conversation is not None and conversation in self.tier_floors:
+            floors[conversation] = self.tier_floors[conversation]
         return Rotation(dict(self.turns), dict(self.sticky_keys), busy, floors)
 
     def advance(self, slot: str, providers: Iterable[str], state: State) -> None:

@@ -9,9 +9,9 @@ from __future__ import annotations
 import asyncio
 import html
 import time
-from pathlib import Path
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import parse_qs
 
 import orjson
@@ -21,14 +21,22 @@ from starlette.routing import Route
 
 from broke import changes
 from broke.errors import BrokeError, FrozenError, NotFoundError
-from broke.gateway.dashboard import views
 from broke.gateway.auth import Authenticator, is_loopback
+from broke.gateway.dashboard import views
+from broke.gateway.dashboard.sessions import (
+    COOKIE,
+    SESSION_TTL_S,
+    Session,
+    Sessions,
+    csrf_matches,
+    host_allowed,
+    same_origin,
+)
 from broke.gateway.live import Watched
 from broke.gateway.metrics import Metrics
 from broke.gateway.traffic import Traffic
 from broke.health import Health
 from broke.state.model import State
-from broke.gateway.dashboard.sessions import COOKIE, SESSION_TTL_S, Session, Sessions, csrf_matches, host_allowed, same_origin
 from broke.state.store import StateStore
 
 ASSETS = Path(__file__).with_name("ui")

@@ -4,8 +4,8 @@ and baselines. Each view reads what `broke list`, `explain`, `metrics`, `worker 
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Iterable
 
 from broke.errors import BrokeError
 from broke.gateway.metrics import Metrics, quantile
@@ -54,7 +54,7 @@ def _records(records: dict[str, HealthRecord], now: float, refs: dict[str, str] 
     return rows
 
 
-def health_view(health: Health, now: float, key_refs: dict[str, str]) -> dict:
+def health_view(health: Health, now: float, key_refs: Mapping[str, str]) -> dict:
     """Keys (by variable name and reference, never value), backends and workers, with cooldowns left."""
     return {"generation": health.generation, "keys": _records(health.keys, now, key_refs),
             "models": _records(health.models, now), "workers": _records(health.workers, now)}
@@ -78,7 +78,7 @@ def _summary(requests: dict[str, int], errors: dict[str, int], failovers: dict[s
 
 def stats_view(metrics: Metrics) -> dict:
     """Requests, error rate, failovers and latency quantiles per slot and per backend (since start)."""
-    views = {}
+    views: dict[str, object] = {}
     for index, key in ((0, "slots"), (1, "backends")):
         requests: dict[str, int] = defaultdict(int)
         errors: dict[str, int] = defaultdict(int)
