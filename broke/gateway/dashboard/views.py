@@ -41,7 +41,7 @@ def slots_view(home: Path) -> dict:
     }
 
 
-def _records(records: dict[str, HealthRecord], now: float, refs: dict[str, str] | None = None) -> list[dict]:
+def _records(records: dict[str, HealthRecord], now: float, refs: Mapping[str, str] | None = None) -> list[dict]:
     rows = []
     for name, record in sorted(records.items()):
         status = record.effective(now)
