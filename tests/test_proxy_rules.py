@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
@@ -269,3 +269,40 @@ def test_an_unknown_model_is_400(cloud: FakeProvider, start_proxy: StartProxy) -
     assert answer.status_code == 400
     assert answer.json()["error"]["code"] == "invalid_model"
     assert cloud.requests == []
+
+
+# ---- the gateway and `explain` tell the same truth ---------------------------------------------
+EASY = "what is 2+2"
+HARD = ("Refactor this multi-file Python service so the worker pool, the cache invalidation and the "
+        "retry queue cannot deadlock; prove the lock ordering is safe, then write the migration plan, "
+        "step by step, for a zero-downtime rollout across three regions.")
+
+
+@pytest.mark.timeout(300)  # the first use of the router in a home fits it
+def test_the_gateway_and_explain_give_a_prompt_the_same_tier_backend_and_way(
+        cloud: FakeProvider, start_proxy: StartProxy, store: StateStore, cli: Any, cli_json: Any) -> None:
+    changes.set_tier(store, "basic", [MODEL_A])
+    changes.set_tier(store, "premium", [MODEL_B])
+    proxy = start_proxy()
+    tiers = set()
+    for prompt in (EASY, HARD):
+        answer = proxy.chat("auto", messages=[{"role": "user", "content": prompt}])
+        assert answer.status_code == 200, answer.text
+        code, explained = cli_json("explain", "auto", "--prompt", prompt)
+        assert code == 0
+        assert answer.headers["x-broke-tier"] == explained["tier"]
+        assert answer.headers["x-broke-backend"] == explained["chosen"]["backend"]
+        assert float(answer.headers["x-broke-complexity"]) >= 0
+        shown = cli("explain", "auto", "--prompt", prompt)
+        assert f"chosen via {answer.headers['x-broke-via']}" in shown.output
+        tiers.add(explained["tier"])
+    assert len(tiers) == 2  # the two prompts really are told apart
+
+
+def test_explain_says_which_way_each_attempt_goes(cloud: FakeProvider, store: StateStore, cli: Any) -> None:
+    changes.set_fallbacks(store, "sonnet", [MODEL_B])
+    shown = cli("explain", "sonnet")  # Claude Code's slot: Anthropic messages, which these backends need translated
+    assert shown.exit_code == 0, shown.output
+    assert "chosen via litellm" in shown.output and "attempt 2 via litellm" in shown.output
+    shown = cli("explain", "custom")  # chat completions: native to an OpenAI-compatible backend
+    assert "via native" in shown.output or "none" in shown.output
