@@ -13,12 +13,12 @@ from broke.router import artifact, embed, features, model
 from broke.router.data import (DATA_FILE, EVAL_SPLIT, TRAIN_SPLITS, VALIDATION_FOLDS, data_version, load_rows,
                                reference_prompts, validation_fold)
 from broke.router.evaluate import CurvePoint, apgr, cpt, curve, evaluate
-from broke.router import make_data
-from broke.router.make_data import write
 from broke.router.model import Estimate, Router
 from broke.router.tiers import Thresholds, calibrate, temperature, tier_for
 from broke.state.model import RouterConfig
 from conftest import assert_one_error_line
+from tools.router_data import make_data
+from tools.router_data.make_data import write
 
 TRIVIAL = ["rename this variable", "what is 2+2", "say hi"]
 HARD = [

@@ -1,4 +1,4 @@
-"""The outcome sets read from git history (broke.router.external), on small repositories made here:
+"""The outcome sets read from git history (tools.router_data.external), on small repositories made here:
 which prompts are kept, which are left out, and what each score becomes."""
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from broke.router import external
+from tools.router_data import external
 
 ARENA_HARD_PROMPT = "Use ABC notation to write a melody in the style of a folk tune, with a bridge."
 MT_BENCH_PROMPT = "Compose an engaging travel blog post about a recent trip to Hawaii, highlighting culture."

@@ -2,5 +2,6 @@
 
 Modules: `features` (prompt features), `data` (shipped training set), `model` (Estimate,
 Router, train, load_or_train), `artifact` (the cached fitted model), `tiers` (thresholds,
-tiers, calibration, temperature), `evaluate` (RouteLLM's APGR / CPT), `make_data`.
+tiers, calibration, temperature), `evaluate` (RouteLLM's APGR / CPT). The shipped data's builders are
+dev-only, in `tools/router_data/`.
 """
