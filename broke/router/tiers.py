@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 
 if TYPE_CHECKING:
-    from broke.router.model import Estimate, Router
+    from broke.router.estimator import Estimate, Router
 
 Tier = Literal["basic", "balanced", "premium"]
 Temperature = Literal["green", "yellow", "orange", "red"]
