@@ -30,7 +30,7 @@ _ANSWER_INDEX = [features.HAND_FEATURES.index(name) for name in ANSWER_WEIGHTS]
 _ANSWER_COEF = np.array(list(ANSWER_WEIGHTS.values()))
 #: p_strong's blend, each part standardised on the training rows: the trees' score, the meaning head
 #: (ridge over the prompt's static embedding and hand features) and answer_complexity's logit.
-#: Chosen on leave-one-source-out APGR (bench/router_quality.py): the mean is flat for the answer
+#: Chosen on leave-one-source-out APGR (perf/router_quality.py): the mean is flat for the answer
 #: part's weight from 1 to 3 (0.576, 0.574 at 2, 0.574 at 3); 2 is the least of those tried (1, 1.5,
 #: 2, 3) that puts "say hi" and "rename this variable" below a proof or a system design
 #: (test_trivial_prompts_land_below_hard_ones).

@@ -39,7 +39,7 @@ ANSWER_WEIGHTS.
 p_strong's design (the trees' target, source weights and settings, the meaning head, BLEND_WEIGHTS)
 was chosen on leave-one-source-out APGR: fitted on every source but one (CRUXEval's two tasks,
 which share their functions, are left out together), scored on the one left out
-(bench/router_quality.py). The held-out split is for reporting only.
+(perf/router_quality.py). The held-out split is for reporting only.
 """
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 
 Run with the venv's interpreter:
 
-    .venv/bin/python bench/gateway_overhead.py [--requests N] [--concurrency C] [--fake-in-process]
+    .venv/bin/python perf/gateway_overhead.py [--requests N] [--concurrency C] [--fake-in-process]
 
 Four paths serve the same tiny non-streaming chat completion, in one run:
 

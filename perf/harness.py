@@ -1,6 +1,6 @@
 """Shared helpers for the gateway benchmarks (gateway_overhead.py, worker_overhead.py).
 
-The scripts run as `.venv/bin/python bench/<script>.py`, so this folder is on sys.path and they
+The scripts run as `.venv/bin/python perf/<script>.py`, so this folder is on sys.path and they
 import these with `from harness import ...`.
 """
 from __future__ import annotations
