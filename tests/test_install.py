@@ -53,3 +53,28 @@ def test_markers_for_other_platforms_are_not_expected_here(tmp_path):
     marker = "sys_platform == 'win32'"
     lock = edited_lock(tmp_path, lambda lines: lines + [f"no-such-package-broke==1.0 ; {marker} \\\n"])
     assert check_env(lock).returncode == 0
+
+
+def requirements_in(path: Path) -> set[str]:
+    """The requirements a requirements .in file lists itself (comments, blank lines and -r includes left out),
+    normalised by packaging."""
+    from pip._vendor.packaging.requirements import Requirement
+
+    lines = (line.split("#", 1)[0].strip() for line in path.read_text().splitlines())
+    return {str(Requirement(line)) for line in lines if line and not line.startswith("-")}
+
+
+def test_pyproject_declares_the_same_dependencies_as_the_requirements_files():
+    """One dependency list: a wheel declares what the lock is made from, less the build backend."""
+    import tomllib
+
+    from pip._vendor.packaging.requirements import Requirement
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    declared = {str(Requirement(r)) for r in project["dependencies"]}
+    runtime = {r for r in requirements_in(ROOT / "requirements.in")
+               if Requirement(r).name not in {"hatchling", "editables"}}
+    assert declared == runtime
+    assert {str(Requirement(r)) for r in project["optional-dependencies"]["dev"]} == requirements_in(
+        ROOT / "requirements-dev.in")
+
