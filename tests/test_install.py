@@ -78,3 +78,25 @@ def test_pyproject_declares_the_same_dependencies_as_the_requirements_files():
     assert {str(Requirement(r)) for r in project["optional-dependencies"]["dev"]} == requirements_in(
         ROOT / "requirements-dev.in")
 
+
+def test_the_wheel_holds_the_package_and_the_shipped_presets_only(tmp_path):
+    """A wheel of broke: the package (with the shipped teams and profiles inside it), none of the checkout's
+    dev-only folders, and pyproject's dependencies as its requirements."""
+    import tomllib
+    import zipfile
+
+    from pip._vendor.packaging.requirements import Requirement
+
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "--no-index",
+                    "-w", str(tmp_path), str(ROOT)], check=True, capture_output=True, timeout=120)
+    (wheel,) = tmp_path.glob("broke-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert {name.split("/")[0] for name in names} == {"broke", wheel.name.split("-py3")[0] + ".dist-info"}
+    shipped = {name.removeprefix("broke/shipped/") for name in names if name.startswith("broke/shipped/")}
+    assert shipped == {f"{kind}/{path.name}" for kind in ("teams", "profiles") for path in (ROOT / kind).glob("*.toml")}
+    assert "broke/router/data/routing.jsonl.gz" in names and "broke/catalog.toml" in names
+    metadata = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("/METADATA"))).decode()
+    requires = {str(Requirement(line.removeprefix("Requires-Dist: "))) for line in metadata.splitlines()
+                if line.startswith("Requires-Dist: ") and "extra ==" not in line}
+    declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    assert requires == {str(Requirement(r)) for r in declared}
