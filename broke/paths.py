@@ -8,7 +8,8 @@ from pathlib import Path
 HOME_MODE = 0o700
 FILE_MODE = 0o600
 
-#: The checkout (or install) root: shipped presets live in its teams/ and profiles/.
+#: The checkout root: shipped presets live in its teams/ and profiles/ (a wheel carries them inside the
+#: package: `presets.SHIPPED_ROOT`).
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 

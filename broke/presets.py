@@ -15,6 +15,10 @@ from broke.state.model import Access, SlotConfig
 from broke.state.schema import SchemaError, structure, unstructure
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+#: Where the shipped presets' teams/ and profiles/ are: the package's shipped/ in a wheel (pyproject.toml
+#: puts them there), else the checkout root.
+_IN_PACKAGE = Path(__file__).resolve().parent / "shipped"
+SHIPPED_ROOT = _IN_PACKAGE if _IN_PACKAGE.is_dir() else PROJECT_ROOT
 
 
 @dataclass
@@ -46,13 +50,13 @@ class PresetEntry(Generic[P]):
 
 
 class PresetLibrary(Generic[P]):
-    """User presets under `$BROKE_HOME/<kind>/`, shipped ones under the checkout's `<kind>/`."""
+    """User presets under `$BROKE_HOME/<kind>/`, shipped ones under SHIPPED_ROOT's `<kind>/`."""
 
     def __init__(self, kind: str, cls: type[P], home: Path) -> None:
         self.kind = kind
         self.cls: type[P] = cls
         self.user_dir = home / kind
-        self.shipped_dir = PROJECT_ROOT / kind
+        self.shipped_dir = SHIPPED_ROOT / kind
         self.noun = kind.rstrip("s")
 
     def check_name(self, name: str) -> str:

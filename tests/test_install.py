@@ -53,3 +53,50 @@ def test_markers_for_other_platforms_are_not_expected_here(tmp_path):
     marker = "sys_platform == 'win32'"
     lock = edited_lock(tmp_path, lambda lines: lines + [f"no-such-package-broke==1.0 ; {marker} \\\n"])
     assert check_env(lock).returncode == 0
+
+
+def requirements_in(path: Path) -> set[str]:
+    """The requirements a requirements .in file lists itself (comments, blank lines and -r includes left out),
+    normalised by packaging."""
+    from pip._vendor.packaging.requirements import Requirement
+
+    lines = (line.split("#", 1)[0].strip() for line in path.read_text().splitlines())
+    return {str(Requirement(line)) for line in lines if line and not line.startswith("-")}
+
+
+def test_pyproject_declares_the_same_dependencies_as_the_requirements_files():
+    """One dependency list: a wheel declares what the lock is made from, less the build backend."""
+    import tomllib
+
+    from pip._vendor.packaging.requirements import Requirement
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    declared = {str(Requirement(r)) for r in project["dependencies"]}
+    runtime = {r for r in requirements_in(ROOT / "requirements.in")
+               if Requirement(r).name not in {"hatchling", "editables"}}
+    assert declared == runtime
+    assert {str(Requirement(r)) for r in project["optional-dependencies"]["dev"]} == requirements_in(
+        ROOT / "requirements-dev.in")
+
+
+def test_the_wheel_holds_the_package_and_the_shipped_presets_only(tmp_path):
+    """A wheel of broke: the package (with the shipped teams and profiles inside it), none of the checkout's
+    dev-only folders, and pyproject's dependencies as its requirements."""
+    import tomllib
+    import zipfile
+
+    from pip._vendor.packaging.requirements import Requirement
+
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "--no-index",
+                    "-w", str(tmp_path), str(ROOT)], check=True, capture_output=True, timeout=120)
+    (wheel,) = tmp_path.glob("broke-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert {name.split("/")[0] for name in names} == {"broke", wheel.name.split("-py3")[0] + ".dist-info"}
+    shipped = {name.removeprefix("broke/shipped/") for name in names if name.startswith("broke/shipped/")}
+    assert shipped == {f"{kind}/{path.name}" for kind in ("teams", "profiles") for path in (ROOT / kind).glob("*.toml")}
+    assert "broke/router/data/routing.jsonl.gz" in names and "broke/catalog.toml" in names
+    metadata = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("/METADATA"))).decode()
+    requires = {str(Requirement(line.removeprefix("Requires-Dist: "))) for line in metadata.splitlines()
+                if line.startswith("Requires-Dist: ") and "extra ==" not in line}
+    declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    assert requires == {str(Requirement(r)) for r in declared}

@@ -10,16 +10,15 @@ import numpy as np
 import pytest
 
 from broke.router import artifact, embed, features, model
-from broke.router.data import (DATA_FILE, EVAL_SPLIT, TRAIN_SPLITS, VALIDATION_FOLDS, data_version, load_rows,
-                               reference_prompts, validation_fold)
+from broke.router.data import (DATA_FILE, TRAIN_SPLITS, VALIDATION_FOLDS, data_version, load_rows, reference_prompts,
+                               validation_fold)
 from broke.router.evaluate import CurvePoint, apgr, cpt, curve, evaluate
-from broke.router import make_data
-from broke.router.make_data import write
 from broke.router.model import Estimate, Router
 from broke.router.tiers import Thresholds, calibrate, temperature
 from broke.routing.conversation import conversation_text
 from broke.state.model import RouterConfig
 from conftest import assert_one_error_line
+from tools.router_data.make_data import write
 
 TRIVIAL = ["rename this variable", "what is 2+2", "say hi"]
 HARD = [
@@ -372,35 +371,6 @@ def test_router_eval_plot_refuses_a_bad_path(cli, trained_home: Path, tmp_path: 
 
 
 # --- the shipped data -----------------------------------------------------------------------
-
-
-def test_shipped_data_is_small_redistributable_and_split() -> None:
-    rows = load_rows()
-    assert DATA_FILE.stat().st_size < 5_000_000
-    assert {r["source"] for r in rows} == {"routellm_mmlu", "routellm_gsm8k", "routellm_mtbench", "arena_hard_v2",
-                                           "cruxeval_input", "cruxeval_output", "arena_bench_v1", "vicuna80",
-                                           "mmlu_pro"}
-    held = {r["source"] for r in rows if r["split"] == EVAL_SPLIT}
-    assert {"routellm_mtbench", "routellm_gsm8k", "routellm_mmlu"} <= held
-    assert all(r["split"] == EVAL_SPLIT for r in rows if r["source"] == "routellm_mtbench")
-    assert {r["split"] for r in rows} == {"train", "test", "contaminated"}
-    # CRUXEval's two tasks ask about the same functions: each function is in one split for both.
-    crux = {(r["source"], r["item_id"]): r["split"] for r in rows if r["source"].startswith("cruxeval")}
-    assert all(crux["cruxeval_input", item] == split for (source, item), split in crux.items())
-    # No prompt is shipped twice under two sources (MMLU-Pro's MMLU questions are left out).
-    firsts: dict[str, str] = {}
-    for r in rows:
-        if r["source"] != "cruxeval_output":
-            assert firsts.setdefault(r["prompt"].strip()[:60], r["source"]) == r["source"], r["prompt"][:60]
-    assert (DATA_FILE.parent / "SOURCES.md").read_text().count("Apache-2.0") >= 4
-
-
-def test_cruxeval_generations_are_scored_by_running_them(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(make_data, "CHECK_TIMEOUT", 1.0)
-    code = "def f(n):\n    while n == 0:\n        pass\n    return n * 2"
-    right, wrong, loops, raises = "f(3)", "f(4)", "f(0)", "f('a' - 1)"
-    assert make_data.pass_rate(code, "6", [right, right, wrong, loops, raises, "3"]) == pytest.approx(2 / 6)
-    assert make_data.pass_rate(code, "6", ["exit(0) or f(3)", "print(f(3)) or f(3)"]) == 0.5
 
 
 def test_validation_folds_are_stable_and_even() -> None:

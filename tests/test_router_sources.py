@@ -1,5 +1,6 @@
-"""The outcome sets read from git history (broke.router.external), on small repositories made here:
-which prompts are kept, which are left out, and what each score becomes."""
+"""The shipped router data and its dev-only builders (tools/router_data): the data file itself, scoring
+model-written code by running it, and the outcome sets read from git history (external), on small
+repositories made here: which prompts are kept, which are left out, and what each score becomes."""
 from __future__ import annotations
 
 import io
@@ -10,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from broke.router import external
+from broke.router.data import DATA_FILE, EVAL_SPLIT, load_rows
+from tools.router_data import external, make_data
 
 ARENA_HARD_PROMPT = "Use ABC notation to write a melody in the style of a folk tune, with a bridge."
 MT_BENCH_PROMPT = "Compose an engaging travel blog post about a recent trip to Hawaii, highlighting culture."
@@ -111,3 +113,35 @@ def test_a_missing_clone_or_file_says_what_to_do(mirrors: Path, tmp_path: Path) 
         external.cruxeval_output_rows(tmp_path / "nowhere")
     with pytest.raises(SystemExit, match="lm-sys/FastChat@"):
         external.show(mirrors, external.FASTCHAT, external.VICUNA_COMMIT, "no/such/file.jsonl")
+
+
+# --- the shipped data and scoring by running code ---------------------------------------------
+
+
+def test_shipped_data_is_small_redistributable_and_split() -> None:
+    rows = load_rows()
+    assert DATA_FILE.stat().st_size < 5_000_000
+    assert {r["source"] for r in rows} == {"routellm_mmlu", "routellm_gsm8k", "routellm_mtbench", "arena_hard_v2",
+                                           "cruxeval_input", "cruxeval_output", "arena_bench_v1", "vicuna80",
+                                           "mmlu_pro"}
+    held = {r["source"] for r in rows if r["split"] == EVAL_SPLIT}
+    assert {"routellm_mtbench", "routellm_gsm8k", "routellm_mmlu"} <= held
+    assert all(r["split"] == EVAL_SPLIT for r in rows if r["source"] == "routellm_mtbench")
+    assert {r["split"] for r in rows} == {"train", "test", "contaminated"}
+    # CRUXEval's two tasks ask about the same functions: each function is in one split for both.
+    crux = {(r["source"], r["item_id"]): r["split"] for r in rows if r["source"].startswith("cruxeval")}
+    assert all(crux["cruxeval_input", item] == split for (source, item), split in crux.items())
+    # No prompt is shipped twice under two sources (MMLU-Pro's MMLU questions are left out).
+    firsts: dict[str, str] = {}
+    for r in rows:
+        if r["source"] != "cruxeval_output":
+            assert firsts.setdefault(r["prompt"].strip()[:60], r["source"]) == r["source"], r["prompt"][:60]
+    assert (DATA_FILE.parent / "SOURCES.md").read_text().count("Apache-2.0") >= 4
+
+
+def test_cruxeval_generations_are_scored_by_running_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(make_data, "CHECK_TIMEOUT", 1.0)
+    code = "def f(n):\n    while n == 0:\n        pass\n    return n * 2"
+    right, wrong, loops, raises = "f(3)", "f(4)", "f(0)", "f('a' - 1)"
+    assert make_data.pass_rate(code, "6", [right, right, wrong, loops, raises, "3"]) == pytest.approx(2 / 6)
+    assert make_data.pass_rate(code, "6", ["exit(0) or f(3)", "print(f(3)) or f(3)"]) == 0.5

@@ -12,7 +12,7 @@ snapshot_app = typer.Typer(no_args_is_help=True, help="Save and restore copies o
 @snapshot_app.command("save")
 def snapshot_save(note: str = typer.Option("", "--note", "-n", help="Why this snapshot was taken.")) -> None:
     """Save a snapshot of the current state."""
-    from broke.state.snapshots import SnapshotStore
+    from broke.state.store import SnapshotStore
 
     info = SnapshotStore(store()).save(note)
     say(f"snapshot [bold]{info.id}[/] saved (generation {info.generation})")
@@ -22,7 +22,7 @@ def snapshot_save(note: str = typer.Option("", "--note", "-n", help="Why this sn
 def snapshot_list(as_json: bool = JSON_OPTION) -> None:
     """List snapshots, oldest first."""
     from broke.state.schema import unstructure
-    from broke.state.snapshots import SnapshotStore
+    from broke.state.store import SnapshotStore
 
     infos = SnapshotStore(store()).list()
     if as_json:
@@ -37,7 +37,7 @@ def snapshot_list(as_json: bool = JSON_OPTION) -> None:
 @snapshot_app.command("restore")
 def snapshot_restore(snapshot_id: str = typer.Argument(..., metavar="ID")) -> None:
     """Make snapshot ID the current state (the current one is snapshotted first)."""
-    from broke.state.snapshots import SnapshotStore
+    from broke.state.store import SnapshotStore
 
     state, info = SnapshotStore(store()).restore(snapshot_id)
     say(f"snapshot [bold]{info.id}[/] restored (generation {state.generation})")

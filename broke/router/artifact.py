@@ -21,7 +21,7 @@ import numpy as np
 
 from broke.fileio import atomic_write
 from broke.router import embed, features
-from broke.router.model import BLEND, HEADS, N_TREE_INPUTS, Router
+from broke.router.estimator import BLEND, HEADS, N_TREE_INPUTS, Router
 
 #: 2: p_strong's boosted trees (the tree_* arrays); the linear heads see features.LINEAR_FEATURES.
 #: 3: p_strong blends the trees with the meaning head over static embeddings and the prompt's length.
@@ -49,7 +49,7 @@ _INT_ARRAYS = ("tree_feature", "tree_left", "tree_right", "tree_roots", "tree_de
 _VECTOR_ARRAYS = ("token_weights", "meaning_coef")
 _ARRAYS = tuple(_SHAPES) + _NODE_ARRAYS + ("tree_roots",) + _VECTOR_ARRAYS
 #: Files whose contents define the fitted model (code and the shipped token vectors): changing any retrains.
-_CODE_FILES = ("features.py", "model.py", "data.py", "artifact.py", "embed.py", "data/vectors.npz")
+_CODE_FILES = ("features.py", "estimator.py", "model.py", "data.py", "artifact.py", "embed.py", "data/vectors.npz")
 _LIBRARIES = ("numpy", "scipy", "scikit-learn")
 
 

@@ -31,7 +31,7 @@ class Row(TypedDict):
 
 
 def load_rows(path: Path = DATA_FILE) -> list[Row]:
-    """All rows of a data file written by `make_data`."""
+    """All rows of a data file written by `tools/router_data/build.py`."""
     with gzip.open(path, "rt", encoding="utf-8") as fh:
         return [json.loads(line) for line in fh]
 

@@ -1,6 +1,6 @@
 """Static prompt embeddings: a weighted mean of WordPiece token vectors distilled from all-MiniLM-L6-v2.
 
-`data/vectors.npz` (written by `make_vectors`) holds the vocabulary and an int8 vector per token
+`data/vectors.npz` (written by `tools/router_data/make_vectors.py`) holds the vocabulary and an int8 vector per token
 with a per-dimension scale. A prompt's words are the router's own tokens (`features.tokens`: the
 lower-cased word runs of its visible part), each split into WordPiece tokens greedily, longest
 match first, as BERT's tokenizer does (punctuation, which BERT keeps as tokens, is left out). Its

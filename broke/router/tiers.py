@@ -21,7 +21,7 @@ import numpy as np
 from broke.state.model import Tier, tier_at
 
 if TYPE_CHECKING:
-    from broke.router.model import Router
+    from broke.router.estimator import Router
     from broke.routing.resolve import Estimate
 
 Temperature = Literal["green", "yellow", "orange", "red"]

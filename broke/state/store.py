@@ -1,22 +1,25 @@
-"""The state store: one lock around each read-modify-write, atomic replace, generation bump."""
+"""The state store: one lock around each read-modify-write, atomic replace, generation bump; and its snapshots."""
 from __future__ import annotations
 
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterator, TypeVar
 
 from broke.catalog import load_catalog
-from broke.errors import FrozenError, LockTimeoutError, StateFileError
+from broke.errors import FrozenError, LockTimeoutError, NotFoundError, StateFileError
 from broke.fileio import atomic_write, locate_line, read_toml
 from broke.paths import FILE_MODE, broke_home, ensure_dir
 from broke.state import migrations
 from broke.state.model import SCHEMA_VERSION, SlotConfig, State
 from broke.state.schema import SchemaError, structure, unstructure
+from broke.state.snapshots import SnapshotFiles, SnapshotInfo
 
 T = TypeVar("T")
 LOCK_TIMEOUT_S = 30.0
+#: Fields a snapshot restore leaves as they are: bookkeeping, and the freeze switch.
+_KEPT_ON_RESTORE = {"schema_version", "generation", "updated_at", "frozen"}
 
 
 def utc_now_iso() -> str:
@@ -118,11 +121,10 @@ class StateStore:
                     "state is frozen: no changes allowed; run `broke freeze off` to allow them"
                 )
             if loaded.exists and loaded.file_version < SCHEMA_VERSION:
-                from broke.state.snapshots import SnapshotStore
-
-                SnapshotStore(self).save_locked(
+                SnapshotFiles(self.home).write(
                     note=f"before migration from schema {loaded.file_version}",
                     data=read_toml(self.path)[0],
+                    created_at=utc_now_iso(),
                 )
             result = change(state)
             state.schema_version = SCHEMA_VERSION
@@ -130,3 +132,40 @@ class StateStore:
             state.updated_at = utc_now_iso()
             atomic_write(self.path, dump_state(state))
             return state, result
+
+
+class SnapshotStore:
+    """Snapshots of a store's state: `snapshot save|list|restore`, each under the state lock."""
+
+    def __init__(self, store: StateStore) -> None:
+        self.store = store
+        self.files = SnapshotFiles(store.home)
+
+    def save(self, note: str = "") -> SnapshotInfo:
+        """Snapshot the current state (a fresh home's default state if none was written yet)."""
+        with self.store.locked():
+            return self.files.write(note, unstructure(self.store.load()), utc_now_iso())
+
+    def _read(self, snapshot_id: int) -> tuple[SnapshotInfo, State]:
+        """A snapshot's header and its state, checked as a state file is."""
+        info, data, text = self.files.read(snapshot_id)
+        return info, parse_state(data, text, self.files.path(snapshot_id)).state
+
+    def list(self) -> list[SnapshotInfo]:
+        """Every snapshot's header, oldest first."""
+        return [self._read(i)[0] for i in self.files.ids()]
+
+    def restore(self, snapshot_id: str) -> tuple[State, SnapshotInfo]:
+        """Make snapshot `snapshot_id` the current state (as a new generation), saving the current one first."""
+        if not snapshot_id.isdigit() or int(snapshot_id) not in self.files.ids():
+            raise NotFoundError(f"no snapshot '{snapshot_id}'; see `broke snapshot list`")
+        info, restored = self._read(int(snapshot_id))
+
+        def apply(state: State) -> None:
+            self.files.write(f"before restore of snapshot {info.id}", unstructure(state), utc_now_iso())
+            for f in fields(State):
+                if f.name not in _KEPT_ON_RESTORE:
+                    setattr(state, f.name, getattr(restored, f.name))
+
+        state, _ = self.store.update(apply)
+        return state, info

@@ -1,6 +1,6 @@
 """Decision latency of the complexity router: features + model for one prompt, after loading.
 
-    .venv/bin/python bench/router_latency.py [--runs N]
+    .venv/bin/python perf/router_latency.py [--runs N]
 
 Uses a fresh temporary BROKE_HOME: the first `load_or_train` trains and caches the artifact
 (timed: training), a second one after `forget_loaded` reads it back (timed: load). Then, per

@@ -2,7 +2,7 @@
 
 Run with the venv's interpreter:
 
-    .venv/bin/python bench/gateway_overhead.py [--requests N] [--concurrency C] [--fake-in-process]
+    .venv/bin/python perf/gateway_overhead.py [--requests N] [--concurrency C] [--fake-in-process]
 
 Four paths serve the same tiny non-streaming chat completion, in one run:
 
@@ -34,27 +34,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
-import psutil
 
-from harness import (CpuMeter, RequestFailed, broke, clean_up, exit_status, free_port, gateway_record, have_broke,
-                     must, percentile, print_log_tails, print_machine_and_command)
-
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
-
-from fake_provider import FakeProvider  # noqa: E402
+from harness import (CpuMeter, RequestFailed, broke, clean_up, exit_status, fake_provider, free_port, gateway_record,
+                     have_broke, must, percentile, print_log_tails, print_machine_and_command, rss_mb)
 
 NATIVE_ADDED_TARGET_MS = 1.5
 THROUGHPUT_BEFORE = 65.7  # req/s, broke under 16 clients before native forwarding (issue 14)
@@ -209,38 +200,6 @@ def measure(targets: list[Target], args: argparse.Namespace, meter: CpuMeter) ->
 
 # ---- the gateway ----------------------------------------------------------------------------------
 
-#: The fake provider in a child process (--fake-process): prints its base URL, serves until stdin closes.
-_FAKE_CHILD = (
-    "import sys; sys.path.insert(0, sys.argv[1]); from fake_provider import FakeProvider\n"
-    "with FakeProvider() as fake:\n"
-    "    print(fake.base_url, flush=True); sys.stdin.read()\n"
-)
-
-
-@contextlib.contextmanager
-def fake_provider(separate: bool) -> Iterator[str]:
-    """The fake's base URL: in this process (default), or in a child process of its own."""
-    if not separate:
-        with FakeProvider() as fake:
-            yield fake.base_url
-        return
-    child = subprocess.Popen([sys.executable, "-c", _FAKE_CHILD, str(ROOT / "tests")], stdin=subprocess.PIPE,
-                             stdout=subprocess.PIPE, text=True)
-    try:
-        base_url = (child.stdout.readline() if child.stdout else "").strip()
-        if not base_url.startswith("http://"):
-            raise RuntimeError("the fake provider's process did not start")
-        yield base_url
-    finally:
-        if child.stdin:
-            child.stdin.close()  # the child stops its server and exits
-        try:
-            child.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            child.kill()  # our own child, by its handle
-            child.wait()
-
-
 # ---- streaming: time to first byte ------------------------------------------------------------------
 
 def first_byte(targets: list[Target], count: int, errors: list[str]) -> dict[str, list[float]]:
@@ -351,10 +310,6 @@ def timed_start(home: Path, port: int, native: bool, wait: bool) -> float:
     t0 = time.perf_counter()
     must(broke(home, "start", "--port", str(port), *(["--wait"] if wait else [])), "broke start")
     return time.perf_counter() - t0
-
-
-def rss_mb(pid: int) -> float:
-    return psutil.Process(pid).memory_info().rss / 2**20 if pid > 0 else 0.0
 
 
 def main() -> int:

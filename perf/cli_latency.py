@@ -2,7 +2,7 @@
 
 Run with the venv's interpreter so every command uses the same Python:
 
-    .venv/bin/python bench/cli_latency.py [--runs N] [--all]
+    .venv/bin/python perf/cli_latency.py [--runs N] [--all]
 
 Each command runs N times (default 20) as a subprocess with stdout discarded and
 BROKE_HOME pointing at a fresh temporary directory, so the user's state is never

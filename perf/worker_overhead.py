@@ -2,7 +2,7 @@
 
 Run with the venv's interpreter:
 
-    .venv/bin/python bench/worker_overhead.py [--runs N] [--warmup W]
+    .venv/bin/python perf/worker_overhead.py [--runs N] [--warmup W]
 
 One tiny model (`broke local make-tiny`, rigged to always answer the same 66-word sentence, about
 one token per word) is served by its worker (`mlx_lm.server`, started by `broke start`) and asked the

@@ -1,6 +1,6 @@
 """Does broke's decode speed agree with mlx-lm's own measurement of the same model on this machine?
 
-    .venv/bin/python bench/bench_agreement.py [--runs N] [--layers 2,24]
+    .venv/bin/python perf/bench_agreement.py [--runs N] [--layers 2,24]
 
 For each tiny model (made by `make_tiny`, one per --layers value): broke's figure is the decode
 tokens/s `benchmark-sequential` records for the code-generation prompt (median over runs, measured

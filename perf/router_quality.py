@@ -1,6 +1,6 @@
 """Routing quality of the complexity router: leave-one-source-out, a validation split and the held-out split, RouteLLM's way.
 
-    .venv/bin/python bench/router_quality.py [--points N] [--seeds N] [--curve] [--cv] [--loso-only] [--in-source]
+    .venv/bin/python perf/router_quality.py [--points N] [--seeds N] [--curve] [--cv] [--loso-only] [--in-source]
 
 Leave-one-source-out (LOSO; what model selection looks at, and what the targets are on): for each
 source with outcomes, a router fitted on every other source (all their rows but none of the left-out

@@ -1,26 +1,25 @@
-"""Derive the shipped router training set from the routing data (RouteLLM outcomes, Arena-Hard
-categories), CRUXEval's input prediction (Python code reasoning, per-problem pass rates) and the
-outcome sets `external` reads from public git history (chat judged by GPT-4, CRUXEval's output prediction).
+"""The rows of the shipped router training set that come from local files, and the rules every source shares.
 
-Regenerate with (from the checkout root):
+Local files: the routing data (RouteLLM outcomes, Arena-Hard categories: `prompts.csv` and
+`scores.csv`) and CRUXEval's input prediction (Python code reasoning, per-problem pass rates).
+Shared rules: which sources may ship and their held-out share (`split_for`), when two prompts are
+the same (SAME_PREFIX), scoring model-written code by running it (`pass_rate`), and the file format
+(`write`). `build` puts these rows together with the outcome sets `external` reads from public git
+history (chat judged by GPT-4, CRUXEval's output prediction) and writes
+`broke/router/data/routing.jsonl.gz`; its docstring has the command.
 
-    .venv/bin/python -m broke.router.make_data --src ../shared/data/routing --cruxeval CRUXEVAL --mirrors MIRRORS
+From a checkout of facebookresearch/cruxeval at CRUXEVAL_COMMIT (see `SOURCES.md`) come the
+problems, Code Llama 7B's scored generations and GPT-3.5-Turbo's generations, which are scored here
+by running each one (a child Python per distinct generation, CHECK_TIMEOUT seconds, as CRUXEval's
+own scorer does). A row is one JSON object a line, `source, item_id, prompt, category, split, weak,
+strong` (scores 0..1, null where the source has no outcomes). Only redistributable sources are kept
+(see `SOURCES.md`); LeetCode is left out because its problem text is LeetCode's. The output is
+byte-identical for the same input (sorted rows, gzip without a timestamp).
 
-MIRRORS holds bare clones named owner+name (`external.git_dir`).
-
-Reads `prompts.csv` and `scores.csv` in --src, and from a checkout of facebookresearch/cruxeval at
-CRUXEVAL_COMMIT (see `SOURCES.md`) the problems, Code Llama 7B's scored generations and
-GPT-3.5-Turbo's generations, which are scored here by running each one (a child Python per
-distinct generation, CHECK_TIMEOUT seconds, as CRUXEval's own scorer does). Writes
-`broke/router/data/routing.jsonl.gz`:
-one JSON object a line, `source, item_id, prompt, category, split, weak, strong` (scores 0..1, null
-where the source has no outcomes). Only redistributable sources are kept (see `SOURCES.md`);
-LeetCode is left out because its problem text is LeetCode's. The output is byte-identical for
-the same input (sorted rows, gzip without a timestamp).
+Dev only (not in the wheel): it runs model-written code.
 """
 from __future__ import annotations
 
-import argparse
 import csv
 import gzip
 import hashlib
@@ -33,8 +32,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from broke.paths import PROJECT_ROOT
-from broke.router.data import DATA_FILE, Row, family
+from broke.router.data import Row, family
 
 WEAK_MODEL = "mistralai/Mixtral-8x7B-Instruct-v0.1"
 STRONG_MODEL = "gpt-4-1106-preview"
@@ -76,9 +74,8 @@ def split_for(source: str, item_id: str, given: str) -> str:
     return "test" if fraction < HELD_OUT_SHARE[source] else "train"
 
 
-def derive(src: Path, cruxeval: Path | None = None, mirrors: Path | None = None) -> list[Row]:
-    """The shipped rows, sorted by source and item_id (CRUXEval's input prediction only when
-    `cruxeval` is given, the `external` sources only with `mirrors`)."""
+def routing_rows(src: Path) -> list[Row]:
+    """The rows of the routing data in `src` (`prompts.csv`, `scores.csv`) whose source may ship, in file order."""
     scores: dict[tuple[str, str], dict[str, float]] = {}
     with open(src / "scores.csv", newline="", encoding="utf-8") as fh:
         for row in csv.DictReader(fh):
@@ -103,16 +100,7 @@ def derive(src: Path, cruxeval: Path | None = None, mirrors: Path | None = None)
                 "weak": outcome.get(WEAK_MODEL) if has_outcome else None,
                 "strong": outcome.get(STRONG_MODEL) if has_outcome else None,
             })
-    if cruxeval is not None:
-        rows += cruxeval_rows(cruxeval)
-    if mirrors is not None:
-        from broke.router import external
-
-        shipped = {row["prompt"].strip()[:SAME_PREFIX] for row in rows}
-        rows += [dict(row, split=split_for(row["source"], row["item_id"], ""))
-                 for row in external.rows(mirrors, shipped)]
-    rows.sort(key=lambda r: (r["source"], r["item_id"]))
-    return without_mt_bench_repeats(rows)
+    return rows
 
 
 def without_mt_bench_repeats(rows: list[Row]) -> list[Row]:
@@ -170,28 +158,3 @@ def write(rows: list[Row], out: Path) -> None:
         for row in rows:
             gz.write((json.dumps(row, ensure_ascii=False, sort_keys=True) + "\n").encode())
     out.write_bytes(buf.getvalue())
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--src", type=Path, default=PROJECT_ROOT.parent / "shared" / "data" / "routing",
-                        help="directory with prompts.csv and scores.csv")
-    parser.add_argument("--cruxeval", type=Path, default=None,
-                        help=f"checkout of facebookresearch/cruxeval at {CRUXEVAL_COMMIT[:8]}")
-    parser.add_argument("--mirrors", type=Path, default=None,
-                        help="directory of bare clones named owner+name, for the sources read from git history")
-    parser.add_argument("--out", type=Path, default=DATA_FILE, help=f"output file (default {DATA_FILE})")
-    args = parser.parse_args(argv)
-    rows = derive(args.src, args.cruxeval, args.mirrors)
-    write(rows, args.out)
-    counts: dict[tuple[str, str], int] = {}
-    for row in rows:
-        counts[row["source"], row["split"]] = counts.get((row["source"], row["split"]), 0) + 1
-    for (source, split), n in sorted(counts.items()):
-        print(f"{source:18} {split:13} {n:6}")
-    print(f"wrote {args.out} ({args.out.stat().st_size:,} bytes)")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -3,7 +3,8 @@
 Every file is read with `git show COMMIT:PATH` from a bare clone (so files deleted upstream since
 still count), and every source is checked against the prompts that must stay out of the training
 data: Arena-Hard v0.1 (every stored version of its questions) and MT-Bench (all held out here).
-`make_data --mirrors DIR` calls these; see `SOURCES.md` for licences and the models behind each source.
+`build --mirrors DIR` calls these; see `SOURCES.md` for licences and the models behind each source.
+Dev only (not in the wheel): it reads git mirrors and runs model-written code (`make_data.pass_rate`).
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from broke.router.data import Row
-from broke.router.make_data import SAME_PREFIX, pass_rate
+from tools.router_data.make_data import SAME_PREFIX, pass_rate
 
 ARENA_HARD = "lmarena/arena-hard-auto"
 FASTCHAT = "lm-sys/FastChat"
@@ -193,7 +194,7 @@ def mmlu_pro_rows(mirrors: Path, excluded: set[str]) -> list[Row]:
 
 
 def rows(mirrors: Path, shipped: set[str]) -> list[Row]:
-    """Every source read from git history (splits left for `make_data` to assign); `shipped` holds the
+    """Every source read from git history (splits left for `build` to assign); `shipped` holds the
     first SAME_PREFIX characters of the other shipped prompts, which no source here may repeat."""
     excluded = excluded_prefixes(mirrors) | shipped
     return (arena_bench_rows(mirrors, excluded) + vicuna_rows(mirrors, excluded) + cruxeval_output_rows(mirrors)
