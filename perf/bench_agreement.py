@@ -7,7 +7,8 @@ tokens/s `benchmark-sequential` records for the code-generation prompt (median o
 through the model's own mlx_lm.server worker, after a warm-up; median over
 runs). mlx-lm's figure is the `generation_tps` that `python -m mlx_lm.benchmark` reports (after
 its warm-up) for a prompt as long as broke's and the same number of generated tokens. The two
-alternate round by round, so both see the same load on the machine. Target: within 10%. The exit status is 0 only when every model agrees.
+alternate round by round, so both see the same load on the machine. Target: within 10%. The exit status
+is 0 only when every model agrees.
 """
 from __future__ import annotations
 
@@ -73,7 +74,7 @@ def main() -> int:
                 ours_runs.append(ours)
                 theirs_runs.append(mlx_lm_decode(directory, prompt_tokens, generated, 1))
             ours, theirs = statistics.median(ours_runs), statistics.median(theirs_runs)
-            gap = statistics.median(a / b - 1 for a, b in zip(ours_runs, theirs_runs))
+            gap = statistics.median(a / b - 1 for a, b in zip(ours_runs, theirs_runs, strict=False))
             agree &= abs(gap) <= TARGET
             rows.append((name, ours, theirs, gap))
     print(f"decode tokens/s, code prompt, {args.runs} interleaved rounds (medians; gap: median of the rounds' "

@@ -44,8 +44,22 @@ from pathlib import Path
 
 import httpx
 
-from harness import (CpuMeter, RequestFailed, broke, clean_up, exit_status, fake_provider, free_port, gateway_record,
-                     have_broke, must, percentile, print_log_tails, print_machine_and_command, rss_mb)
+from harness import (
+    CpuMeter,
+    RequestFailed,
+    broke,
+    clean_up,
+    exit_status,
+    fake_provider,
+    free_port,
+    gateway_record,
+    have_broke,
+    must,
+    percentile,
+    print_log_tails,
+    print_machine_and_command,
+    rss_mb,
+)
 
 NATIVE_ADDED_TARGET_MS = 1.5
 THROUGHPUT_BEFORE = 65.7  # req/s, broke under 16 clients before native forwarding (issue 14)

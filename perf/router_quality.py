@@ -1,4 +1,5 @@
-"""Routing quality of the complexity router: leave-one-source-out, a validation split and the held-out split, RouteLLM's way.
+"""Routing quality of the complexity router: leave-one-source-out, a validation split and the held-out
+split, RouteLLM's way.
 
     .venv/bin/python perf/router_quality.py [--points N] [--seeds N] [--curve] [--cv] [--loso-only] [--in-source]
 
@@ -41,8 +42,16 @@ import time
 import numpy as np
 
 from broke.router import model
-from broke.router.data import (DATA_FILE, EVAL_SPLIT, VALIDATION_FOLDS, Row, family, has_outcome, load_rows,
-                               validation_fold)
+from broke.router.data import (
+    DATA_FILE,
+    EVAL_SPLIT,
+    VALIDATION_FOLDS,
+    Row,
+    family,
+    has_outcome,
+    load_rows,
+    validation_fold,
+)
 from broke.router.evaluate import ROUTELLM_POINTS, Quality, evaluate
 
 TARGET_LOSO_APGR = 0.65
@@ -64,7 +73,8 @@ def random_quality(n: int, weak: np.ndarray, strong: np.ndarray, points: int, se
 
 def columns(rows: list[Row]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The rows' weak and strong scores and prompt lengths (the length router's score)."""
-    return (np.array([r["weak"] for r in rows], dtype=np.float64), np.array([r["strong"] for r in rows], dtype=np.float64),
+    return (np.array([r["weak"] for r in rows], dtype=np.float64),
+            np.array([r["strong"] for r in rows], dtype=np.float64),
             np.array([len(r["prompt"]) for r in rows], dtype=np.float64))
 
 
@@ -129,7 +139,8 @@ def loso(rows: list[Row], args: argparse.Namespace) -> tuple[list[float], list[f
         length.append(by_length.apgr)
         rand.append(random_apgr)
         print(f"{name:18} {q.n:5}  {q.weak_quality:6.3f} {q.strong_quality:6.3f}  {q.apgr:6.3f} {q.cpt50:7.1%} "
-              f"{q.cpt80:7.1%}   {by_length.apgr:6.3f} {random_apgr:6.3f} {np.std(runs):5.3f}  {q.apgr - by_length.apgr:+9.3f}"
+              f"{q.cpt80:7.1%}   {by_length.apgr:6.3f} {random_apgr:6.3f} {np.std(runs):5.3f}  "
+              f"{q.apgr - by_length.apgr:+9.3f}"
               f"  [{time.perf_counter() - start:.0f} s]")
     print(f"{'mean of sources':18} {'':5}  {'':6} {'':6}  {np.mean(ours):6.3f} {'':7} {'':7}   "
           f"{np.mean(length):6.3f} {np.mean(rand):6.3f} {'':5}  {np.mean(ours) - np.mean(length):+9.3f}")
@@ -146,13 +157,14 @@ def in_source(rows: list[Row], args: argparse.Namespace) -> None:
         p = np.empty(len(own))
         folds = np.array([validation_fold(r) for r in own])
         for fold in range(VALIDATION_FOLDS):
-            fit = [dict(r, split="train") for r, f in zip(own, folds) if f != fold] + arena
+            fit = [dict(r, split="train") for r, f in zip(own, folds, strict=False) if f != fold] + arena
             router = model.train(fit)
             p[folds == fold] = [e.p_strong for e in router.estimate_many(
-                [r["prompt"] for r, f in zip(own, folds) if f == fold])]
+                [r["prompt"] for r, f in zip(own, folds, strict=False) if f == fold])]
         weak, strong, chars = columns(own)
         ours.append(evaluate(p, weak, strong, args.points).apgr)
-        print(f"{name:18} {len(own):5}  {ours[-1]:6.3f}   {evaluate(chars, weak, strong, args.points).apgr:6.3f}", flush=True)
+        by_length = evaluate(chars, weak, strong, args.points).apgr
+        print(f"{name:18} {len(own):5}  {ours[-1]:6.3f}   {by_length:6.3f}", flush=True)
     print(f"{'mean of sources':18} {'':5}  {np.mean(ours):6.3f}")
 
 
@@ -196,7 +208,7 @@ def main() -> int:
         in_source(rows, args)
         return 0
     ours, length = loso(rows, args)
-    misses = [n for n, a, b in zip(outcome_sources(rows), ours, length) if a <= b]
+    misses = [n for n, a, b in zip(outcome_sources(rows), ours, length, strict=False) if a <= b]
     verdict = "PASS" if not misses and np.mean(ours) >= TARGET_LOSO_APGR else "FAIL"
     summary = (f"{verdict}: LOSO mean APGR {np.mean(ours):.3f} (target >= {TARGET_LOSO_APGR}); beats the length "
                f"router on {len(ours) - len(misses)} of {len(ours)} sources"
@@ -220,7 +232,7 @@ def main() -> int:
 
     held = [r for r in rows if r["split"] == EVAL_SPLIT]
     estimates = router.estimate_many([r["prompt"] for r in held])
-    scored = [(r, e) for r, e in zip(held, estimates) if has_outcome(r)]
+    scored = [(r, e) for r, e in zip(held, estimates, strict=False) if has_outcome(r)]
     pooled = report("held-out", [r for r, _ in scored], np.array([e.p_strong for _, e in scored]), args)
 
     if args.curve:
@@ -231,7 +243,8 @@ def main() -> int:
     from sklearn.metrics import roc_auc_score
 
     for name in ("arena_hard_v2", "routellm_mtbench"):
-        pairs = [(r["category"] == "coding", e.code_bias) for r, e in zip(held, estimates) if r["source"] == name]
+        pairs = [(r["category"] == "coding", e.code_bias)
+                 for r, e in zip(held, estimates, strict=False) if r["source"] == name]
         auc = roc_auc_score([y for y, _ in pairs], [s for _, s in pairs])
         print(f"code_bias ROC AUC on held-out {name} (coding vs other categories): {auc:.3f} (n={len(pairs)})")
 

@@ -28,7 +28,8 @@ Every answer is checked: HTTP 200, an event stream, the text is exactly the rigg
 The paths take turns request by request, in rotating order (W untimed rounds first), so machine
 noise hits them alike; each request waits --pause seconds first, so that what the previous one
 left running (LiteLLM's logging after [DONE]) does not land in its TTFT. One client connection
-per path (mlx_lm.server speaks HTTP/1.0, so the direct path connects afresh every time). Target: the gateway adds <= 5 % to the median (p50) TTFT of the direct path.
+per path (mlx_lm.server speaks HTTP/1.0, so the direct path connects afresh every time). Target: the
+gateway adds <= 5 % to the median (p50) TTFT of the direct path.
 Exit status: 0 when every request succeeded (PASS or FAIL alike: this is a benchmark that reports),
 1 when a request failed or the gateway could not be set up.
 """
@@ -46,8 +47,21 @@ from pathlib import Path
 import httpx
 import psutil
 
-from harness import (CpuMeter, RequestFailed, broke, clean_up, exit_status, free_port, gateway_record, have_broke,
-                     must, percentile, print_log_tails, print_machine_and_command, start_gateway)
+from harness import (
+    CpuMeter,
+    RequestFailed,
+    broke,
+    clean_up,
+    exit_status,
+    free_port,
+    gateway_record,
+    have_broke,
+    must,
+    percentile,
+    print_log_tails,
+    print_machine_and_command,
+    start_gateway,
+)
 
 TTFT_TARGET_PCT = 5.0
 SLOT = "sonnet"
@@ -252,9 +266,9 @@ def report(args: argparse.Namespace, targets: list[Target], samples: dict[str, l
               f"({(lite - direct_p50) / direct_p50 * 100:+.1f} %); per-round median "
               f"{statistics.median(paired['litellm']):+.2f} ms")
         front = percentile(ttft["gateway"], 50) - lite
+        per_round = statistics.median(g - lt for g, lt in zip(paired['gateway'], paired['litellm'], strict=False))
         print(f"    broke's proxy hop (gateway - litellm): {front:+.2f} ms "
-              f"({front / direct_p50 * 100:+.1f} % of direct); per-round median "
-              f"{statistics.median(g - l for g, l in zip(paired['gateway'], paired['litellm'])):+.2f} ms")
+              f"({front / direct_p50 * 100:+.1f} % of direct); per-round median {per_round:+.2f} ms")
         print(f"    decode tokens/s, litellm / direct: {rate['litellm'] / rate['direct'] * 100:.1f} %")
     print()
     print_machine_and_command(

@@ -10,8 +10,15 @@ import numpy as np
 import pytest
 
 from broke.router import artifact, embed, features, model
-from broke.router.data import (DATA_FILE, TRAIN_SPLITS, VALIDATION_FOLDS, data_version, load_rows, reference_prompts,
-                               validation_fold)
+from broke.router.data import (
+    DATA_FILE,
+    TRAIN_SPLITS,
+    VALIDATION_FOLDS,
+    data_version,
+    load_rows,
+    reference_prompts,
+    validation_fold,
+)
 from broke.router.evaluate import CurvePoint, apgr, cpt, curve, evaluate
 from broke.router.model import Estimate, Router
 from broke.router.tiers import Thresholds, calibrate, temperature

@@ -20,9 +20,9 @@ class NotRunningError(BrokeError):
 
 def running_record(home: Path) -> GatewayRecord:
     current = status(home)
-    if not current.running:
+    if not current.running or current.record is None:
         raise NotRunningError("the gateway is not running; start it with `broke start`")
-    return current.record  # type: ignore[return-value]
+    return current.record
 
 
 @dataclass(frozen=True)

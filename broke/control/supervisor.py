@@ -140,8 +140,8 @@ def start(home: Path, *, port: int | None = None, first_byte_timeout_s: float | 
     translation for their clients' API, in the background unless `wait_litellm`.
     """
     current = status(home)
-    if current.running:
-        return current.record, False  # type: ignore[return-value]
+    if current.running and current.record is not None:
+        return current.record, False
     if current.missing:
         return _repair(home, current, progress), True
     if current.record is not None:

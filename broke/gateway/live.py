@@ -26,8 +26,7 @@ class Watched(Generic[T]):
     def __init__(self, path: Path, load: Callable[[], T], missing: Callable[[], T]) -> None:
         self.path, self._load, self._missing = path, load, missing
         self._stamp: tuple[int, int, int] | None = None
-        self._value: T | None = None
-        self._has_value = False
+        self._last: tuple[T] | None = None  # the last good value
 
     def get(self) -> T:
         try:
@@ -35,17 +34,17 @@ class Watched(Generic[T]):
             stamp = (info.st_mtime_ns, info.st_size, info.st_ino)
         except FileNotFoundError:
             stamp = (0, 0, 0)
-        if stamp != self._stamp or not self._has_value:
+        if stamp != self._stamp or self._last is None:
             try:
                 value = self._load() if stamp != (0, 0, 0) else self._missing()
             except BrokeError as exc:
-                if not self._has_value:
+                if self._last is None:
                     raise
                 log.error("keeping the last good %s: %s", self.path.name, exc)
                 self._stamp = stamp
-                return self._value  # type: ignore[return-value]
-            self._value, self._stamp, self._has_value = value, stamp, True
-        return self._value  # type: ignore[return-value]
+                return self._last[0]
+            self._last, self._stamp = (value,), stamp
+        return self._last[0]
 
 
 def watched_speeds(home: Path) -> Watched[dict[str, Speed]]:

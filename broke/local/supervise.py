@@ -99,7 +99,8 @@ def main(name: str, model_dir: str, port: int, host: str = "127.0.0.1", concurre
                 server.kill()
             health.worker_gone(name)
             break
-        server.stdin.close()  # type: ignore[union-attr]
+        if server.stdin is not None:
+            server.stdin.close()
         if time.monotonic() - started > 60:
             restarts = 0  # it ran a good while: start the back-off afresh
         delay = BACKOFF_S[min(restarts, len(BACKOFF_S) - 1)]

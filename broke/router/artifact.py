@@ -132,12 +132,13 @@ def _well_formed(arrays: dict[str, np.ndarray]) -> bool:
     if any(arrays[n].dtype.kind != ("i" if n in _INT_ARRAYS else "f") for n in _ARRAYS):
         return False
     vocab, dims = embed.load_vectors().vectors.shape
-    if arrays["token_weights"].shape != (vocab,) or arrays["meaning_coef"].shape != (dims + len(features.HAND_FEATURES),):
+    meaning_inputs = dims + len(features.HAND_FEATURES)
+    if arrays["token_weights"].shape != (vocab,) or arrays["meaning_coef"].shape != (meaning_inputs,):
         return False
     nodes = len(arrays["tree_value"])
     if nodes == 0 or any(arrays[n].shape != (nodes,) for n in _NODE_ARRAYS) or arrays["tree_roots"].ndim != 1 \
             or len(arrays["tree_roots"]) == 0:
         return False
-    in_table = all(0 <= arrays[n].min() and arrays[n].max() < nodes for n in ("tree_left", "tree_right", "tree_roots"))
-    return (in_table and 0 <= arrays["tree_feature"].min() and arrays["tree_feature"].max() < N_TREE_INPUTS
+    in_table = all(arrays[n].min() >= 0 and arrays[n].max() < nodes for n in ("tree_left", "tree_right", "tree_roots"))
+    return (in_table and arrays["tree_feature"].min() >= 0 and arrays["tree_feature"].max() < N_TREE_INPUTS
             and 0 <= arrays["tree_depth"][0] < nodes)

@@ -172,8 +172,9 @@ class Router:
         parts = self._parts(self._linear(varied) + words, varied,
                             np.repeat(embedding, len(varied), axis=0))[1] * BLEND_WEIGHTS
         logits = parts.sum(axis=1)
-        pushes = sorted(zip(features.HAND_FEATURES, logits[0] - logits[1:]), key=lambda item: -abs(item[1]))
-        return ([(name, float(v)) for name, v in zip(BLEND, parts[0])]
+        pushes = sorted(zip(features.HAND_FEATURES, logits[0] - logits[1:], strict=False),
+                        key=lambda item: -abs(item[1]))
+        return ([(name, float(v)) for name, v in zip(BLEND, parts[0], strict=False)]
                 + [(f"feature {name}", float(v)) for name, v in pushes[:DRIVER_FEATURES]])
 
     def estimate_many(self, prompts: Sequence[str]) -> list[Estimate]:

@@ -73,7 +73,8 @@ NOT_CODE_SOURCES = frozenset({"routellm_mmlu", "routellm_gsm8k"})
 COMPUTING_SUBJECTS = frozenset(
     {"college_computer_science", "high_school_computer_science", "computer_security", "machine_learning"})
 #: Ridge penalty of the meaning head (its sample weights sum to the row count; chosen on LOSO over the
-#: four earlier sources: 1 scored a mean of 0.551, 100 0.561, 1,000 0.567, 3,000 0.569, 10,000 0.560), and the weight of its hand features next to the unit embedding.
+#: four earlier sources: 1 scored a mean of 0.551, 100 0.561, 1,000 0.567, 3,000 0.569, 10,000 0.560),
+#: and the weight of its hand features next to the unit embedding.
 MEANING_ALPHA = 1000.0
 MEANING_HAND_WEIGHT = 0.3
 
@@ -192,7 +193,7 @@ def _code_weights(rows: Sequence[Row], label: np.ndarray) -> np.ndarray:
     arena = np.array([r["source"] == "arena_hard_v2" for r in rows])
     groups = (label == 1, arena & (label == 0), ~arena)
     weights = np.zeros(len(rows))
-    for members, share in zip(groups, (0.5, 0.25, 0.25)):
+    for members, share in zip(groups, (0.5, 0.25, 0.25), strict=False):
         weights[members] = share * len(rows) / max(int(members.sum()), 1)
     return weights
 
@@ -262,7 +263,8 @@ def train(rows: Sequence[Row]) -> Router:
                                          source_weight[folds != k]).predict(meaning_x[folds == k])
     meaning = _ridge(meaning_x, rank_target, source_weight)
     blend_oof = np.column_stack([tree_oof, meaning_oof, answer_oof])
-    blend_norm = np.column_stack([blend_oof.mean(axis=0), np.where(blend_oof.std(axis=0) > 0, blend_oof.std(axis=0), 1.0)])
+    spread = blend_oof.std(axis=0)
+    blend_norm = np.column_stack([blend_oof.mean(axis=0), np.where(spread > 0, spread, 1.0)])
     platt[0] = _fit_platt(((blend_oof - blend_norm[:, 0]) / blend_norm[:, 1]) @ BLEND_WEIGHTS, label, ones)
 
     coef = np.column_stack([h[0] for h in heads])

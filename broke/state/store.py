@@ -1,11 +1,12 @@
 """The state store: one lock around each read-modify-write, atomic replace, generation bump; and its snapshots."""
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Callable, Iterator, TypeVar
+from typing import Any, TypeVar
 
 from broke.catalog import load_catalog
 from broke.errors import FrozenError, LockTimeoutError, NotFoundError, StateFileError
@@ -23,7 +24,7 @@ _KEPT_ON_RESTORE = {"schema_version", "generation", "updated_at", "frozen"}
 
 
 def utc_now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def default_state() -> State:

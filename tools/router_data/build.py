@@ -21,8 +21,15 @@ from pathlib import Path
 from broke.paths import PROJECT_ROOT
 from broke.router.data import DATA_FILE, Row
 from tools.router_data import external
-from tools.router_data.make_data import (CRUXEVAL_COMMIT, SAME_PREFIX, cruxeval_rows, routing_rows, split_for,
-                                         without_mt_bench_repeats, write)
+from tools.router_data.make_data import (
+    CRUXEVAL_COMMIT,
+    SAME_PREFIX,
+    cruxeval_rows,
+    routing_rows,
+    split_for,
+    without_mt_bench_repeats,
+    write,
+)
 
 
 def derive(src: Path, cruxeval: Path | None = None, mirrors: Path | None = None) -> list[Row]:
@@ -33,8 +40,9 @@ def derive(src: Path, cruxeval: Path | None = None, mirrors: Path | None = None)
         rows += cruxeval_rows(cruxeval)
     if mirrors is not None:
         shipped = {row["prompt"].strip()[:SAME_PREFIX] for row in rows}
-        rows += [dict(row, split=split_for(row["source"], row["item_id"], ""))
-                 for row in external.rows(mirrors, shipped)]
+        for row in external.rows(mirrors, shipped):
+            row["split"] = split_for(row["source"], row["item_id"], "")
+            rows.append(row)
     rows.sort(key=lambda r: (r["source"], r["item_id"]))
     return without_mt_bench_repeats(rows)
 

@@ -43,7 +43,8 @@ MT_BENCH = "fastchat/llm_judge/data/mt_bench/question.jsonl"
 VICUNA_COMMIT = "69d085eadab8e9fcf831a97e17e132658c3d2272"
 VICUNA_QUESTIONS = "fastchat/eval/table/question.jsonl"
 VICUNA_REVIEW = "fastchat/eval/table/review/vicuna-13b_20230322-clean-lang/review_alpaca-13b_vicuna-13b.jsonl"
-VICUNA_ANSWERS = ("fastchat/eval/table/answer/answer_alpaca-13b.jsonl", "fastchat/eval/table/answer/answer_vicuna-13b.jsonl")
+VICUNA_ANSWERS = ("fastchat/eval/table/answer/answer_alpaca-13b.jsonl",
+                  "fastchat/eval/table/answer/answer_vicuna-13b.jsonl")
 #: CRUXEval output prediction: Code Llama 7B's 10 scored generations per problem (upstream) and
 #: DeepSeek-Chat's one generation per problem (the fork), which is scored here by running it.
 CRUXEVAL_COMMIT = "190faf16d175b5847b0af05d937872b1fb395942"
@@ -165,7 +166,7 @@ def cruxeval_output_rows(mirrors: Path) -> list[Row]:
              "prompt": CRUXEVAL_OUTPUT_PROMPT.format(code=p["code"], input=p["input"]),
              "category": "output_prediction", "split": "",
              "weak": round(sum(weak[p["id"]]) / len(weak[p["id"]]), 6), "strong": round(r, 6)}
-            for p, r in zip(problems, rates)]
+            for p, r in zip(problems, rates, strict=False)]
 
 
 def _mmlu_pro_outputs(mirrors: Path, path: str) -> dict[str, dict]:

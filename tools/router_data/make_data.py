@@ -148,7 +148,7 @@ def cruxeval_rows(checkout: Path) -> list[Row]:
         "prompt": CRUXEVAL_PROMPT.format(code=p["code"], output=p["output"]), "category": "input_prediction",
         "split": split_for("cruxeval_input", p["id"], ""),
         "weak": round(sum(weak[p["id"]]) / len(weak[p["id"]]), 6), "strong": round(rate, 6),
-    } for p, rate in zip(problems, strong_rates)]
+    } for p, rate in zip(problems, strong_rates, strict=False)]
 
 
 def write(rows: list[Row], out: Path) -> None:

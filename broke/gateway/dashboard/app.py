@@ -285,7 +285,7 @@ class Dashboard:
         return StreamingResponse(stream(), media_type="text/event-stream")
 
     # ---- changing: the CLI's own core functions -----------------------------------------------------
-    async def _apply(self, request: Request, call: Callable[[dict], object]) -> Response:
+    async def _apply(self, request: Request, call: Callable[[dict], State]) -> Response:
         try:
             body = orjson.loads(await request.body())
         except orjson.JSONDecodeError:
@@ -300,7 +300,7 @@ class Dashboard:
             return _error(404, str(exc), "not_found")
         except (BrokeError, ValueError) as exc:
             return _error(400, str(exc), "invalid_input")
-        return JSONResponse({"generation": state.generation})  # type: ignore[attr-defined]
+        return JSONResponse({"generation": state.generation})
 
     @staticmethod
     def _text(body: dict, name: str) -> str:
@@ -317,7 +317,7 @@ class Dashboard:
             self._store(), [(self._text(b, "slot"), self._text(b, "backend"))]))
 
     async def fallbacks(self, request: Request) -> Response:
-        def call(body: dict):
+        def call(body: dict) -> State:
             entries = body.get("fallbacks")
             if not isinstance(entries, list) or not all(isinstance(e, str) and e for e in entries):
                 raise ValueError("'fallbacks' must be a list of backend ids or slot names")
@@ -332,7 +332,7 @@ class Dashboard:
         return await self._apply(request, lambda b: changes.load_profile(self._store(), self._text(b, "name")))
 
     async def freeze(self, request: Request) -> Response:
-        def call(body: dict):
+        def call(body: dict) -> State:
             if not isinstance(body.get("frozen"), bool):
                 raise ValueError("'frozen' must be true or false")
             return changes.set_frozen(self._store(), body["frozen"])
