@@ -42,11 +42,6 @@ class Backend:
     def floating(self) -> bool:
         return not self.pinned
 
-    @property
-    def model_name_for_worker(self) -> str | None:
-        """The worker name of a local model (`mlx/NAME` -> NAME); None for other providers."""
-        return local_model_name(self.id) if self.provider == "mlx" else None
-
 
 @dataclass(frozen=True)
 class SlotFamily:

@@ -38,7 +38,7 @@ def list_models(as_json: bool = JSON_OPTION) -> None:
     """Show the known and custom backends, pinned or floating, and whether their keys are set."""
     from broke.context import RoutingContext
     from broke.keys import key_pool
-    from broke.routing.backends import find_backend
+    from broke.routing.backends import find_backend, key_variable
 
     ctx = RoutingContext.load(store())
     catalog, state = ctx.catalog, ctx.state
@@ -46,8 +46,7 @@ def list_models(as_json: bool = JSON_OPTION) -> None:
     for backend_id in [*catalog.backends, *sorted(state.backends)]:
         backend = find_backend(backend_id, state, catalog)
         assert backend is not None  # a backend of the catalog or the state is always found
-        provider = catalog.providers.get(backend.provider)
-        key_env = backend.key_env if backend.key_env is not None else (provider.key_env if provider else "")
+        key_env = key_variable(backend, catalog)
         keys_set = len(key_pool(key_env, ctx.env)) if key_env else None
         models.append((backend_id, backend, key_env or None, keys_set, ctx.health.model_status(backend_id, ctx.now)))
     if as_json:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from broke.catalog import Backend, Catalog, local_backend_id
 from broke.keys import key_pool
-from broke.routing.backends import find_backend
+from broke.routing.backends import find_backend, is_local, key_variable
 from broke.state.model import State
 
 #: What a key-less OpenAI-compatible server gets as its key (LiteLLM insists on one).
@@ -29,7 +29,7 @@ class Deployment:
 
 def _litellm_model(backend: Backend, catalog: Catalog) -> str:
     provider = catalog.providers[backend.provider]
-    if provider.local:
+    if is_local(backend.provider, catalog):
         return "hosted_vllm/default_model"  # mlx_lm.server answers only to this name (or its path)
     if provider.needs_api_base:
         # OpenAI-compatible servers: hosted_vllm/ keeps /v1/messages and /v1/responses on chat completions.
@@ -60,7 +60,7 @@ def deployments(state: State, catalog: Catalog, env: Mapping[str, str],
         provider = catalog.providers.get(backend.provider) if backend else None
         if backend is None or provider is None:
             continue
-        if provider.local:
+        if is_local(backend.provider, catalog):
             for api_base, key_env in _pool_members(backend_id, state, local_bases or {}):
                 if key_env and key_env not in env:
                     continue  # a node whose token is not set here cannot be reached
@@ -77,7 +77,7 @@ def deployments(state: State, catalog: Catalog, env: Mapping[str, str],
         if provider.needs_api_base:
             # Such servers speak chat completions only: /v1/responses is bridged onto it.
             params["use_chat_completions_api"] = True
-        prefix = backend.key_env if backend.key_env is not None else provider.key_env
+        prefix = key_variable(backend, catalog)
         if not prefix:
             out.append(Deployment(backend_id, backend_id, None, {**params, "api_key": NO_KEY}))
             continue

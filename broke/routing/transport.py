@@ -67,7 +67,7 @@ def _native(path: str, backend: Backend, provider: Provider) -> Route | None:
     """How to forward `path` to `backend` directly, or None if it needs LiteLLM's translation."""
     api = API_OF_PATH.get(path)
     base = (backend.api_base or provider.api_base).rstrip("/")
-    if api is None or api not in native_apis(backend, provider) or not base or provider.local:
+    if api is None or api not in native_apis(backend, provider) or not base or provider.local:  # local: workers
         return None
     if api == "messages":
         root = base.removesuffix("/v1")
