@@ -16,7 +16,7 @@ from broke.state.model import State
 from broke.state.store import LoadedState, StateStore
 
 if TYPE_CHECKING:
-    from broke.bench.baselines import Speed
+    from broke.baselines import Speed
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,7 @@ class RoutingContext:
         loaded = store.read()
         speeds: Mapping[str, Speed] = {}
         if with_speeds or any(p.mode == "fastest" for p in loaded.state.model_policy.values()):
-            from broke.bench.baselines import expected_speeds
+            from broke.baselines import expected_speeds
 
             speeds = expected_speeds(store.home)
         return cls(

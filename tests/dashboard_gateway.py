@@ -15,8 +15,8 @@ from fake_provider import FakeProvider
 
 def save_baseline(home: Path, speeds: dict[str, tuple[float, float]]) -> None:
     """A baseline record of this machine: backend -> (decode tok/s, time to first token s)."""
-    from broke.bench import baselines
-    from broke.bench.machine import hardware, software
+    from broke import baselines
+    from broke.machine import hardware, software
 
     def model(backend: str, decode: float, ttft: float) -> dict:
         return {"backend": backend, "where": "gateway", "identity": {"name": backend}, "complete": True,

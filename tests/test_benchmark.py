@@ -17,7 +17,7 @@ import psutil
 import pytest
 from jsonschema import Draft202012Validator
 
-from broke.bench.baselines import SCHEMA_FILE, Speed
+from broke.baselines import SCHEMA_FILE, Speed
 from broke.health import Health
 from broke.routing.resolve import resolve
 from broke.state.model import CustomBackend, ModelPolicy, RouterConfig, SlotConfig, State

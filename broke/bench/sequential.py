@@ -14,12 +14,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from broke.bench import baselines
-from broke.bench.machine import hardware, model_identity, software
+from broke import baselines
 from broke.bench.measure import PromptRun, spread, timed_chat
 from broke.bench.suite import BenchPrompt, suite
 from broke.catalog import load_catalog, local_backend_id, local_model_name
 from broke.errors import BrokeError, InvalidInputError, NotFoundError
+from broke.machine import hardware, model_identity, software
 from broke.routing.backends import find_backend
 from broke.state.model import State
 

@@ -116,8 +116,8 @@ def export_baseline(output: Path = typer.Option(..., "-o", "--output", help="The
                     record_id: str | None = typer.Option(
                         None, "--id", help="Which baseline (default: the newest of this machine).")) -> None:
     """Write a baseline as a shareable file: no paths of this machine, no user names."""
-    from broke.bench import baselines
-    from broke.bench.machine import hardware
+    from broke import baselines
+    from broke.machine import hardware
 
     home = store().home
     record = baselines.find(home, record_id, machine_id=None if record_id else hardware()["id"])
@@ -128,7 +128,7 @@ def export_baseline(output: Path = typer.Option(..., "-o", "--output", help="The
 @baseline_app.command("import")
 def baseline_import(files: list[Path] = typer.Argument(..., metavar="FILE...", help="Baseline files (JSON).")) -> None:
     """Add baselines from other machines (or this one) to the local database; a bad file imports nothing."""
-    from broke.bench.baselines import import_files
+    from broke.baselines import import_files
 
     added, present = import_files(store().home, files)
     say(f"imported {len(added)} baseline(s)" + (f": {', '.join(added)}" if added else "")
@@ -138,8 +138,8 @@ def baseline_import(files: list[Path] = typer.Argument(..., metavar="FILE...", h
 @baseline_app.command("list")
 def baseline_list(as_json: bool = JSON_OPTION) -> None:
     """The baselines in the local database, oldest first."""
-    from broke.bench.baselines import stored
-    from broke.bench.machine import hardware, machine_label
+    from broke.baselines import stored
+    from broke.machine import hardware, machine_label
 
     records = [s.record for s in stored(store().home)]
     if as_json:
@@ -162,8 +162,8 @@ def baseline_list(as_json: bool = JSON_OPTION) -> None:
 def baseline_show(record_id: str | None = typer.Argument(None, metavar="ID", help="Default: the newest."),
                   as_json: bool = JSON_OPTION) -> None:
     """One baseline: machine, software, and every model's per-prompt figures (median, min–max)."""
-    from broke.bench.baselines import find
-    from broke.bench.machine import machine_label
+    from broke.baselines import find
+    from broke.machine import machine_label
 
     record = find(store().home, record_id)
     if as_json:
@@ -193,7 +193,7 @@ def baseline_remove(
         record_id: str = typer.Argument(..., metavar="ID", help="A baseline id (or a unique prefix)."),
 ) -> None:
     """Delete a baseline from the local database."""
-    from broke.bench.baselines import remove
+    from broke.baselines import remove
 
     say(f"removed baseline {remove(store().home, record_id)}")
 
@@ -204,7 +204,7 @@ def baseline_compare(metric: str = typer.Option("decode", "--metric", help="deco
                                                       help="Also draw the table as a bar chart (needs matplotlib)."),
                      as_json: bool = JSON_OPTION) -> None:
     """A table of models × machines from every baseline (the newest figure of each pair)."""
-    from broke.bench.baselines import METRICS, compare
+    from broke.baselines import METRICS, compare
 
     if plot is not None:
         from broke.plotting import check_target

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Generic, TypeVar
 from broke.errors import BrokeError
 
 if TYPE_CHECKING:
-    from broke.bench.baselines import Speed
+    from broke.baselines import Speed
 
 T = TypeVar("T")
 log = logging.getLogger("broke.gateway")
@@ -52,8 +52,8 @@ def watched_speeds(home: Path) -> Watched[dict[str, Speed]]:
 
     A bad baseline file costs the `fastest` order (logged), never a request.
     """
-    from broke.bench.baselines import baselines_dir, expected_speeds
-    from broke.bench.machine import hardware
+    from broke.baselines import baselines_dir, expected_speeds
+    from broke.machine import hardware
 
     machine_id = hardware()["id"]  # only records of this machine count
 

@@ -122,7 +122,7 @@ def nodes_view(state: State, health: Health, now: float) -> list[dict]:
 
 def baselines_view(home: Path, metrics: Iterable[str] = ("decode", "ttft")) -> dict:
     """`baseline compare` figures per metric: models × machines; a bad record is reported, not raised."""
-    from broke.bench.baselines import METRICS, compare
+    from broke.baselines import METRICS, compare
 
     out: dict = {"metrics": {}, "error": None}
     try:

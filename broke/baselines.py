@@ -215,7 +215,7 @@ def compare(home: Path, metric: str = "decode") -> tuple[list[str], list[str], d
     """
     if metric not in METRICS:
         raise InvalidInputError(f"--metric must be one of {', '.join(METRICS)}")
-    from broke.bench.machine import machine_label
+    from broke.machine import machine_label
 
     cells: dict[tuple[str, str], float] = {}
     models: list[str] = []
@@ -247,7 +247,7 @@ def expected_speeds(home: Path, machine_id: str | None = None) -> dict[str, Spee
     if not baselines_dir(home).is_dir():
         return {}
     if machine_id is None:
-        from broke.bench.machine import hardware
+        from broke.machine import hardware
 
         machine_id = hardware()["id"]
     speeds: dict[str, Speed] = {}
