@@ -18,7 +18,7 @@ from broke.control.runfiles import GatewayRecord
 from broke.gateway.litellm import LiteLLM
 from broke.gateway.load import WorkerLoad, worker_key
 from broke.gateway.metrics import Metrics
-from broke.gateway.outcomes import Answered, AttemptFailed, Failure, PassedOver, Recorder, Refused
+from broke.gateway.outcomes import Answered, AttemptFailed, Failure, PassedOver, Recorder, Unrouted
 from broke.gateway.relay import Relay, response_headers
 from broke.gateway.traffic import Trace
 from broke.gateway.wire import ModelStamp, encode, error_body
@@ -83,11 +83,10 @@ class Forwarder:
         base_headers = {"x-broke-slot": resolution.slot, "x-broke-generation": str(resolution.generation)}
         if not plan:
             reason = resolution.reason or "no candidate is loaded in the running gateway; run `broke restart`"
-            await self.recorder.record(Refused("no_backend", 503))
+            trace.status, trace.error = 503, reason
+            await self.recorder.record(Unrouted("no_backend", 503, started, trace))
             response = error_body(503, "no_backend", f"slot '{resolution.slot}': {reason}")
             response.headers.update({**base_headers, "x-broke-attempts": "0"})
-            trace.status, trace.error = 503, reason
-            self.recorder.traffic.publish(trace, started)
             return response
         await self._overflowed(resolution, plan[0])
         headers = {name: request.headers[name] for name in FORWARDED_HEADERS if name in request.headers}

@@ -34,6 +34,16 @@ class Refused:
 
 
 @dataclass(frozen=True)
+class Unrouted:
+    """A request that resolved to nothing the running gateway can try: refused, and in the traffic feed."""
+
+    metric: str
+    status: int
+    started: float
+    trace: Trace
+
+
+@dataclass(frozen=True)
 class Answered:
     """The request's answer has ended (or broke answered with an error after its attempts)."""
 
@@ -64,7 +74,7 @@ class PassedOver:
     candidate: Candidate
 
 
-Outcome = Refused | Answered | AttemptFailed | PassedOver
+Outcome = Refused | Unrouted | Answered | AttemptFailed | PassedOver
 
 
 class Recorder:
@@ -77,6 +87,9 @@ class Recorder:
     async def record(self, outcome: Outcome) -> None:
         if isinstance(outcome, Refused):
             self.metrics.reject(outcome.metric, outcome.status)
+        elif isinstance(outcome, Unrouted):
+            self.metrics.reject(outcome.metric, outcome.status)
+            self.traffic.publish(outcome.trace, outcome.started)
         elif isinstance(outcome, Answered):
             self.metrics.answered(outcome.slot, outcome.backend, outcome.status, time.perf_counter() - outcome.started)
             self.traffic.publish(outcome.trace, outcome.started)
