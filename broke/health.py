@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -146,7 +146,7 @@ class HealthStore:
 
     def forget(self, section: str, name: str) -> None:
         """Drop one record (a worker that stopped for good: its NAME@PORT will not come back)."""
-        self._change(section, lambda records: records.pop(name, None))
+        self.change(section, lambda records: records.pop(name, None))
 
     def set(self, section: str, name: str, status: str, *, until: float | None = None,
             reason: str = "", count_failure: bool = False) -> Health:
@@ -159,9 +159,41 @@ class HealthStore:
             failures = (previous.failures if previous else 0) + 1 if count_failure else 0
             records[name] = HealthRecord(status, until, reason, failures, time.time())
 
-        return self._change(section, record)
+        return self.change(section, record)
 
-    def _change(self, section: str, change: Callable[[dict[str, HealthRecord]], object]) -> Health:
+    def fail(self, section: str, name: str, status: str, *, reason: str,
+             seconds: Callable[[int], float]) -> HealthRecord:
+        """Count one more failure of a key, model or worker and set `status` for `seconds(failures)`,
+        where `failures` counts this one and those before it that were not yet forgiven (a success
+        forgives them, and so does a quiet spell as long as the last cooldown, once it has ended)."""
+        if section not in SECTIONS or status not in STATUSES:
+            raise ValueError(f"bad health record {section}/{status}")
+        out: list[HealthRecord] = []
+
+        def record(records: dict[str, HealthRecord]) -> None:
+            now = time.time()
+            previous = records.get(name)
+            failures = 1
+            if previous and previous.failures and previous.until is not None \
+                    and now - previous.until < previous.until - previous.updated_at:
+                failures = previous.failures + 1
+            records[name] = HealthRecord(status, now + seconds(failures), reason, failures, now)
+            out.append(records[name])
+
+        self.change(section, record)
+        return out[0]
+
+    def recover(self, section: str, names: Iterable[str]) -> None:
+        """Records that had failures are healthy again (an answer came through): one write for all."""
+        def record(records: dict[str, HealthRecord]) -> None:
+            for name in names:
+                previous = records.get(name)
+                if previous is not None and previous.status not in NEVER_TRIED:
+                    records[name] = HealthRecord("healthy", None, "answered", 0, time.time())
+
+        self.change(section, record)
+
+    def change(self, section: str, change: Callable[[dict[str, HealthRecord]], object]) -> Health:
         """Apply `change` to one section's records under the lock; a new generation of the file."""
         from filelock import FileLock
 
@@ -214,8 +246,13 @@ def rotation_log(home: Path) -> EventLog:
 
 
 # ---- transitions --------------------------------------------------------------------------------
-#: How long a backend or worker that failed (5xx, timeout, connection) is skipped.
+#: The first cooldown after a failure; each failure in a row doubles it, up to a cap: a blip costs
+#: a second, an outage is probed less and less often.
+FIRST_COOLDOWN_S = 1.0
+#: The longest a backend or worker that keeps failing (5xx, timeout, connection) is skipped.
 BACKEND_COOLDOWN_S = 30.0
+#: An upstream's Retry-After is honoured up to this many seconds.
+RETRY_AFTER_CAP_S = 60.0
 #: How long a key that failed authentication is skipped before it is tried again.
 AUTH_RETRY_S = 300.0
 #: How long `key-state` / `model-state ... cooldown` lasts when no duration is given.
@@ -233,6 +270,18 @@ def reason_for_status(status: int) -> str:
     return ERROR
 
 
+def backoff(failures: int, cap: float) -> float:
+    """The cooldown after `failures` failures in a row: 1 s, 2 s, 4 s, … up to `cap`."""
+    return float(min(FIRST_COOLDOWN_S * 2 ** min(failures - 1, 30), cap))
+
+
+def cooldown_for(failures: int, cap: float, retry_after_s: float | None) -> float:
+    """The upstream's Retry-After (capped) when it said one, else the backoff."""
+    if retry_after_s is not None:
+        return min(max(retry_after_s, 0.0), RETRY_AFTER_CAP_S)
+    return backoff(failures, cap)
+
+
 def blames_key(reason: str) -> bool:
     """True when a failure is the key's (rate limit, auth), not the backend's."""
     return reason in (RATE_LIMIT, AUTH)
@@ -245,25 +294,51 @@ class HealthTransitions:
         self.store = HealthStore(home)
         self.log = rotation_log(home)
 
-    def key_failed(self, key_env: str, reason: str, cooldown_s: float | None) -> None:
-        """A key was refused: a rate limit cools it down (its policy's cooldown), a failed auth
-        benches it for AUTH_RETRY_S."""
-        now = time.time()
+    def key_failed(self, key_env: str, reason: str, cooldown_s: float | None,
+                   retry_after_s: float | None = None) -> HealthRecord:
+        """A key was refused: a rate limit cools it down for the upstream's Retry-After (capped), else
+        for a backoff capped by its policy's cooldown; a failed auth benches it for AUTH_RETRY_S."""
         if reason == RATE_LIMIT:
-            status, until = "cooldown", now + (DEFAULT_KEY_COOLDOWN_S if cooldown_s is None else cooldown_s)
-        else:
-            status, until = "auth_failed", now + AUTH_RETRY_S
-        self.store.set("keys", key_env, status, until=until, reason=reason, count_failure=True)
+            cap = float(DEFAULT_KEY_COOLDOWN_S if cooldown_s is None else cooldown_s)
+            return self.store.fail("keys", key_env, "cooldown", reason=reason,
+                                   seconds=lambda failures: cooldown_for(failures, cap, retry_after_s))
+        return self.store.fail("keys", key_env, "auth_failed", reason=reason, seconds=lambda _: AUTH_RETRY_S)
 
-    def backend_failed(self, backend: str, reason: str) -> None:
-        """A backend failed as a whole (5xx, timeout, no connection): it sits out BACKEND_COOLDOWN_S."""
-        self.store.set("models", backend, "cooldown", until=time.time() + BACKEND_COOLDOWN_S, reason=reason,
-                       count_failure=True)
+    def backend_failed(self, backend: str, reason: str, retry_after_s: float | None = None) -> HealthRecord:
+        """A backend failed as a whole (5xx, timeout, no connection): it sits out a backoff (or the
+        upstream's Retry-After), at most BACKEND_COOLDOWN_S."""
+        return self.store.fail("models", backend, "cooldown", reason=reason,
+                               seconds=lambda failures: cooldown_for(failures, BACKEND_COOLDOWN_S, retry_after_s))
 
-    def worker_failed(self, worker: str, reason: str) -> None:
-        """One replica of a local model failed a request: it sits out BACKEND_COOLDOWN_S."""
-        self.store.set("workers", worker, "cooldown", until=time.time() + BACKEND_COOLDOWN_S, reason=reason,
-                       count_failure=True)
+    def worker_failed(self, worker: str, reason: str) -> HealthRecord:
+        """One replica of a local model failed a request: it sits out a backoff, at most BACKEND_COOLDOWN_S."""
+        return self.store.fail("workers", worker, "cooldown", reason=reason,
+                               seconds=lambda failures: backoff(failures, BACKEND_COOLDOWN_S))
+
+    @staticmethod
+    def to_forgive(backend: str, key_env: str | None, worker: str | None, health: Health) -> list[tuple[str, str]]:
+        """What an answered attempt forgives: (section, name) of its backend, key and replica where
+        `health` (the request's view) shows failures. Empty for almost every request: nothing to write."""
+        out = []
+        for section, name in (("models", backend), ("keys", key_env), ("workers", worker)):
+            record = getattr(health, section).get(name) if name else None
+            if name and record and record.failures and record.status not in NEVER_TRIED:
+                out.append((section, name))
+        return out
+
+    def forgive(self, failed: list[tuple[str, str]]) -> None:
+        """Those records are healthy again, their failures forgotten (an answer came through)."""
+        for section in {s for s, _ in failed}:
+            self.store.recover(section, [name for s, name in failed if s == section])
+
+    def keys_reloaded(self) -> None:
+        """The gateway (re)started and read its keys afresh: their failures and auth benches are
+        forgotten; a key blocked by hand stays blocked."""
+        def record(records: dict[str, HealthRecord]) -> None:
+            for name in [n for n, r in records.items() if r.status != "blocked"]:
+                del records[name]
+
+        self.store.change("keys", record)
 
     def worker_ready(self, worker: str) -> None:
         """A worker's server answers its health check."""

@@ -54,12 +54,23 @@ def create_time(pid: int) -> float:
 
 
 def port_free(port: int) -> bool:
+    """True if a server can listen on 127.0.0.1:`port` now.
+
+    The probe sets SO_REUSEADDR as servers do, so connections of a dead server that wait in TIME_WAIT
+    (about 60 s) do not count; a listener on any address does (macOS lets such a bind through beside a
+    wildcard listener, hence the connect).
+    """
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind(("127.0.0.1", port))
         except OSError:
             return False
-    return True
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as knock:
+        knock.settimeout(1.0)
+        if knock.connect_ex(("127.0.0.1", port)) != 0:
+            return True
+        return knock.getsockname() == knock.getpeername()  # connected to itself: nobody listens
 
 
 def free_port() -> int:

@@ -28,7 +28,7 @@ sent as soon as it is written, with ``fake.chunk_delay_s`` seconds between event
 
 Failure modes, added with ``fake.fail(mode, key=..., model=..., times=...)``:
 
-- ``"429"``: rate limit error (``Retry-After: 1``), ``"401"``: invalid API key,
+- ``"429"``: rate limit error (``Retry-After: 1``, or ``fake.retry_after``), ``"401"``: invalid API key,
   ``"403"``: permission denied, ``"408"``: request timeout, ``"500"``: server error; each
   with an OpenAI-style JSON error body;
 - ``"hang"``: read the request, then send nothing until the client goes away or the
@@ -313,7 +313,7 @@ class _Handler(BaseHTTPRequestHandler):
 
         if mode in _HTTP_ERRORS:
             status, error_type, code, message = _HTTP_ERRORS[mode]
-            headers = {"Retry-After": "1"} if mode == "429" else {}
+            headers = {"Retry-After": provider.retry_after} if mode == "429" and provider.retry_after else {}
             self._send_error(status, error_type, code, message, headers)
         elif mode == "hang":
             self._hang()
@@ -492,6 +492,8 @@ class FakeProvider:
 
     def __init__(self, chunk_delay_s: float = 0.0) -> None:
         self.chunk_delay_s = chunk_delay_s
+        #: The Retry-After a "429" carries (None: none at all).
+        self.retry_after: str | None = "1"
         self.plan = FailurePlan()
         self.log = RequestLog()
         self._scripts: list[Script] = []

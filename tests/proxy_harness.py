@@ -74,8 +74,10 @@ class FakeLiteLLM:
                 self.send_response(status)
                 self.send_header("content-type", "application/json")
                 self.send_header("content-length", str(len(data)))
+                self.send_header("connection", "close")  # once stopped, nothing at all answers
                 self.end_headers()
                 self.wfile.write(data)
+                self.close_connection = True
 
             def log_message(self, format: str, *args: Any) -> None:
                 """No access log on stderr."""

@@ -54,7 +54,7 @@ def test_model_policy_orders_the_chain(cli, cli_json):
     backends = [c["backend"] for c in cli_json("explain", "sonnet")[1]["candidates"]]
     assert backends == ["cerebras/gpt-oss-120b", "anthropic/claude-sonnet-4-5-20250929",
                         "groq/llama-3.3-70b-versatile"]
-    assert cli_json("model-policy", "sonnet")[1]["sonnet"] == {"mode": "ordered", "cooldown_last": False,
+    assert cli_json("model-policy", "sonnet")[1]["sonnet"] == {"mode": "ordered", "cooldown_last": True,
                                                                "order": ["cerebras/gpt-oss-120b"]}
 
 

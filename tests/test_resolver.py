@@ -276,9 +276,23 @@ def test_everything_unusable_gives_reason():
     assert "blocked" in r.reason
 
 
-def test_blocked_and_cooldown_are_never_attempted_by_default():
-    """Nothing usable left: no attempt at all (the gateway sends nothing), and the reason says why."""
+def test_by_default_cooldowns_are_tried_last_and_blocked_never():
+    """Nothing usable left: the candidates in cooldown are the attempts (a blip is not an outage)."""
     state = state_with(sonnet=SlotConfig(SONNET, [GROQ]))
+    env = {**ALL_KEYS, "ANTHROPIC_API_KEY_2": "a2"}
+    health = Health(keys={"ANTHROPIC_API_KEY": HealthRecord("blocked"),
+                          "ANTHROPIC_API_KEY_2": HealthRecord("cooldown", until=NOW + 30)},
+                    models={GROQ: HealthRecord("cooldown", until=NOW + 30)})
+    r = resolve("sonnet", state, health, env=env, now=NOW)
+    assert r.cooldown_last
+    assert [(a.deployment, a.last_resort) for a in r.attempts] == [
+        (f"{SONNET}@ANTHROPIC_API_KEY_2", True), (f"{GROQ}@GROQ_API_KEY", True)]
+
+
+def test_fail_fast_policy_attempts_nothing_in_cooldown():
+    """`--no-cooldown-last`: no attempt at all (the gateway sends nothing), and the reason says why."""
+    state = state_with(sonnet=SlotConfig(SONNET, [GROQ]))
+    state.model_policy["sonnet"] = ModelPolicy(cooldown_last=False)
     env = {**ALL_KEYS, "ANTHROPIC_API_KEY_2": "a2"}
     health = Health(keys={"ANTHROPIC_API_KEY": HealthRecord("blocked"),
                           "ANTHROPIC_API_KEY_2": HealthRecord("cooldown", until=NOW + 30)},

@@ -146,7 +146,8 @@ def model_policy(
     order: str | None = typer.Option(None, "--order", help="Backends to try first, in order: B1,B2"),
     cooldown_last: bool | None = typer.Option(
         None, "--cooldown-last/--no-cooldown-last",
-        help="Try candidates in cooldown after every usable one (default: never; blocked: never)."),
+        help="Try candidates in cooldown after every usable one (the default; --no-cooldown-last fails fast; "
+             "blocked and auth-failed: never)."),
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Show model policies, or change one slot's."""

@@ -93,11 +93,12 @@ def explain(slot: str = typer.Argument(..., help="A slot or a client model name.
                   _verdict(resolution, c, routes))
     show(t)
     if resolution.cooldown_last:
-        say("[yellow]policy:[/] candidates in cooldown are tried last (model-policy --cooldown-last); "
-            "blocked ones never")
+        say("[dim]policy: candidates in cooldown are tried last, after every usable one (the default; "
+            f"`broke model-policy {resolution.slot} --no-cooldown-last` fails fast); blocked and auth-failed "
+            "ones never[/]")
     else:
-        say("[dim]policy: candidates in cooldown or blocked are never tried "
-            f"(`broke model-policy {resolution.slot} --cooldown-last` tries cooldown ones last)[/]")
+        say("[yellow]policy:[/] candidates in cooldown or blocked are never tried "
+            f"(`broke model-policy {resolution.slot} --cooldown-last` tries cooldown ones last)")
     for note in resolution.notes:
         say(f"[yellow]note:[/] {esc(note)}")
     from broke.local.demo import NEXT_STEP, is_demo

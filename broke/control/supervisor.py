@@ -30,6 +30,7 @@ from broke.control.runfiles import (
 )
 from broke.errors import BrokeError
 from broke.fileio import atomic_write
+from broke.health import HealthTransitions
 from broke.keys import provider_env
 from broke.procs import (
     ProcessRecord,
@@ -159,6 +160,7 @@ def start(home: Path, *, port: int | None = None, first_byte_timeout_s: float | 
         progress("no provider keys and no local models: routing every slot to the offline demo model")
     state = StateStore(home).load()
     env = provider_env(home / ".env")
+    HealthTransitions(home).keys_reloaded()  # keys are read afresh: their old failures are forgotten
 
     for backend_id in workers.routed_local_backends(state):
         try:

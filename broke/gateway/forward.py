@@ -6,6 +6,7 @@ import asyncio
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import aiohttp
@@ -18,9 +19,10 @@ from broke.control.runfiles import GatewayRecord
 from broke.gateway.litellm import LiteLLM
 from broke.gateway.load import WorkerLoad, worker_key
 from broke.gateway.metrics import Metrics
-from broke.gateway.outcomes import Answered, AttemptFailed, Failure, PassedOver, Recorder, Unrouted
+from broke.gateway.outcomes import Answered, AttemptFailed, Failure, PassedOver, Recorder, Succeeded, Unrouted
 from broke.gateway.relay import Relay, response_headers
 from broke.gateway.traffic import Trace
+from broke.gateway.unserved import unserved
 from broke.gateway.wire import ModelStamp, encode, error_body
 from broke.health import ERROR, TIMEOUT, Health, blames_key, reason_for_status
 from broke.routing.backends import is_local
@@ -34,6 +36,8 @@ RETRYABLE = {401, 403, 408, 429} | set(range(500, 600))
 FORWARDED_HEADERS = ("accept", "anthropic-version", "anthropic-beta", "openai-beta",
                      "user-agent", "x-request-id")
 ANTHROPIC_VERSION = "2023-06-01"
+#: Failure reasons of broke's own LiteLLM (never blamed on a backend).
+LITELLM_GONE, LITELLM_UNAVAILABLE = "litellm_gone", "litellm_unavailable"
 #: Anthropic's token counting (Claude Code asks it before long prompts): routed like a request,
 #: answered natively by Anthropic backends, by LiteLLM for the others, spending no tokens.
 COUNT_TOKENS = "/v1/messages/count_tokens"
@@ -58,6 +62,7 @@ class Exchange:
     headers: dict[str, str]  # the client's headers that are passed on
     resolution: Resolution
     state: State
+    health: Health
     started: float
     trace: Trace
     spend: Callable[[int], None]
@@ -77,26 +82,29 @@ class Forwarder:
     async def forward(self, request: Request, path: str, payload: dict[str, Any], resolution: Resolution,
                       state: State, health: Health, started: float, trace: Trace,
                       spend: Callable[[int], None]) -> Response:
-        """Try the resolver's attempts in turn (those the running LiteLLM knows), with the state the
-        request was resolved against."""
-        plan = [c for c in resolution.attempts if c.deployment in self.deployments]
+        """Try the resolver's attempts in turn, with the state the request was resolved against: all
+        that go to a worker or natively (a backend added while the gateway runs included), and those
+        that need LiteLLM if the running LiteLLM knows them."""
+        plan = [c for c in resolution.attempts
+                if c.deployment in self.deployments or not self._route(path, c, None).translated]
         base_headers = {"x-broke-slot": resolution.slot, "x-broke-generation": str(resolution.generation)}
         if not plan:
-            reason = resolution.reason or "no candidate is loaded in the running gateway; run `broke restart`"
-            trace.status, trace.error = 503, reason
-            await self.recorder.record(Unrouted("no_backend", 503, started, trace))
-            response = error_body(503, "no_backend", f"slot '{resolution.slot}': {reason}")
-            response.headers.update({**base_headers, "x-broke-attempts": "0"})
+            why = unserved(resolution, health, time.time(), self.litellm.home, unloaded=bool(resolution.attempts))
+            trace.status, trace.error = why.status, why.message
+            await self.recorder.record(Unrouted(why.code, why.status, started, trace))
+            response = error_body(why.status, why.code, why.message)
+            response.headers.update({**base_headers, **why.headers, "x-broke-attempts": "0"})
             return response
         await self._overflowed(resolution, plan[0])
         headers = {name: request.headers[name] for name in FORWARDED_HEADERS if name in request.headers}
         headers["accept-encoding"] = "identity"  # loopback: compression only costs time
         headers["content-type"] = "application/json"  # the body is re-encoded JSON, whatever was sent
-        shared = Exchange(path, payload, headers, resolution, state, started, trace, spend)
+        shared = Exchange(path, payload, headers, resolution, state, health, started, trace, spend)
         last: tuple[int, bytes, dict[str, str]] = (502, b"", {})
         number = 0
         down: set[str] = set()  # backends that failed as a whole during this request
         failed_workers: set[str] = set()  # local replicas that failed during this request
+        litellm_restarted = False  # LiteLLM was found gone once in this request (and is being restarted)
         self.metrics.in_flight += 1
         try:
             for candidate in plan:
@@ -111,7 +119,10 @@ class Forwarder:
                         return answer
                     assert failure is not None
                     last = failure.answer
-                    if failure.reason == "litellm_unavailable":
+                    if failure.reason == LITELLM_GONE and not litellm_restarted:
+                        litellm_restarted = True  # broke's own process failed: no upstream is blamed
+                        continue
+                    if failure.reason in (LITELLM_GONE, LITELLM_UNAVAILABLE):
                         break
                     if attempt.replica:  # one replica failed: it sits out, and a twin that has not failed goes next
                         failed_workers.add(attempt.replica)
@@ -144,8 +155,8 @@ class Forwarder:
         if route.translated:
             why = await self.litellm.ready()
             if why:
-                body = orjson.dumps({"error": {"message": why, "type": "litellm_unavailable"}})
-                return None, Failure("litellm_unavailable", None, (503, body, {}))
+                body = orjson.dumps({"error": {"message": why, "type": LITELLM_UNAVAILABLE}})
+                return None, Failure(LITELLM_UNAVAILABLE, None, (503, body, {}))
         lease = self.load.acquire(candidate.backend, attempt.replica) if is_local(candidate.provider, self.catalog) \
             else None
         upstream, failure = await self._send(route.url, encode(self._body(shared.payload, candidate, route)),
@@ -153,11 +164,18 @@ class Forwarder:
         if upstream is None:
             if lease:
                 self.load.release(lease)
+            if route.translated and failure is not None and failure.status is None and failure.reason == ERROR:
+                self.litellm.gone()  # no connection to LiteLLM: it died, not the backend behind it
+                return None, Failure(LITELLM_GONE, None, failure.answer)
             return None, failure
         answer_headers = {**response_headers(upstream), **base_headers, "x-broke-backend": candidate.backend,
                           "x-broke-attempts": str(attempt.number),
                           "x-broke-via": "litellm" if route.translated else "native"}
         self.rotation.succeeded(candidate.provider, candidate.key_env)
+        worker = worker_key(candidate.backend, attempt.replica) if attempt.replica else None
+        forgiven = self.recorder.transitions.to_forgive(candidate.backend, candidate.key_env, worker, shared.health)
+        if forgiven:
+            await self.recorder.record(Succeeded(forgiven))
         trace = shared.trace
         trace.backend, trace.attempts = candidate.backend, attempt.number
         trace.key_ref = self.record.key_refs.get(candidate.key_env or "")
@@ -184,7 +202,8 @@ class Forwarder:
             error = await upstream.read()
             upstream.release()
             return None, Failure(reason_for_status(upstream.status), upstream.status,
-                                 (upstream.status, error, response_headers(upstream)))
+                                 (upstream.status, error, response_headers(upstream)),
+                                 retry_after(upstream.headers.get("retry-after")))
         return upstream, None
 
     def _replica(self, path: str, candidate: Candidate, health: Health, failed: set[str]) -> str | None:
@@ -236,3 +255,17 @@ class Forwarder:
                 return
             if candidate.busy:
                 await self.recorder.record(PassedOver(resolution.slot, candidate))
+
+
+def retry_after(value: str | None) -> float | None:
+    """Seconds an upstream's Retry-After asks for (a number of seconds or an HTTP date); None if absent or bad."""
+    if not value:
+        return None
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        pass
+    try:
+        return max(parsedate_to_datetime(value).timestamp() - time.time(), 0.0)
+    except (TypeError, ValueError):
+        return None

@@ -30,6 +30,10 @@ class LiteLLM:
         """Made in the server's event loop (the lock and the session belong to it)."""
         self._session, self._lock = session, asyncio.Lock()
 
+    def gone(self) -> None:
+        """A request found no one at LiteLLM's port: the next request that needs it checks and restarts it."""
+        self.up = False
+
     async def state(self) -> str:
         """up, starting, not started (no request needed it yet) or down."""
         return "up" if await self.answers() else await self._process()

@@ -23,6 +23,7 @@ class Failure:
     reason: str  # a rotation-log reason code
     status: int | None  # the upstream's HTTP status (None: timeout or no connection)
     answer: tuple[int, bytes, dict[str, str]]  # what the client gets if nothing else answers
+    retry_after_s: float | None = None  # what the upstream's Retry-After asked for
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,13 @@ class AttemptFailed:
 
 
 @dataclass(frozen=True)
+class Succeeded:
+    """An attempt got its answer: the failures of its backend, key and replica are forgiven."""
+
+    forgiven: list[tuple[str, str]]  # (health section, name), from HealthTransitions.to_forgive
+
+
+@dataclass(frozen=True)
 class PassedOver:
     """A busy local model that a request passed over for a later candidate."""
 
@@ -74,7 +82,7 @@ class PassedOver:
     candidate: Candidate
 
 
-Outcome = Refused | Unrouted | Answered | AttemptFailed | PassedOver
+Outcome = Refused | Unrouted | Answered | AttemptFailed | PassedOver | Succeeded
 
 
 class Recorder:
@@ -93,6 +101,9 @@ class Recorder:
         elif isinstance(outcome, Answered):
             self.metrics.answered(outcome.slot, outcome.backend, outcome.status, time.perf_counter() - outcome.started)
             self.traffic.publish(outcome.trace, outcome.started)
+        elif isinstance(outcome, Succeeded):
+            if outcome.forgiven:
+                await asyncio.to_thread(self.transitions.forgive, outcome.forgiven)
         elif isinstance(outcome, PassedOver):
             candidate = outcome.candidate
             self.metrics.failed_over(outcome.slot, candidate.backend, BUSY)
@@ -113,10 +124,11 @@ class Recorder:
             return
         if blames_key(failure.reason) and candidate.key_env:
             await asyncio.to_thread(self.transitions.key_failed, candidate.key_env, failure.reason,
-                                    outcome.cooldown_s)
+                                    outcome.cooldown_s, failure.retry_after_s)
             self.rotation.key_failed(candidate.provider, candidate.key_env)
         else:
-            await asyncio.to_thread(self.transitions.backend_failed, candidate.backend, failure.reason)
+            await asyncio.to_thread(self.transitions.backend_failed, candidate.backend, failure.reason,
+                                    failure.retry_after_s)
         self.transitions.log.write(event="failover", slot=slot, provider=candidate.provider,
                                    backend=candidate.backend, key_ref=outcome.key_ref, reason=failure.reason,
                                    status=failure.status)

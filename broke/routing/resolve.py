@@ -24,7 +24,7 @@ from broke.routing.backends import (
 )
 from broke.routing.conversation import conversation_text
 from broke.routing.rotation import NO_ROTATION, Rotation, conversation_key
-from broke.state.model import TIERS, Access, State
+from broke.state.model import DEFAULT_COOLDOWN_LAST, TIERS, Access, State
 
 FLOATING_ON_PINNED = "floating alias on a pinned slot"
 
@@ -316,7 +316,7 @@ def resolve(
         for candidate in _candidates_for(backend_id, sources[backend_id], state, health, env, now,
                                          catalog, pinned_slot, rotation, (speeds or {}).get(backend_id))
     )
-    cooldown_last = bool(policy and policy.cooldown_last)
+    cooldown_last = policy.cooldown_last if policy else DEFAULT_COOLDOWN_LAST
     attempts = attempt_order(candidates, state, cooldown_last)
     reason = ""
     allowed = scope.access.allows(slot)

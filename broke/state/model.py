@@ -50,6 +50,10 @@ class KeyPolicy:
     order: list[str] = field(default_factory=list)
 
 
+#: Whether a slot tries its candidates in cooldown last (model policy `cooldown_last`) unless told not to.
+DEFAULT_COOLDOWN_LAST = True
+
+
 @dataclass
 class ModelPolicy:
     """How a slot's candidate backends are ordered (applied live by the gateway).
@@ -60,9 +64,10 @@ class ModelPolicy:
 
     mode: str = field(default="ordered", metadata={"choices": MODEL_POLICY_MODES})
     order: list[str] = field(default_factory=list)
-    #: When true, candidates in cooldown are tried after every usable one; when false (default)
-    #: a request with nothing usable left fails at once. Blocked candidates are never tried.
-    cooldown_last: bool = False
+    #: When true (default), candidates in cooldown are tried after every usable one, so a blip of a
+    #: slot's only backend never becomes an outage; when false a request with nothing usable left
+    #: fails at once. Blocked and auth-failed candidates are never tried.
+    cooldown_last: bool = DEFAULT_COOLDOWN_LAST
 
 
 @dataclass

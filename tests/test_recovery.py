@@ -1,0 +1,114 @@
+"""Recovery with the real gateway (front proxy + LiteLLM) against a fault-injecting fake provider:
+a blip never takes a slot down, broke's own LiteLLM dying is never blamed on a backend, and a
+restart reads keys afresh."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from broke.control.runfiles import read_record
+from broke.health import load_health
+from broke.procs import free_port
+from conftest import add_fake_backends, run_cli
+from fake_provider import FakeProvider
+
+pytestmark = pytest.mark.timeout(600)
+
+
+@pytest.fixture(scope="module")
+def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """A running gateway whose `sonnet` has one backend (two keys) on the fake provider."""
+    home = tmp_path_factory.mktemp("recovery") / "home"
+    fake = FakeProvider().start()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("BROKE_HOME", str(home))
+        for name in [n for n in os.environ if n.endswith("_API_KEY") or "_API_KEY_" in n]:
+            mp.delenv(name)
+        add_fake_backends(home, fake, "model-a", keys=("key-one", "key-two"))
+        run_cli("swap", "sonnet=fake/model-a")
+        port = free_port()
+        run_cli("start", "--port", str(port), "--wait")
+        token = json.loads(run_cli("connect", "--json").stdout)["token"]
+        try:
+            yield {"home": home, "fake": fake, "url": f"http://127.0.0.1:{port}", "token": token}
+        finally:
+            run_cli("stop")
+            fake.stop()
+
+
+@pytest.fixture
+def gw(gateway: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    monkeypatch.setenv("BROKE_HOME", str(gateway["home"]))
+    gateway["fake"].clear()
+    run_cli("key-state", "set", "FAKE_API_KEY", "healthy")
+    run_cli("model-state", "set", "fake/model-a", "healthy")
+    return gateway
+
+
+def post(gw: dict[str, Any], path: str, body: dict[str, Any]) -> httpx.Response:
+    return httpx.post(gw["url"] + path, json=body, headers={"authorization": f"Bearer {gw['token']}"}, timeout=180)
+
+
+CHAT = {"model": "sonnet", "messages": [{"role": "user", "content": "hi"}]}
+MESSAGES = {"model": "sonnet", "max_tokens": 32, "messages": [{"role": "user", "content": "hi"}]}
+
+
+def health(gw: dict[str, Any]) -> Any:
+    return load_health(Path(gw["home"]) / "health.json")
+
+
+def test_a_blip_of_the_only_backend_is_over_by_the_next_request(gw: dict[str, Any]) -> None:
+    gw["fake"].fail("500", model="model-a", times=1)
+    assert post(gw, "/v1/chat/completions", CHAT).status_code == 500  # the blip, passed through honestly
+    ended = time.monotonic()
+    answer = post(gw, "/v1/chat/completions", CHAT)
+    assert answer.status_code == 200, answer.text
+    assert time.monotonic() - ended < 2  # the next request, not 30-60 s later
+    assert health(gw).models["fake/model-a"].status == "healthy"
+
+
+def test_a_rate_limit_of_every_key_is_over_by_the_next_request(gw: dict[str, Any]) -> None:
+    gw["fake"].fail("429", model="model-a", times=2)  # both keys, Retry-After: 1
+    assert post(gw, "/v1/chat/completions", CHAT).status_code == 429
+    answer = post(gw, "/v1/chat/completions", CHAT)
+    assert answer.status_code == 200, answer.text
+
+
+def test_litellm_killed_is_restarted_and_no_backend_is_blamed(gw: dict[str, Any]) -> None:
+    assert post(gw, "/v1/messages", MESSAGES).status_code == 200  # translated: through LiteLLM
+    record = read_record(Path(gw["home"]))
+    assert record is not None
+    os.kill(record.litellm.pid, signal.SIGKILL)
+    time.sleep(0.5)
+    assert post(gw, "/v1/chat/completions", CHAT).status_code == 200  # native: never needed LiteLLM
+    killed = time.time()
+    answer = post(gw, "/v1/messages", MESSAGES)  # finds LiteLLM gone, starts it again, and is served
+    assert answer.status_code == 200, answer.text
+    assert time.time() - killed < 120
+    now = health(gw)
+    assert {n: r.reason for n, r in now.models.items() if r.updated_at >= killed} == {}  # nothing blamed
+    assert {n: r.reason for n, r in now.keys.items() if r.updated_at >= killed} == {}
+    restarted = read_record(Path(gw["home"]))
+    assert restarted is not None and restarted.litellm.pid != record.litellm.pid
+
+
+def test_restart_reads_keys_afresh_and_forgets_an_auth_bench(gw: dict[str, Any]) -> None:
+    gw["fake"].fail("401", key="key-one", times=1)
+    assert post(gw, "/v1/chat/completions", CHAT).status_code == 200  # key two answers
+    assert health(gw).keys["FAKE_API_KEY"].status == "auth_failed"
+    run_cli("key-state", "set", "FAKE_API_KEY_2", "blocked")  # a block by hand survives a restart
+    try:
+        port = gw["url"].rsplit(":", 1)[1]
+        run_cli("restart", "--port", port)
+        keys = health(gw).keys
+        assert "FAKE_API_KEY" not in keys and keys["FAKE_API_KEY_2"].status == "blocked"
+    finally:
+        run_cli("key-state", "set", "FAKE_API_KEY_2", "healthy")
