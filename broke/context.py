@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING
 from broke.catalog import Catalog, load_catalog
 from broke.health import Health, load_health
 from broke.keys import provider_env
-from broke.routing.resolve import Conversation, Estimator, Resolution, Scope, resolve
+from broke.routing.backends import find_backend
+from broke.routing.resolve import Candidate, Conversation, Estimator, Resolution, Scope, resolve
 from broke.routing.transport import FAMILY_API, PATH_OF_API, Route, route_for
 from broke.state.model import State
 from broke.state.store import LoadedState, StateStore
@@ -59,6 +60,20 @@ class RoutingContext:
         conversation = Conversation((prompt,)) if prompt else None
         return resolve(requested, self.state, self.health, env=self.env, now=self.now, scope=scope,
                        catalog=self.catalog, conversation=conversation, estimator=estimator, speeds=self.speeds)
+
+    def unloaded_apis(self, backend_id: str, deployments: Iterable[str], workers: Mapping[str, list[str]],
+                      native_forwarding: bool = True) -> list[str]:
+        """The client APIs whose requests to `backend_id` a gateway started with `deployments` cannot
+        serve (they need LiteLLM's translation, and its LiteLLM does not know the backend yet)."""
+        backend = find_backend(backend_id, self.state, self.catalog)
+        if backend is None:
+            return []
+        loaded = set(deployments)
+        probe = Candidate(backend_id, backend.provider, None, True, "", backend.pinned, "unknown", "unknown",
+                          definition=backend)
+        return [api for api, path in PATH_OF_API.items()
+                if route_for(path, probe, self.catalog, workers, native_forwarding=native_forwarding).translated
+                and not any(name == backend_id or name.startswith(f"{backend_id}@") for name in loaded)]
 
     def routes(self, resolution: Resolution, workers: Mapping[str, list[str]],
                native_forwarding: bool = True) -> dict[str, Route]:

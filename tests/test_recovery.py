@@ -112,3 +112,19 @@ def test_restart_reads_keys_afresh_and_forgets_an_auth_bench(gw: dict[str, Any])
         assert "FAKE_API_KEY" not in keys and keys["FAKE_API_KEY_2"].status == "blocked"
     finally:
         run_cli("key-state", "set", "FAKE_API_KEY_2", "healthy")
+
+
+def test_a_backend_added_while_running_is_served_or_the_cli_says_restart(gw: dict[str, Any]) -> None:
+    added = run_cli("backend", "add", "fake/model-c", "--provider", "openai-compatible", "--model", "model-c",
+                    "--api-base", gw["fake"].base_url, "--key-env", "FAKE_API_KEY")
+    assert "Anthropic messages (Claude Code)" in added.stdout and "broke restart" in added.stdout
+    assert "chat completions" not in added.stdout  # those are served at once
+    run_cli("swap", "sonnet=fake/model-c")
+    try:
+        answer = post(gw, "/v1/chat/completions", CHAT)
+        assert answer.status_code == 200 and answer.headers["x-broke-backend"] == "fake/model-c", answer.text
+        refused = post(gw, "/v1/messages", MESSAGES)
+        assert refused.status_code == 400 and "broke restart" in refused.json()["error"]["message"]
+    finally:
+        run_cli("swap", "sonnet=fake/model-a")
+        run_cli("backend", "remove", "fake/model-c")

@@ -5,6 +5,10 @@ import typer
 
 from broke.cli.output import esc, say, store
 
+#: What users call each client API.
+API_NAMES = {"chat": "chat completions", "responses": "Responses (Codex)",
+             "messages": "Anthropic messages (Claude Code)"}
+
 backend_app = typer.Typer(no_args_is_help=True, help="Add or remove custom backends.")
 
 
@@ -23,6 +27,18 @@ def backend_add(
     state = changes.add_backend(store(), backend_id, provider=provider, model=model, api_base=api_base,
                                 key_env=key_env, pinned=pinned)
     say(f"backend [bold]{esc(backend_id)}[/] added (generation {state.generation})")
+    from broke.context import RoutingContext
+    from broke.control.supervisor import status
+
+    current = status(store().home)
+    if current.running and current.record is not None:
+        record = current.record
+        unloaded = RoutingContext.load(store()).unloaded_apis(backend_id, record.deployments, record.direct_workers,
+                                                              record.native_forwarding)
+        if unloaded:
+            say(f"[yellow]note:[/] the running gateway serves it at once where no translation is needed; "
+                f"{', '.join(API_NAMES[api] for api in unloaded)} requests to it need `broke restart` "
+                "(LiteLLM translates them)")
 
 
 @backend_app.command("remove")
