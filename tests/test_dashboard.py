@@ -183,9 +183,9 @@ def test_traffic_shows_routing_never_the_prompt(gw):
     assert SECRET_PROMPT not in json.dumps(data)
     assert {"name": "fake/model-a"}.items() <= next(r for r in data["stats"]["backends"]
                                                       if r["name"] == "fake/model-a").items()
-    assert chat(gw, model="haiku").status_code == 503  # no key for its backend: says why, not just "no"
+    assert chat(gw, model="haiku").status_code == 400  # no key for its backend: says why, not just "no"
     refused = httpx.get(gw["url"] + "/ui/api/traffic", headers=bearer(gw)).json()["recent"][-1]
-    assert (refused["slot"], refused["status"], refused["attempts"]) == ("haiku", 503, 0)
+    assert (refused["slot"], refused["status"], refused["attempts"]) == ("haiku", 400, 0)
     assert "missing key ANTHROPIC_API_KEY" in refused["error"]
     log = (gw["home"] / "run" / "gateway.log").read_text()
     assert gw["token"] not in log and SECRET_PROMPT not in log
@@ -298,6 +298,7 @@ def test_browser_explains_a_refused_change_when_frozen(page, gw, tmp_path):
     for text in ("one", "two", "three"):
         chat(gw, "opus" if text == "two" else "sonnet", text)
     page.wait_for_selector("#requests tbody tr.request td:nth-child(7):text-is('2')")
+    run_cli("model-state", "set", "fake/model-a", "cooldown", "--for", "60")  # a failover's cooldown lasts 1 s
     page.wait_for_selector("#health-models td:text-is('fake/model-a') + td:text-is('cooldown')")
     page.wait_for_selector("#stats-slots td:text-is('opus')")
     page.wait_for_selector("#stats-backends svg.spark polyline", state="attached")  # latency over time

@@ -9,7 +9,7 @@ from broke.cli.output import JSON_OPTION, esc, print_json, say, show, status_tex
 from broke.errors import UsageProblem
 
 SET_STATUSES = ("healthy", "cooldown", "blocked")
-FOR_OPTION = typer.Option(None, "--for", help="Seconds the status lasts (cooldown default: the policy's).")
+FOR_OPTION = typer.Option(None, "--for", help="Seconds the status lasts (cooldown default: 60 s).")
 
 
 def _split(value: str | None) -> list[str] | None:
