@@ -186,7 +186,7 @@ def test_traffic_shows_routing_never_the_prompt(gw):
     assert chat(gw, model="haiku").status_code == 400  # no key for its backend: says why, not just "no"
     refused = httpx.get(gw["url"] + "/ui/api/traffic", headers=bearer(gw)).json()["recent"][-1]
     assert (refused["slot"], refused["status"], refused["attempts"]) == ("haiku", 400, 0)
-    assert "missing key ANTHROPIC_API_KEY" in refused["error"]
+    assert "the key variable ANTHROPIC_API_KEY, which is not set" in refused["error"]
     log = (gw["home"] / "run" / "gateway.log").read_text()
     assert gw["token"] not in log and SECRET_PROMPT not in log
 
