@@ -24,6 +24,8 @@ CHAT, MESSAGES, RESPONSES = "chat", "messages", "responses"
 THINKING_TEXT = "fake thinking: the user wants a file"
 #: How the opaque reasoning the fake hands out (Responses ``encrypted_content``) begins.
 ENCRYPTED_PREFIX = "fakeenc"
+#: The blocks Anthropic accepts at the start of an assistant message that calls a tool while thinking.
+THINKING_BLOCKS = ("thinking", "redacted_thinking")
 #: The size of the pieces a tool call's JSON arguments are streamed in.
 ARGUMENT_FRAGMENT = 7
 
@@ -178,6 +180,27 @@ def thinking_request(api: str, payload: dict[str, Any]) -> Any:
     if api == CHAT:
         return payload.get("reasoning_effort") or payload.get("thinking")
     return payload.get("reasoning")
+
+
+def thinking_refusal(api: str, payload: dict[str, Any]) -> str | None:
+    """Anthropic's rule for a request with thinking enabled: the final assistant message, when it
+    calls a tool, must start with a thinking block (the one its model signed). The message
+    Anthropic refuses such a request with, or ``None`` when the request keeps the rule."""
+    if api != MESSAGES or thinking_request(api, payload) is None:
+        return None
+    messages = _items(api, payload)
+    said = [index for index, item in enumerate(messages) if item.get("role") == "assistant"]
+    if not said:
+        return None
+    blocks = [b for b in _list(messages[said[-1]].get("content")) if isinstance(b, dict)]
+    if not any(b.get("type") == "tool_use" for b in blocks) or blocks[0].get("type") in THINKING_BLOCKS:
+        return None
+    return (f"messages.{said[-1]}.content.0.type: Expected `thinking` or `redacted_thinking`, but found "
+            f"`{blocks[0].get('type')}`. When `thinking` is enabled, a final `assistant` message must start "
+            "with a thinking block (preceeding the lastmost set of `tool_use` and `tool_result` blocks). We "
+            "recommend you include thinking blocks from previous turns. To avoid this requirement, disable "
+            "`thinking`. Please consult our documentation at "
+            "https://docs.claude.com/en/docs/build-with-claude/extended-thinking")
 
 
 # ---- writing answers --------------------------------------------------------------------------

@@ -18,7 +18,10 @@ ToolCall("Write", {...}), Reply("done"))`` asks for a tool call in the API's own
 (chat ``tool_calls`` with the arguments streamed in fragments, Anthropic ``tool_use`` with
 ``input_json_delta``, Responses ``function_call`` items) and answers the request that carries
 its result with the text. A request asking for reasoning gets thinking first. Every request
-is recorded (``fake.requests``), its whole body included.
+is recorded (``fake.requests``), its whole body included. With ``strict_thinking`` set, the
+Anthropic endpoint keeps Anthropic's thinking rule: a request with thinking enabled whose final
+assistant message calls a tool without starting with a thinking block gets Anthropic's 400
+("Expected `thinking` or `redacted_thinking`, but found `tool_use`"), recorded as outcome ``"400"``.
 
 Endpoints: ``POST /v1/chat/completions``, ``/v1/messages``, ``/v1/responses`` (each also
 without ``/v1``), non-streaming JSON or ``"stream": true`` server-sent events;
@@ -306,12 +309,15 @@ class _Handler(BaseHTTPRequestHandler):
         provider = self.server.provider
         model = payload.get("model") if isinstance(payload.get("model"), str) else None
         key = self._key()
-        mode = provider.plan.take(key, model)
+        refusal = conversation.thinking_refusal(api, payload) if provider.strict_thinking else None
+        mode = "400" if refusal else provider.plan.take(key, model)
         step = provider.step_for(api, payload)
         outcome = mode or ("script" if step is not None else "ok")
         self._record(path, api, payload, outcome)
 
-        if mode in _HTTP_ERRORS:
+        if refusal:
+            self._send_json(400, {"type": "error", "error": {"type": "invalid_request_error", "message": refusal}})
+        elif mode in _HTTP_ERRORS:
             status, error_type, code, message = _HTTP_ERRORS[mode]
             headers = {"Retry-After": provider.retry_after} if mode == "429" and provider.retry_after else {}
             self._send_error(status, error_type, code, message, headers)
@@ -487,11 +493,13 @@ class FakeProvider:
     """A fake OpenAI-compatible provider on ``127.0.0.1`` at a port the OS picks.
 
     Use as a context manager, or call ``start()`` and ``stop()``. ``chunk_delay_s`` is the
-    pause between streamed events (default 0). See the module docstring for the behaviour.
+    pause between streamed events (default 0); ``strict_thinking`` keeps Anthropic's thinking rule
+    (default off). See the module docstring for the behaviour.
     """
 
-    def __init__(self, chunk_delay_s: float = 0.0) -> None:
+    def __init__(self, chunk_delay_s: float = 0.0, strict_thinking: bool = False) -> None:
         self.chunk_delay_s = chunk_delay_s
+        self.strict_thinking = strict_thinking
         #: The Retry-After a "429" carries (None: none at all).
         self.retry_after: str | None = "1"
         self.plan = FailurePlan()

@@ -395,3 +395,25 @@ def test_count_tokens_counts_the_prompts_words(fake):
                                                       "messages": [{"role": "user", "content": "one two three"}]})
     assert answer.json() == {"input_tokens": 5}
     assert fake.requests[-1]["api"] == "count_tokens"
+
+
+def test_strict_thinking_refuses_a_tool_call_sent_back_without_its_thinking(fake):
+    """Anthropic's rule, kept when asked: with thinking on, the final assistant message that calls a
+    tool must start with its thinking block."""
+    fake.strict_thinking = True
+    fake.script(WRITE, Reply("all done"))
+    body = {"model": "claude-x", "max_tokens": 64, "tools": ANTHROPIC_TOOLS,
+            "thinking": {"type": "enabled", "budget_tokens": 1024},
+            "messages": [{"role": "user", "content": "write it"}]}
+    said = post(fake, "/v1/messages", body).json()["content"]
+    assert [b["type"] for b in said] == ["thinking", "tool_use"]
+    result = {"role": "user", "content": [{"type": "tool_result", "tool_use_id": said[1]["id"], "content": "ok"}]}
+    bare = {**body, "messages": [*body["messages"], {"role": "assistant", "content": said[1:]}, result]}
+    refused = post(fake, "/v1/messages", bare)
+    assert refused.status_code == 400 and refused.json()["error"]["type"] == "invalid_request_error"
+    assert "Expected `thinking` or `redacted_thinking`, but found `tool_use`" in refused.json()["error"]["message"]
+    assert fake.requests[-1]["outcome"] == "400"
+    unthinking = {k: v for k, v in bare.items() if k != "thinking"}  # the rule binds only with thinking on
+    assert post(fake, "/v1/messages", unthinking).json()["content"] == [{"type": "text", "text": "all done"}]
+    kept = {**body, "messages": [*body["messages"], {"role": "assistant", "content": said}, result]}
+    assert post(fake, "/v1/messages", kept).json()["content"][-1] == {"type": "text", "text": "all done"}
