@@ -8,14 +8,14 @@ import httpx
 from broke.context import RoutingContext
 from broke.control.supervisor import status
 from broke.diagnostics import Finding
-from broke.routing.backends import find_backend
+from broke.routing.backends import api_base, endpoint, find_backend
 from broke.routing.resolve import Resolution
 
 
-def _reachable(api_base: str) -> str:
-    """"" if an HTTP server answers at `api_base` (any status), else why not."""
+def _reachable(url: str) -> str:
+    """"" if an HTTP server answers at `url` (any status), else why not."""
     try:
-        httpx.get(api_base.rstrip("/") + "/models", timeout=3.0)
+        httpx.get(url, timeout=3.0)
         return ""
     except httpx.HTTPError as exc:
         return type(exc).__name__
@@ -71,14 +71,16 @@ def live_checks(ctx: RoutingContext, resolutions: list[Resolution]) -> tuple[dic
             findings.append(Finding("error" if not running else "warning", "worker_down", worker.backend,
                                     f"the worker of {worker.backend} on port {worker.port} is "
                                     f"{'not running' if not running else view.state}; see {worker.log}"))
-    bases = {}
+    bases, probes = {}, {}
     for r in resolutions:
         if r.chosen:
             backend = find_backend(r.chosen.backend, ctx.state, ctx.catalog)
-            if backend and backend.api_base:
-                bases[backend.id] = backend.api_base
+            provider = ctx.catalog.providers.get(backend.provider) if backend else None
+            if backend and backend.api_base and provider:
+                bases[backend.id] = api_base(backend, provider)
+                probes[backend.id] = endpoint(backend, provider, "/v1/models")
     with ThreadPoolExecutor(max_workers=8) as pool:
-        results = dict(zip(bases, pool.map(_reachable, bases.values()), strict=True))
+        results = dict(zip(probes, pool.map(_reachable, probes.values()), strict=True))
     report["backends"] = {b: {"api_base": bases[b], "reachable": not why, "error": why or None}
                           for b, why in results.items()}
     for backend_id, why in results.items():

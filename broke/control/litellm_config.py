@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from broke.catalog import Backend, Catalog, local_backend_id
 from broke.keys import key_pool
-from broke.routing.backends import find_backend, is_local, key_variable
+from broke.routing.backends import api_base, find_backend, is_local, key_variable
 from broke.state.model import State
 
 #: What a key-less OpenAI-compatible server gets as its key (LiteLLM insists on one).
@@ -61,10 +61,10 @@ def deployments(state: State, catalog: Catalog, env: Mapping[str, str],
         if backend is None or provider is None:
             continue
         if is_local(backend.provider, catalog):
-            for api_base, key_env in _pool_members(backend_id, state, local_bases or {}):
+            for worker_base, key_env in _pool_members(backend_id, state, local_bases or {}):
                 if key_env and key_env not in env:
                     continue  # a node whose token is not set here cannot be reached
-                worker = {"model": _litellm_model(backend, catalog), "api_base": api_base,
+                worker = {"model": _litellm_model(backend, catalog), "api_base": worker_base,
                           "use_chat_completions_api": True,
                           "api_key": f"os.environ/{key_env}" if key_env else NO_KEY}
                 out.append(Deployment(backend_id, backend_id, None, worker))
@@ -73,7 +73,7 @@ def deployments(state: State, catalog: Catalog, env: Mapping[str, str],
             continue
         params: dict = {"model": _litellm_model(backend, catalog)}
         if backend.api_base:
-            params["api_base"] = backend.api_base
+            params["api_base"] = api_base(backend, provider)
         if provider.needs_api_base:
             # Such servers speak chat completions only: /v1/responses is bridged onto it.
             params["use_chat_completions_api"] = True

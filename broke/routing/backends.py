@@ -1,8 +1,8 @@
 """Backend lookups and the small rules every surface shares: which backend an id names, the chain a
-slot follows, the key variable a backend uses, a deployment's name, and what counts as local."""
+slot follows, the key variable a backend uses, its address, a deployment's name, and what counts as local."""
 from __future__ import annotations
 
-from broke.catalog import Backend, Catalog, local_model_name
+from broke.catalog import Backend, Catalog, Provider, local_model_name
 from broke.state.model import TIERS, State
 
 
@@ -23,6 +23,28 @@ def key_variable(backend: Backend, catalog: Catalog) -> str:
         return backend.key_env
     provider = catalog.providers.get(backend.provider)
     return provider.key_env if provider else ""
+
+
+def speaks_anthropic(provider: Provider) -> bool:
+    """True for a provider whose own API is Anthropic's (Messages)."""
+    return "messages" in provider.native
+
+
+def api_base(backend: Backend, provider: Provider) -> str:
+    """A backend's address (its own, else its provider's) in the form its provider's API expects,
+    without a trailing slash: Anthropic's API is kept at the root (its paths carry their version,
+    `/v1/messages`), so a base given as `…/v1`, the form OpenAI-style addresses take, loses that
+    suffix; any other API's base keeps its version path. The front proxy, LiteLLM's config and the
+    doctor's checks all use this one form."""
+    base = (backend.api_base or provider.api_base).rstrip("/")
+    return base.removesuffix("/v1") if speaks_anthropic(provider) else base
+
+
+def endpoint(backend: Backend, provider: Provider, path: str) -> str:
+    """The URL of a client API path (`/v1/…`) at a backend: appended whole to a root-kept base
+    (Anthropic's), without its `/v1` to a base that carries the version."""
+    base = api_base(backend, provider)
+    return base + path if speaks_anthropic(provider) else base + path.removeprefix("/v1")
 
 
 def deployment_name(backend_id: str, key_env: str | None) -> str:

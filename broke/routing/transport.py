@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from broke.catalog import Backend, Catalog, Provider
-from broke.routing.backends import backend_chain, find_backend
+from broke.routing.backends import api_base, backend_chain, endpoint, find_backend
 from broke.routing.resolve import Candidate
 from broke.state.model import State
 
@@ -66,13 +66,11 @@ def native_apis(backend: Backend, provider: Provider) -> tuple[str, ...]:
 def _native(path: str, backend: Backend, provider: Provider) -> Route | None:
     """How to forward `path` to `backend` directly, or None if it needs LiteLLM's translation."""
     api = API_OF_PATH.get(path)
-    base = (backend.api_base or provider.api_base).rstrip("/")
-    if api is None or api not in native_apis(backend, provider) or not base or provider.local:  # local: workers
+    if api is None or api not in native_apis(backend, provider) or not api_base(backend, provider) \
+            or provider.local:  # local: workers
         return None
-    if api == "messages":
-        root = base.removesuffix("/v1")
-        return Route("native", root + path, backend.model, "x-api-key")
-    return Route("native", base + path.removeprefix("/v1"), backend.model, "bearer")
+    return Route("native", endpoint(backend, provider, path), backend.model,
+                 "x-api-key" if api == "messages" else "bearer")
 
 
 def route_for(path: str, candidate: Candidate, catalog: Catalog, workers: Mapping[str, Sequence[str]], *,

@@ -1,0 +1,106 @@
+"""An Anthropic backend behind broke: one form of its address for every path (issue 21, item 2)."""
+from __future__ import annotations
+
+import json
+import os
+
+import httpx
+import pytest
+
+from broke.catalog import Backend, load_catalog
+from broke.control.litellm_config import deployments, render
+from broke.procs import free_port
+from broke.routing.backends import api_base, endpoint
+from broke.state.model import CustomBackend
+from broke.state.store import default_state
+from conftest import add_fake_backends, run_cli
+from fake_provider import FakeProvider
+
+pytestmark = pytest.mark.timeout(600)
+
+#: A model LiteLLM knows to think, so it translates reasoning requests as it would for the real provider.
+MODEL = "claude-sonnet-4-5-20250929"
+ANTHROPIC = "fakeant/claude-x"
+
+
+# ---- one form of the address -----------------------------------------------------------------------
+
+@pytest.mark.parametrize("given", ["http://gw.example/v1", "http://gw.example/v1/", "http://gw.example"])
+def test_an_anthropic_base_is_kept_at_its_root_whichever_form_it_was_given_in(given):
+    catalog = load_catalog()
+    anthropic, openai = catalog.providers["anthropic"], catalog.providers["openai"]
+    backend = Backend(ANTHROPIC, "anthropic", MODEL, True, api_base=given)
+    assert api_base(backend, anthropic) == "http://gw.example"
+    assert endpoint(backend, anthropic, "/v1/messages") == "http://gw.example/v1/messages"
+    assert endpoint(backend, anthropic, "/v1/models") == "http://gw.example/v1/models"
+    # OpenAI-style bases carry their version: /v1 is kept, and not doubled.
+    gpt = Backend("fakeoai/gpt-x", "openai", "gpt-x", True, api_base="http://gw.example/v1/")
+    assert endpoint(gpt, openai, "/v1/responses") == "http://gw.example/v1/responses"
+
+
+def test_litellm_gets_the_same_base():
+    state, catalog = default_state(), load_catalog()
+    env = {"FAKE_API_KEY": "k"}
+    state.backends["fake/model-a"] = CustomBackend("openai-compatible", "model-a", "http://h:1/v1", "FAKE_API_KEY")
+    state.backends[ANTHROPIC] = CustomBackend("anthropic", MODEL, "http://h:2/v1", "FAKE_API_KEY")
+    config = render(deployments(state, catalog, env), request_timeout_s=60)
+    params = {m["model_name"]: m["litellm_params"] for m in config["model_list"]}
+    assert params[f"{ANTHROPIC}@FAKE_API_KEY"]["api_base"] == "http://h:2"
+    assert params["fake/model-a@FAKE_API_KEY"]["api_base"] == "http://h:1/v1"
+
+
+# ---- the real gateway and LiteLLM ------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def gateway(tmp_path_factory):
+    """A gateway whose Anthropic backend was added as `--api-base …/v1` (the form `backend add --help`
+    shows)."""
+    home = tmp_path_factory.mktemp("anthropic") / "home"
+    fake = FakeProvider().start()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("BROKE_HOME", str(home))
+        mp.setenv("BROKE_NATIVE", "1")
+        for name in [n for n in os.environ if n.endswith("_API_KEY") or "_API_KEY_" in n]:
+            mp.delenv(name)
+        add_fake_backends(home, fake)
+        run_cli("backend", "add", ANTHROPIC, "--provider", "anthropic", "--api-base", fake.base_url,
+                "--model", MODEL, "--key-env", "FAKE_API_KEY")
+        run_cli("swap", f"sonnet={ANTHROPIC}", f"gpt-5-codex={ANTHROPIC}")
+        for slot in ("sonnet", "gpt-5-codex"):
+            run_cli("fallback", slot, "--clear")
+        port = free_port()
+        run_cli("start", "--port", str(port), "--wait")
+        token = json.loads(run_cli("connect", "--json").stdout)["token"]
+        try:
+            yield {"home": home, "fake": fake, "url": f"http://127.0.0.1:{port}", "token": token}
+        finally:
+            run_cli("stop")
+            fake.stop()
+
+
+@pytest.fixture
+def gw(gateway, monkeypatch):
+    monkeypatch.setenv("BROKE_HOME", str(gateway["home"]))
+    gateway["fake"].clear_scripts()
+    gateway["fake"].reset_requests()
+    (gateway["home"] / "health.json").unlink(missing_ok=True)
+    return gateway
+
+
+def post(gw, path: str, body: dict) -> httpx.Response:
+    return httpx.post(gw["url"] + path, json=body, timeout=120,
+                      headers={"authorization": f"Bearer {gw['token']}", "anthropic-version": "2023-06-01"})
+
+
+@pytest.mark.parametrize("path, slot, via, body", [
+    ("/v1/messages", "sonnet", "native", {"max_tokens": 32, "messages": [{"role": "user", "content": "hi"}]}),
+    ("/v1/chat/completions", "sonnet", "litellm", {"messages": [{"role": "user", "content": "hi"}]}),
+    ("/v1/responses", "gpt-5-codex", "litellm", {"input": "hi"}),
+], ids=["messages-native", "chat-translated", "responses-translated"])
+def test_an_anthropic_backend_at_a_v1_base_answers_every_client_api(gw, path, slot, via, body):
+    answer = post(gw, path, {**body, "model": slot})
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["x-broke-via"] == via and answer.headers["x-broke-backend"] == ANTHROPIC
+    assert f"fake:{MODEL}:key-one" in answer.text
+    received = gw["fake"].requests[-1]
+    assert received["path"] == "/v1/messages" and received["outcome"] == "ok"  # not /v1/v1/messages
