@@ -33,7 +33,7 @@ def agents(tmp_path_factory):
     """A home with fake backends of every kind: OpenAI-compatible (through LiteLLM's translation),
     Anthropic-native and OpenAI-native (each the provider's own API, at the fake's address)."""
     home = tmp_path_factory.mktemp("agents") / "home"
-    fake = FakeProvider().start()
+    fake = FakeProvider(strict_thinking=True).start()  # Anthropic's thinking rule kept, as the provider does
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("BROKE_HOME", str(home))
         add_fake_backends(home, fake, "model-a", "model-b")
@@ -130,6 +130,9 @@ CODEX_CASES = {
     # backend, the fake's API behind broke
     "openai-compatible": ("fake/model-a", "chat"),  # /v1/responses bridged onto chat completions by LiteLLM
     "openai-native": ("fakeoai/gpt-fake", "responses"),
+    # /v1/responses translated to Anthropic messages by LiteLLM: with reasoning on, the follow-up carries
+    # the reasoning without its signed original, which Anthropic refuses with thinking on (issue 21).
+    "anthropic-native": ("fakeant/claude-fake", "messages"),
 }
 
 
@@ -156,6 +159,8 @@ def test_codex_runs_a_shell_command_and_reads_its_output(agent, tmp_path, client
         if api == "responses":
             reasoning = [i for i in answered["body"]["input"] if i.get("type") == "reasoning"]
             assert reasoning and reasoning[-1]["encrypted_content"].startswith(ENCRYPTED_PREFIX)
+        elif api == "messages":  # nothing signed came back: that turn went without thinking
+            assert answered["thinking"] is None and answered["outcome"] == "script"
         else:
             said = [m for m in answered["body"]["messages"] if m["role"] == "assistant"][-1]
             assert said["reasoning_content"] == THINKING_TEXT

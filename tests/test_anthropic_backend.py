@@ -1,4 +1,5 @@
-"""An Anthropic backend behind broke: one form of its address for every path (issue 21, item 2)."""
+"""An Anthropic backend behind broke: one form of its address for every path, and Anthropic's thinking
+rule kept for Codex's reasoning (issue 21, items 2 and 3)."""
 from __future__ import annotations
 
 import json
@@ -14,6 +15,7 @@ from broke.routing.backends import api_base, endpoint
 from broke.state.model import CustomBackend
 from broke.state.store import default_state
 from conftest import add_fake_backends, run_cli
+from fake_conversation import Reply, ToolCall
 from fake_provider import FakeProvider
 
 pytestmark = pytest.mark.timeout(600)
@@ -21,6 +23,8 @@ pytestmark = pytest.mark.timeout(600)
 #: A model LiteLLM knows to think, so it translates reasoning requests as it would for the real provider.
 MODEL = "claude-sonnet-4-5-20250929"
 ANTHROPIC = "fakeant/claude-x"
+EXEC = {"type": "function", "name": "exec_command", "description": "Run a shell command",
+        "parameters": {"type": "object", "properties": {"cmd": {"type": "string"}}, "required": ["cmd"]}}
 
 
 # ---- one form of the address -----------------------------------------------------------------------
@@ -38,15 +42,18 @@ def test_an_anthropic_base_is_kept_at_its_root_whichever_form_it_was_given_in(gi
     assert endpoint(gpt, openai, "/v1/responses") == "http://gw.example/v1/responses"
 
 
-def test_litellm_gets_the_same_base():
+def test_litellm_gets_the_same_base_and_may_adapt_requests_only_with_an_anthropic_deployment():
     state, catalog = default_state(), load_catalog()
     env = {"FAKE_API_KEY": "k"}
     state.backends["fake/model-a"] = CustomBackend("openai-compatible", "model-a", "http://h:1/v1", "FAKE_API_KEY")
+    plain = render(deployments(state, catalog, env), request_timeout_s=60)
+    assert "modify_params" not in plain["litellm_settings"]
     state.backends[ANTHROPIC] = CustomBackend("anthropic", MODEL, "http://h:2/v1", "FAKE_API_KEY")
     config = render(deployments(state, catalog, env), request_timeout_s=60)
     params = {m["model_name"]: m["litellm_params"] for m in config["model_list"]}
     assert params[f"{ANTHROPIC}@FAKE_API_KEY"]["api_base"] == "http://h:2"
     assert params["fake/model-a@FAKE_API_KEY"]["api_base"] == "http://h:1/v1"
+    assert config["litellm_settings"]["modify_params"] is True
 
 
 # ---- the real gateway and LiteLLM ------------------------------------------------------------------
@@ -54,9 +61,9 @@ def test_litellm_gets_the_same_base():
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory):
     """A gateway whose Anthropic backend was added as `--api-base …/v1` (the form `backend add --help`
-    shows)."""
+    shows), in front of a fake that keeps Anthropic's thinking rule."""
     home = tmp_path_factory.mktemp("anthropic") / "home"
-    fake = FakeProvider().start()
+    fake = FakeProvider(strict_thinking=True).start()
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("BROKE_HOME", str(home))
         mp.setenv("BROKE_NATIVE", "1")
@@ -92,6 +99,10 @@ def post(gw, path: str, body: dict) -> httpx.Response:
                       headers={"authorization": f"Bearer {gw['token']}", "anthropic-version": "2023-06-01"})
 
 
+def events(raw: str) -> list[dict]:
+    return [json.loads(line[6:]) for line in raw.splitlines() if line.startswith("data: ") and line != "data: [DONE]"]
+
+
 @pytest.mark.parametrize("path, slot, via, body", [
     ("/v1/messages", "sonnet", "native", {"max_tokens": 32, "messages": [{"role": "user", "content": "hi"}]}),
     ("/v1/chat/completions", "sonnet", "litellm", {"messages": [{"role": "user", "content": "hi"}]}),
@@ -104,3 +115,29 @@ def test_an_anthropic_backend_at_a_v1_base_answers_every_client_api(gw, path, sl
     assert f"fake:{MODEL}:key-one" in answer.text
     received = gw["fake"].requests[-1]
     assert received["path"] == "/v1/messages" and received["outcome"] == "ok"  # not /v1/v1/messages
+
+
+def test_codex_reasoning_on_anthropic_survives_its_first_tool_call(gw):
+    """Codex's way: Responses streamed with reasoning on; the reasoning item comes back without its
+    encrypted content, so the follow-up's tool call carries no thinking. LiteLLM sends that turn
+    without thinking instead of having Anthropic refuse it."""
+    fake = gw["fake"]
+    fake.script(ToolCall("exec_command", {"cmd": "printf hi"}), Reply("done, said hi"))
+    prompt = {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "say hi"}]}
+    body = {"model": "gpt-5-codex", "input": [prompt], "tools": [EXEC], "stream": True, "store": False,
+            "reasoning": {"effort": "high", "summary": "auto"}, "include": ["reasoning.encrypted_content"]}
+    first = post(gw, "/v1/responses", body)
+    assert first.status_code == 200, first.text
+    items = [e["item"] for e in events(first.text) if e.get("type") == "response.output_item.done"]
+    assert [i["type"] for i in items] == ["reasoning", "function_call"]
+    assert not items[0].get("encrypted_content")  # what makes the follow-up hard: nothing signed to send back
+    asked = fake.requests[-1]
+    assert asked["thinking"] is not None and asked["outcome"] == "script"
+    output = {"type": "function_call_output", "call_id": items[1]["call_id"], "output": "hi"}
+    follow_up = {**body, "input": [prompt, {**items[0], "encrypted_content": None}, items[1], output]}
+    second = post(gw, "/v1/responses", follow_up)
+    assert second.status_code == 200, second.text
+    text = "".join(e.get("delta", "") for e in events(second.text) if e.get("type") == "response.output_text.delta")
+    assert text == "done, said hi"
+    answered = fake.requests[-1]
+    assert answered["outcome"] == "script" and answered["tool_results"] == ["hi"] and answered["thinking"] is None

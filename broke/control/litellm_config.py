@@ -2,6 +2,13 @@
 
 Keys are referenced as `os.environ/NAME`, never written into the file. broke owns retries,
 fallbacks and cooldowns, so LiteLLM's own are switched off.
+
+With an Anthropic deployment, LiteLLM may adapt requests to what Anthropic accepts (`modify_params`):
+a Responses client such as Codex gets its reasoning streamed without the signed original (no
+`encrypted_content`) and sends it back empty, and Anthropic refuses a follow-up whose tool call
+carries no thinking while thinking is on; LiteLLM then sends that turn without thinking. The switch
+is global in LiteLLM (1.106 has no per-deployment one), so it is on only when some deployment speaks
+Anthropic's API.
 """
 from __future__ import annotations
 
@@ -97,8 +104,14 @@ def _capabilities(deployment: Deployment) -> dict:
     return {"supports_reasoning": False} if deployment.litellm_params["model"].startswith("hosted_vllm/") else {}
 
 
+def _speaks_anthropic(deployment: Deployment) -> bool:
+    """True for a deployment LiteLLM sends to Anthropic's own API."""
+    return str(deployment.litellm_params["model"]).startswith("anthropic/")
+
+
 def render(items: list[Deployment], *, request_timeout_s: float) -> dict:
     """The LiteLLM proxy config (written as JSON, which LiteLLM's YAML loader reads)."""
+    adapted = {"modify_params": True} if any(_speaks_anthropic(d) for d in items) else {}
     return {
         "model_list": [
             {
@@ -114,6 +127,7 @@ def render(items: list[Deployment], *, request_timeout_s: float) -> dict:
             "request_timeout": request_timeout_s,
             "use_chat_completions_url_for_anthropic_messages": True,
             "telemetry": False,
+            **adapted,
         },
         "router_settings": {"num_retries": 0, "disable_cooldowns": True, "retry_after": 0,
                             "routing_strategy": "least-busy"},
