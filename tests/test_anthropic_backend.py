@@ -1,5 +1,5 @@
 """An Anthropic backend behind broke: one form of its address for every path, and Anthropic's thinking
-rule kept for Codex's reasoning (issue 21, items 2 and 3)."""
+rule kept whichever client API a conversation comes in by (issue 21, items 2 and 3)."""
 from __future__ import annotations
 
 import json
@@ -25,6 +25,8 @@ MODEL = "claude-sonnet-4-5-20250929"
 ANTHROPIC = "fakeant/claude-x"
 EXEC = {"type": "function", "name": "exec_command", "description": "Run a shell command",
         "parameters": {"type": "object", "properties": {"cmd": {"type": "string"}}, "required": ["cmd"]}}
+WRITE = {"name": "Write", "description": "Write a file",
+         "input_schema": {"type": "object", "properties": {"file_path": {"type": "string"}}}}
 
 
 # ---- one form of the address -----------------------------------------------------------------------
@@ -69,11 +71,11 @@ def gateway(tmp_path_factory):
         mp.setenv("BROKE_NATIVE", "1")
         for name in [n for n in os.environ if n.endswith("_API_KEY") or "_API_KEY_" in n]:
             mp.delenv(name)
-        add_fake_backends(home, fake)
+        add_fake_backends(home, fake, "model-a")
         run_cli("backend", "add", ANTHROPIC, "--provider", "anthropic", "--api-base", fake.base_url,
                 "--model", MODEL, "--key-env", "FAKE_API_KEY")
-        run_cli("swap", f"sonnet={ANTHROPIC}", f"gpt-5-codex={ANTHROPIC}")
-        for slot in ("sonnet", "gpt-5-codex"):
+        run_cli("swap", f"sonnet={ANTHROPIC}", f"gpt-5-codex={ANTHROPIC}", "opus=fake/model-a")
+        for slot in ("sonnet", "gpt-5-codex", "opus"):
             run_cli("fallback", slot, "--clear")
         port = free_port()
         run_cli("start", "--port", str(port), "--wait")
@@ -141,3 +143,47 @@ def test_codex_reasoning_on_anthropic_survives_its_first_tool_call(gw):
     assert text == "done, said hi"
     answered = fake.requests[-1]
     assert answered["outcome"] == "script" and answered["tool_results"] == ["hi"] and answered["thinking"] is None
+
+
+def tool_loop(thinking_first: bool) -> list[dict]:
+    """A Claude Code conversation in the middle of a tool loop; its tool call with or without the
+    thinking that preceded it."""
+    call = {"type": "tool_use", "id": "toolu_1", "name": "Write", "input": {"file_path": "/tmp/x"}}
+    thought = [{"type": "thinking", "thinking": "a file is wanted", "signature": "fakesig-signed-here"}]
+    return [{"role": "user", "content": "write the file"},
+            {"role": "assistant", "content": [*(thought if thinking_first else []), call]},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": "ok"}]}]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_conversation_moved_to_anthropic_mid_tool_loop_goes_on_without_thinking(gw, stream):
+    """A swap (or failover) to an Anthropic backend in the middle of a tool loop: the history holds no
+    thinking of the new backend's, so that turn is forwarded without thinking instead of refused."""
+    gw["fake"].script(ToolCall("Write", {"file_path": "/tmp/x"}), Reply("written"))
+    body = {"model": "sonnet", "max_tokens": 4096, "stream": stream, "tools": [WRITE],
+            "thinking": {"type": "enabled", "budget_tokens": 2048}, "messages": tool_loop(thinking_first=False)}
+    answer = post(gw, "/v1/messages", body)
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["x-broke-via"] == "native" and "written" in answer.text
+    received = gw["fake"].requests[-1]
+    assert received["outcome"] == "script" and "thinking" not in received["body"]
+
+
+def test_a_tool_loop_that_kept_its_thinking_keeps_thinking(gw):
+    gw["fake"].script(ToolCall("Write", {"file_path": "/tmp/x"}), Reply("written"))
+    body = {"model": "sonnet", "max_tokens": 4096, "tools": [WRITE],
+            "thinking": {"type": "enabled", "budget_tokens": 2048}, "messages": tool_loop(thinking_first=True)}
+    answer = post(gw, "/v1/messages", body)
+    assert answer.status_code == 200, answer.text
+    assert gw["fake"].requests[-1]["body"]["thinking"] == {"type": "enabled", "budget_tokens": 2048}
+    assert [b["type"] for b in answer.json()["content"]] == ["thinking", "text"]
+
+
+def test_other_backends_keep_the_thinking_asked_for(gw):
+    """The rule is Anthropic's: a request that goes to no Anthropic backend keeps its reasoning."""
+    body = {"model": "opus", "max_tokens": 4096, "tools": [WRITE],
+            "thinking": {"type": "enabled", "budget_tokens": 2048}, "messages": tool_loop(thinking_first=False)}
+    answer = post(gw, "/v1/messages", body)
+    assert answer.status_code == 200, answer.text
+    received = gw["fake"].requests[-1]
+    assert received["api"] == "chat" and received["thinking"] is not None

@@ -1,8 +1,10 @@
-"""Bodies on the wire: error answers, request encoding, and the token usage an answer reports."""
+"""Bodies on the wire: error answers, request encoding, Anthropic's thinking rule kept, and the token
+usage an answer reports."""
 from __future__ import annotations
 
 import json
 import re
+from typing import Any
 
 import orjson
 from starlette.responses import JSONResponse
@@ -29,6 +31,25 @@ def usage_tokens(data: bytes) -> int:
     for name, value in _USAGE.findall(data):
         found[name] = max(found.get(name, 0), int(value))
     return found.get(b"total_tokens") or found.get(b"input_tokens", 0) + found.get(b"output_tokens", 0)
+
+
+def without_unkept_thinking(payload: dict[str, Any]) -> dict[str, Any]:
+    """A Messages request as Anthropic accepts it: with thinking on, a final assistant message that
+    calls a tool must start with the thinking its model signed. A conversation that reached an
+    Anthropic backend in the middle of a tool loop (a swap, a failover) carries none, so that turn
+    goes without thinking rather than fail; the next prompt thinks again."""
+    thinking = payload.get("thinking")
+    messages = payload.get("messages")
+    if not isinstance(thinking, dict) or thinking.get("type") == "disabled" or not isinstance(messages, list):
+        return payload
+    said = [m for m in messages if isinstance(m, dict) and m.get("role") == "assistant"]
+    blocks = said[-1].get("content") if said else None
+    if not isinstance(blocks, list) or not blocks:
+        return payload
+    kinds = [b.get("type") for b in blocks if isinstance(b, dict)]
+    if "tool_use" not in kinds or kinds[0] in ("thinking", "redacted_thinking"):
+        return payload
+    return {k: v for k, v in payload.items() if k != "thinking"}
 
 
 class ModelStamp:
