@@ -316,9 +316,10 @@ def ask(agent, api: str, model: str, *, stream: bool = False, image: bool = Fals
                       timeout=30, headers={"authorization": f"Bearer {token}", "anthropic-version": "2023-06-01"})
 
 
-@pytest.mark.parametrize("backend", list(BACKENDS))
+@pytest.mark.parametrize("backend", [*BACKENDS, "local"])
 def test_every_answer_names_the_model_the_client_asked_for(agent, backend):
-    route(("sonnet",), BACKENDS[backend])
+    """Whatever name the upstream gives, a local worker's `default_model` included."""
+    route(("sonnet",), BACKENDS.get(backend, "mlx/tiny-remote"))
     for api in ("chat", "messages", "responses"):
         for stream in (False, True):
             answer = ask(agent, api, "claude-sonnet-5", stream=stream)

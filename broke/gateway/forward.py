@@ -180,7 +180,7 @@ class Forwarder:
         trace.backend, trace.attempts = candidate.backend, attempt.number
         trace.key_ref = self.record.key_refs.get(candidate.key_env or "")
         own = (candidate.definition.model,) if candidate.definition else ()
-        stamp = ModelStamp((route.model, *own), shared.payload["model"])
+        stamp = ModelStamp((route.model, *own), shared.payload["model"], local=lease is not None)
         relay = Relay(upstream, answer_headers, shared.resolution.slot, candidate.backend, shared.started, lease,
                       stamp, trace, shared.spend)
         return await relay.response(self.load, self.metrics, self.recorder, spends=shared.path != COUNT_TOKENS), None

@@ -9,6 +9,8 @@ from typing import Any
 import orjson
 from starlette.responses import JSONResponse
 
+from broke.routing.transport import WORKER_MODEL
+
 _USAGE = re.compile(rb'"(total_tokens|input_tokens|output_tokens)"\s*:\s*(\d+)')
 
 
@@ -58,12 +60,16 @@ class ModelStamp:
     thinking from the history when an answer names another model), and deployment names, with
     their key variables, stay inside broke.
 
+    A local model's answer may also name the model its worker answers to (`default_model`), when
+    LiteLLM passes the worker's name on (its streamed Responses events do): `local` covers that.
+
     Streams are rewritten line by line: a partial line is held until its end arrives, which costs
     nothing a client could use (SSE events end with a blank line).
     """
 
-    def __init__(self, names: tuple[str, ...], requested: str) -> None:
+    def __init__(self, names: tuple[str, ...], requested: str, *, local: bool = False) -> None:
         new = encode(requested)  # JSON strings, quoted and escaped
+        names = (*names, WORKER_MODEL) if local else names
         self._pairs = [(key + encode(name), key + new) for name in dict.fromkeys(names) if name != requested
                        for key in (b'"model":', b'"model": ')]
         self._held = b""
