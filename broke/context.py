@@ -3,14 +3,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from broke.catalog import Catalog, load_catalog
 from broke.health import Health, load_health
 from broke.keys import provider_env
-from broke.routing.backends import find_backend
+from broke.routing.backends import find_backend, routes_by_complexity
 from broke.routing.resolve import Candidate, Conversation, Estimator, Resolution, Scope, resolve
 from broke.routing.transport import FAMILY_API, PATH_OF_API, Route, route_for
 from broke.state.model import State
@@ -74,6 +74,18 @@ class RoutingContext:
         return [api for api, path in PATH_OF_API.items()
                 if route_for(path, probe, self.catalog, workers, native_forwarding=native_forwarding).translated
                 and not any(name == backend_id or name.startswith(f"{backend_id}@") for name in loaded)]
+
+    def resolve_tiers(self, requested: str, scope: Scope | None = None) -> Resolution:
+        """Without a prompt, for a slot routed by complexity with router tiers: every tier's candidates,
+        cheapest tier first (each falls back to the tiers above, then to the slot's own chain), with
+        their tier as source; no tier is picked, since the prompt picks it. Other slots: `resolve`."""
+        if not (routes_by_complexity(self.catalog.require_slot(requested), self.state) and self.state.router.tiers):
+            return self.resolve(requested, scope)
+        every = resolve(requested, self.state, self.health, env=self.env, now=self.now, scope=scope,
+                        catalog=self.catalog, p_strong=0.0, speeds=self.speeds)
+        note = ("no prompt given: each request's prompt picks its tier and starts there; shown are every "
+                "tier's candidates, cheapest tier first (`--prompt TEXT` shows one prompt's)")
+        return replace(every, tier="", p_strong=None, notes=(*every.notes, note))
 
     def routes(self, resolution: Resolution, workers: Mapping[str, list[str]],
                native_forwarding: bool = True) -> dict[str, Route]:

@@ -112,3 +112,20 @@ def test_key_policy_of_a_custom_provider_is_listed(cli, cli_json):
     assert code == 0 and policies["openai-compatible"]["mode"] == "priority"
     assert policies["openai-compatible"]["order"] == ["LAB_API_KEY_2"]
     assert "openai-compatible" in cli("key-policy").output
+
+
+def test_explain_auto_without_a_prompt_shows_every_tiers_candidates(cli, cli_json):
+    """No prompt, no tier: every tier's candidates, cheapest tier first, then the slot's own chain."""
+    assert cli("router", "tier", "basic", "groq/llama-3.3-70b-versatile").exit_code == 0
+    assert cli("router", "tier", "premium", "anthropic/claude-opus-4-1-20250805").exit_code == 0
+    code, data = cli_json("explain", "auto")
+    assert code == 0 and data["tier"] == "" and data["p_strong"] is None
+    sources = [(c["backend"], c["source"]) for c in data["candidates"]]
+    assert sources[:2] == [("groq/llama-3.3-70b-versatile", "tier basic"),
+                           ("anthropic/claude-opus-4-1-20250805", "tier premium")]
+    assert all(not source.startswith("tier ") for _, source in sources[2:])  # the slot's own chain after them
+    assert any("no prompt given" in note for note in data["notes"])
+    shown = cli("explain", "auto").stdout
+    assert "tier basic" in shown and "tier premium" in shown and "no prompt given" in shown
+    assert cli("router", "tier", "premium").exit_code == 0 and cli("router", "tier", "basic").exit_code == 0
+    assert [c["source"] for c in cli_json("explain", "auto")[1]["candidates"]][0] == "primary"  # no tiers: as before

@@ -17,8 +17,8 @@ PROMPT_OPTION = typer.Option(None, "--prompt", help="For `auto`: decide the tier
 LEVEL_STYLE = {"error": "red", "warning": "yellow", "info": "cyan"}
 
 
-def _resolve(slot: str, profile: str | None, prompt: str | None = None,
-             with_speeds: bool = False) -> tuple[Resolution, RoutingContext]:
+def _resolve(slot: str, profile: str | None, prompt: str | None = None, with_speeds: bool = False,
+             every_tier: bool = False) -> tuple[Resolution, RoutingContext]:
     from broke.context import RoutingContext
     from broke.routing.resolve import Scope
 
@@ -31,7 +31,7 @@ def _resolve(slot: str, profile: str | None, prompt: str | None = None,
         access = profiles(s.home).get(profile).preset.access
         scope = Scope(profile, access)
     if prompt is None:
-        return ctx.resolve(slot, scope), ctx
+        return (ctx.resolve_tiers(slot, scope) if every_tier else ctx.resolve(slot, scope)), ctx
     from broke.router.model import load_or_train  # only now the router (and scikit-learn) is loaded
 
     return ctx.resolve(slot, scope, prompt, load_or_train(s.home)), ctx
@@ -68,7 +68,7 @@ def explain(slot: str = typer.Argument(..., help="A slot or a client model name.
     """Show the whole candidate chain for SLOT, why each is usable or skipped, and its measured speed here."""
     from broke.control.runfiles import read_record
 
-    resolution, ctx = _resolve(slot, profile, prompt, with_speeds=True)
+    resolution, ctx = _resolve(slot, profile, prompt, with_speeds=True, every_tier=True)
     if as_json:
         print_json(resolution.to_dict())
         return
