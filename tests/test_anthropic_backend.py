@@ -7,8 +7,10 @@ import os
 
 import httpx
 import pytest
+from typer.testing import CliRunner
 
 from broke.catalog import Backend, load_catalog
+from broke.cli.main import app
 from broke.control.litellm_config import deployments, render
 from broke.procs import free_port
 from broke.routing.backends import api_base, endpoint
@@ -187,3 +189,8 @@ def test_other_backends_keep_the_thinking_asked_for(gw):
     assert answer.status_code == 200, answer.text
     received = gw["fake"].requests[-1]
     assert received["api"] == "chat" and received["thinking"] is not None
+
+
+def test_connect_does_not_warn_while_the_gateway_runs(gw):
+    result = CliRunner().invoke(app, ["connect"])
+    assert result.exit_code == 0 and gw["url"] in result.stdout and result.stderr == ""

@@ -95,6 +95,16 @@ def test_launch_env_masks_the_token(cli, monkeypatch):
     assert data["argv"][-2:] == ["-m", "gpt-5-codex"]
 
 
+@pytest.mark.parametrize("args", [[], ["--json"]])
+def test_connect_warns_on_stderr_when_the_gateway_is_down_and_still_prints_the_settings(cli, args):
+    result = cli("connect", *args)
+    assert result.exit_code == 0, result.output
+    assert result.stderr.splitlines() == ["broke: warning: the gateway is not running: nothing answers at "
+                                          "http://127.0.0.1:4000 until `broke start`"]
+    shown = json.loads(result.stdout)["base_url"] if args else result.stdout
+    assert "http://127.0.0.1:4000" in shown and "warning" not in result.stdout
+
+
 def test_launch_env_profile_uses_the_profiles_token(cli, broke_home):
     result = cli("launch-env", "claude", "--profile", "solo")
     assert result.exit_code == 0, result.output

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import typer
 
-from broke.cli.output import JSON_OPTION, console, esc, print_json, say, show, store, table
+from broke.cli.output import JSON_OPTION, console, esc, print_json, say, show, store, table, warn
 
 PORT_OPTION = typer.Option(None, "--port", help="Front proxy port on 127.0.0.1 (default 4000 or $BROKE_PORT).")
 
@@ -90,8 +90,11 @@ def connect(profile: str | None = typer.Option(None, "--profile", "-p", help="A 
         profiles(home).get(profile)
         owner = f"profile:{profile}"
     token = TokenStore(home).token_for(owner)
-    record = supervisor.status(home).record
+    current = supervisor.status(home)
+    record = current.record
     base_url = record.base_url if record else f"http://127.0.0.1:{DEFAULT_PORT}"
+    if not any(p.name == "front" and p.alive for p in current.processes):
+        warn(f"the gateway is not running: nothing answers at {base_url} until `broke start`")
     if as_json:
         print_json({"base_url": base_url, "token": token, "profile": profile})
         return

@@ -79,6 +79,11 @@ def esc(text: str) -> str:
     return escape(text)
 
 
+def warn(message: str) -> None:
+    """Print one warning line on stderr (stdout keeps what the command prints)."""
+    sys.stderr.write(f"broke: warning: {message}\n")
+
+
 def fail(message: str, code: int = 1) -> None:
     """Print one error line and exit with `code`."""
     sys.stderr.write(f"broke: error: {message}\n")
