@@ -23,7 +23,7 @@ from broke.gateway.outcomes import Answered, AttemptFailed, Failure, PassedOver,
 from broke.gateway.relay import Relay, response_headers
 from broke.gateway.traffic import Trace
 from broke.gateway.unserved import unserved
-from broke.gateway.wire import ModelStamp, encode, error_body
+from broke.gateway.wire import ModelStamp, encode, error_body, without_unkept_thinking
 from broke.health import ERROR, TIMEOUT, Health, blames_key, reason_for_status
 from broke.routing.backends import is_local
 from broke.routing.resolve import Candidate, Resolution
@@ -217,8 +217,11 @@ class Forwarder:
                          native_forwarding=self.record.native_forwarding, litellm_url=self.litellm.url)
 
     def _body(self, payload: dict[str, Any], candidate: Candidate, route: Route) -> dict[str, Any]:
-        """The body for one attempt: the route's model name, and token limits a local worker can serve."""
+        """The body for one attempt: the route's model name, Anthropic's thinking rule when it goes to
+        Anthropic natively, and token limits a local worker can serve."""
         body = {**payload, "model": route.model}
+        if route.auth == "x-api-key":  # Anthropic's own Messages API
+            body = without_unkept_thinking(body)
         if is_local(candidate.provider, self.catalog):
             for field in ("max_tokens", "max_completion_tokens", "max_output_tokens"):
                 if field in body and body[field] is None:

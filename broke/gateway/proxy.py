@@ -29,11 +29,11 @@ from broke.gateway.load import WorkerLoad
 from broke.gateway.metrics import Metrics
 from broke.gateway.outcomes import Recorder, Refused
 from broke.gateway.traffic import Traffic
-from broke.gateway.wire import error_body, without_unkept_thinking
+from broke.gateway.wire import error_body
 from broke.health import Health, HealthTransitions, load_health
-from broke.routing.backends import routes_by_complexity, speaks_anthropic
+from broke.routing.backends import routes_by_complexity
 from broke.routing.conversation import user_turns
-from broke.routing.resolve import Conversation, Resolution, resolve, tier_index
+from broke.routing.resolve import Conversation, resolve, tier_index
 from broke.routing.rotation import RotationState
 from broke.state.model import State
 from broke.state.store import StateStore, default_state
@@ -170,12 +170,6 @@ class FrontProxy:
             return None, None
         return Conversation(tuple(turns), owner), await self.router_model.get()
 
-    def _reaches_anthropic(self, resolution: Resolution) -> bool:
-        """True when an attempt of the resolution goes to a backend speaking Anthropic's API, whose
-        thinking rule the request must then keep (the others' reasoning is left alone)."""
-        providers = (self.catalog.providers.get(c.provider) for c in resolution.attempts)
-        return any(p is not None and speaks_anthropic(p) for p in providers)
-
     # ---- routing --------------------------------------------------------------------------------
     async def handle(self, request: Request, path: str) -> Response:
         started = time.perf_counter()
@@ -225,8 +219,6 @@ class FrontProxy:
             for owner, _ in client.limits(self.state.get().access):
                 self.rates.spent(owner, tokens, time.time())
 
-        if path == "/v1/messages" and self._reaches_anthropic(resolution):
-            payload = without_unkept_thinking(payload)
         response = await self.forwarder.forward(request, path, payload, resolution, state, health, started, trace,
                                                 spend)
         response.headers.update(headers)
