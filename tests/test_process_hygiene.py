@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -162,3 +163,28 @@ def test_worker_state_names_an_orphaned_server(supervisor, server, answers, grou
     from broke.local.workers import worker_state
 
     assert worker_state(supervisor, server, answers, group) == state
+
+
+def test_a_port_left_in_time_wait_is_free_and_a_listened_one_is_not():
+    """A server that closed its connections leaves them in TIME_WAIT for about 60 s: the port can be
+    listened on again at once (servers set SO_REUSEADDR), so broke must not call it taken."""
+    import socket
+
+    from broke.procs import port_free
+
+    listener = socket.socket()
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    port = listener.getsockname()[1]
+    assert not port_free(port)  # listened on
+    client = socket.create_connection(("127.0.0.1", port))
+    served, _ = listener.accept()
+    served.close()  # the server closes first: its side of the connection waits in TIME_WAIT
+    client.recv(1)
+    client.close()
+    listener.close()
+    if shutil.which("ss"):  # Linux: the port really is in TIME_WAIT
+        assert "TIME-WAIT" in subprocess.run(["ss", "-tan", f"sport = :{port}"], capture_output=True,
+                                             text=True).stdout
+    assert port_free(port)
