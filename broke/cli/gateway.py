@@ -43,10 +43,16 @@ def restart(port: int | None = PORT_OPTION) -> None:
 
 
 def status(as_json: bool = JSON_OPTION) -> None:
-    """Show the gateway's processes, ports and health."""
-    from broke.control import supervisor
+    """Show the gateway's processes, ports and health, and this machine's workers and their restarts."""
+    from dataclasses import asdict
 
-    current = supervisor.status(store().home)
+    from broke.control import supervisor
+    from broke.local.workers import Restarts, inspect_worker, read_workers, restart_history
+
+    home = store().home
+    current = supervisor.status(home)
+    views = [inspect_worker(home, w) for w in read_workers(home)]
+    history = restart_history(home, current.record.started_at if current.record else 0.0)
     if as_json:
         print_json({
             "running": current.running,
@@ -55,20 +61,35 @@ def status(as_json: bool = JSON_OPTION) -> None:
             "base_url": current.record.base_url if current.record else None,
             "processes": [{"name": p.name, "pid": p.record.pid, "port": p.record.port, "alive": p.alive,
                            "started": p.started, "log": p.record.log} for p in current.processes],
+            "workers": [{"worker": v.record.key, "backend": v.record.backend, "port": v.record.port,
+                         "pid": v.record.pid, "server_pid": v.server_pid, "state": v.state,
+                         "restarts": asdict(history.get(v.record.key, Restarts()))} for v in views],
         })
         return
     if current.record is None:
         say("gateway: [dim]not running[/] (`broke start`)")
-        return
-    word = "[green]running[/]" if current.running else "[red]degraded[/]" if current.missing else "[red]not running[/]"
-    say(f"gateway: {word} at {current.record.base_url}" + (" [yellow](stale record)[/]" if current.stale else ""))
-    t = table("process", "pid", "port", "alive", "log")
-    for p in current.processes:
-        alive = "[green]yes[/]" if p.alive else "[red]no[/]" if p.started else "[dim]not needed yet[/]"
-        t.add_row(p.name, str(p.record.pid) if p.started else "-", str(p.record.port), alive, esc(p.record.log))
-    show(t)
-    for p in current.missing:
-        say(f"[red]{p.name} (pid {p.record.pid}) is not running[/]; `broke start` brings it back")
+    else:
+        word = "[green]running[/]" if current.running else "[red]degraded[/]" if current.missing else \
+            "[red]not running[/]"
+        say(f"gateway: {word} at {current.record.base_url}" + (" [yellow](stale record)[/]" if current.stale else ""))
+        t = table("process", "pid", "port", "alive", "log")
+        for p in current.processes:
+            alive = "[green]yes[/]" if p.alive else "[red]no[/]" if p.started else "[dim]not needed yet[/]"
+            t.add_row(p.name, str(p.record.pid) if p.started else "-", str(p.record.port), alive, esc(p.record.log))
+        show(t)
+        for p in current.missing:
+            say(f"[red]{p.name} (pid {p.record.pid}) is not running[/]; `broke start` brings it back")
+    if views:
+        t = table("worker", "pid", "port", "state", "restarts")
+        for v in views:
+            done = history.get(v.record.key, Restarts())
+            t.add_row(esc(v.record.key), str(v.record.pid), str(v.record.port), v.state,
+                      str(done.count) + (" [red](gave up)[/]" if done.gave_up else ""))
+        show(t)
+    for key, done in history.items():
+        if done.gave_up:
+            say(f"[red]the gateway gave up restarting the worker {esc(key)}[/] ({esc(done.error)}); "
+                "`broke start` tries again")
 
 
 def bare() -> None:

@@ -9,7 +9,7 @@ candidates.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -41,6 +41,22 @@ class WorkerLoad:
         self.on_worker: Counter[str] = Counter()  # worker URL -> requests in flight there
         self.on_backend: Counter[str] = Counter()  # backend -> requests in flight (any path)
         self.turns: Counter[str] = Counter()
+
+    def refresh(self, local: Mapping[str, list[str]], nodes: Collection[str]) -> list[str]:
+        """Follow this machine's worker records (`local`: backend -> API bases): a replica started
+        since joins its pool, one stopped leaves; workers of other machines (`nodes`) stay as started.
+        A model left with no worker keeps its last ones (a request there fails over as it did).
+        Returns what changed, for the log."""
+        changes = []
+        for backend in sorted(set(self.pools) | set(local)):
+            old = self.pools.get(backend, [])
+            new = [*local.get(backend, []), *(url for url in old if url in nodes)]
+            if not new or new == old:
+                continue
+            changes += [f"{url} joined {backend}" for url in new if url not in old]
+            changes += [f"{url} left {backend}" for url in old if url not in new]
+            self.pools[backend] = new
+        return changes
 
     @staticmethod
     def limit(backend: str, state: State) -> int:

@@ -29,6 +29,7 @@ from broke.gateway.load import WorkerLoad
 from broke.gateway.metrics import Metrics
 from broke.gateway.outcomes import Recorder, Refused
 from broke.gateway.traffic import Traffic
+from broke.gateway.watch import WorkerWatch
 from broke.gateway.wire import error_body
 from broke.health import Health, HealthTransitions, load_health
 from broke.routing.backends import routes_by_complexity
@@ -58,6 +59,7 @@ class FrontProxy:
         self.rates = RateLimiter()
         self.rotation = RotationState()
         self.load = WorkerLoad(record.direct_workers)
+        self.watch = WorkerWatch(home, self.load, self.state)
         self.litellm = LiteLLM(home, record)
         self.recorder = Recorder(self.metrics, self.traffic, HealthTransitions(home), self.rotation)
         self.forwarder = Forwarder(record, self.catalog, keys, master_key, self.load, self.litellm, self.recorder,
@@ -94,9 +96,11 @@ class FrontProxy:
         self.litellm.bind(session)
         if self.state.get().router.tiers:  # `auto` is routed by complexity: have the model ready
             self.router_model.warm_up()
+        watching = await self.watch.start()  # brings back dead workers, follows the replicas there are
         try:
             yield
         finally:
+            watching.cancel()
             await session.close()
 
     async def chat(self, request: Request) -> Response:

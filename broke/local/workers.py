@@ -7,16 +7,21 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from broke.catalog import LOCAL_PREFIX, load_catalog, local_backend_id
 from broke.errors import BrokeError, NotFoundError, StateFileError
 from broke.fileio import atomic_write
+from broke.health import HealthTransitions, rotation_log
 from broke.local.models import DEMO_ANSWER, DEMO_BACKEND, demo_path, hub_cache, model_path
-from broke.paths import ensure_dir, make_private
+from broke.paths import FILE_MODE, ensure_dir, make_private
 from broke.procs import ProcessRecord, child_env, end_group, free_port, group_members, is_ours, port_free, spawn
 from broke.routing.backends import backend_chain, find_backend
 from broke.state.model import State
 from broke.state.store import StateStore
+
+if TYPE_CHECKING:
+    from filelock import FileLock
 
 READY_TIMEOUT_S = 180.0
 LOOPBACK = "127.0.0.1"
@@ -181,9 +186,28 @@ def start_worker(home: Path, model: str, *, port: int | None = None, replica: bo
             stop_record(home, current)  # ends what is left of its group (an orphaned server) and forgets it
         elif not replica and current.host == host:
             return current, False
+    with _lock(home):
+        record = _spawn(home, backend_id, port or free_port(), host, token, progress)
+    try:
+        wait_ready(record, progress)
+    except BaseException:  # not ready, or Ctrl-C while waiting: leave nothing running
+        stop_record(home, record)
+        raise
+    return record, True
+
+
+def _lock(home: Path) -> FileLock:
+    """Held while a worker record is written or forgotten (`start`, the gateway and `stop` may race)."""
+    from filelock import FileLock
+
+    return FileLock(str(ensure_dir(home / "run" / "workers") / ".lock"), mode=FILE_MODE, timeout=60)
+
+
+def _spawn(home: Path, backend_id: str, port: int, host: str, token: str | None,
+           progress: Progress) -> WorkerRecord:
+    """Start a worker's supervisor on `port` and record it (not waiting for it to answer)."""
     state = StateStore(home).load()
     model_dir = _model_dir(home, state, backend_id)
-    port = port or free_port()
     if not port_free(port):
         raise WorkerError(f"port {port} is in use; pick another with --port")
     name = backend_id.removeprefix(LOCAL_PREFIX)  # local_backend_id gave it the prefix
@@ -202,28 +226,109 @@ def start_worker(home: Path, model: str, *, port: int | None = None, replica: bo
     record = WorkerRecord(name, backend_id, str(model_dir), port, process.pid, process.create_time, str(log),
                           host, process.tag)
     atomic_write(_file(home, record), json.dumps(asdict(record), indent=1).encode())
-    deadline = time.monotonic() + READY_TIMEOUT_S
     progress(f"waiting for {backend_id} on port {port}")
-    try:
-        while not answering(record):
-            if not worker_running(record) or time.monotonic() > deadline:
-                raise WorkerError(f"the worker of {backend_id} did not become ready; see {log}")
-            time.sleep(0.2)
-    except BaseException:  # not ready, or Ctrl-C while waiting: leave nothing running
-        stop_record(home, record)
-        raise
-    return record, True
+    return record
 
+
+def readiness(record: WorkerRecord) -> bool | None:
+    """True once the worker answers, False while it loads, None if its supervisor is gone."""
+    if answering(record):
+        return True
+    return False if worker_running(record) else None
+
+
+def wait_ready(record: WorkerRecord, progress: Progress = lambda _: None) -> None:
+    """Wait until a worker just started answers; WorkerError if it dies or takes over READY_TIMEOUT_S."""
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while not (ready := readiness(record)):
+        if ready is None or time.monotonic() > deadline:
+            raise WorkerError(f"the worker of {record.backend} did not become ready; see {record.log}")
+        time.sleep(0.2)
+
+
+#: Rotation-log events of a worker whose supervisor had died (`by`: the gateway or `broke start`).
+RESTARTED, RESTART_FAILED, GAVE_UP = "worker_restarted", "worker_restart_failed", "worker_gave_up"
+
+
+def respawn(home: Path, key: str) -> WorkerRecord | None:
+    """Start again, on its port, the recorded worker `key` (NAME@PORT) whose supervisor died; None if
+    it runs or is no longer recorded (brought back or stopped meanwhile). It sits out (health) until
+    it answers; the caller waits for that. A worker for other machines needs its token: an error."""
+    with _lock(home):
+        record = next((w for w in read_workers(home) if w.key == key), None)
+        if record is None or worker_running(record):
+            return None
+        if record.exposed:
+            raise WorkerError(f"the worker of {record.backend} on {record.host}:{record.port} needs its token: "
+                              f"`broke worker start {record.name} --host {record.host} --token …`")
+        end_group(record.process)  # whatever its group left behind
+        server_record_path(home, key).unlink(missing_ok=True)
+        HealthTransitions(home).worker_restarting(key)
+        return _spawn(home, record.backend, record.port, record.host, None, lambda _: None)
+
+
+def revive(home: Path, key: str, *, by: str, progress: Progress = lambda _: None) -> WorkerRecord | None:
+    """`respawn` and wait until it answers, said in the rotation log; a failed try ends the new group
+    and leaves the record (dead) for the next one."""
+    started = time.monotonic()
+    events = rotation_log(home)
+    try:
+        record = respawn(home, key)
+        if record is None:
+            return None
+        progress(f"restarting the worker {key}")
+        try:
+            wait_ready(record)
+        except BaseException:
+            end_group(record.process)
+            raise
+    except BrokeError as exc:
+        events.write(event=RESTART_FAILED, worker=key, by=by, error=str(exc))
+        raise
+    events.write(event=RESTARTED, worker=key, backend=record.backend, pid=record.pid, by=by,
+                 seconds=round(time.monotonic() - started, 2))
+    return record
+
+
+@dataclass(frozen=True)
+class Restarts:
+    """What was done for one worker whose supervisor died (by the gateway or `broke start`)."""
+
+    count: int = 0  # times it was brought back
+    failed: int = 0  # tries that did not bring it back
+    error: str = ""  # why the last try failed, if it did
+    gave_up: bool = False  # the gateway stopped trying, and nothing brought it back since
+
+
+def restart_history(home: Path, since: float) -> dict[str, Restarts]:
+    """Worker (NAME@PORT) -> its restarts since `since` (epoch seconds), from the rotation log."""
+    history: dict[str, Restarts] = {}
+    for event in rotation_log(home).read(limit=5000):
+        kind, key = event.get("event"), str(event.get("worker", ""))
+        if kind not in (RESTARTED, RESTART_FAILED, GAVE_UP) or event.get("ts", 0) < since:
+            continue
+        seen = history.get(key, Restarts())
+        if kind == RESTARTED:
+            seen = Restarts(seen.count + 1, seen.failed)
+        elif kind == RESTART_FAILED:
+            seen = Restarts(seen.count, seen.failed + 1, str(event.get("error", "")), seen.gave_up)
+        else:
+            seen = Restarts(seen.count, seen.failed, seen.error, gave_up=True)
+        history[key] = seen
+    return history
 
 def stop_record(home: Path, record: WorkerRecord) -> str:
     """Stop one worker (its supervisor and server) and forget its record; says what happened."""
     server = server_process(home, record)
     pids = f"pid {record.pid}" + (f", server pid {server.pid}" if server else "")
     said = f"stopped the worker of {record.backend} on port {record.port} ({pids})"
-    if not end_group(record.process):  # the server is in its supervisor's group
-        said = f"the worker of {record.backend} on port {record.port} was already gone"
-    _file(home, record).unlink(missing_ok=True)
-    server_record_path(home, record.key).unlink(missing_ok=True)
+    with _lock(home):
+        if not end_group(record.process):  # the server is in its supervisor's group
+            said = f"the worker of {record.backend} on port {record.port} was already gone"
+        recorded = next((w for w in read_workers(home) if w.key == record.key), None)
+        if recorded is None or recorded.pid == record.pid:  # not a worker brought back on its port meanwhile
+            _file(home, record).unlink(missing_ok=True)
+            server_record_path(home, record.key).unlink(missing_ok=True)
     return said
 
 

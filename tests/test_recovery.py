@@ -1,0 +1,141 @@
+"""Processes come back by themselves: a worker group whose supervisor is killed is brought back by the
+running gateway (bounded, with back-off, said in `status` and the rotation log), `broke start` repairs
+one too, and a replica started by hand joins its pool. Real gateway, real MLX workers on CPU; processes
+are killed by the PIDs their records hold."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+
+from broke.local.workers import WorkerRecord, read_workers
+from broke.procs import free_port
+from conftest import run_cli
+
+pytestmark = pytest.mark.timeout(600)
+ANSWER = "back again"
+#: The goal for a worker: answering again this long after its supervisor was killed, without the user.
+WORKER_BACK_S = 15.0
+
+
+@pytest.fixture(scope="module")
+def gateway(tmp_path_factory):
+    """sonnet on one tiny local model (no fallback: while it is down, sonnet is down)."""
+    root = tmp_path_factory.mktemp("recovery")
+    home = root / "home"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("BROKE_HOME", str(home))
+        for name in [n for n in os.environ if n.endswith("_API_KEY") or "_API_KEY_" in n]:
+            mp.delenv(name)
+        run_cli("local", "make-tiny", str(root / "tiny-r"), "--answer", ANSWER, "--add", "tiny-r")
+        run_cli("swap", "sonnet=mlx/tiny-r")
+        run_cli("start", "--port", str(free_port()))
+        token = json.loads(run_cli("connect", "--json").stdout)["token"]
+        try:
+            yield {"home": home, "root": root, "token": token,
+                   "url": json.loads(run_cli("status", "--json").stdout)["base_url"]}
+        finally:
+            run_cli("stop")
+
+
+@pytest.fixture
+def gw(gateway, monkeypatch):
+    monkeypatch.setenv("BROKE_HOME", str(gateway["home"]))
+    return gateway
+
+
+def ask(gw) -> httpx.Response:
+    body = {"model": "sonnet", "max_tokens": 8, "messages": [{"role": "user", "content": "hi"}]}
+    return httpx.post(gw["url"] + "/v1/chat/completions", json=body, timeout=60,
+                      headers={"authorization": f"Bearer {gw['token']}"})
+
+
+def wait_for(check: Callable[[], object], timeout: float, what: str) -> float:
+    """Poll `check` until it is true; returns the seconds it took."""
+    began = time.monotonic()
+    while not check():
+        assert time.monotonic() - began < timeout, f"{what} not within {timeout:.0f} s"
+        time.sleep(0.1)
+    return time.monotonic() - began
+
+
+def kill_group(record: WorkerRecord) -> None:
+    """kill -9 of the worker's supervisor; its model server dies with it."""
+    family = [psutil.Process(record.pid), *psutil.Process(record.pid).children(recursive=True)]
+    os.kill(record.pid, signal.SIGKILL)
+    _, alive = psutil.wait_procs(family, timeout=10)
+    assert alive == []
+
+
+def the_worker(home: Path, model: str = "mlx/tiny-r") -> WorkerRecord:
+    [record] = [w for w in read_workers(home) if w.backend == model]
+    return record
+
+
+def events(home: Path, kind: str) -> list[dict]:
+    return [e for e in (json.loads(line) for line in (home / "run" / "rotation.log").read_text().splitlines())
+            if e["event"] == kind]
+
+
+def worker_status(key: str) -> dict:
+    return next(w for w in json.loads(run_cli("status", "--json").stdout)["workers"] if w["worker"] == key)
+
+
+def answers(gw) -> bool:
+    answer = ask(gw)
+    return answer.status_code == 200 and answer.json()["choices"][0]["message"]["content"] == ANSWER
+
+
+def test_a_killed_worker_group_is_brought_back_by_the_gateway(gw):
+    assert answers(gw)
+    dead = the_worker(gw["home"])
+    kill_group(dead)
+    seconds = wait_for(lambda: answers(gw), WORKER_BACK_S, "the slot answering again")
+    back = the_worker(gw["home"])
+    assert (back.port, back.key) == (dead.port, dead.key) and back.pid != dead.pid  # on its port: LiteLLM's too
+    [restarted] = events(gw["home"], "worker_restarted")
+    assert (restarted["worker"], restarted["by"], restarted["pid"]) == (dead.key, "gateway", back.pid)
+    row = worker_status(dead.key)
+    assert row["state"] == "ready" and row["restarts"]["count"] == 1 and not row["restarts"]["gave_up"]
+    assert "1" in [line.split("│")[5].strip() for line in run_cli("status").stdout.splitlines()
+                   if dead.key in line][0]
+    print(f"sonnet answered again {seconds:.1f} s after kill -9 of its worker's supervisor")
+
+
+def test_a_replica_started_by_hand_takes_requests_without_a_restart(gw):
+    front = json.loads(run_cli("status", "--json").stdout)["processes"][0]["pid"]
+    first = the_worker(gw["home"])
+    run_cli("worker", "start", "tiny-r", "--replica")
+    [replica] = [w for w in read_workers(gw["home"]) if w.pid != first.pid]
+
+    def served(record: WorkerRecord) -> int:
+        return Path(record.log).read_text().count("POST /v1/chat/completions")
+
+    before = served(replica)
+    for _ in range(8):  # the pool takes turns, once the gateway has seen the new record
+        assert answers(gw)
+        time.sleep(0.2)
+    assert served(replica) > before
+    assert json.loads(run_cli("status", "--json").stdout)["processes"][0]["pid"] == front  # no restart
+
+
+def test_workers_stopped_by_hand_stay_stopped_and_leave_their_pool(gw):
+    """Both workers stopped, one started anew on another port: requests go to it, none to the old ones."""
+    stopped = read_workers(gw["home"])
+    began = time.time()
+    assert "stopped" in run_cli("worker", "stop", "tiny-r").stdout
+    run_cli("worker", "start", "tiny-r")
+    fresh = the_worker(gw["home"])
+    assert fresh.pid not in {w.pid for w in stopped}
+    time.sleep(2)  # several looks of the gateway
+    assert [w.pid for w in read_workers(gw["home"])] == [fresh.pid]
+    assert not [e for e in events(gw["home"], "worker_restarted") if e["ts"] >= began]
+    for _ in range(4):
+        assert answers(gw)
