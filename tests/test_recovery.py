@@ -139,3 +139,50 @@ def test_workers_stopped_by_hand_stay_stopped_and_leave_their_pool(gw):
     assert not [e for e in events(gw["home"], "worker_restarted") if e["ts"] >= began]
     for _ in range(4):
         assert answers(gw)
+
+
+def test_the_gateway_gives_up_says_so_and_start_tries_again(gw):
+    """A worker that cannot come back (its model is no longer registered) is tried MAX_TRIES times with
+    back-off (1 + 2 + 4 + 8 s), then given up; `broke start` tries it again once the model is back."""
+    from broke.gateway.watch import MAX_TRIES
+
+    run_cli("local", "make-tiny", str(gw["root"] / "tiny-x"), "--add", "tiny-x")
+    run_cli("worker", "start", "tiny-x")
+    dead = the_worker(gw["home"], "mlx/tiny-x")
+    run_cli("backend", "remove", "mlx/tiny-x")
+    kill_group(dead)
+    wait_for(lambda: [e for e in events(gw["home"], "worker_gave_up") if e["worker"] == dead.key], 40,
+             "giving up")
+    failed = [e for e in events(gw["home"], "worker_restart_failed") if e["worker"] == dead.key]
+    assert len(failed) == MAX_TRIES and all("unknown local model" in e["error"] for e in failed)
+    gaps = [b["ts"] - a["ts"] for a, b in zip(failed, failed[1:], strict=False)]
+    assert all(later > earlier for earlier, later in zip(gaps, gaps[1:], strict=False)), gaps  # back-off
+    row = worker_status(dead.key)
+    assert row["state"] == "dead" and row["restarts"]["gave_up"] and row["restarts"]["failed"] == MAX_TRIES
+    assert "gave up restarting the worker " + dead.key in " ".join(run_cli("status").stdout.split())
+    assert answers(gw)  # the other workers never stopped serving
+
+    run_cli("local", "add", str(gw["root"] / "tiny-x"), "--name", "tiny-x")
+    said = run_cli("start").stdout
+    assert f"worker {dead.key} brought back" in " ".join(said.split())
+    back = the_worker(gw["home"], "mlx/tiny-x")
+    assert back.port == dead.port and back.pid != dead.pid
+    row = worker_status(dead.key)
+    assert row["state"] == "ready" and not row["restarts"]["gave_up"]
+    run_cli("worker", "stop", "tiny-x")
+
+
+def test_start_brings_back_a_killed_worker_group_with_the_front_proxy(gw):
+    """The front proxy and a worker's supervisor both killed: nothing watches, `broke start` repairs both."""
+    front = psutil.Process(json.loads(run_cli("status", "--json").stdout)["processes"][0]["pid"])
+    dead = the_worker(gw["home"])
+    os.kill(front.pid, signal.SIGKILL)
+    psutil.wait_procs([front], timeout=10)
+    kill_group(dead)
+    assert worker_status(dead.key)["state"] == "dead"
+    said = run_cli("start").stdout
+    assert f"worker {dead.key} brought back" in " ".join(said.split())
+    back = the_worker(gw["home"])
+    assert back.port == dead.port and back.pid != dead.pid
+    assert [e["by"] for e in events(gw["home"], "worker_restarted") if e["pid"] == back.pid] == ["start"]
+    assert answers(gw)

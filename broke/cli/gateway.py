@@ -15,10 +15,14 @@ def start(port: int | None = PORT_OPTION,
     LiteLLM starts in the background, and only if some slot's backends need API translation;
     requests that need it wait for it.
     """
+    import time
+
     from broke.control import supervisor
     from broke.control.runfiles import TokenStore
+    from broke.local.workers import restart_history
 
     home = store().home
+    began = time.time()
     with console().status("starting the gateway") as spinner:
         record, started = supervisor.start(home, port=port, wait_litellm=wait,
                                            progress=lambda m: spinner.update(m))
@@ -26,6 +30,9 @@ def start(port: int | None = PORT_OPTION,
     verb = "started" if started else "already running"
     say(f"gateway {verb} on [bold]{record.base_url}[/] ({len(record.deployments)} deployments); "
         "`broke connect` prints the client settings")
+    for key, done in restart_history(home, began).items():  # workers whose supervisor had died
+        say(f"worker {esc(key)} brought back" if done.count else
+            f"[red]worker {esc(key)} did not come back[/]: {esc(done.error)}")
 
 
 def stop() -> None:

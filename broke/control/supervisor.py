@@ -2,7 +2,8 @@
 
 Each runs in its own process group; `stop` ends every process left in each recorded group (its leader
 recognised by PID and creation time, the rest by the group's tag), never a reused PID. If one of the
-two dies while the other runs, `status` and `doctor` say so and `start` brings back only that one.
+two dies while the other runs, `status` and `doctor` say so and `start` brings back only that one;
+`start` also brings back, on its port, a worker whose supervisor died (as the running front proxy does).
 """
 from __future__ import annotations
 
@@ -142,8 +143,10 @@ def start(home: Path, *, port: int | None = None, first_byte_timeout_s: float | 
     """
     current = status(home)
     if current.running and current.record is not None:
+        _revive_workers(home, progress)
         return current.record, False
     if current.missing:
+        _revive_workers(home, progress)
         return _repair(home, current, progress), True
     if current.record is not None:
         stop(home)  # stale: end what is left of its groups, clean the record
@@ -297,6 +300,21 @@ def _repair(home: Path, current: GatewayStatus, progress: Progress) -> GatewayRe
     if "front" in names:
         _wait_front(record, progress)
     return record
+
+
+def _revive_workers(home: Path, progress: Progress) -> None:
+    """Bring back, on their ports, the recorded workers of the running gateway whose supervisor died
+    (said in the rotation log); one that does not come back keeps the others coming."""
+    from broke.local import workers
+
+    for record in workers.read_workers(home):
+        if workers.worker_running(record):
+            continue
+        try:
+            workers.revive(home, record.key, by="start", progress=progress)
+        except BrokeError as exc:
+            progress(f"the worker {record.key} did not come back: {exc}")
+            log.warning("the worker %s did not come back: %s", record.key, exc)
 
 
 def stop(home: Path) -> list[str]:
