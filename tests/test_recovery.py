@@ -186,3 +186,17 @@ def test_start_brings_back_a_killed_worker_group_with_the_front_proxy(gw):
     assert back.port == dead.port and back.pid != dead.pid
     assert [e["by"] for e in events(gw["home"], "worker_restarted") if e["pid"] == back.pid] == ["start"]
     assert answers(gw)
+
+
+def test_start_brings_a_killed_gateway_back_on_its_port(gw):
+    """Front proxy and LiteLLM both killed (a stale record): `broke start` starts afresh on the same port,
+    the one clients were given, not the default."""
+    status = json.loads(run_cli("status", "--json").stdout)
+    for pid in [p["pid"] for p in status["processes"] if p["pid"] > 0]:
+        process = psutil.Process(pid)
+        os.kill(pid, signal.SIGKILL)
+        psutil.wait_procs([process], timeout=10)
+    assert json.loads(run_cli("status", "--json").stdout)["stale"] is True
+    run_cli("start")
+    assert json.loads(run_cli("status", "--json").stdout)["base_url"] == gw["url"]
+    assert answers(gw)

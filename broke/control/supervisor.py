@@ -149,6 +149,7 @@ def start(home: Path, *, port: int | None = None, first_byte_timeout_s: float | 
         _revive_workers(home, progress)
         return _repair(home, current, progress), True
     if current.record is not None:
+        port = port or current.record.front.port  # the port its clients were given
         stop(home)  # stale: end what is left of its groups, clean the record
     port = port or int(_env_number("BROKE_PORT", DEFAULT_PORT))
     if not port_free(port):
