@@ -100,6 +100,8 @@ def test_a_killed_worker_group_is_brought_back_by_the_gateway(gw):
     seconds = wait_for(lambda: answers(gw), WORKER_BACK_S, "the slot answering again")
     back = the_worker(gw["home"])
     assert (back.port, back.key) == (dead.port, dead.key) and back.pid != dead.pid  # on its port: LiteLLM's too
+    # The watcher logs the restart once it sees the worker answer, which may be just after the slot did.
+    wait_for(lambda: events(gw["home"], "worker_restarted"), 5, "the restart in the rotation log")
     [restarted] = events(gw["home"], "worker_restarted")
     assert (restarted["worker"], restarted["by"], restarted["pid"]) == (dead.key, "gateway", back.pid)
     row = worker_status(dead.key)
