@@ -57,10 +57,19 @@ GOAL_WORKER_S = 15.0
 
 
 def kill(pid: int) -> None:
-    """kill -9 of one process broke recorded, waiting until it is gone."""
+    """kill -9 of one process broke recorded, waiting until it is dead (gone, or a zombie: a process the
+    front proxy started is reaped only when it starts the next one)."""
     process = psutil.Process(pid)
     os.kill(pid, signal.SIGKILL)
-    process.wait(timeout=10)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            if process.status() == psutil.STATUS_ZOMBIE:
+                return
+        except psutil.NoSuchProcess:
+            return
+        time.sleep(0.01)
+    raise RuntimeError(f"pid {pid} still runs 10 s after SIGKILL")
 
 
 class Gateway:
