@@ -14,11 +14,44 @@ _HEADER = re.compile(r"^\s*\[\[?\s*(.+?)\s*\]\]?\s*(?:#.*)?$")
 _KEY = re.compile(r"""^\s*("[^"]*"|'[^']*'|[A-Za-z0-9_.-]+)\s*=""")
 
 
+#: A temporary file of atomic_write older than this was left by a writer that was killed: removed.
+ORPHAN_AGE_S = 10.0
+
+
+def _temp_name(path: Path) -> re.Pattern[str]:
+    """The names atomic_write gives `path`'s temporary files (tempfile.mkstemp: 8 random characters)."""
+    return re.compile(rf"\.{re.escape(path.name)}\.[a-z0-9_]{{8}}\.tmp")
+
+
+def remove_orphan_temps(path: Path, min_age_s: float = ORPHAN_AGE_S) -> list[Path]:
+    """Remove the temporary files of `path` that a killed writer left (only atomic_write's own names, and
+    only those untouched for `min_age_s`, so a live writer's file stays); returns what was removed."""
+    import time
+
+    pattern, now, removed = _temp_name(path), time.time(), []
+    try:
+        entries = list(os.scandir(path.parent))
+    except OSError:
+        return []
+    for entry in entries:
+        if not pattern.fullmatch(entry.name):
+            continue
+        try:
+            if entry.is_file(follow_symlinks=False) and now - entry.stat(follow_symlinks=False).st_mtime > min_age_s:
+                os.unlink(entry.path)
+                removed.append(Path(entry.path))
+        except OSError:
+            continue
+    return removed
+
+
 def atomic_write(path: Path, data: bytes) -> None:
-    """Write `data` to `path` so readers see the old or the new file, never a half one (mode 0600)."""
+    """Write `data` to `path` so readers see the old or the new file, never a half one (mode 0600); first
+    remove the temporary files of `path` that killed writers left."""
     import tempfile
 
     ensure_dir(path.parent)
+    remove_orphan_temps(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         os.fchmod(fd, FILE_MODE)

@@ -39,8 +39,10 @@ def snapshot_restore(snapshot_id: str = typer.Argument(..., metavar="ID")) -> No
     """Make snapshot ID the current state (the current one is snapshotted first)."""
     from broke.state.store import SnapshotStore
 
-    state, info = SnapshotStore(store()).restore(snapshot_id)
+    state, info, aside = SnapshotStore(store()).restore(snapshot_id)
     say(f"snapshot [bold]{info.id}[/] restored (generation {state.generation})")
+    if aside is not None:
+        say(f"the damaged state file was kept as {esc(str(aside))}")
 
 
 def freeze(switch: str | None = typer.Argument(None, metavar="[on|off]"),

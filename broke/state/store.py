@@ -1,8 +1,9 @@
 """The state store: one lock around each read-modify-write, atomic replace, generation bump; and its snapshots."""
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from pathlib import Path
@@ -50,7 +51,7 @@ def parse_state(data: dict[str, Any], text: str, source: Path) -> LoadedState:
     if version > SCHEMA_VERSION:
         raise StateFileError(
             f"{source}: written by a newer broke (schema_version {version}; this broke reads up to "
-            f"{SCHEMA_VERSION}); upgrade broke or restore a snapshot"
+            f"{SCHEMA_VERSION}); upgrade broke"
         )
     if version < SCHEMA_VERSION:
         try:
@@ -69,10 +70,30 @@ def parse_state(data: dict[str, Any], text: str, source: Path) -> LoadedState:
     return LoadedState(state=state, file_version=version, exists=True)
 
 
+#: The first line of every state file broke writes, and its last: a file that starts with the first but
+#: lacks the last was cut short (a write that did not finish, or something else truncated it).
+FIRST_LINE = "# broke state file: edit it by hand if you like, but keep its last line (or it counts as cut short)"
+LAST_LINE = "# end of broke state file"
+
+
 def dump_state(state: State) -> bytes:
     import tomli_w
 
-    return tomli_w.dumps(unstructure(state)).encode("utf-8")
+    return f"{FIRST_LINE}\n{tomli_w.dumps(unstructure(state))}{LAST_LINE}\n".encode()
+
+
+def check_complete(text: str, data: dict[str, Any], source: Path) -> None:
+    """Refuse a state file that holds nothing, or that broke wrote and that lost its end.
+
+    A file without broke's first line (written by hand, or by a broke before these lines) is taken as it is.
+    """
+    if not data:
+        raise StateFileError(f"{source}: the state file is empty (holds no settings)")
+    if text.startswith(FIRST_LINE) and LAST_LINE not in text.splitlines():
+        raise StateFileError(
+            f"{source}: the state file is cut short (broke's last line '{LAST_LINE}' is missing); "
+            "if you edited it by hand and it is complete, add that line back"
+        )
 
 
 class StateStore:
@@ -87,8 +108,20 @@ class StateStore:
         """The current state; a fresh home gives the default state without writing anything."""
         if not self.path.exists():
             return LoadedState(state=default_state(), file_version=SCHEMA_VERSION, exists=False)
-        data, text = read_toml(self.path)
-        return parse_state(data, text, self.path)
+        try:
+            data, text = read_toml(self.path)
+            check_complete(text, data, self.path)
+            return parse_state(data, text, self.path)
+        except StateFileError as exc:
+            raise StateFileError(f"{exc}; {self.recovery_hint()}") from None
+
+    def recovery_hint(self) -> str:
+        """What to do about a damaged state file: the commands that recover it."""
+        ids = SnapshotFiles(self.home).ids()
+        if not ids:
+            return "no snapshot to restore: fix the file, or move it away to start from the defaults"
+        return (f"to recover, `broke snapshot list` then `broke snapshot restore ID` (latest: {ids[-1]}; "
+                "the damaged file is kept aside)")
 
     def load(self) -> State:
         return self.read().state
@@ -109,12 +142,14 @@ class StateStore:
                 f"{LOCK_TIMEOUT_S:.0f}s; retry when it finishes"
             ) from None
 
-    def update(self, change: Callable[[State], T], *, allow_frozen: bool = False) -> tuple[State, T]:
-        """Read, apply `change` (which mutates the state), bump the generation and write — all under the lock.
+    def update(self, change: Callable[[State], T], *, allow_frozen: bool = False,
+               _locked: bool = False) -> tuple[State, T]:
+        """Read, apply `change` (which mutates the state), bump the generation and write — all under the lock
+        (`_locked`: the caller already holds it).
 
         If `change` raises, nothing is written.
         """
-        with self.locked():
+        with nullcontext() if _locked else self.locked():
             loaded = self.read()
             state = loaded.state
             if state.frozen and not allow_frozen:
@@ -156,17 +191,48 @@ class SnapshotStore:
         """Every snapshot's header, oldest first."""
         return [self._read(i)[0] for i in self.files.ids()]
 
-    def restore(self, snapshot_id: str) -> tuple[State, SnapshotInfo]:
-        """Make snapshot `snapshot_id` the current state (as a new generation), saving the current one first."""
+    def restore(self, snapshot_id: str) -> tuple[State, SnapshotInfo, Path | None]:
+        """Make snapshot `snapshot_id` the current state (as a new generation), saving the current one first.
+
+        A current state file that cannot be read (corrupt, cut short, of a newer schema) is not needed: it is
+        renamed aside (never deleted) and returned as the third value; otherwise that value is None.
+        """
         if not snapshot_id.isdigit() or int(snapshot_id) not in self.files.ids():
             raise NotFoundError(f"no snapshot '{snapshot_id}'; see `broke snapshot list`")
         info, restored = self._read(int(snapshot_id))
+        with self.store.locked():
+            try:
+                self.store.read()
+            except StateFileError:
+                return self._replace_damaged(restored, info)
 
-        def apply(state: State) -> None:
-            self.files.write(f"before restore of snapshot {info.id}", unstructure(state), utc_now_iso())
-            for f in fields(State):
-                if f.name not in _KEPT_ON_RESTORE:
-                    setattr(state, f.name, getattr(restored, f.name))
+            def apply(state: State) -> None:
+                self.files.write(f"before restore of snapshot {info.id}", unstructure(state), utc_now_iso())
+                for f in fields(State):
+                    if f.name not in _KEPT_ON_RESTORE:
+                        setattr(state, f.name, getattr(restored, f.name))
 
-        state, _ = self.store.update(apply)
-        return state, info
+            state, _ = self.store.update(apply, _locked=True)
+            return state, info, None
+
+    def _replace_damaged(self, restored: State, info: SnapshotInfo) -> tuple[State, SnapshotInfo, Path]:
+        """Rename the damaged state file aside and write snapshot `info`'s state in its place; the caller
+        holds the lock. The generation goes past every one a snapshot recorded (the damaged file's is unknown)."""
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        aside = self.store.path.with_name(f"{self.store.path.name}.damaged-{stamp}")
+        n = 1
+        while aside.exists():
+            n += 1
+            aside = self.store.path.with_name(f"{self.store.path.name}.damaged-{stamp}-{n}")
+        os.replace(self.store.path, aside)
+        known = [info.generation, restored.generation]
+        for i in self.files.ids():
+            try:
+                known.append(int(self.files.read(i)[0].generation))
+            except (StateFileError, ValueError, TypeError):
+                continue
+        restored.schema_version = SCHEMA_VERSION
+        restored.generation = max(known) + 1
+        restored.updated_at = utc_now_iso()
+        atomic_write(self.store.path, dump_state(restored))
+        return restored, info, aside
