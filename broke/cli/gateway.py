@@ -44,9 +44,12 @@ def stop() -> None:
 
 
 def restart(port: int | None = PORT_OPTION) -> None:
-    """Stop, then start (re-reads keys and custom backends)."""
+    """Stop, then start (re-reads keys and custom backends), on the port the gateway had unless --port says."""
+    from broke.control.runfiles import read_record
+
+    record = read_record(store().home)
     stop()
-    start(port, False)
+    start(port or (record.front.port if record else None), False)
 
 
 def status(as_json: bool = JSON_OPTION) -> None:
