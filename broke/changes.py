@@ -23,7 +23,7 @@ from broke.state.model import (
 )
 from broke.state.store import StateStore
 
-_ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")
+_ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]*")
 
 
 def check_backend(backend_id: str, state: State, catalog: Catalog, slot: str | None = None) -> None:
@@ -191,7 +191,7 @@ def add_backend(
         raise InvalidInputError(f"provider '{provider}' needs --api-base URL")
     if api_base is not None and not _is_http_url(api_base):
         raise InvalidInputError(f"--api-base must be an http:// or https:// URL, got '{api_base}'")
-    if key_env is not None and not _ENV_NAME.match(key_env):
+    if key_env is not None and not _ENV_NAME.fullmatch(key_env):
         raise InvalidInputError(f"--key-env must be an environment variable name, got '{key_env}'")
     if not model.strip():
         raise InvalidInputError("--model must not be empty")
@@ -311,7 +311,7 @@ def add_node(store: StateStore, name: str, url: str, *, model: str, token_env: s
         raise InvalidInputError(f"node name '{name}' must be letters, digits, '.', '_' or '-'")
     if not _is_http_url(url):
         raise InvalidInputError(f"node URL must be an http:// or https:// URL, got '{url}'")
-    if token_env is not None and not _ENV_NAME.match(token_env):
+    if token_env is not None and not _ENV_NAME.fullmatch(token_env):
         raise InvalidInputError(f"--token-env must be an environment variable name, got '{token_env}'")
     backend_id = local_backend_id(model)
 

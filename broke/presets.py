@@ -14,7 +14,7 @@ from broke.paths import PROJECT_ROOT
 from broke.state.model import Access, SlotConfig
 from broke.state.schema import SchemaError, structure, unstructure
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 #: Where the shipped presets' teams/ and profiles/ are: the package's shipped/ in a wheel (pyproject.toml
 #: puts them there), else the checkout root.
 _IN_PACKAGE = Path(__file__).resolve().parent / "shipped"
@@ -60,7 +60,7 @@ class PresetLibrary(Generic[P]):
         self.noun = kind.rstrip("s")
 
     def check_name(self, name: str) -> str:
-        if not _NAME.match(name):
+        if not _NAME.fullmatch(name):
             raise InvalidInputError(
                 f"{self.noun} name '{name}' must be 1-64 letters, digits, '.', '_' or '-'"
             )

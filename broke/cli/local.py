@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from broke.cli.output import JSON_OPTION, console, esc, print_json, say, show, store, table
-from broke.errors import UsageProblem
+from broke.errors import InvalidInputError, UsageProblem
 
 local_app = typer.Typer(no_args_is_help=True, help="Local MLX models: find, register, make a tiny one.")
 worker_app = typer.Typer(no_args_is_help=True, help="MLX workers: one mlx_lm.server per local model.")
@@ -58,7 +58,11 @@ def local_add(source: str = typer.Argument(..., metavar="PATH|REPO", help="A mod
             raise UsageProblem(f"{path} cannot be served by mlx-lm: {info.why_not}")
         ref, default_name = str(path.resolve()), path.resolve().name
     else:
-        if source.count("/") != 1:
+        import re
+
+        if source.startswith(("/", ".", "~")) or os.sep + os.sep in source:
+            raise InvalidInputError(f"no directory '{source}'")
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.-]{0,95}", source):
             raise UsageProblem(f"'{source}' is neither a directory nor a hub repo id (org/name)")
         snapshot = cached_snapshot(source)
         if snapshot is None:

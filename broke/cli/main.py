@@ -3,6 +3,7 @@ every error to one line and an exit code."""
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from collections.abc import Iterator, MutableMapping, Sequence
 from typing import Any
@@ -77,7 +78,9 @@ class LazyCommands(MutableMapping[str, Command]):
 
 
 def _error(message: str) -> None:
-    sys.stderr.write(f"broke: error: {message}\n")
+    from broke.cli.output import one_line
+
+    sys.stderr.write(f"broke: error: {one_line(message)}\n")
 
 
 class BrokeGroup(TyperGroup):
@@ -115,6 +118,11 @@ class BrokeGroup(TyperGroup):
         except OSError as exc:
             where = f"{exc.filename}: " if exc.filename else ""
             _error(f"{where}{exc.strerror or exc}")
+            code = 1
+        except Exception as exc:  # a bug: still one line, never a traceback (BROKE_DEBUG=1 shows it)
+            if os.environ.get("BROKE_DEBUG"):
+                raise
+            _error(f"internal error, please report it: {type(exc).__name__}: {exc}")
             code = 1
         if standalone_mode:
             sys.exit(code)

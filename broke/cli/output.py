@@ -79,14 +79,19 @@ def esc(text: str) -> str:
     return escape(text)
 
 
+def one_line(message: str) -> str:
+    """`message` on one line: control characters (a newline in a name, say) shown escaped, as Python would."""
+    return "".join(repr(c)[1:-1] if c.isprintable() is False and c != " " else c for c in message.strip())
+
+
 def warn(message: str) -> None:
     """Print one warning line on stderr (stdout keeps what the command prints)."""
-    sys.stderr.write(f"broke: warning: {message}\n")
+    sys.stderr.write(f"broke: warning: {one_line(message)}\n")
 
 
 def fail(message: str, code: int = 1) -> None:
     """Print one error line and exit with `code`."""
-    sys.stderr.write(f"broke: error: {message}\n")
+    sys.stderr.write(f"broke: error: {one_line(message)}\n")
     raise typer.Exit(code)
 
 
