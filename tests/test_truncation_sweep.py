@@ -32,7 +32,7 @@ def test_no_prefix_of_a_state_file_is_accepted_with_less(broke_home, cli):
         try:
             got = unstructure(store.load())
         except StateFileError as exc:
-            assert str(path) in str(exc) and "broke snapshot" in str(exc) or "no snapshot" in str(exc), exc
+            assert str(path) in str(exc) and ("broke snapshot" in str(exc) or "no snapshot" in str(exc)), exc
             refused += 1
             continue
         assert got == expected, f"a prefix of {n} of {len(whole)} bytes was read as a state with less"
