@@ -40,6 +40,8 @@ def test_a_truncated_state_file_is_refused_with_what_to_do(rich_state, cli):
         assert_one_error_line(cli(*args), str(rich_state), "cut short", "broke snapshot list",
                               "broke snapshot restore")
         assert rich_state.read_text() == cut
+    rich_state.write_text(text.splitlines()[0] + "\n")  # only broke's first line: cut, not merely empty
+    assert_one_error_line(cli("list"), "cut short")
 
 
 def test_a_hand_edited_state_file_stays_readable(rich_state, cli, cli_json):

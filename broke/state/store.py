@@ -87,13 +87,13 @@ def check_complete(text: str, data: dict[str, Any], source: Path) -> None:
 
     A file without broke's first line (written by hand, or by a broke before these lines) is taken as it is.
     """
-    if not data:
-        raise StateFileError(f"{source}: the state file is empty (holds no settings)")
-    if text.startswith(FIRST_LINE) and LAST_LINE not in text.splitlines():
+    if text.startswith(FIRST_LINE[:18]) and LAST_LINE not in text.splitlines():
         raise StateFileError(
             f"{source}: the state file is cut short (broke's last line '{LAST_LINE}' is missing); "
             "if you edited it by hand and it is complete, add that line back"
         )
+    if not data:
+        raise StateFileError(f"{source}: the state file is empty (holds no settings)")
 
 
 class StateStore:
@@ -120,8 +120,8 @@ class StateStore:
         ids = SnapshotFiles(self.home).ids()
         if not ids:
             return "no snapshot to restore: fix the file, or move it away to start from the defaults"
-        return (f"to recover, `broke snapshot list` then `broke snapshot restore ID` (latest: {ids[-1]}; "
-                "the damaged file is kept aside)")
+        return (f"to recover, `broke snapshot list` then `broke snapshot restore ID` (newest: {ids[-1]}), "
+                "which keeps the damaged file aside")
 
     def load(self) -> State:
         return self.read().state
