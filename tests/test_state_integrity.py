@@ -112,3 +112,17 @@ def test_atomic_write_cleans_only_its_own_files_temps(tmp_path):
     os.utime(neighbour, (0, 0))
     atomic_write(target, b"{}")
     assert neighbour.exists() and target.read_bytes() == b"{}"
+
+
+def test_a_cut_snapshot_is_refused_and_does_not_hide_the_others(rich_state, cli, cli_json):
+    assert cli("snapshot", "save", "--note", "second").exit_code == 0
+    first = rich_state.parent / "snapshots" / "000001.toml"
+    text = first.read_text()
+    first.write_text(text[: text.index("[state.backends.")])  # parses, but without the backends
+    listed = cli("snapshot", "list")
+    assert listed.exit_code == 0 and "second" in listed.stdout
+    assert "000001.toml: the snapshot is cut short" in listed.stderr and len(listed.stderr.splitlines()) == 1
+    before = rich_state.read_bytes()
+    assert_one_error_line(cli("snapshot", "restore", "1"), "000001.toml", "cut short")
+    assert rich_state.read_bytes() == before
+    assert cli("snapshot", "restore", "2").exit_code == 0

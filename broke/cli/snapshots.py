@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import typer
 
-from broke.cli.output import JSON_OPTION, esc, print_json, say, show, store, table
+from broke.cli.output import JSON_OPTION, esc, print_json, say, show, store, table, warn
 from broke.errors import UsageProblem
 
 snapshot_app = typer.Typer(no_args_is_help=True, help="Save and restore copies of the state (last 20 kept).")
@@ -24,7 +24,9 @@ def snapshot_list(as_json: bool = JSON_OPTION) -> None:
     from broke.state.schema import unstructure
     from broke.state.store import SnapshotStore
 
-    infos = SnapshotStore(store()).list()
+    infos, problems = SnapshotStore(store()).list()
+    for problem in problems:
+        warn(f"skipped {problem}")
     if as_json:
         print_json([unstructure(i) for i in infos])
         return

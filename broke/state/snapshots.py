@@ -14,6 +14,9 @@ from broke.fileio import atomic_write, read_toml
 from broke.state.schema import unstructure
 
 MAX_SNAPSHOTS = 20
+#: A snapshot file's first and last lines: one that starts with the first and lacks the last was cut short.
+FIRST_LINE = "# broke snapshot: a copy of the state (`broke snapshot restore ID` makes it current again)"
+LAST_LINE = "# end of broke snapshot"
 
 
 @dataclass(frozen=True)
@@ -57,7 +60,8 @@ class SnapshotFiles:
             note=note,
         )
         document = {"snapshot": unstructure(info), "state": data}
-        atomic_write(self.path(info.id), tomli_w.dumps(document).encode("utf-8"))
+        text = f"{FIRST_LINE}\n{tomli_w.dumps(document)}{LAST_LINE}\n"
+        atomic_write(self.path(info.id), text.encode("utf-8"))
         for old in (ids + [info.id])[:-MAX_SNAPSHOTS]:
             self.path(old).unlink(missing_ok=True)
         return info
@@ -66,6 +70,8 @@ class SnapshotFiles:
         """Snapshot `snapshot_id`'s header, its raw state data and the file's text (for error lines)."""
         path = self.path(snapshot_id)
         data, text = read_toml(path)
+        if text.startswith(FIRST_LINE[:16]) and LAST_LINE not in text.splitlines():
+            raise StateFileError(f"{path}: the snapshot is cut short (its last line '{LAST_LINE}' is missing)")
         meta, state_data = data.get("snapshot"), data.get("state")
         if not isinstance(meta, dict) or not isinstance(state_data, dict):
             raise StateFileError(f"{path}: not a broke snapshot (needs [snapshot] and [state])")

@@ -187,9 +187,16 @@ class SnapshotStore:
         info, data, text = self.files.read(snapshot_id)
         return info, parse_state(data, text, self.files.path(snapshot_id)).state
 
-    def list(self) -> list[SnapshotInfo]:
-        """Every snapshot's header, oldest first."""
-        return [self._read(i)[0] for i in self.files.ids()]
+    def list(self) -> tuple[list[SnapshotInfo], list[str]]:
+        """Every readable snapshot's header, oldest first, and what is wrong with each unreadable one (a
+        damaged snapshot must not hide the others when they are needed most)."""
+        infos, problems = [], []
+        for i in self.files.ids():
+            try:
+                infos.append(self._read(i)[0])
+            except StateFileError as exc:
+                problems.append(str(exc))
+        return infos, problems
 
     def restore(self, snapshot_id: str) -> tuple[State, SnapshotInfo, Path | None]:
         """Make snapshot `snapshot_id` the current state (as a new generation), saving the current one first.
