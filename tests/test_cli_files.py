@@ -41,6 +41,9 @@ def test_restart_without_port_keeps_the_recorded_port(broke_home, cli):
     (["backend", "add", "lab/x", "--provider", "openai-compatible", "--model", "x",
       "--api-base", "http://127.0.0.1:1/v1", "--key-env", "LAB_KEY\n"], ["--key-env"], 1),
     (["swap", "sonnet", "[/]\nx"], ["unknown backend '[/]\\nx'"], 1),
+    (["key-state", "set", "[/]", "blocked"], ["'[/]' is not a key variable name"], 1),
+    (["key-state", "set", "LAB_KEY", "cooldown", "--for", "nan"], ["--for takes a number of seconds"], 2),
+    (["model-state", "set", "groq/llama-3.3-70b-versatile", "cooldown", "--for", "-5"], ["--for"], 2),
 ])
 def test_bad_names_and_paths_get_one_clear_line(broke_home, cli, args, fragments, code):
     assert cli("swap", "sonnet", "groq/llama-3.3-70b-versatile").exit_code == 0

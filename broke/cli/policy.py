@@ -1,12 +1,13 @@
 """`key-policy`, `key-state`, `model-policy`, `model-state`: live policy, applied to the next request."""
 from __future__ import annotations
 
+import re
 import time
 
 import typer
 
 from broke.cli.output import JSON_OPTION, esc, print_json, say, show, status_text, store, table
-from broke.errors import UsageProblem
+from broke.errors import InvalidInputError, UsageProblem
 
 SET_STATUSES = ("healthy", "cooldown", "blocked")
 FOR_OPTION = typer.Option(None, "--for", help="Seconds the status lasts (cooldown default: 60 s).")
@@ -74,10 +75,14 @@ def _health_rows(section: str, names: list[str]) -> list[dict]:
 
 
 def _set_health(section: str, name: str, status: str, seconds: float | None, provider: str | None) -> None:
+    import math
+
     from broke.health import MANUAL, HealthTransitions
 
     if status not in SET_STATUSES:
         raise UsageProblem(f"status must be one of {', '.join(SET_STATUSES)}, got '{status}'")
+    if seconds is not None and not (math.isfinite(seconds) and seconds > 0):
+        raise UsageProblem(f"--for takes a number of seconds above 0, got {seconds}")
     home = store().home
     transitions = HealthTransitions(home)
     until = transitions.set_by_hand(section, name, status, seconds)
@@ -91,7 +96,7 @@ def _set_health(section: str, name: str, status: str, seconds: float | None, pro
     else:
         event.update(backend=name)
     transitions.log.write(**event)
-    say(f"{name}: {status}" + (f" for {until - time.time():.0f}s" if until else ""))
+    say(f"{esc(name)}: {status}" + (f" for {until - time.time():.0f}s" if until else ""))
 
 
 def key_state(
@@ -115,6 +120,8 @@ def key_state(
     if action is not None:
         if action != "set" or not key or not new_status:
             raise UsageProblem("use `broke key-state` or `broke key-state set KEY healthy|cooldown|blocked`")
+        if not re.fullmatch(r"[A-Z_][A-Z0-9_]*", key):
+            raise InvalidInputError(f"'{key}' is not a key variable name (such as OPENROUTER_API_KEY_2)")
         _set_health("keys", key, new_status, seconds, owner.get(key))
         return
     rows = _health_rows("keys", list(owner))
