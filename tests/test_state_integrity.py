@@ -126,3 +126,45 @@ def test_a_cut_snapshot_is_refused_and_does_not_hide_the_others(rich_state, cli,
     assert_one_error_line(cli("snapshot", "restore", "1"), "000001.toml", "cut short")
     assert rich_state.read_bytes() == before
     assert cli("snapshot", "restore", "2").exit_code == 0
+
+
+def _kill_a_writer_mid_write(home) -> list[str]:
+    """Start a writer of big states, SIGKILL it while its temporary file exists; the temp files left."""
+    import signal
+    import subprocess
+    import sys
+
+    from test_store_safety import KILLED_WRITER
+
+    def temps() -> list[str]:
+        return [n for n in os.listdir(home) if n.startswith(".state.toml.") and n.endswith(".tmp")]
+
+    child = subprocess.Popen([sys.executable, "-c", KILLED_WRITER], env={**os.environ, "BROKE_HOME": str(home)},
+                             stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout is not None and child.stdout.readline().strip() == "wrote"
+        deadline = time.monotonic() + 30
+        while not temps() and time.monotonic() < deadline:
+            pass
+        child.send_signal(signal.SIGKILL)
+    finally:
+        child.kill()
+        child.wait(timeout=30)
+        if child.stdout:
+            child.stdout.close()
+    return temps()
+
+
+def test_a_writer_killed_mid_write_leaves_a_temp_file_that_the_next_write_removes(broke_home, cli):
+    left: list[str] = []
+    for _ in range(5):  # the kill can land just after the rename; then there is nothing to clean: again
+        left = _kill_a_writer_mid_write(broke_home)
+        if left:
+            break
+    assert left, "every kill landed after the rename"
+    StateStore(broke_home).load()  # the previous state, whole
+    stale = time.time() - 60
+    for name in left:
+        os.utime(broke_home / name, (stale, stale))
+    assert cli("swap", "sonnet", "cerebras/gpt-oss-120b").exit_code == 0
+    assert not [n for n in os.listdir(broke_home) if n.endswith(".tmp")]
