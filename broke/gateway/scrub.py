@@ -3,6 +3,7 @@
 reach a client, every secret the front proxy holds and every credential of the request is masked."""
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping
 
 import orjson
@@ -27,23 +28,23 @@ def credentials(headers: Mapping[str, str]) -> list[str]:
 
 
 class Scrubber:
-    """Masks a fixed set of secrets in bytes, in their raw and JSON-escaped spellings."""
+    """Masks a fixed set of secrets in bytes, in their raw and JSON-escaped spellings. What to look for
+    is worked out on first use: a request that succeeds never pays for it."""
 
     def __init__(self, secrets: Iterable[str]) -> None:
+        self._raw = tuple(secrets)
+
+    @functools.cached_property
+    def _secrets(self) -> list[bytes]:
         spellings: set[bytes] = set()
-        for secret in secrets:
-            if len(secret) < MIN_SECRET:
-                continue
-            raw = secret.encode("utf-8", "replace")
-            spellings.update({raw, orjson.dumps(secret)[1:-1]})
-        self._secrets = sorted(spellings, key=len, reverse=True)  # longest first: a token inside a header value
+        for secret in self._raw:
+            if len(secret) >= MIN_SECRET:
+                spellings.update({secret.encode("utf-8", "replace"), orjson.dumps(secret)[1:-1]})
+        return sorted(spellings, key=len, reverse=True)  # longest first: a token inside a header value
 
     def with_request(self, headers: Mapping[str, str]) -> Scrubber:
-        """This scrubber plus the credentials of one request (client and upstream headers)."""
-        extra = Scrubber(credentials(headers))
-        merged = Scrubber(())
-        merged._secrets = sorted({*self._secrets, *extra._secrets}, key=len, reverse=True)
-        return merged
+        """This scrubber plus the credentials of one request."""
+        return Scrubber((*self._raw, *credentials(headers)))
 
     def bytes(self, data: bytes) -> bytes:
         """`data` with every secret masked."""
