@@ -60,3 +60,12 @@ def test_a_stream_cut_midway_is_counted_as_an_error(gw):
     counted = [line for line in metrics.splitlines() if line not in before and line.startswith("broke_requests_total")]
     assert counted and not any('status="200"' in line for line in counted), counted
     assert any(f'status="{502 if gw["via"] == "native" else answer.status_code}"' in line for line in counted)
+
+
+def test_a_streamed_request_answered_with_garbage_falls_over(gw, request):
+    if gw["via"] == "litellm":  # known, not fixed: LiteLLM turns it into an empty stream that ends "stop"
+        request.node.add_marker(pytest.mark.xfail(strict=True, reason="LiteLLM streams garbage as an empty success"))
+    run_cli("fallback", "sonnet", "fake/model-b")
+    gw["fake"].fail("garbage", model="model-a")
+    answer = post(gw, "/v1/chat/completions", chat(stream=True))
+    assert answer.status_code == 200 and answer.headers["x-broke-backend"] == "fake/model-b", answer.text
