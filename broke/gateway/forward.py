@@ -1,5 +1,7 @@
 """The attempt loop: a resolution's attempts tried in turn, each sent the way `route_for` says,
-failing over before the first byte; a local model's failing replica is passed over for its twins."""
+failing over while nothing has reached the client (before the first byte, or a non-streamed body that
+broke or is not JSON); a local model's failing replica is passed over for its twins. Errors passed to
+the client are scrubbed of secrets (scrub.py)."""
 from __future__ import annotations
 
 import asyncio
