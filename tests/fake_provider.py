@@ -36,7 +36,13 @@ Failure modes, added with ``fake.fail(mode, key=..., model=..., times=...)``:
   with an OpenAI-style JSON error body;
 - ``"hang"``: read the request, then send nothing until the client goes away or the
   fake stops;
-- ``"drop"``: read the request, then close the connection without a byte of response.
+- ``"drop"``: read the request, then close the connection without a byte of response;
+- ``"401-echo"``, ``"400-echo"``: the error echoes the key and the ``Authorization`` and ``x-api-key``
+  headers it was sent (as some upstreams do);
+- ``"cut"``: a 200's headers, then half of its JSON body, then close; ``"stall"``: a 200's headers,
+  then nothing until the client goes away; ``"garbage"``: a 200 whose body is not JSON;
+- ``"cut-stream"``: a 200 event stream's first events, then close without ending it (for a
+  request that does not stream: the same as ``"cut"``).
 """
 from __future__ import annotations
 
@@ -54,7 +60,8 @@ from typing import Any, TypedDict
 import fake_conversation as conversation
 from fake_conversation import Script, Step
 
-FAILURE_MODES = ("429", "401", "403", "408", "500", "hang", "drop")
+FAILURE_MODES = ("429", "401", "403", "408", "500", "hang", "drop", "401-echo", "400-echo",
+                 "cut", "stall", "garbage", "cut-stream")
 DEFAULT_MODEL = "fake-model"
 
 # mode -> (HTTP status, error type, error code, message)
@@ -325,6 +332,15 @@ class _Handler(BaseHTTPRequestHandler):
             self._hang()
         elif mode == "drop":
             self._drop()
+        elif mode in ("401-echo", "400-echo"):
+            echoed = (f"Incorrect API key provided: {key}. Authorization: {self.headers.get('Authorization')}; "
+                      f"x-api-key: {self.headers.get('x-api-key')}")
+            self._send_error(int(mode[:3]), "invalid_request_error", "invalid_api_key", echoed,
+                             {"x-echoed-key": key or ""})
+        elif mode in ("cut", "stall", "garbage") or (mode == "cut-stream" and payload.get("stream") is not True):
+            self._broken(mode)
+        elif mode == "cut-stream":
+            self._stream_cut()
         else:
             answer = conversation.Answer(
                 model=model or DEFAULT_MODEL, prompt_tokens=conversation.prompt_words(api, payload),
@@ -423,6 +439,46 @@ class _Handler(BaseHTTPRequestHandler):
         with contextlib.suppress(OSError):
             self.connection.shutdown(socket.SHUT_RDWR)
         self.connection.close()
+
+    def _broken(self, mode: str) -> None:
+        """A 200 that breaks after its headers: half its body ("cut"), nothing ("stall"), not JSON ("garbage")."""
+        self.close_connection = True
+        message = {"role": "assistant", "content": "a cut answer"}
+        body = json.dumps({"id": _completion_id(), "object": "chat.completion",
+                           "choices": [{"index": 0, "message": message, "finish_reason": "stop"}]}).encode()
+        if mode == "garbage":
+            body = b"<html>502 Bad Gateway</html>"
+        try:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            if mode == "stall":
+                self.wfile.flush()
+                self._hang()
+                return
+            self.wfile.write(body if mode == "garbage" else body[: len(body) // 2])
+            self.wfile.flush()
+        except OSError:
+            return
+        if mode != "garbage":
+            self._drop()
+
+    def _stream_cut(self) -> None:
+        """A chat stream's first two events, then the connection closed without the ending chunk."""
+        self.close_connection = True
+        try:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream; charset=utf-8")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            for piece in ("fake", ":"):
+                event = {"id": "chatcmpl-cut", "object": "chat.completion.chunk", "created": 0, "model": "m",
+                         "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]}
+                self._write_chunk(f"data: {json.dumps(event)}\n\n".encode())
+        except OSError:
+            return
+        self._drop()
 
     def _client_gone(self) -> bool:
         """Whether the peer has closed its end (readable with nothing to read) or the socket failed."""

@@ -51,7 +51,10 @@ class FakeLiteLLM:
 
     def __init__(self) -> None:
         self.requests: list[dict[str, Any]] = []
-        requests = self.requests
+        #: When set, every POST gets this status with an error echoing the authorization it was sent
+        #: (as LiteLLM relays an upstream's error that quotes its key).
+        self.echo_status: int | None = None
+        requests, fake = self.requests, self
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
@@ -64,6 +67,11 @@ class FakeLiteLLM:
                 body = json.loads(self.rfile.read(int(self.headers.get("content-length") or 0)) or b"{}")
                 requests.append({"path": self.path, "authorization": self.headers.get("authorization"),
                                  "body": body})
+                if fake.echo_status:
+                    self._send(fake.echo_status, {"error": {
+                        "message": f"Authentication Error: {self.headers.get('authorization')} is not valid",
+                        "type": "auth_error"}})
+                    return
                 self._send(200, {"id": "msg_litellm", "type": "message", "role": "assistant",
                                  "model": body.get("model"), "stop_reason": "end_turn",
                                  "content": [{"type": "text", "text": f"litellm:{body.get('model')}"}],
@@ -102,6 +110,12 @@ class Proxy:
     record: GatewayRecord
     token: str
     master_key: str
+    front: FrontProxy | None = None  # the app's owner: its metrics and traffic, as /metrics renders them
+
+    def metrics(self) -> str:
+        """What /metrics would answer a loopback client (the test client's address is not one)."""
+        assert self.front is not None
+        return self.front.metrics.render(0)
 
     def post(self, path: str, body: dict[str, Any], *, token: str | None = None,
              headers: dict[str, str] | None = None) -> httpx.Response:
@@ -188,8 +202,9 @@ def start_proxy(broke_home: Path, store: StateStore, litellm: FakeLiteLLM) -> It
             first_byte_timeout_s=first_byte_timeout_s, direct_workers=pools)
         token = TokenStore(broke_home).token_for(CLIENT)
         # Entered, the TestClient runs the app's lifespan (the proxy's aiohttp session) until teardown.
-        client = running.enter_context(TestClient(FrontProxy(broke_home, record, MASTER_KEY).app()))
-        return Proxy(broke_home, client, record, token, MASTER_KEY)
+        front = FrontProxy(broke_home, record, MASTER_KEY)
+        client = running.enter_context(TestClient(front.app()))
+        return Proxy(broke_home, client, record, token, MASTER_KEY, front)
 
     with running:
         yield start

@@ -141,6 +141,52 @@ def test_drop_closes_without_a_response(fake):
     assert fake.requests[-1]["outcome"] == "drop"
 
 
+@pytest.mark.parametrize("status", [401, 400])
+def test_echo_modes_quote_the_key_and_auth_headers(fake, status):
+    fake.fail(f"{status}-echo")
+    response = chat(fake, headers={"x-api-key": "sk-other"})
+    assert response.status_code == status and response.headers["x-echoed-key"] == "key-one"
+    message = response.json()["error"]["message"]
+    assert "key-one" in message and "Bearer key-one" in message and "sk-other" in message
+
+
+def test_cut_sends_headers_then_half_a_body(fake):
+    fake.fail("cut")
+    with httpx.stream("POST", f"{fake.base_url}/chat/completions", json={"model": "m", "messages": MESSAGES},
+                      timeout=5) as response:
+        assert response.status_code == 200
+        with pytest.raises(httpx.RemoteProtocolError):
+            response.read()
+
+
+def test_stall_sends_headers_then_nothing(fake):
+    fake.fail("stall")
+    with httpx.stream("POST", f"{fake.base_url}/chat/completions", json={"model": "m", "messages": MESSAGES},
+                      timeout=0.3) as response:
+        assert response.status_code == 200
+        with pytest.raises(httpx.ReadTimeout):
+            response.read()
+
+
+def test_garbage_is_a_200_whose_body_is_not_json(fake):
+    fake.fail("garbage")
+    response = chat(fake)
+    assert response.status_code == 200
+    with pytest.raises(ValueError):
+        response.json()
+
+
+def test_cut_stream_sends_some_events_then_closes(fake):
+    fake.fail("cut-stream")
+    seen: list[str] = []
+    with httpx.stream("POST", f"{fake.base_url}/chat/completions", timeout=5,
+                      json={"model": "m", "messages": MESSAGES, "stream": True}) as response:
+        assert response.status_code == 200
+        with pytest.raises(httpx.RemoteProtocolError):
+            seen.extend(response.iter_lines())
+    assert len(sse_events(iter(seen))) == 2 and "[DONE]" not in seen
+
+
 def test_times_limits_a_rule(fake):
     fake.fail("500", times=1)
     assert [chat(fake).status_code for _ in range(3)] == [500, 200, 200]

@@ -1,5 +1,7 @@
 """The attempt loop: a resolution's attempts tried in turn, each sent the way `route_for` says,
-failing over before the first byte; a local model's failing replica is passed over for its twins."""
+failing over while nothing has reached the client (before the first byte, or a non-streamed body that
+broke or is not JSON); a local model's failing replica is passed over for its twins. Errors passed to
+the client are scrubbed of secrets (scrub.py)."""
 from __future__ import annotations
 
 import asyncio
@@ -20,7 +22,8 @@ from broke.gateway.litellm import LiteLLM
 from broke.gateway.load import WorkerLoad, worker_key
 from broke.gateway.metrics import Metrics
 from broke.gateway.outcomes import Answered, AttemptFailed, Failure, PassedOver, Recorder, Succeeded, Unrouted
-from broke.gateway.relay import Relay, response_headers
+from broke.gateway.relay import Relay, is_stream, response_headers
+from broke.gateway.scrub import Scrubber
 from broke.gateway.traffic import Trace
 from broke.gateway.unserved import unserved
 from broke.gateway.wire import ModelStamp, encode, error_body, without_unkept_thinking
@@ -60,6 +63,7 @@ class Exchange:
     path: str
     payload: dict[str, Any]
     headers: dict[str, str]  # the client's headers that are passed on
+    scrub: Scrubber  # the secrets masked in errors passed on: this process's and the request's
     resolution: Resolution
     state: State
     health: Health
@@ -78,6 +82,8 @@ class Forwarder:
         self.load, self.litellm, self.recorder, self.metrics, self.rotation = load, litellm, recorder, metrics, rotation
         self.deployments = set(record.deployments)
         self.session: aiohttp.ClientSession | None = None  # made in the server's event loop
+        #: every secret this process holds: provider keys, node tokens, LiteLLM's master key
+        self.scrubber = Scrubber([*keys.values(), master_key])
 
     async def forward(self, request: Request, path: str, payload: dict[str, Any], resolution: Resolution,
                       state: State, health: Health, started: float, trace: Trace,
@@ -99,7 +105,8 @@ class Forwarder:
         headers = {name: request.headers[name] for name in FORWARDED_HEADERS if name in request.headers}
         headers["accept-encoding"] = "identity"  # loopback: compression only costs time
         headers["content-type"] = "application/json"  # the body is re-encoded JSON, whatever was sent
-        shared = Exchange(path, payload, headers, resolution, state, health, started, trace, spend)
+        scrub = self.scrubber.with_request(request.headers)
+        shared = Exchange(path, payload, headers, scrub, resolution, state, health, started, trace, spend)
         last: tuple[int, bytes, dict[str, str]] = (502, b"", {})
         number = 0
         down: set[str] = set()  # backends that failed as a whole during this request
@@ -144,7 +151,7 @@ class Forwarder:
         trace.status, trace.attempts = status, number
         trace.error = f"every candidate failed ({number} attempts); the last answered {status}"
         await self.recorder.record(Answered(resolution.slot, "-", status, started, trace))
-        return Response(error, status_code=status, headers={**error_headers, **base_headers,
+        return Response(scrub.bytes(error), status_code=status, headers={**scrub.headers(error_headers), **base_headers,
                                                             "x-broke-attempts": str(number)},
                         media_type="application/json")
 
@@ -159,8 +166,8 @@ class Forwarder:
                 return None, Failure(LITELLM_UNAVAILABLE, None, (503, body, {}))
         lease = self.load.acquire(candidate.backend, attempt.replica) if is_local(candidate.provider, self.catalog) \
             else None
-        upstream, failure = await self._send(route.url, encode(self._body(shared.payload, candidate, route)),
-                                             self._headers(route, attempt, shared.headers))
+        upstream, content, failure = await self._send(route.url, encode(self._body(shared.payload, candidate, route)),
+                                                      self._headers(route, attempt, shared.headers))
         if upstream is None:
             if lease:
                 self.load.release(lease)
@@ -182,29 +189,49 @@ class Forwarder:
         own = (candidate.definition.model,) if candidate.definition else ()
         stamp = ModelStamp((route.model, *own), shared.payload["model"], local=lease is not None)
         relay = Relay(upstream, answer_headers, shared.resolution.slot, candidate.backend, shared.started, lease,
-                      stamp, trace, shared.spend)
+                      stamp, trace, shared.spend, content, shared.scrub, self.record.first_byte_timeout_s)
         return await relay.response(self.load, self.metrics, self.recorder, spends=shared.path != COUNT_TOKENS), None
 
-    async def _send(self, url: str, body: bytes,
-                    headers: dict[str, str]) -> tuple[aiohttp.ClientResponse | None, Failure | None]:
-        """Send one attempt: (the upstream's answer, None), or (None, why it failed before the first byte)."""
+    async def _send(self, url: str, body: bytes, headers: dict[str, str]
+                    ) -> tuple[aiohttp.ClientResponse | None, bytes | None, Failure | None]:
+        """Send one attempt: (the upstream's answer, its whole body unless it streams, None), or
+        (None, None, why it failed before anything reached the client). A body that is not a stream
+        is read here, within the first-byte bound again, so that one cut, stalled or (for a success)
+        not a JSON object fails over like an error before the headers."""
         assert self.session is not None, "the server's lifespan makes the session"
+        bound = self.record.first_byte_timeout_s
         try:
-            async with asyncio.timeout(self.record.first_byte_timeout_s):
+            async with asyncio.timeout(bound):
                 upstream = await self.session.post(url, data=body, headers=headers)
         except TimeoutError:
-            return None, Failure(TIMEOUT, None, (
+            return None, None, Failure(TIMEOUT, None, (
                 504, b'{"error":{"message":"upstream timed out before the first byte"}}', {}))
         except aiohttp.ClientError as exc:
             message = {"error": {"message": f"upstream unreachable: {type(exc).__name__}"}}
-            return None, Failure(ERROR, None, (502, orjson.dumps(message), {}))
-        if upstream.status in RETRYABLE:
-            error = await upstream.read()
+            return None, None, Failure(ERROR, None, (502, orjson.dumps(message), {}))
+        status = upstream.status
+        if status not in RETRYABLE and is_stream(upstream):
+            return upstream, None, None
+        try:
+            async with asyncio.timeout(bound):
+                content = await upstream.read()
+        except TimeoutError:
+            upstream.close()
+            return None, None, Failure(TIMEOUT, status, (
+                504, b'{"error":{"message":"upstream stalled after its headers"}}', {}))
+        except aiohttp.ClientError as exc:
+            upstream.close()
+            message = {"error": {"message": f"upstream answer cut after its headers: {type(exc).__name__}"}}
+            return None, None, Failure(ERROR, status, (502, orjson.dumps(message), {}))
+        finally:
             upstream.release()
-            return None, Failure(reason_for_status(upstream.status), upstream.status,
-                                 (upstream.status, error, response_headers(upstream)),
-                                 retry_after(upstream.headers.get("retry-after")))
-        return upstream, None
+        if status in RETRYABLE:
+            return None, None, Failure(reason_for_status(status), status, (status, content, response_headers(upstream)),
+                                       retry_after(upstream.headers.get("retry-after")))
+        if 200 <= status < 300 and not json_object(content):
+            return None, None, Failure(ERROR, status, (
+                502, b'{"error":{"message":"upstream answered with a body that is not a JSON object"}}', {}))
+        return upstream, content, None
 
     def _replica(self, path: str, candidate: Candidate, health: Health, failed: set[str]) -> str | None:
         """The local worker a chat completion goes to directly ("": not a worker's; None: none left)."""
@@ -258,6 +285,14 @@ class Forwarder:
                 return
             if candidate.busy:
                 await self.recorder.record(PassedOver(resolution.slot, candidate))
+
+
+def json_object(content: bytes) -> bool:
+    """Whether an answer's body is one JSON object (what every API broke serves answers with)."""
+    try:
+        return isinstance(orjson.loads(content), dict)
+    except orjson.JSONDecodeError:
+        return False
 
 
 def retry_after(value: str | None) -> float | None:

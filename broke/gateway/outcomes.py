@@ -18,7 +18,7 @@ log = logging.getLogger("broke.gateway")
 
 @dataclass(frozen=True)
 class Failure:
-    """An attempt that failed before the first byte."""
+    """An attempt that failed before anything reached the client."""
 
     reason: str  # a rotation-log reason code
     status: int | None  # the upstream's HTTP status (None: timeout or no connection)

@@ -2,17 +2,36 @@
 under the model name the client asked for; the answer's end is recorded once."""
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 import aiohttp
+import orjson
 from starlette.responses import Response, StreamingResponse
 
 from broke.gateway.load import Lease, WorkerLoad
 from broke.gateway.metrics import Metrics
 from broke.gateway.outcomes import Answered, Recorder
+from broke.gateway.scrub import Scrubber
 from broke.gateway.traffic import Trace
 from broke.gateway.wire import ModelStamp, usage_tokens
+
+#: What a stream cut after its headers ends with (an SSE error event, read by OpenAI and Anthropic SDKs alike),
+#: and the status it is counted under.
+CUT_STATUS = 502
+
+
+def is_stream(upstream: aiohttp.ClientResponse) -> bool:
+    """Whether an answer is a server-sent event stream."""
+    return "text/event-stream" in upstream.headers.get("content-type", "")
+
+
+def cut_event(why: str) -> bytes:
+    """The event that tells a client its stream broke off."""
+    error = {"type": "error", "error": {"type": "api_error", "code": "stream_cut", "message": why}}
+    return b"event: error\ndata: " + orjson.dumps(error) + b"\n\n"
+
 
 DROPPED_RESPONSE_HEADERS = {"connection", "keep-alive", "transfer-encoding", "content-length", "te",
                             "trailer", "upgrade", "server", "date", "set-cookie", "alt-svc"}
@@ -38,45 +57,58 @@ class Relay:
     stamp: ModelStamp
     trace: Trace
     spend: Callable[[int], None]  # counts the answer's tokens against the client's limits
+    body: bytes | None  # the whole body of an answer that is not a stream (read by the attempt)
+    scrub: Scrubber  # masks secrets in an error answer passed on
+    idle_s: float  # the longest gap allowed between a stream's chunks
 
     async def response(self, load: WorkerLoad, metrics: Metrics, recorder: Recorder, *,
                        spends: bool = True) -> Response:
         """The client's response. The tokens an answer reports count against the client's limit
         unless it only counted them (`spends` false; streams always count)."""
-        upstream, trace = self.upstream, self.trace
-        if "text/event-stream" not in upstream.headers.get("content-type", ""):
-            try:
-                content = self.stamp.whole(await upstream.read())
-            finally:
-                upstream.release()
-                if self.lease:
-                    load.release(self.lease)
+        upstream, trace, ok = self.upstream, self.trace, 200 <= self.upstream.status < 300
+        if self.body is not None:
+            if self.lease:
+                load.release(self.lease)
+            content = self.stamp.whole(self.body) if ok else self.scrub.bytes(self.body)
             trace.status, trace.tokens = upstream.status, usage_tokens(content) or None
             if spends:
                 self.spend(trace.tokens or 0)
             await recorder.record(Answered(self.slot, self.backend, upstream.status, self.started, trace))
-            return Response(content, status_code=upstream.status, headers=self.headers)
+            headers = self.headers if ok else self.scrub.headers(self.headers)
+            return Response(content, status_code=upstream.status, headers=headers)
 
         metrics.in_flight += 1  # until the stream ends, not until its headers are sent
 
         async def stream() -> AsyncIterator[bytes]:
-            tail = b""
+            tail, status, size = b"", upstream.status, 0
             try:
-                async for chunk in upstream.content.iter_any():
-                    tail = (tail + chunk)[-4096:]
-                    lines = self.stamp.feed(chunk)
+                while True:
+                    try:
+                        async with asyncio.timeout(self.idle_s):
+                            chunk = await upstream.content.readany()
+                    except (TimeoutError, aiohttp.ClientError) as exc:
+                        stalled = isinstance(exc, TimeoutError)
+                        why = f"upstream stream {'stalled' if stalled else 'cut'} after {size} bytes"
+                        status, trace.error = CUT_STATUS, why
+                        yield cut_event(f"the upstream's stream {'stalled' if stalled else 'broke off'}")
+                        return
+                    if not chunk:
+                        break
+                    tail, size = (tail + chunk)[-4096:], size + len(chunk)
+                    lines = self.stamp.feed(chunk) if ok else self.scrub.bytes(self.stamp.feed(chunk))
                     if lines:
                         yield lines
                 rest = self.stamp.flush()
                 if rest:
-                    yield rest
+                    yield rest if ok else self.scrub.bytes(rest)
             finally:
                 upstream.close()  # a client that left mid-stream cancels the upstream request
                 metrics.in_flight -= 1
                 if self.lease:
                     load.release(self.lease)
-                trace.status, trace.tokens = upstream.status, usage_tokens(tail) or None
+                trace.status, trace.tokens = status, usage_tokens(tail) or None
                 self.spend(trace.tokens or 0)
-                await recorder.record(Answered(self.slot, self.backend, upstream.status, self.started, trace))
+                await recorder.record(Answered(self.slot, self.backend, status, self.started, trace))
 
-        return StreamingResponse(stream(), status_code=upstream.status, headers=self.headers)
+        headers = self.headers if ok else self.scrub.headers(self.headers)
+        return StreamingResponse(stream(), status_code=upstream.status, headers=headers)
