@@ -299,6 +299,24 @@ def test_profile_token_restricts_slots_and_rate(gw):
     assert codes == [200, 200, 200, 429]
 
 
+def test_profile_token_is_not_answered_through_a_fallback_to_a_slot_it_may_not_use(gw):
+    """haiku falls back to the slot sonnet; a profile allowed only haiku never reaches sonnet's backend."""
+    run_cli("profile", "new", "haikuonly", "--slots", "haiku")
+    token = json.loads(run_cli("connect", "--profile", "haikuonly", "--json").stdout)["token"]
+    run_cli("swap", "haiku", "dead/model-x")
+    run_cli("fallback", "haiku", "sonnet")
+    try:
+        answer = post(gw, "/v1/chat/completions", chat("haiku"), token=token)
+        assert answer.status_code >= 500, answer.text
+        assert "fake/model-a" not in answer.headers.get("x-broke-backend", "")
+        assert "model-a" not in gw["fake"].log.models()
+        # the client's own token still follows the chain to sonnet
+        answer = post(gw, "/v1/chat/completions", chat("haiku"))
+        assert answer.status_code == 200 and answer.headers["x-broke-backend"] == "fake/model-a"
+    finally:
+        CliRunner().invoke(app, ["fallback", "haiku", "--clear"])
+
+
 def test_profile_header_narrows_a_token_and_never_widens_it(gw):
     """X-Broke-Profile: P on the client token gets P's limits; it cannot widen a token, or name a stranger."""
     run_cli("profile", "new", "narrowhdr", "--slots", "opus", "--rpm", "2")
