@@ -308,6 +308,46 @@ def test_a_missing_or_wrong_client_token_is_401(cloud: FakeProvider, start_proxy
     assert cloud.requests == []
 
 
+def test_bad_tokens_from_rotating_loopback_addresses_are_limited_in_all(cloud: FakeProvider,
+                                                                        start_proxy: StartProxy) -> None:
+    """Every 127.x address is this machine: a new address per guess must not get a new allowance."""
+    from starlette.testclient import TestClient
+    proxy = start_proxy()
+    codes = []
+    for i in range(200):
+        client = TestClient(proxy.http.app, client=(f"127.0.{i // 250}.{i % 250 + 1}", 40000))
+        codes.append(client.post("/v1/chat/completions", json={"model": "sonnet"},
+                                 headers={"authorization": f"Bearer wrong-{i}"}).status_code)
+    assert codes.count(401) <= 50 and set(codes[50:]) == {429}
+    assert proxy.chat().status_code == 200  # the real token still works
+
+
+def test_too_many_or_too_large_request_headers_are_431(cloud: FakeProvider, start_proxy: StartProxy) -> None:
+    proxy = start_proxy()
+    big = proxy.http.post("/v1/chat/completions", json={"model": "sonnet"},
+                            headers={"authorization": f"Bearer {proxy.token}", "x-big": "a" * 8_000_000})
+    assert big.status_code == 431 and big.json()["error"]["code"] == "request_header_fields_too_large"
+    many = proxy.http.post("/v1/chat/completions", json={"model": "sonnet"},
+                             headers={"authorization": f"Bearer {proxy.token}",
+                                      **{f"x-h{i}": "v" for i in range(150)}})
+    assert many.status_code == 431
+    assert cloud.requests == []
+    assert proxy.chat().status_code == 200
+
+
+@pytest.mark.parametrize("path", ["/health", "/metrics"])
+def test_health_and_metrics_refuse_a_host_that_is_not_a_loopback_name(start_proxy: StartProxy, path: str) -> None:
+    """DNS rebinding: a page of evil.example whose name now resolves to 127.0.0.1 asks from loopback."""
+    from starlette.testclient import TestClient
+    proxy = start_proxy()
+    local = TestClient(proxy.http.app, base_url="http://127.0.0.1:4000", client=("127.0.0.1", 40000))
+    assert local.get(path, headers={"host": "evil.example:4000"}).status_code == 403
+    assert local.get(path, headers={"host": "evil.example"}).status_code == 403
+    if path == "/metrics":  # /health asks LiteLLM through the lifespan's session: not in this client
+        assert local.get(path).status_code == 200
+        assert local.get(path, headers={"host": "localhost:4000"}).status_code == 200
+
+
 def test_an_unknown_model_is_400(cloud: FakeProvider, start_proxy: StartProxy) -> None:
     answer = start_proxy().chat("gpt-4o")
     assert answer.status_code == 400
