@@ -445,3 +445,42 @@ def test_litellm_gone_leaves_the_backends_healthy_and_native_traffic_flowing(
     assert "LiteLLM" in answer.json()["error"]["message"]
     assert proxy.health().models == {} and proxy.health().keys == {}  # no backend blamed
     assert proxy.chat().status_code == 200  # native chat to the same backend is untouched
+
+
+# ---- a corrupt health.json: requests go on, the file is rewritten, the corrupt one kept aside ------------
+
+CORRUPT = b'{"generation": 3, "keys": {"X": {"status": "nonsense"'
+
+
+def test_a_corrupt_health_file_does_not_stop_a_failover(cloud: FakeProvider, store: StateStore,
+                                                        start_proxy: StartProxy) -> None:
+    changes.set_fallbacks(store, "sonnet", [MODEL_B])
+    proxy = start_proxy()
+    cloud.fail("429", key="key-one")
+    assert text_of(proxy.chat()) == "fake:model-a:key-two"  # key one cools down: health.json has it
+    cloud.clear()
+    assert text_of(proxy.chat()) == "fake:model-a:key-two"  # the proxy's view has the cooldown now
+    path = proxy.home / "health.json"
+    path.write_bytes(CORRUPT)
+    cloud.fail("500", model="model-a")
+    answer = proxy.chat()
+    assert answer.status_code == 200, answer.text
+    assert text_of(answer) == "fake:model-b:key-two"  # key one still sits out: the last good view
+    health = proxy.health()  # the file is clean again, built from what the proxy knew and the failure
+    assert health.models[MODEL_A].status == "cooldown"
+    assert health.keys["FAKE_API_KEY"].status == "cooldown"
+    (aside,) = proxy.home.glob("health.json.corrupt-*")
+    assert aside.read_bytes() == CORRUPT
+
+
+def test_a_corrupt_health_file_at_start_serves_and_fails_over(cloud: FakeProvider, store: StateStore,
+                                                              broke_home: Any, start_proxy: StartProxy) -> None:
+    changes.set_fallbacks(store, "sonnet", [MODEL_B])
+    (broke_home / "health.json").write_bytes(b"\x00\xff garbage")
+    proxy = start_proxy()
+    assert proxy.chat().status_code == 200
+    cloud.fail("500", model="model-a")
+    answer = proxy.chat()
+    assert answer.status_code == 200 and text_of(answer) == "fake:model-b:key-one"
+    assert proxy.health().models[MODEL_A].status == "cooldown"
+    assert [p.read_bytes() for p in broke_home.glob("health.json.corrupt-*")] == [b"\x00\xff garbage"]

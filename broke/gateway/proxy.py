@@ -53,7 +53,9 @@ class FrontProxy:
         store = StateStore(home)
         self.state: Watched[State] = Watched(store.path, store.load, default_state)
         health_path = home / "health.json"
-        self.health: Watched[Health] = Watched(health_path, lambda: load_health(health_path), Health)
+        # A corrupt health.json never takes requests down: the last good view (or none) serves,
+        # and the next health write replaces the file (the corrupt one is kept aside).
+        self.health: Watched[Health] = Watched(health_path, lambda: load_health(health_path), Health, Health)
         self.speeds = watched_speeds(home)
         self.auth = Authenticator(home)
         self.router_model = RouterModel(home)
@@ -64,7 +66,8 @@ class FrontProxy:
         self.load = WorkerLoad(record.direct_workers)
         self.watch = WorkerWatch(home, self.load, self.state)
         self.litellm = LiteLLM(home, record)
-        self.recorder = Recorder(self.metrics, self.traffic, HealthTransitions(home), self.rotation)
+        transitions = HealthTransitions(home, self.health.last_good)
+        self.recorder = Recorder(self.metrics, self.traffic, transitions, self.rotation)
         self.forwarder = Forwarder(record, self.catalog, keys, master_key, self.load, self.litellm, self.recorder,
                                    self.metrics, self.rotation)
 
