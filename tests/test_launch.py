@@ -230,7 +230,8 @@ def test_launch_starts_the_gateway_and_execs_the_client(routed, tmp_path, stub_b
     if supervisor.status(home).running:
         run_cli("stop")
     args = ["-p", "two words", "--", "--help", "--profile", "x"]
-    done = run_broke(routed, tmp_path, stub_bin, "claude", *args)
+    other_keys = {"OPENROUTER_API_KEY": "or-secret", "GROQ_API_KEY_2": "groq-two", "HF_TOKEN": "hf-secret"}
+    done = run_broke(routed, tmp_path, stub_bin, "claude", *args, env=other_keys)
     assert done.returncode == 0, done.stderr + diagnosis(home)
     assert "gateway started on" in done.stderr
     seen = json.loads(done.stdout)
@@ -240,6 +241,7 @@ def test_launch_starts_the_gateway_and_execs_the_client(routed, tmp_path, stub_b
     assert env["ANTHROPIC_AUTH_TOKEN"] == TokenStore(home).token_for("client")
     assert env["ANTHROPIC_MODEL"] == "sonnet" and env["BROKE_TEST_UNRELATED"] == "kept"
     assert not (set(STALE) - {"ANTHROPIC_BASE_URL"}) & set(env)
+    assert not set(other_keys) & set(env)  # the gateway has the provider keys, the client none
     assert supervisor.status(home).running
 
 
