@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from broke.catalog import Catalog, load_catalog
+from broke.errors import StateFileError
 from broke.health import Health, load_health
 from broke.keys import provider_env
 from broke.routing.backends import find_backend, routes_by_complexity
@@ -29,6 +30,9 @@ class RoutingContext:
     now: float
     catalog: Catalog
     speeds: Mapping[str, Speed] = field(default_factory=dict)  # backend id -> measured on this machine
+    #: Why health.json could not be read ("" = it could, or is absent): health counts as unknown
+    #: then, and `doctor` reports it (the gateway serves from memory and rewrites the file)
+    health_problem: str = ""
 
     @property
     def state(self) -> State:
@@ -43,10 +47,15 @@ class RoutingContext:
             from broke.baselines import expected_speeds
 
             speeds = expected_speeds(store.home)
+        try:
+            health, health_problem = load_health(store.home / "health.json"), ""
+        except StateFileError as exc:
+            health, health_problem = Health(), str(exc)
         return cls(
             home=store.home,
             loaded=loaded,
-            health=load_health(store.home / "health.json"),
+            health=health,
+            health_problem=health_problem,
             env=provider_env(store.home / ".env"),
             now=time.time(),
             catalog=load_catalog(),

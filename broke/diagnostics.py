@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import stat
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 from broke.changes import backend_users
 from broke.context import RoutingContext
+from broke.health import corrupt_copies
 from broke.keys import key_pool
 from broke.local.demo import NEXT_STEP
 from broke.local.models import DEMO_BACKEND
@@ -117,6 +119,21 @@ def _mode_finding(path, wanted: int, kind: str) -> Finding | None:
     return None
 
 
+def health_findings(home: Path, problem: str) -> list[Finding]:
+    """health.json unreadable (an error), and the corrupt copies the gateway kept aside (info)."""
+    path = home / "health.json"
+    out = []
+    if problem:
+        out.append(Finding("error", "health_file", str(path),
+                           f"{problem}; the gateway keeps serving from what it knows and rewrites the file "
+                           "on its next health change (keeping this one as health.json.corrupt-TIME), "
+                           "or delete it (every key and backend counts as unknown)"))
+    for copy in corrupt_copies(path):
+        out.append(Finding("info", "health_file_kept", str(copy),
+                           f"a corrupt health.json was kept aside as {copy}; delete it once looked at"))
+    return out
+
+
 def doctor(ctx: RoutingContext) -> dict:
     """The static part of `doctor`: state file, permissions, keys per provider, findings, resolutions."""
     findings, resolutions = validate(ctx)
@@ -125,6 +142,7 @@ def doctor(ctx: RoutingContext) -> dict:
         findings += [f for f in [_mode_finding(home, 0o700, "home")] if f]
     if state_path.is_file():
         findings += [f for f in [_mode_finding(state_path, 0o600, "state file")] if f]
+    findings += health_findings(home, ctx.health_problem)
     keys = [
         ProviderKeys(name, p.key_env, key_pool(p.key_env, ctx.env))
         for name, p in ctx.catalog.providers.items() if p.key_env

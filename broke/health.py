@@ -8,6 +8,7 @@ The gateway, `key-state` / `model-state` and the worker supervisor all change he
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from collections.abc import Callable, Iterable
@@ -16,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from broke.errors import StateFileError
+from broke.eventlog import EventLog as EventLog  # re-exported: the rotation log lived here
+from broke.eventlog import rotation_log as rotation_log
 from broke.paths import FILE_MODE, ensure_dir
 from broke.state.model import DEFAULT_KEY_COOLDOWN_S
 
@@ -27,6 +30,8 @@ NEVER_TRIED = ("blocked", "auth_failed", "incompatible")
 
 
 SECTIONS = ("keys", "models", "workers")
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -109,6 +114,8 @@ def load_health(path: Path) -> Health:
         return Health()
     except OSError as exc:
         raise StateFileError(f"{path}: cannot read: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise StateFileError(f"{path}: not UTF-8 text") from None
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -133,16 +140,52 @@ def dump_health(health: Health) -> bytes:
     return (json.dumps(data, indent=1, sort_keys=True) + "\n").encode("utf-8")
 
 
+CORRUPT_SUFFIX = ".corrupt-"
+
+
+def keep_aside(path: Path) -> Path:
+    """Move a corrupt file to PATH.corrupt-TIMESTAMP (a new name each time) and return that name."""
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    aside = path.with_name(f"{path.name}{CORRUPT_SUFFIX}{stamp}")
+    number = 1
+    while aside.exists():
+        number += 1
+        aside = path.with_name(f"{path.name}{CORRUPT_SUFFIX}{stamp}-{number}")
+    os.replace(path, aside)
+    return aside
+
+
+def corrupt_copies(path: Path) -> list[Path]:
+    """The corrupt files kept aside beside `path`, oldest first."""
+    return sorted(path.parent.glob(f"{path.name}{CORRUPT_SUFFIX}*"))
+
+
 class HealthStore:
     """Reads and writes `health.json` under its own lock (the gateway and `key-state`/`model-state`)."""
 
-    def __init__(self, home: Path) -> None:
+    def __init__(self, home: Path, known: Callable[[], Health | None] | None = None) -> None:
         self.home = home
         self.path = home / "health.json"
         self.lock_path = home / "health.json.lock"
+        #: What the writer knows when the file is corrupt (the gateway: its last good view)
+        self.known = known
+        self._last_good: Health | None = None
 
     def load(self) -> Health:
-        return load_health(self.path)
+        health = load_health(self.path)
+        self._last_good = health
+        return health
+
+    def _current(self) -> Health:
+        """The file's health; a corrupt file is moved aside (never lost) and what this writer
+        knows stands in for it, so that a write replaces it with a clean file."""
+        try:
+            return self.load()
+        except StateFileError as exc:
+            aside = keep_aside(self.path)
+            log.error("%s; moved aside to %s, rewritten from what this process knows", exc, aside.name)
+            known = self.known() if self.known else None
+            return known or self._last_good or Health()
 
     def forget(self, section: str, name: str) -> None:
         """Drop one record (a worker that stopped for good: its NAME@PORT will not come back)."""
@@ -201,11 +244,12 @@ class HealthStore:
 
         ensure_dir(self.home)
         with FileLock(self.lock_path, mode=FILE_MODE, timeout=10):
-            current = self.load()
+            current = self._current()
             records = dict(getattr(current, section))
             change(records)
             updated = replace(current, generation=current.generation + 1, **{section: records})
             atomic_write(self.path, dump_health(updated))
+        self._last_good = updated
         return updated
 
 
@@ -213,36 +257,6 @@ class HealthStore:
 #: Reason codes.
 RATE_LIMIT, AUTH, TIMEOUT, ERROR, MANUAL = "429", "auth", "timeout", "error", "manual"
 BUSY = "busy"  # a local model's workers were all at their concurrency limit: the next candidate served
-
-
-class EventLog:
-    """The rotation log: one JSON line per key or backend state change, with a reason code.
-
-    Keys appear only as hashed references (`key_ref`), never as their values.
-    """
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def write(self, **event: object) -> None:
-        line = json.dumps({"ts": round(time.time(), 3), **event}, sort_keys=True) + "\n"
-        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, FILE_MODE)
-        try:
-            os.write(fd, line.encode("utf-8"))
-        finally:
-            os.close(fd)
-
-    def read(self, limit: int = 50) -> list[dict[str, Any]]:
-        try:
-            lines = self.path.read_text().splitlines()
-        except FileNotFoundError:
-            return []
-        return [json.loads(line) for line in lines[-limit:] if line.strip()]
-
-
-def rotation_log(home: Path) -> EventLog:
-    """The rotation log of a broke home (`run/rotation.log`)."""
-    return EventLog(ensure_dir(home / "run") / "rotation.log")
 
 
 # ---- transitions --------------------------------------------------------------------------------
@@ -290,8 +304,8 @@ def blames_key(reason: str) -> bool:
 class HealthTransitions:
     """Every change of health, with its rule: what status, for how long, and the log line."""
 
-    def __init__(self, home: Path) -> None:
-        self.store = HealthStore(home)
+    def __init__(self, home: Path, known: Callable[[], Health | None] | None = None) -> None:
+        self.store = HealthStore(home, known)
         self.log = rotation_log(home)
 
     def key_failed(self, key_env: str, reason: str, cooldown_s: float | None,

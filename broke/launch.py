@@ -5,8 +5,10 @@ mapping, so what a client would get can be computed and tested without starting 
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
 import shlex
 import shutil
 import sys
@@ -23,6 +25,9 @@ STALE_NAMES = frozenset({"CLAUDE_CODE_USE_BEDROCK", "CLAUDE_CODE_USE_VERTEX"})
 #: Proxy variables (matched case-insensitively) are kept, but loopback must bypass them.
 PROXY_NAMES = frozenset({"http_proxy", "https_proxy", "all_proxy"})
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost")
+#: Provider keys are the gateway's, never a client's: every *_API_KEY (and its pool, *_API_KEY_2 …)
+#: and every key variable of a provider or custom backend (`key_variables`) with its pool is removed.
+API_KEY_NAME = re.compile(r"^[A-Za-z0-9_]*_API_KEY(?:_\d+)?$")
 CODEX_KEY_ENV = "BROKE_CODEX_KEY"
 CODEX_DEFAULT_MODEL = "gpt-5-codex"
 AUDIT_LOG = "launch_audit.log"
@@ -87,8 +92,29 @@ def token_owner(home: Path, profile: str | None) -> str:
     return f"profile:{profile}"
 
 
-def _is_stale(name: str) -> bool:
-    return name.startswith(STALE_PREFIXES) or name in STALE_NAMES
+def key_variables(home: Path | None = None) -> frozenset[str]:
+    """The key variables of every provider in the catalog and, given a home, of its custom backends."""
+    from broke.catalog import load_catalog
+
+    names = {p.key_env for p in load_catalog().providers.values() if p.key_env}
+    if home is not None:
+        from broke.state.store import StateStore
+
+        # an unreadable state: the catalog's and the *_API_KEY names still go
+        with contextlib.suppress(BrokeError):
+            names |= {b.key_env for b in StateStore(home).load().backends.values() if b.key_env}
+    return frozenset(names)
+
+
+def _is_key(name: str, key_vars: frozenset[str]) -> bool:
+    if API_KEY_NAME.match(name):
+        return True
+    base, _, number = name.rpartition("_")
+    return name in key_vars or (number.isdigit() and base in key_vars)
+
+
+def _is_stale(name: str, key_vars: frozenset[str] = frozenset()) -> bool:
+    return name.startswith(STALE_PREFIXES) or name in STALE_NAMES or _is_key(name, key_vars)
 
 
 def _no_proxy_vars(environ: Mapping[str, str]) -> dict[str, str]:
@@ -145,12 +171,15 @@ def client_argv(client: str, base_url: str, args: Sequence[str]) -> list[str]:
 
 
 def build_plan(client: str, base_url: str, token: str, args: Sequence[str],
-               environ: Mapping[str, str], profile: str | None = None) -> LaunchPlan:
-    """The launch of `client` from a caller whose environment is `environ`."""
+               environ: Mapping[str, str], profile: str | None = None,
+               key_vars: frozenset[str] | None = None) -> LaunchPlan:
+    """The launch of `client` from a caller whose environment is `environ`; `key_vars`: the
+    provider key variables to remove besides *_API_KEY (default: the catalog's)."""
+    keys = key_variables() if key_vars is None else key_vars
     setting = {**_no_proxy_vars(environ), **client_vars(client, base_url, token)}
-    env = {k: v for k, v in environ.items() if not _is_stale(k)}
+    env = {k: v for k, v in environ.items() if not _is_stale(k, keys)}
     env.update(setting)
-    removed = sorted(k for k in environ if _is_stale(k) and k not in setting)
+    removed = sorted(k for k in environ if _is_stale(k, keys) and k not in setting)
     return LaunchPlan(client, profile, base_url, client_argv(client, base_url, args), env, setting,
                       removed, token)
 
@@ -188,7 +217,7 @@ def preview(home: Path, client: str, profile: str | None, environ: Mapping[str, 
 
     client_named(client)
     token = TokenStore(home).token_for(token_owner(home, profile))
-    return build_plan(client, planned_base_url(home), token, [], environ, profile)
+    return build_plan(client, planned_base_url(home), token, [], environ, profile, key_variables(home))
 
 
 def prepare(home: Path, client: str, args: Sequence[str], *, profile: str | None,
@@ -201,7 +230,7 @@ def prepare(home: Path, client: str, args: Sequence[str], *, profile: str | None
     owner = token_owner(home, profile)
     record, started = supervisor.start(home, progress=progress)
     token = TokenStore(home).token_for(owner)
-    return build_plan(client, record.base_url, token, args, environ, profile), started
+    return build_plan(client, record.base_url, token, args, environ, profile, key_variables(home)), started
 
 
 def audit(home: Path, plan: LaunchPlan) -> None:

@@ -201,6 +201,31 @@ def test_unreachable_backend_and_hang_fall_over(gw):
     assert answer.status_code == 200 and answer.headers["x-broke-backend"] == "fake/model-b"
 
 
+def test_a_corrupt_health_file_does_not_turn_a_failover_into_a_500(gw):
+    run_cli("fallback", "sonnet", "fake/model-b")
+    (gw["home"] / "health.json").write_text('{"generation": 1, "models": {"x": {"status": "nope"}}}')
+    gw["fake"].fail("500", model="model-a")
+    answer = post(gw, "/v1/chat/completions", chat())
+    assert answer.status_code == 200 and answer.headers["x-broke-backend"] == "fake/model-b"
+    states = {r["name"]: r["status"] for r in json.loads(run_cli("model-state", "--json").stdout)}
+    assert states["fake/model-a"] == "cooldown"  # the file was rewritten clean
+    kept = list(gw["home"].glob("health.json.corrupt-*"))
+    assert len(kept) == 1 and '"nope"' in kept[0].read_text()
+    kept[0].unlink()
+
+
+def test_health_and_metrics_refuse_a_foreign_host_name(gw):
+    for path in ("/health", "/metrics"):
+        assert httpx.get(gw["url"] + path).status_code == 200
+        assert httpx.get(gw["url"] + path, headers={"host": "rebind.example"}).status_code == 403
+
+
+def test_huge_request_headers_are_refused(gw):
+    answer = post(gw, "/v1/chat/completions", chat(), headers={"x-pad": "a" * 1_000_000})
+    assert answer.status_code == 431
+    assert post(gw, "/v1/chat/completions", chat()).status_code == 200
+
+
 def test_429_on_key_one_is_served_by_key_two(gw):
     gw["fake"].fail("429", key="key-one")
     answer = post(gw, "/v1/chat/completions", chat())
@@ -297,6 +322,25 @@ def test_profile_token_restricts_slots_and_rate(gw):
     assert post(gw, "/v1/chat/completions", chat("sonnet"), token=token).status_code == 403
     codes = [post(gw, "/v1/chat/completions", chat("opus"), token=token).status_code for _ in range(4)]
     assert codes == [200, 200, 200, 429]
+
+
+def test_profile_token_is_not_answered_through_a_fallback_to_a_slot_it_may_not_use(gw):
+    """haiku falls back to the slot sonnet; a profile allowed only haiku never reaches sonnet's backend."""
+    run_cli("profile", "new", "haikuonly", "--slots", "haiku")
+    token = json.loads(run_cli("connect", "--profile", "haikuonly", "--json").stdout)["token"]
+    run_cli("swap", "haiku", "dead/model-x")
+    run_cli("fallback", "haiku", "sonnet")
+    try:
+        before = len(gw["fake"].requests)
+        answer = post(gw, "/v1/chat/completions", chat("haiku"), token=token)
+        assert answer.status_code >= 500, answer.text
+        assert "fake/model-a" not in answer.headers.get("x-broke-backend", "")
+        assert gw["fake"].requests[before:] == []  # sonnet's backend was never asked
+        # the client's own token still follows the chain to sonnet
+        answer = post(gw, "/v1/chat/completions", chat("haiku"))
+        assert answer.status_code == 200 and answer.headers["x-broke-backend"] == "fake/model-a"
+    finally:
+        CliRunner().invoke(app, ["fallback", "haiku", "--clear"])
 
 
 def test_profile_header_narrows_a_token_and_never_widens_it(gw):

@@ -45,6 +45,24 @@ def test_claude_env_drops_stale_variables_keeps_the_rest_and_sets_the_slots():
     assert plan.argv == ["claude"]
 
 
+@pytest.mark.parametrize("client", ["claude", "codex"])
+def test_no_provider_key_reaches_the_client(client):
+    """The gateway holds the keys: other providers' keys, their pools and any *_API_KEY are removed."""
+    keys = {"OPENROUTER_API_KEY": "or", "GROQ_API_KEY_2": "g2", "HF_TOKEN": "hf", "HF_TOKEN_3": "hf3",
+            "MISTRAL_API_KEY": "m", "LOCAL_VLLM_KEY": "v", "LOCAL_VLLM_KEY_2": "v2"}
+    plan = launch.build_plan(client, URL, TOKEN, [], {**CALLER, **keys},
+                             key_vars=launch.key_variables() | {"LOCAL_VLLM_KEY"})
+    assert not set(keys) & set(plan.env)
+    assert set(keys) <= set(plan.removed)
+    assert plan.env["EDITOR"] == "vim" and plan.env["LANG"] == "C.UTF-8"
+
+
+def test_key_variables_include_custom_backends(cli, broke_home):
+    cli("backend", "add", "vllm/qwen", "--provider", "openai-compatible", "--api-base",
+        "http://127.0.0.1:1/v1", "--model", "qwen", "--key-env", "LOCAL_VLLM_KEY")
+    assert {"LOCAL_VLLM_KEY", "OPENROUTER_API_KEY", "HF_TOKEN"} <= launch.key_variables(broke_home)
+
+
 def test_codex_env_has_only_its_key_from_broke():
     plan = launch.build_plan("codex", URL, TOKEN, [], CALLER)
     assert plan.set == {"BROKE_CODEX_KEY": TOKEN}
@@ -212,7 +230,8 @@ def test_launch_starts_the_gateway_and_execs_the_client(routed, tmp_path, stub_b
     if supervisor.status(home).running:
         run_cli("stop")
     args = ["-p", "two words", "--", "--help", "--profile", "x"]
-    done = run_broke(routed, tmp_path, stub_bin, "claude", *args)
+    other_keys = {"OPENROUTER_API_KEY": "or-secret", "GROQ_API_KEY_2": "groq-two", "HF_TOKEN": "hf-secret"}
+    done = run_broke(routed, tmp_path, stub_bin, "claude", *args, env=other_keys)
     assert done.returncode == 0, done.stderr + diagnosis(home)
     assert "gateway started on" in done.stderr
     seen = json.loads(done.stdout)
@@ -222,6 +241,7 @@ def test_launch_starts_the_gateway_and_execs_the_client(routed, tmp_path, stub_b
     assert env["ANTHROPIC_AUTH_TOKEN"] == TokenStore(home).token_for("client")
     assert env["ANTHROPIC_MODEL"] == "sonnet" and env["BROKE_TEST_UNRELATED"] == "kept"
     assert not (set(STALE) - {"ANTHROPIC_BASE_URL"}) & set(env)
+    assert not set(other_keys) & set(env)  # the gateway has the provider keys, the client none
     assert supervisor.status(home).running
 
 

@@ -308,6 +308,46 @@ def test_a_missing_or_wrong_client_token_is_401(cloud: FakeProvider, start_proxy
     assert cloud.requests == []
 
 
+def test_bad_tokens_from_rotating_loopback_addresses_are_limited_in_all(cloud: FakeProvider,
+                                                                        start_proxy: StartProxy) -> None:
+    """Every 127.x address is this machine: a new address per guess must not get a new allowance."""
+    from starlette.testclient import TestClient
+    proxy = start_proxy()
+    codes = []
+    for i in range(200):
+        client = TestClient(proxy.http.app, client=(f"127.0.{i // 250}.{i % 250 + 1}", 40000))
+        codes.append(client.post("/v1/chat/completions", json={"model": "sonnet"},
+                                 headers={"authorization": f"Bearer wrong-{i}"}).status_code)
+    assert codes.count(401) <= 50 and set(codes[50:]) == {429}
+    assert proxy.chat().status_code == 200  # the real token still works
+
+
+def test_too_many_or_too_large_request_headers_are_431(cloud: FakeProvider, start_proxy: StartProxy) -> None:
+    proxy = start_proxy()
+    big = proxy.http.post("/v1/chat/completions", json={"model": "sonnet"},
+                            headers={"authorization": f"Bearer {proxy.token}", "x-big": "a" * 8_000_000})
+    assert big.status_code == 431 and big.json()["error"]["code"] == "request_header_fields_too_large"
+    many = proxy.http.post("/v1/chat/completions", json={"model": "sonnet"},
+                             headers={"authorization": f"Bearer {proxy.token}",
+                                      **{f"x-h{i}": "v" for i in range(150)}})
+    assert many.status_code == 431
+    assert cloud.requests == []
+    assert proxy.chat().status_code == 200
+
+
+@pytest.mark.parametrize("path", ["/health", "/metrics"])
+def test_health_and_metrics_refuse_a_host_that_is_not_a_loopback_name(start_proxy: StartProxy, path: str) -> None:
+    """DNS rebinding: a page of evil.example whose name now resolves to 127.0.0.1 asks from loopback."""
+    from starlette.testclient import TestClient
+    proxy = start_proxy()
+    local = TestClient(proxy.http.app, base_url="http://127.0.0.1:4000", client=("127.0.0.1", 40000))
+    assert local.get(path, headers={"host": "evil.example:4000"}).status_code == 403
+    assert local.get(path, headers={"host": "evil.example"}).status_code == 403
+    if path == "/metrics":  # /health asks LiteLLM through the lifespan's session: not in this client
+        assert local.get(path).status_code == 200
+        assert local.get(path, headers={"host": "localhost:4000"}).status_code == 200
+
+
 def test_an_unknown_model_is_400(cloud: FakeProvider, start_proxy: StartProxy) -> None:
     answer = start_proxy().chat("gpt-4o")
     assert answer.status_code == 400
@@ -405,3 +445,42 @@ def test_litellm_gone_leaves_the_backends_healthy_and_native_traffic_flowing(
     assert "LiteLLM" in answer.json()["error"]["message"]
     assert proxy.health().models == {} and proxy.health().keys == {}  # no backend blamed
     assert proxy.chat().status_code == 200  # native chat to the same backend is untouched
+
+
+# ---- a corrupt health.json: requests go on, the file is rewritten, the corrupt one kept aside ------------
+
+CORRUPT = b'{"generation": 3, "keys": {"X": {"status": "nonsense"'
+
+
+def test_a_corrupt_health_file_does_not_stop_a_failover(cloud: FakeProvider, store: StateStore,
+                                                        start_proxy: StartProxy) -> None:
+    changes.set_fallbacks(store, "sonnet", [MODEL_B])
+    proxy = start_proxy()
+    cloud.fail("429", key="key-one")
+    assert text_of(proxy.chat()) == "fake:model-a:key-two"  # key one cools down: health.json has it
+    cloud.clear()
+    assert text_of(proxy.chat()) == "fake:model-a:key-two"  # the proxy's view has the cooldown now
+    path = proxy.home / "health.json"
+    path.write_bytes(CORRUPT)
+    cloud.fail("500", model="model-a")
+    answer = proxy.chat()
+    assert answer.status_code == 200, answer.text
+    assert text_of(answer) == "fake:model-b:key-two"  # key one still sits out: the last good view
+    health = proxy.health()  # the file is clean again, built from what the proxy knew and the failure
+    assert health.models[MODEL_A].status == "cooldown"
+    assert health.keys["FAKE_API_KEY"].status == "cooldown"
+    (aside,) = proxy.home.glob("health.json.corrupt-*")
+    assert aside.read_bytes() == CORRUPT
+
+
+def test_a_corrupt_health_file_at_start_serves_and_fails_over(cloud: FakeProvider, store: StateStore,
+                                                              broke_home: Any, start_proxy: StartProxy) -> None:
+    changes.set_fallbacks(store, "sonnet", [MODEL_B])
+    (broke_home / "health.json").write_bytes(b"\x00\xff garbage")
+    proxy = start_proxy()
+    assert proxy.chat().status_code == 200
+    cloud.fail("500", model="model-a")
+    answer = proxy.chat()
+    assert answer.status_code == 200 and text_of(answer) == "fake:model-b:key-one"
+    assert proxy.health().models[MODEL_A].status == "cooldown"
+    assert [p.read_bytes() for p in broke_home.glob("health.json.corrupt-*")] == [b"\x00\xff garbage"]

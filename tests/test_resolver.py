@@ -678,3 +678,37 @@ def test_other_slots_use_tiers_only_when_configured():
     routed = tiered_state(sonnet=SlotConfig(SONNET, router="complexity"))
     r = resolve("sonnet", routed, Health(), env=ALL_KEYS, now=NOW, p_strong=0.05)
     assert r.tier == "basic" and r.chosen.backend == MLX
+
+
+def test_a_fallback_to_a_slot_the_scope_does_not_allow_is_skipped():
+    state = state_with(haiku=SlotConfig(HAIKU, ["sonnet", GROQ]), sonnet=SlotConfig(SONNET, [CEREBRAS]))
+    scope = Scope("x", Access(slots=["haiku"]))
+    r = resolve("haiku", state, Health(), env=ALL_KEYS, now=NOW, scope=scope)
+    assert [(c.backend, c.skip_reason) for c in r.candidates] == [
+        (HAIKU, ""),
+        (SONNET, "via slot sonnet: not allowed by profile 'x'"),
+        (CEREBRAS, "via slot sonnet: not allowed by profile 'x'"),
+        (GROQ, ""),
+    ]
+    assert [c.backend for c in r.attempts] == [HAIKU, GROQ]
+
+
+def test_a_chain_stops_at_a_slot_the_scope_does_not_allow_even_if_the_next_one_is():
+    state = state_with(haiku=SlotConfig(HAIKU, ["sonnet"]), sonnet=SlotConfig(SONNET, ["opus"]),
+                       opus=SlotConfig(OPUS))
+    scope = Scope("x", Access(slots=["haiku", "opus"]))
+    health = Health(models={HAIKU: HealthRecord(status="blocked")})
+    r = resolve("haiku", state, health, env=ALL_KEYS, now=NOW, scope=scope)
+    assert [(c.backend, c.skip_reason) for c in r.candidates] == [
+        (HAIKU, "backend blocked"),
+        (SONNET, "via slot sonnet: not allowed by profile 'x'"),
+        (OPUS, "via slot sonnet: not allowed by profile 'x'"),
+    ]
+    assert r.chosen is None and "2 more unusable" in r.reason
+
+
+def test_a_fallback_to_an_allowed_slot_is_used():
+    state = state_with(haiku=SlotConfig(HAIKU, ["sonnet"]), sonnet=SlotConfig(SONNET))
+    scope = Scope("x", Access(slots=["haiku", "sonnet"]))
+    r = resolve("haiku", state, Health(), env=ALL_KEYS, now=NOW, scope=scope)
+    assert [c.backend for c in r.attempts] == [HAIKU, SONNET]

@@ -57,14 +57,17 @@ def status(as_json: bool = JSON_OPTION) -> None:
     from dataclasses import asdict
 
     from broke.control import supervisor
+    from broke.control.checks import health_file
     from broke.local.workers import Restarts, inspect_worker, read_workers, restart_history
 
     home = store().home
     current = supervisor.status(home)
     views = [inspect_worker(home, w) for w in read_workers(home)]
     history = restart_history(home, current.record.started_at if current.record else 0.0)
+    health = health_file(home)
     if as_json:
         print_json({
+            "health_file": health,
             "running": current.running,
             "stale": current.stale,
             "missing": [p.name for p in current.missing],
@@ -96,6 +99,11 @@ def status(as_json: bool = JSON_OPTION) -> None:
             t.add_row(esc(v.record.key), str(v.record.pid), str(v.record.port), v.state,
                       str(done.count) + (" [red](gave up)[/]" if done.gave_up else ""))
         show(t)
+    if health["problem"]:
+        say(f"[red]health.json is unreadable[/]: {esc(health['problem'])}; the gateway serves from memory and "
+            "rewrites it on its next health change (see `broke doctor`)")
+    for copy in health["kept_aside"]:
+        say(f"[yellow]a corrupt health.json was kept aside as {esc(copy)}[/]")
     for key, done in history.items():
         if done.gave_up:
             say(f"[red]the gateway gave up restarting the worker {esc(key)}[/] ({esc(done.error)}); "

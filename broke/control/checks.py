@@ -2,14 +2,29 @@
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
 
 import httpx
 
 from broke.context import RoutingContext
 from broke.control.supervisor import status
 from broke.diagnostics import Finding
+from broke.errors import StateFileError
+from broke.health import corrupt_copies, load_health
 from broke.routing.backends import api_base, endpoint, find_backend
 from broke.routing.resolve import Resolution
+
+
+def health_file(home: Path) -> dict[str, Any]:
+    """`status`'s view of health.json: why it cannot be read ("" = it can) and the corrupt copies kept aside."""
+    path = home / "health.json"
+    try:
+        load_health(path)
+        problem = ""
+    except StateFileError as exc:
+        problem = str(exc)
+    return {"path": str(path), "problem": problem, "kept_aside": [str(p) for p in corrupt_copies(path)]}
 
 
 def _reachable(url: str) -> str:

@@ -1,4 +1,5 @@
-"""Sliding-window limits: failed authentications per address, requests and tokens per client."""
+"""Sliding-window limits: failed authentications per address and in all, requests and tokens per
+client; and the size of a request's headers."""
 from __future__ import annotations
 
 from collections import defaultdict, deque
@@ -6,12 +7,30 @@ from collections import defaultdict, deque
 WINDOW_S = 60.0
 
 
-class FailedAuthLimiter:
-    """After `limit` bad tokens from one address within a minute, that address gets 429s."""
+#: A request's headers: at most this many, of at most this many bytes in all (names and values).
+MAX_HEADERS = 100
+MAX_HEADER_BYTES = 64 * 1024
 
-    def __init__(self, limit: int = 10) -> None:
+
+def header_problem(headers: list[tuple[bytes, bytes]]) -> str:
+    """Why a request's headers are refused (431), or "" when they are within the limits."""
+    if len(headers) > MAX_HEADERS:
+        return f"more than {MAX_HEADERS} request headers"
+    if sum(len(name) + len(value) for name, value in headers) > MAX_HEADER_BYTES:
+        return f"request headers over {MAX_HEADER_BYTES} bytes"
+    return ""
+
+
+class FailedAuthLimiter:
+    """After `limit` bad tokens from one address within a minute, that address gets 429s; after
+    `global_limit` from all addresses together (a caller can use every 127.x address), every
+    request without a valid token does."""
+
+    def __init__(self, limit: int = 10, global_limit: int = 50) -> None:
         self.limit = limit
+        self.global_limit = global_limit
         self.failures: dict[str, deque[float]] = defaultdict(deque)
+        self.all_failures: deque[float] = deque()
 
     def _recent(self, address: str, now: float) -> deque[float]:
         times = self.failures[address]
@@ -19,11 +38,20 @@ class FailedAuthLimiter:
             times.popleft()
         return times
 
+    def _all_recent(self, now: float) -> deque[float]:
+        while self.all_failures and self.all_failures[0] <= now - WINDOW_S:
+            self.all_failures.popleft()
+        return self.all_failures
+
     def blocked(self, address: str, now: float) -> bool:
-        return len(self._recent(address, now)) >= self.limit
+        return (len(self._recent(address, now)) >= self.limit
+                or len(self._all_recent(now)) >= self.global_limit)
 
     def fail(self, address: str, now: float) -> None:
         self._recent(address, now).append(now)
+        self._all_recent(now).append(now)
+        for stale in [a for a, times in self.failures.items() if times[-1] <= now - WINDOW_S]:
+            del self.failures[stale]  # addresses whose failures have all expired (bounded memory)
 
 
 class RateLimiter:

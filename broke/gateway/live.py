@@ -23,10 +23,17 @@ class Watched(Generic[T]):
     error is raised to the caller.
     """
 
-    def __init__(self, path: Path, load: Callable[[], T], missing: Callable[[], T]) -> None:
-        self.path, self._load, self._missing = path, load, missing
+    def __init__(self, path: Path, load: Callable[[], T], missing: Callable[[], T],
+                 bad_at_start: Callable[[], T] | None = None) -> None:
+        """`bad_at_start`: the value while the file is bad and no good one was seen yet (default:
+        the error is raised)."""
+        self.path, self._load, self._missing, self._bad_at_start = path, load, missing, bad_at_start
         self._stamp: tuple[int, int, int] | None = None
         self._last: tuple[T] | None = None  # the last good value
+
+    def last_good(self) -> T | None:
+        """The last good value read, if any (without looking at the file)."""
+        return self._last[0] if self._last else None
 
     def get(self) -> T:
         try:
@@ -39,8 +46,12 @@ class Watched(Generic[T]):
                 value = self._load() if stamp != (0, 0, 0) else self._missing()
             except BrokeError as exc:
                 if self._last is None:
-                    raise
-                log.error("keeping the last good %s: %s", self.path.name, exc)
+                    if self._bad_at_start is None:
+                        raise
+                    log.error("%s is unreadable, starting without it: %s", self.path.name, exc)
+                    self._last = (self._bad_at_start(),)
+                else:
+                    log.error("keeping the last good %s: %s", self.path.name, exc)
                 self._stamp = stamp
                 return self._last[0]
             self._last, self._stamp = (value,), stamp

@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from broke.gateway.metrics import Metrics
 from broke.gateway.traffic import Trace, Traffic
@@ -92,6 +94,15 @@ class Recorder:
                  rotation: RotationState) -> None:
         self.metrics, self.traffic, self.transitions, self.rotation = metrics, traffic, transitions, rotation
 
+    @staticmethod
+    async def _observe(write: Callable[..., object], *args: Any) -> None:
+        """A health write, off the event loop; if it fails (a full disk, a lock held too long) the
+        request goes on: a runtime observation never takes the request path down."""
+        try:
+            await asyncio.to_thread(write, *args)
+        except Exception:
+            log.exception("health not recorded (%s); the request goes on", getattr(write, "__name__", write))
+
     async def record(self, outcome: Outcome) -> None:
         if isinstance(outcome, Refused):
             self.metrics.reject(outcome.metric, outcome.status)
@@ -103,7 +114,7 @@ class Recorder:
             self.traffic.publish(outcome.trace, outcome.started)
         elif isinstance(outcome, Succeeded):
             if outcome.forgiven:
-                await asyncio.to_thread(self.transitions.forgive, outcome.forgiven)
+                await self._observe(self.transitions.forgive, outcome.forgiven)
         elif isinstance(outcome, PassedOver):
             candidate = outcome.candidate
             self.metrics.failed_over(outcome.slot, candidate.backend, BUSY)
@@ -116,19 +127,19 @@ class Recorder:
         candidate, failure, slot = outcome.candidate, outcome.failure, outcome.slot
         self.metrics.failed_over(slot, candidate.backend, failure.reason)
         if outcome.worker is not None:
-            await asyncio.to_thread(self.transitions.worker_failed, outcome.worker, failure.reason)
+            await self._observe(self.transitions.worker_failed, outcome.worker, failure.reason)
             self.transitions.log.write(event="failover", slot=slot, provider=candidate.provider,
                                        backend=candidate.backend, worker=outcome.worker, reason=failure.reason,
                                        status=failure.status)
             log.warning("slot %s: worker %s failed (%s); trying another", slot, outcome.worker, failure.reason)
             return
         if blames_key(failure.reason) and candidate.key_env:
-            await asyncio.to_thread(self.transitions.key_failed, candidate.key_env, failure.reason,
-                                    outcome.cooldown_s, failure.retry_after_s)
+            await self._observe(self.transitions.key_failed, candidate.key_env, failure.reason,
+                                outcome.cooldown_s, failure.retry_after_s)
             self.rotation.key_failed(candidate.provider, candidate.key_env)
         else:
-            await asyncio.to_thread(self.transitions.backend_failed, candidate.backend, failure.reason,
-                                    failure.retry_after_s)
+            await self._observe(self.transitions.backend_failed, candidate.backend, failure.reason,
+                                failure.retry_after_s)
         self.transitions.log.write(event="failover", slot=slot, provider=candidate.provider,
                                    backend=candidate.backend, key_ref=outcome.key_ref, reason=failure.reason,
                                    status=failure.status)

@@ -12,17 +12,20 @@ from typing import Any
 import aiohttp
 import orjson
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from broke.catalog import load_catalog
 from broke.control.runfiles import GatewayRecord
 from broke.gateway.auth import Authenticator, Client, Refusal, is_loopback
 from broke.gateway.complexity import RouterModel, decision_headers
 from broke.gateway.dashboard.app import Dashboard, LiveView
+from broke.gateway.dashboard.sessions import host_allowed
 from broke.gateway.forward import COUNT_TOKENS, Forwarder
-from broke.gateway.limits import RateLimiter
+from broke.gateway.limits import RateLimiter, header_problem
 from broke.gateway.litellm import LiteLLM
 from broke.gateway.live import Watched, watched_speeds
 from broke.gateway.load import WorkerLoad
@@ -50,7 +53,9 @@ class FrontProxy:
         store = StateStore(home)
         self.state: Watched[State] = Watched(store.path, store.load, default_state)
         health_path = home / "health.json"
-        self.health: Watched[Health] = Watched(health_path, lambda: load_health(health_path), Health)
+        # A corrupt health.json never takes requests down: the last good view (or none) serves,
+        # and the next health write replaces the file (the corrupt one is kept aside).
+        self.health: Watched[Health] = Watched(health_path, lambda: load_health(health_path), Health, Health)
         self.speeds = watched_speeds(home)
         self.auth = Authenticator(home)
         self.router_model = RouterModel(home)
@@ -61,7 +66,8 @@ class FrontProxy:
         self.load = WorkerLoad(record.direct_workers)
         self.watch = WorkerWatch(home, self.load, self.state)
         self.litellm = LiteLLM(home, record)
-        self.recorder = Recorder(self.metrics, self.traffic, HealthTransitions(home), self.rotation)
+        transitions = HealthTransitions(home, self.health.last_good)
+        self.recorder = Recorder(self.metrics, self.traffic, transitions, self.rotation)
         self.forwarder = Forwarder(record, self.catalog, keys, master_key, self.load, self.litellm, self.recorder,
                                    self.metrics, self.rotation)
 
@@ -79,7 +85,21 @@ class FrontProxy:
             Route("/metrics", self.metrics_text, methods=["GET"]),
             *Dashboard(view).routes(),
         ]
-        return Starlette(routes=routes, lifespan=self._lifespan)
+        return Starlette(routes=routes, lifespan=self._lifespan, middleware=[Middleware(self._HeaderLimit, proxy=self)])
+
+    class _HeaderLimit:
+        """431 for a request with too many or too large headers, before any endpoint reads it."""
+
+        def __init__(self, app: ASGIApp, proxy: FrontProxy) -> None:
+            self.app, self.proxy = app, proxy
+
+        async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+            problem = header_problem(scope["headers"]) if scope["type"] == "http" else ""
+            if not problem:
+                await self.app(scope, receive, send)
+                return
+            await self.proxy.recorder.record(Refused("headers_too_large", 431))
+            await error_body(431, "request_header_fields_too_large", problem)(scope, receive, send)
 
     @contextlib.asynccontextmanager
     async def _lifespan(self, app: Starlette) -> AsyncIterator[None]:
@@ -117,16 +137,16 @@ class FrontProxy:
 
     # ---- plain endpoints ------------------------------------------------------------------------
     async def health_check(self, request: Request) -> Response:
-        if not is_loopback(request):
-            return error_body(403, "forbidden", "/health answers loopback clients only")
+        if not is_loopback(request) or not host_allowed(request.headers.get("host", "")):
+            return error_body(403, "forbidden", "/health answers loopback clients (and loopback Host names) only")
         litellm = await self.litellm.state()
         body = {"status": "ok" if litellm != "down" else "degraded", "litellm": litellm,
                 "generation": self.state.get().generation}
         return JSONResponse(body, status_code=200 if litellm != "down" else 503)
 
     async def metrics_text(self, request: Request) -> Response:
-        if not is_loopback(request):
-            return error_body(403, "forbidden", "/metrics answers loopback clients only")
+        if not is_loopback(request) or not host_allowed(request.headers.get("host", "")):
+            return error_body(403, "forbidden", "/metrics answers loopback clients (and loopback Host names) only")
         return PlainTextResponse(self.metrics.render(self.state.get().generation),
                                  media_type="text/plain; version=0.0.4")
 

@@ -8,6 +8,7 @@ import sys
 import uvicorn
 
 from broke.control.runfiles import master_key, read_record
+from broke.gateway.limits import MAX_HEADER_BYTES
 from broke.gateway.proxy import FrontProxy
 from broke.paths import broke_home
 
@@ -30,6 +31,8 @@ def main() -> int:
         loop="uvloop" if importlib.util.find_spec("uvloop") else "asyncio",
         http="httptools" if importlib.util.find_spec("httptools") else "h11",
         timeout_graceful_shutdown=5,
+        # h11 stops reading headers past this; with httptools the app refuses them (431, proxy.py)
+        h11_max_incomplete_event_size=MAX_HEADER_BYTES,
         # Clients keep their connections; closing an idle one after uvicorn's default 5 s races with a
         # client that reuses it at that moment (it sees a reset and loses the request).
         timeout_keep_alive=75,

@@ -17,6 +17,7 @@ from broke.routing.backends import (
     backend_chain,
     deployment_name,
     find_backend,
+    is_slot_reference,
     key_variable,
     routes_by_complexity,
     tier_chain,
@@ -237,6 +238,37 @@ def _candidates_for(
     return out
 
 
+def _slot_paths(slot: str, state: State) -> dict[str, list[str]]:
+    """Each slot the chain of `slot` reaches, with the slots it went through to get there (the
+    first way there, as `backend_chain` walks it: that is the one a "via slot X" source names)."""
+    paths: dict[str, list[str]] = {}
+
+    def follow(current: str, path: list[str]) -> None:
+        config = state.slots[current]
+        for entry in [config.backend, *config.fallbacks]:
+            if is_slot_reference(entry) and entry in state.slots and entry not in path:
+                paths.setdefault(entry, [*path[1:], entry])
+                follow(entry, [*path, entry])
+
+    follow(slot, [slot])
+    return paths
+
+
+def _scoped(candidates: tuple[Candidate, ...], slot: str, state: State, scope: Scope) -> tuple[Candidate, ...]:
+    """The candidates reached through a slot the scope does not allow, skipped: a fallback to
+    another slot is checked like a request for it, and the chain stops there."""
+    paths = _slot_paths(slot, state)
+    who = f"profile '{scope.profile}'" if scope.profile else "the access limits"
+    out = []
+    for candidate in candidates:
+        via = candidate.source.removeprefix("via slot ") if candidate.source.startswith("via slot ") else ""
+        barred = next((s for s in paths.get(via, []) if not scope.access.allows(s)), "")
+        if barred:
+            candidate = replace(candidate, skip_reason=f"via slot {barred}: not allowed by {who}", busy=False)
+        out.append(candidate)
+    return tuple(out)
+
+
 def attempt_order(candidates: tuple[Candidate, ...], state: State, cooldown_last: bool) -> tuple[Candidate, ...]:
     """The candidates a request tries, in order: usable ones (busy ones after the others), then
     those in cooldown when the slot's policy allows it; at most `retries + 1` keys per backend."""
@@ -316,6 +348,8 @@ def resolve(
         for candidate in _candidates_for(backend_id, sources[backend_id], state, health, env, now,
                                          catalog, pinned_slot, rotation, (speeds or {}).get(backend_id))
     )
+    if scope.access.slots:
+        candidates = _scoped(candidates, slot, state, scope)
     cooldown_last = policy.cooldown_last if policy else DEFAULT_COOLDOWN_LAST
     attempts = attempt_order(candidates, state, cooldown_last)
     reason = ""
