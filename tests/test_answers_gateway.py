@@ -46,20 +46,19 @@ def test_a_non_streamed_answer_broken_after_its_headers_falls_over(gw, mode):
 
 
 def test_a_stream_cut_midway_is_counted_as_an_error(gw):
-    """Natively the client has the first events, then an error event, and the request counts as a 502;
-    LiteLLM reads that far before its own headers and answers 500, so the front proxy fails over."""
+    """Natively the client has the first events, then an error event, and the request counts as a 502.
+    Through LiteLLM it depends on timing: LiteLLM either reads the cut before its own headers and
+    answers 5xx, or has begun its stream and ends it unfinished (no `[DONE]`), which counts as a 502."""
     before = httpx.get(gw["url"] + "/metrics", timeout=10).text
     gw["fake"].fail("cut-stream", model="model-a")
     answer = post(gw, "/v1/chat/completions", chat(stream=True))
     assert "[DONE]" not in answer.text
     if gw["via"] == "native":
         assert answer.status_code == 200 and "event: error" in answer.text and "stream_cut" in answer.text
-    else:
-        assert answer.status_code >= 500
     metrics = httpx.get(gw["url"] + "/metrics", timeout=10).text
     counted = [line for line in metrics.splitlines() if line not in before and line.startswith("broke_requests_total")]
     assert counted and not any('status="200"' in line for line in counted), counted
-    assert any(f'status="{502 if gw["via"] == "native" else answer.status_code}"' in line for line in counted)
+    assert any(f'status="{502 if answer.status_code == 200 else answer.status_code}"' in line for line in counted)
 
 
 def test_a_streamed_request_answered_with_garbage_falls_over(gw, request):

@@ -44,6 +44,11 @@ def response_headers(upstream: aiohttp.ClientResponse) -> dict[str, str]:
             and not k.lower().startswith(("x-litellm", "llm_provider-"))}
 
 
+#: What the last event of a complete stream carries, per API (chat completions, Anthropic messages,
+#: Responses): a stream that ends without one was cut somewhere.
+STREAM_ENDS = (b"[DONE]", b"message_stop", b"response.completed", b"response.incomplete", b"response.failed")
+
+
 @dataclass
 class Relay:
     """One answer on its way: where it came from, and what to release and count when it ends."""
@@ -93,6 +98,9 @@ class Relay:
                         yield cut_event(f"the upstream's stream {'stalled' if stalled else 'broke off'}")
                         return
                     if not chunk:
+                        if ok and not any(end in tail for end in STREAM_ENDS):
+                            # ended without its API's last event: a hop behind (LiteLLM) lost the upstream
+                            status, trace.error = CUT_STATUS, f"upstream stream ended unfinished after {size} bytes"
                         break
                     tail, size = (tail + chunk)[-4096:], size + len(chunk)
                     lines = self.stamp.feed(chunk) if ok else self.scrub.bytes(self.stamp.feed(chunk))
