@@ -12,8 +12,8 @@ from broke.errors import StateFileError
 from broke.health import Health, load_health
 from broke.keys import provider_env
 from broke.routing.backends import find_backend, routes_by_complexity
-from broke.routing.resolve import Candidate, Conversation, Estimator, Resolution, Scope, resolve
-from broke.routing.transport import FAMILY_API, PATH_OF_API, Route, route_for
+from broke.routing.resolve import Conversation, Estimator, Resolution, Scope, resolve
+from broke.routing.transport import FAMILY_API, PATH_OF_API, Route, route_for, translated_apis
 from broke.state.model import State
 from broke.state.store import LoadedState, StateStore
 
@@ -75,14 +75,9 @@ class RoutingContext:
         """The client APIs whose requests to `backend_id` a gateway started with `deployments` cannot
         serve (they need LiteLLM's translation, and its LiteLLM does not know the backend yet)."""
         backend = find_backend(backend_id, self.state, self.catalog)
-        if backend is None:
+        if backend is None or any(name == backend_id or name.startswith(f"{backend_id}@") for name in deployments):
             return []
-        loaded = set(deployments)
-        probe = Candidate(backend_id, backend.provider, None, True, "", backend.pinned, "unknown", "unknown",
-                          definition=backend)
-        return [api for api, path in PATH_OF_API.items()
-                if route_for(path, probe, self.catalog, workers, native_forwarding=native_forwarding).translated
-                and not any(name == backend_id or name.startswith(f"{backend_id}@") for name in loaded)]
+        return translated_apis(backend, self.catalog, workers, native_forwarding=native_forwarding)
 
     def resolve_tiers(self, requested: str, scope: Scope | None = None) -> Resolution:
         """Without a prompt, for a slot routed by complexity with router tiers: every tier's candidates,

@@ -93,6 +93,15 @@ def route_for(path: str, candidate: Candidate, catalog: Catalog, workers: Mappin
     return Route("litellm", litellm_url + path, candidate.deployment, "master-key")
 
 
+def translated_apis(backend: Backend, catalog: Catalog, workers: Mapping[str, Sequence[str]], *,
+                    native_forwarding: bool = True) -> list[str]:
+    """The client APIs whose requests to `backend` go through LiteLLM (its key and health aside)."""
+    probe = Candidate(backend.id, backend.provider, None, True, "", backend.pinned, "unknown", "unknown",
+                      definition=backend)
+    return [api for api, path in PATH_OF_API.items()
+            if route_for(path, probe, catalog, workers, native_forwarding=native_forwarding).translated]
+
+
 def litellm_needed(state: State, catalog: Catalog, workers: Mapping[str, Sequence[str]]) -> bool:
     """True if some slot's chain holds a backend that its clients' API reaches only through LiteLLM.
 
@@ -100,13 +109,10 @@ def litellm_needed(state: State, catalog: Catalog, workers: Mapping[str, Sequenc
     starts it on demand.
     """
     for slot in state.slots:
-        path = PATH_OF_API[FAMILY_API.get(catalog.family_of(slot), "chat")]
+        api = FAMILY_API.get(catalog.family_of(slot), "chat")
         for backend_id, _ in backend_chain(slot, state)[0]:
             backend = find_backend(backend_id, state, catalog)
-            if backend is None or backend.provider not in catalog.providers:
-                continue
-            probe = Candidate(backend_id, backend.provider, None, True, "", backend.pinned, "unknown", "unknown",
-                              definition=backend)
-            if route_for(path, probe, catalog, workers).translated:
+            if backend is not None and backend.provider in catalog.providers \
+                    and api in translated_apis(backend, catalog, workers):
                 return True
     return False
