@@ -4,6 +4,8 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -11,6 +13,7 @@ from typer.testing import CliRunner
 
 from broke.catalog import load_catalog
 from broke.cli.main import app
+from broke.procs import free_port
 
 _KEY_VARS = re.compile(r"^[A-Z0-9_]*(API_KEY|TOKEN)(_\d+)?$")
 
@@ -90,3 +93,25 @@ def assert_one_error_line(result, *fragments: str, code: int = 1) -> None:
         assert fragment in lines[0], lines[0]
     assert "Traceback" not in result.output
     assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+
+
+@contextmanager
+def module_home(home: Path) -> Iterator[pytest.MonkeyPatch]:
+    """For a module-scoped fixture: BROKE_HOME set to `home` and the machine's provider keys out of the
+    environment (what `broke_home` does per test), undone at the end."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("BROKE_HOME", str(home))
+        for name in [n for n in os.environ if n.endswith("_API_KEY") or "_API_KEY_" in n]:
+            mp.delenv(name)
+        yield mp
+
+
+@contextmanager
+def serving(*start_args: str) -> Iterator[tuple[int, str]]:
+    """`broke start --port PORT START_ARGS…` on a free port: (port, client token); `broke stop` at the end."""
+    port = free_port()
+    run_cli("start", "--port", str(port), *start_args)
+    try:
+        yield port, json.loads(run_cli("connect", "--json").stdout)["token"]
+    finally:
+        run_cli("stop")

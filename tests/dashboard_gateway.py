@@ -1,15 +1,10 @@
 """A real gateway (LiteLLM + front proxy) with two fake backends, for the dashboard's tests."""
 from __future__ import annotations
 
-import json
-import os
 from contextlib import contextmanager
 from pathlib import Path
 
-import pytest
-
-from broke.procs import free_port
-from conftest import add_fake_backends, run_cli
+from conftest import add_fake_backends, module_home, run_cli, serving
 from fake_provider import FakeProvider
 
 
@@ -33,18 +28,12 @@ def save_baseline(home: Path, speeds: dict[str, tuple[float, float]]) -> None:
 @contextmanager
 def dashboard_gateway(home: Path):
     fake = FakeProvider().start()
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("BROKE_HOME", str(home))
-        for name in [n for n in os.environ if n.endswith("_API_KEY") or "_API_KEY_" in n]:
-            mp.delenv(name)
+    with module_home(home):
         add_fake_backends(home, fake, "model-a", "model-b")
         run_cli("swap", "sonnet=fake/model-a", "opus=fake/model-b")
         save_baseline(home, {"fake/model-a": (84.0, 0.21), "fake/model-b": (31.5, 0.48)})
-        port = free_port()
-        run_cli("start", "--port", str(port))
-        token = json.loads(run_cli("connect", "--json").stdout)["token"]
         try:
-            yield {"home": home, "fake": fake, "url": f"http://127.0.0.1:{port}", "port": port, "token": token}
+            with serving() as (port, token):
+                yield {"home": home, "fake": fake, "url": f"http://127.0.0.1:{port}", "port": port, "token": token}
         finally:
-            run_cli("stop")
             fake.stop()

@@ -3,7 +3,6 @@ rule kept whichever client API a conversation comes in by (issue 21, items 2 and
 from __future__ import annotations
 
 import json
-import os
 
 import httpx
 import pytest
@@ -12,11 +11,10 @@ from typer.testing import CliRunner
 from broke.catalog import Backend, load_catalog
 from broke.cli.main import app
 from broke.control.litellm_config import deployments, render
-from broke.procs import free_port
 from broke.routing.backends import api_base, endpoint
 from broke.state.model import CustomBackend
 from broke.state.store import default_state
-from conftest import add_fake_backends, run_cli
+from conftest import add_fake_backends, module_home, run_cli, serving
 from fake_conversation import Reply, ToolCall
 from fake_provider import FakeProvider
 
@@ -68,24 +66,18 @@ def gateway(tmp_path_factory):
     shows), in front of a fake that keeps Anthropic's thinking rule."""
     home = tmp_path_factory.mktemp("anthropic") / "home"
     fake = FakeProvider(strict_thinking=True).start()
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("BROKE_HOME", str(home))
+    with module_home(home) as mp:
         mp.setenv("BROKE_NATIVE", "1")
-        for name in [n for n in os.environ if n.endswith("_API_KEY") or "_API_KEY_" in n]:
-            mp.delenv(name)
         add_fake_backends(home, fake, "model-a")
         run_cli("backend", "add", ANTHROPIC, "--provider", "anthropic", "--api-base", fake.base_url,
                 "--model", MODEL, "--key-env", "FAKE_API_KEY")
         run_cli("swap", f"sonnet={ANTHROPIC}", f"gpt-5-codex={ANTHROPIC}", "opus=fake/model-a")
         for slot in ("sonnet", "gpt-5-codex", "opus"):
             run_cli("fallback", slot, "--clear")
-        port = free_port()
-        run_cli("start", "--port", str(port), "--wait")
-        token = json.loads(run_cli("connect", "--json").stdout)["token"]
         try:
-            yield {"home": home, "fake": fake, "url": f"http://127.0.0.1:{port}", "token": token}
+            with serving("--wait") as (port, token):
+                yield {"home": home, "fake": fake, "url": f"http://127.0.0.1:{port}", "token": token}
         finally:
-            run_cli("stop")
             fake.stop()
 
 

@@ -3,7 +3,6 @@ a blip never takes a slot down, broke's own LiteLLM dying is never blamed on a b
 restart reads keys afresh."""
 from __future__ import annotations
 
-import json
 import os
 import signal
 import time
@@ -16,8 +15,7 @@ import pytest
 
 from broke.control.runfiles import read_record
 from broke.health import load_health
-from broke.procs import free_port
-from conftest import add_fake_backends, run_cli
+from conftest import add_fake_backends, module_home, run_cli, serving
 from fake_provider import FakeProvider
 
 pytestmark = pytest.mark.timeout(600)
@@ -28,19 +26,13 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]
     """A running gateway whose `sonnet` has one backend (two keys) on the fake provider."""
     home = tmp_path_factory.mktemp("recovery") / "home"
     fake = FakeProvider().start()
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("BROKE_HOME", str(home))
-        for name in [n for n in os.environ if n.endswith("_API_KEY") or "_API_KEY_" in n]:
-            mp.delenv(name)
+    with module_home(home):
         add_fake_backends(home, fake, "model-a", keys=("key-one", "key-two"))
         run_cli("swap", "sonnet=fake/model-a")
-        port = free_port()
-        run_cli("start", "--port", str(port), "--wait")
-        token = json.loads(run_cli("connect", "--json").stdout)["token"]
         try:
-            yield {"home": home, "fake": fake, "url": f"http://127.0.0.1:{port}", "token": token}
+            with serving("--wait") as (port, token):
+                yield {"home": home, "fake": fake, "url": f"http://127.0.0.1:{port}", "token": token}
         finally:
-            run_cli("stop")
             fake.stop()
 
 

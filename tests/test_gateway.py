@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from broke.cli.main import app
 from broke.procs import free_port, is_ours
-from conftest import add_fake_backends, run_cli
+from conftest import add_fake_backends, module_home, run_cli, serving
 from fake_provider import FakeProvider
 
 pytestmark = pytest.mark.timeout(600)
@@ -28,24 +28,18 @@ def gateway(tmp_path_factory, request):
     """
     home = tmp_path_factory.mktemp("gateway") / "home"
     fake = FakeProvider().start()
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("BROKE_HOME", str(home))
+    with module_home(home) as mp:
         mp.setenv("BROKE_NATIVE", "1" if request.param == "native" else "0")
         mp.setenv("BROKE_FIRST_BYTE_TIMEOUT", "5")
         mp.setenv("BROKE_BODY_LIMIT_MB", "1")
-        for name in [n for n in os.environ if n.endswith("_API_KEY") or "_API_KEY_" in n]:
-            mp.delenv(name)
         add_fake_backends(home, fake, "model-a", "model-b", keys=("key-one", "key-two"))
         run_cli("backend", "add", "dead/model-x", "--provider", "openai-compatible", "--api-base",
                 f"http://127.0.0.1:{free_port()}/v1", "--model", "model-x")
-        port = free_port()
-        run_cli("start", "--port", str(port))
-        token = json.loads(run_cli("connect", "--json").stdout)["token"]
         try:
-            yield {"home": home, "fake": fake, "url": f"http://127.0.0.1:{port}", "token": token,
-                   "via": request.param}
+            with serving() as (port, token):
+                yield {"home": home, "fake": fake, "url": f"http://127.0.0.1:{port}", "token": token,
+                       "via": request.param}
         finally:
-            run_cli("stop")
             fake.stop()
 
 

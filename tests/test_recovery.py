@@ -16,8 +16,7 @@ import psutil
 import pytest
 
 from broke.local.workers import WorkerRecord, read_workers
-from broke.procs import free_port
-from conftest import run_cli
+from conftest import module_home, run_cli, serving
 
 pytestmark = pytest.mark.timeout(600)
 ANSWER = "back again"
@@ -30,19 +29,12 @@ def gateway(tmp_path_factory):
     """sonnet on one tiny local model (no fallback: while it is down, sonnet is down)."""
     root = tmp_path_factory.mktemp("recovery")
     home = root / "home"
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("BROKE_HOME", str(home))
-        for name in [n for n in os.environ if n.endswith("_API_KEY") or "_API_KEY_" in n]:
-            mp.delenv(name)
+    with module_home(home):
         run_cli("local", "make-tiny", str(root / "tiny-r"), "--answer", ANSWER, "--add", "tiny-r")
         run_cli("swap", "sonnet=mlx/tiny-r")
-        run_cli("start", "--port", str(free_port()))
-        token = json.loads(run_cli("connect", "--json").stdout)["token"]
-        try:
+        with serving() as (_, token):
             yield {"home": home, "root": root, "token": token,
                    "url": json.loads(run_cli("status", "--json").stdout)["base_url"]}
-        finally:
-            run_cli("stop")
 
 
 @pytest.fixture

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import time
 from pathlib import Path
@@ -15,7 +14,7 @@ from typer.testing import CliRunner
 from broke.cli.main import app
 from broke.local.workers import find_worker, read_workers
 from broke.procs import free_port
-from conftest import add_fake_backends, run_cli
+from conftest import add_fake_backends, module_home, run_cli, serving
 from fake_provider import FakeProvider
 
 pytestmark = pytest.mark.timeout(600)
@@ -30,10 +29,7 @@ def local_gateway(tmp_path_factory):
     root = tmp_path_factory.mktemp("local")
     home = root / "home"
     fake = FakeProvider().start()
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("BROKE_HOME", str(home))
-        for name in [n for n in os.environ if n.endswith("_API_KEY") or "_API_KEY_" in n]:
-            mp.delenv(name)
+    with module_home(home):
         run_cli("local", "make-tiny", str(root / "tiny-a"), "--answer", ANSWER_A, "--add", "tiny-a")
         run_cli("local", "make-tiny", str(root / "tiny-b"), "--answer", ANSWER_B, "--add", "tiny-b")
         run_cli("local", "make-tiny", str(root / "tiny-slow"), "--layers", "16", "--seed", "3")
@@ -44,13 +40,10 @@ def local_gateway(tmp_path_factory):
         run_cli("fallback", "haiku", "fake/cloud")
         run_cli("worker", "start", "tiny-a")
         run_cli("worker", "start", "tiny-a", "--replica")  # a pool of two workers for sonnet
-        port = free_port()
-        run_cli("start", "--port", str(port))
-        token = json.loads(run_cli("connect", "--json").stdout)["token"]
         try:
-            yield {"home": home, "url": f"http://127.0.0.1:{port}", "token": token, "fake": fake}
+            with serving() as (port, token):
+                yield {"home": home, "url": f"http://127.0.0.1:{port}", "token": token, "fake": fake}
         finally:
-            run_cli("stop")
             fake.stop()
 
 
