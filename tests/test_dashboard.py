@@ -89,7 +89,7 @@ def test_a_listener_that_stops_reading_loses_its_oldest_traces_never_blocks():
     traffic = Traffic(history=5)
     queue = traffic.listen()
     for number in range(LISTENER_BACKLOG + 3):
-        traffic.publish(traffic.begin("client", "sonnet", f"r{number}", 1), time.perf_counter())
+        traffic.publish(traffic.begin("client", "sonnet", f"r{number}", 1, f"req_{number}"), time.perf_counter())
     assert len(traffic.recent) == 5 and queue.qsize() == LISTENER_BACKLOG
     assert queue.get_nowait()["requested"] == "r3"
     traffic.leave(queue)

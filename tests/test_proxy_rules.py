@@ -484,3 +484,13 @@ def test_a_corrupt_health_file_at_start_serves_and_fails_over(cloud: FakeProvide
     assert answer.status_code == 200 and text_of(answer) == "fake:model-b:key-one"
     assert proxy.health().models[MODEL_A].status == "cooldown"
     assert [p.read_bytes() for p in broke_home.glob("health.json.corrupt-*")] == [b"\x00\xff garbage"]
+
+
+# ---- every answer names its request -----------------------------------------------------------------
+
+def test_every_answer_carries_its_own_request_id(cloud: FakeProvider, start_proxy: StartProxy) -> None:
+    proxy = start_proxy()
+    answered, refused = proxy.chat(), proxy.chat(model="no-such-slot")
+    assert answered.status_code == 200 and refused.status_code == 400, (answered.text, refused.text)
+    ids = {answered.headers["x-broke-request-id"], refused.headers["x-broke-request-id"]}
+    assert len(ids) == 2 and all(i.startswith("req_") and len(i) == 24 for i in ids)

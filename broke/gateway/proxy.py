@@ -31,7 +31,7 @@ from broke.gateway.live import Watched, watched_speeds
 from broke.gateway.load import WorkerLoad
 from broke.gateway.metrics import Metrics
 from broke.gateway.outcomes import Recorder, Refused
-from broke.gateway.traffic import Traffic
+from broke.gateway.traffic import Traffic, new_request_id
 from broke.gateway.watch import WorkerWatch
 from broke.gateway.wire import error_body
 from broke.health import Health, HealthTransitions, load_health
@@ -196,6 +196,13 @@ class FrontProxy:
 
     # ---- routing --------------------------------------------------------------------------------
     async def handle(self, request: Request, path: str) -> Response:
+        """Answer one model request; every answer, refusals included, carries `x-broke-request-id`."""
+        request_id = new_request_id()
+        response = await self._handle(request, path, request_id)
+        response.headers["x-broke-request-id"] = request_id
+        return response
+
+    async def _handle(self, request: Request, path: str, request_id: str) -> Response:
         started = time.perf_counter()
         client = await self._authenticate(request)
         if isinstance(client, Response):
@@ -231,7 +238,7 @@ class FrontProxy:
         if limited:
             return await self._refuse("rate_limited", 429, "rate_limit_error", limited)
         self.rotation.advance(resolution.slot, (c.provider for c in resolution.candidates), state)
-        trace = self.traffic.begin(client.owner, resolution.slot, requested, resolution.generation)
+        trace = self.traffic.begin(client.owner, resolution.slot, requested, resolution.generation, request_id)
         trace.tier, trace.p_strong, trace.stream = resolution.tier, resolution.p_strong, bool(payload.get("stream"))
         headers = decision_headers(resolution)
         if resolution.estimate is not None:

@@ -5,6 +5,7 @@ A trace holds what routing decided and how the answer went, never the prompt or 
 from __future__ import annotations
 
 import asyncio
+import secrets
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -15,11 +16,17 @@ HISTORY = 200
 LISTENER_BACKLOG = 256
 
 
+def new_request_id() -> str:
+    """A request's id: unique, unguessable, short enough to type."""
+    return "req_" + secrets.token_hex(10)
+
+
 @dataclass
 class Trace:
     """One routed request, filled in as it goes; published when its answer has ended."""
 
     ts: float
+    request_id: str  # what the answer's x-broke-request-id says: `broke feedback` names a request by it
     client: str  # the token's owner: "client" or "profile:NAME"
     slot: str
     requested: str
@@ -43,8 +50,9 @@ class Traffic:
         self.recent: deque[dict] = deque(maxlen=history)
         self.listeners: set[asyncio.Queue[dict]] = set()
 
-    def begin(self, client: str, slot: str, requested: str, generation: int) -> Trace:
-        return Trace(ts=time.time(), client=client, slot=slot, requested=requested, generation=generation)
+    def begin(self, client: str, slot: str, requested: str, generation: int, request_id: str) -> Trace:
+        return Trace(ts=time.time(), client=client, slot=slot, requested=requested, generation=generation,
+                     request_id=request_id)
 
     def publish(self, trace: Trace, started: float) -> None:
         """Record a finished request and hand it to every live listener."""
