@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from broke.catalog import Catalog, load_catalog
+from broke.changes.costs import NO_BUDGET_CHANGE, BudgetChange
 from broke.changes.slots import check_backend, check_slot
 from broke.errors import BrokeError, InvalidInputError
 from broke.presets import Profile, Team, profiles, teams
@@ -72,6 +73,7 @@ class ProfileChange:
     rpm: int | None = None
     tpm: int | None = None
     description: str | None = None
+    budget: BudgetChange = NO_BUDGET_CHANGE
 
 
 def write_profile(store: StateStore, name: str, change: ProfileChange) -> tuple[Path, bool]:
@@ -84,6 +86,7 @@ def write_profile(store: StateStore, name: str, change: ProfileChange) -> tuple[
         teams(store.home).get(change.team)
     for slot in change.slots or []:
         check_slot(slot, catalog)
+    change.budget.check()
     for limit in (change.rpm, change.tpm):
         if limit is not None and limit < 0:
             raise InvalidInputError("rpm and tpm must be 0 (unlimited) or more")
@@ -97,4 +100,5 @@ def write_profile(store: StateStore, name: str, change: ProfileChange) -> tuple[
         profile.access.tpm = change.tpm
     if change.description is not None:
         profile.description = change.description
+    change.budget.apply_to_profile(profile)
     return library.save(name, profile), created

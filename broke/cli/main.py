@@ -39,6 +39,7 @@ COMMANDS: dict[str, str] = {
     "profile": "teams",
     "snapshot": "snapshots",
     "backend": "backends",
+    "cost": "cost",
     "baseline": "bench",
 }
 

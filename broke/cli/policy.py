@@ -23,6 +23,8 @@ def key_policy(
     cooldown: int | None = typer.Option(None, "--cooldown", help="Seconds a rate-limited key sits out."),
     retries: int | None = typer.Option(None, "--retries", help="More keys to try after one fails."),
     order: str | None = typer.Option(None, "--order", help="Key variables in order: K1,K2"),
+    budget_usd: float | None = typer.Option(None, "--budget-usd", help="USD each key may spend per period; 0 = none."),
+    budget_period: str | None = typer.Option(None, "--budget-period", help="day | month (default month)."),
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Show key policies, or change one provider's."""
@@ -31,9 +33,10 @@ def key_policy(
     from broke.state.model import KeyPolicy
     from broke.state.schema import unstructure
 
-    if provider is not None and any(v is not None for v in (mode, cooldown, retries, order)):
+    budget = changes.BudgetChange(budget_usd, budget_period)
+    if provider is not None and (any(v is not None for v in (mode, cooldown, retries, order)) or not budget.empty):
         state = changes.set_key_policy(store(), provider, mode=mode, cooldown_s=cooldown, retries=retries,
-                                       order=_split(order))
+                                       order=_split(order), budget=budget)
         say(f"key policy of {provider} updated (generation {state.generation})")
         return
     state = store().load()
@@ -45,10 +48,12 @@ def key_policy(
     if as_json:
         print_json(rows)
         return
-    t = table("provider", "mode", "cooldown s", "retries", "order")
+    t = table("provider", "mode", "cooldown s", "retries", "order", "budget per key")
     for p, policy in rows.items():
+        budget_usd = policy["budget"]["usd"]
         t.add_row(p, policy["mode"], str(policy["cooldown_s"]), str(policy["retries"]),
-                  ", ".join(policy["order"]) or "-")
+                  ", ".join(policy["order"]) or "-",
+                  f"${budget_usd:g} per {policy['budget']['period']}" if budget_usd else "-")
     show(t)
 
 

@@ -9,6 +9,7 @@ from broke.cli.output import JSON_OPTION, esc, print_json, say, show, status_tex
 
 if TYPE_CHECKING:
     from broke.context import RoutingContext
+    from broke.cost.budgets import Standing
     from broke.routing.resolve import Candidate, Resolution
     from broke.routing.transport import Route
 
@@ -69,8 +70,9 @@ def explain(slot: str = typer.Argument(..., help="A slot or a client model name.
     from broke.control.runfiles import read_record
 
     resolution, ctx = _resolve(slot, profile, prompt, with_speeds=True, every_tier=True)
+    budgets = _budgets(ctx, resolution, profile or ctx.state.active_profile)
     if as_json:
-        print_json(resolution.to_dict())
+        print_json({**resolution.to_dict(), "budgets": [b.to_dict() for b in budgets]})
         return
     record = read_record(ctx.home)
     routes = ctx.routes(resolution, record.direct_workers if record else {},
@@ -101,10 +103,24 @@ def explain(slot: str = typer.Argument(..., help="A slot or a client model name.
             f"(`broke model-policy {resolution.slot} --cooldown-last` tries cooldown ones last)")
     for note in resolution.notes:
         say(f"[yellow]note:[/] {esc(note)}")
+    for budget in budgets:
+        say(f"{'[red]' if budget.over else '[yellow]' if budget.warning else '[dim]'}budget:[/] "
+            f"{esc(budget.describe())}")
     from broke.local.demo import NEXT_STEP, is_demo
 
     if any(is_demo(c.backend) for c in resolution.candidates):
         say(f"[yellow]demo:[/] {esc(NEXT_STEP)}")
+
+
+def _budgets(ctx: RoutingContext, resolution: Resolution, profile: str) -> list[Standing]:
+    """The budgets a request for the slot is held to: its profile's, and those of its candidates' keys."""
+    import time
+
+    from broke.cost.standing import standings
+
+    owners = {f"profile '{profile}'"} | {f"key {c.key_env}" for c in resolution.candidates if c.key_env}
+    found = standings(ctx.home, ctx.state, ctx.catalog, ctx.env, time.time())
+    return [s for s in found if s.owner in owners]
 
 
 def _verdict(resolution: Resolution, candidate: Candidate, routes: dict[str, Route]) -> str:
@@ -176,6 +192,12 @@ def doctor(as_json: bool = JSON_OPTION,
         report["live"] = live
         report["findings"] += [asdict(f) for f in findings]
         report["ok"] = report["ok"] and not any(f.level == "error" for f in findings)
+    import time
+
+    from broke.cost.standing import standings
+
+    budgets = standings(ctx.home, ctx.state, ctx.catalog, ctx.env, time.time())
+    report["budgets"] = [b.to_dict() for b in budgets]
     if as_json:
         print_json(report)
     else:
@@ -195,6 +217,8 @@ def doctor(as_json: bool = JSON_OPTION,
             line = (f"[green]ok[/]  {resolution['slot']} → {esc(chosen['deployment'])}" if chosen
                     else f"[red]bad[/] {resolution['slot']}: {esc(resolution['reason'])}")
             say("  " + line)
+        for budget in budgets:
+            say(f"[bold]budget[/] {esc(budget.describe())}")
         _findings_table([f for f in report["findings"] if f["code"] != "no_candidate"])
     if not report["ok"]:
         raise typer.Exit(1)

@@ -9,6 +9,9 @@ team_app = typer.Typer(no_args_is_help=True, help="Saved slot mappings (with fal
 profile_app = typer.Typer(no_args_is_help=True, help="A team plus access limits: slots, rpm, tpm.")
 
 NAME = typer.Argument(..., help="Name: letters, digits, '.', '_' or '-'.")
+BUDGET_USD = typer.Option(None, "--budget-usd", help="USD the profile may spend per period; 0 = no budget.")
+BUDGET_PERIOD = typer.Option(None, "--budget-period", help="day | month (default month), UTC.")
+ON_BUDGET = typer.Option(None, "--on-budget", help="Past the budget: refuse (429, default) | fallback (free only).")
 
 
 @team_app.command("save")
@@ -81,14 +84,44 @@ def profile_new(
     rpm: int | None = typer.Option(None, "--rpm", help="Requests per minute; 0 = unlimited."),
     tpm: int | None = typer.Option(None, "--tpm", help="Tokens per minute; 0 = unlimited."),
     description: str | None = typer.Option(None, "--description", "-d"),
+    budget_usd: float | None = BUDGET_USD,
+    budget_period: str | None = BUDGET_PERIOD,
+    on_budget: str | None = ON_BUDGET,
 ) -> None:
     """Create profile NAME, or change the given fields of an existing one (omitted = unchanged)."""
     from broke import changes
 
     slot_list = None if slots is None else [s.strip() for s in slots.split(",") if s.strip()]
-    change = changes.ProfileChange(team=team, slots=slot_list, rpm=rpm, tpm=tpm, description=description)
+    change = changes.ProfileChange(team=team, slots=slot_list, rpm=rpm, tpm=tpm, description=description,
+                                   budget=changes.BudgetChange(budget_usd, budget_period, on_budget))
     path, created = changes.write_profile(store(), name, change)
     say(f"profile [bold]{esc(name)}[/] {'created' if created else 'updated'}: {esc(str(path))}")
+
+
+@profile_app.command("budget")
+def profile_budget(
+    name: str = NAME,
+    budget_usd: float | None = BUDGET_USD,
+    budget_period: str | None = BUDGET_PERIOD,
+    on_budget: str | None = ON_BUDGET,
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Show what profile NAME may spend and has left, or change its budget (an existing profile only)."""
+    import time
+
+    from broke import changes
+    from broke.cost.standing import budget_standing
+
+    change = changes.BudgetChange(budget_usd, budget_period, on_budget)
+    if not change.empty:
+        changes.set_profile_budget(store(), name, change)
+    standing = budget_standing(store().home, name, time.time())
+    if as_json:
+        print_json(standing.to_dict() if standing else {"owner": f"profile '{name}'", "budget_usd": 0})
+    elif standing is None:
+        say(f"profile [bold]{esc(name)}[/] has no budget")
+    else:
+        say(esc(standing.describe()))
 
 
 @profile_app.command("load")

@@ -9,6 +9,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from broke.cost.book import CostBook
+from broke.cost.usage import Usage
 from broke.gateway.metrics import Metrics
 from broke.gateway.traffic import Trace, Traffic
 from broke.health import BUSY, HealthTransitions, blames_key
@@ -91,8 +93,9 @@ class Recorder:
     """Records every outcome the same way, wherever in the proxy it happened."""
 
     def __init__(self, metrics: Metrics, traffic: Traffic, transitions: HealthTransitions,
-                 rotation: RotationState) -> None:
+                 rotation: RotationState, costs: CostBook) -> None:
         self.metrics, self.traffic, self.transitions, self.rotation = metrics, traffic, transitions, rotation
+        self.costs = costs
 
     @staticmethod
     async def _observe(write: Callable[..., object], *args: Any) -> None:
@@ -111,6 +114,7 @@ class Recorder:
             self.traffic.publish(outcome.trace, outcome.started)
         elif isinstance(outcome, Answered):
             self.metrics.answered(outcome.slot, outcome.backend, outcome.status, time.perf_counter() - outcome.started)
+            self._priced(outcome)
             self.traffic.publish(outcome.trace, outcome.started)
         elif isinstance(outcome, Succeeded):
             if outcome.forgiven:
@@ -122,6 +126,16 @@ class Recorder:
                                        backend=candidate.backend, reason=BUSY, status=None)
         else:
             await self._failed(outcome)
+
+    def _priced(self, outcome: Answered) -> None:
+        """The answer's cost and its reference's, in its trace, the ledger and the cost counters."""
+        trace = outcome.trace
+        usage = Usage(trace.input_tokens, trace.output_tokens, trace.cache_read_tokens, trace.cache_write_tokens)
+        priced = self.costs.record(request_id=trace.request_id, ts=time.time(), client=trace.client,
+                                   slot=outcome.slot, backend=outcome.backend, key_ref=trace.key_ref,
+                                   usage=usage, status=outcome.status)
+        trace.cost_usd, trace.reference_usd = priced.cost_usd, priced.reference_usd
+        self.metrics.priced(outcome.slot, outcome.backend, priced.cost_usd, priced.reference_usd)
 
     async def _failed(self, outcome: AttemptFailed) -> None:
         candidate, failure, slot = outcome.candidate, outcome.failure, outcome.slot

@@ -3,6 +3,7 @@ rate), the resolution of each request; the attempt loop (forward.py) carries it 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import time
 from collections.abc import AsyncIterator
@@ -14,12 +15,13 @@ import orjson
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from broke.catalog import load_catalog
 from broke.control.runfiles import GatewayRecord
+from broke.cost.book import CostBook, cost_header
 from broke.gateway.auth import Authenticator, Client, Refusal, is_loopback
 from broke.gateway.complexity import RouterModel, decision_headers
 from broke.gateway.dashboard.app import Dashboard, LiveView
@@ -67,7 +69,8 @@ class FrontProxy:
         self.watch = WorkerWatch(home, self.load, self.state)
         self.litellm = LiteLLM(home, record)
         transitions = HealthTransitions(home, self.health.last_good)
-        self.recorder = Recorder(self.metrics, self.traffic, transitions, self.rotation)
+        self.costs = CostBook(home, self.catalog, self.state.get)
+        self.recorder = Recorder(self.metrics, self.traffic, transitions, self.rotation, self.costs)
         self.forwarder = Forwarder(record, self.catalog, keys, master_key, self.load, self.litellm, self.recorder,
                                    self.metrics, self.rotation)
 
@@ -122,6 +125,7 @@ class FrontProxy:
         finally:
             watching.cancel()
             await session.close()
+            self.costs.close()
 
     async def chat(self, request: Request) -> Response:
         return await self.handle(request, "/v1/chat/completions")
@@ -200,6 +204,8 @@ class FrontProxy:
         request_id = new_request_id()
         response = await self._handle(request, path, request_id)
         response.headers["x-broke-request-id"] = request_id
+        if not isinstance(response, StreamingResponse):  # a stream is priced when it ends (its trace, the ledger)
+            response.headers.setdefault("x-broke-cost-usd", cost_header(0.0, answered=False))
         return response
 
     async def _handle(self, request: Request, path: str, request_id: str) -> Response:
@@ -237,10 +243,17 @@ class FrontProxy:
         limited = path != COUNT_TOKENS and self.rates.check([(owner, a.rpm, a.tpm) for owner, a in limits], now)
         if limited:
             return await self._refuse("rate_limited", 429, "rate_limit_error", limited)
+        admission = self.costs.admit(client.owner, (client.budget, client.on_budget), resolution.attempts, state,
+                                     self.record.key_refs, now)
+        if admission.refusal:
+            return await self._refuse("over_budget", 429, "rate_limit_error", admission.refusal)
+        resolution = dataclasses.replace(resolution, attempts=admission.attempts)
         self.rotation.advance(resolution.slot, (c.provider for c in resolution.candidates), state)
         trace = self.traffic.begin(client.owner, resolution.slot, requested, resolution.generation, request_id)
         trace.tier, trace.p_strong, trace.stream = resolution.tier, resolution.p_strong, bool(payload.get("stream"))
         headers = decision_headers(resolution)
+        if admission.warning:
+            headers["x-broke-budget-warning"] = admission.warning
         if resolution.estimate is not None:
             trace.prompt_complexity = resolution.estimate.prompt_complexity
             trace.temperature = headers.get("x-broke-quality-temperature", "")

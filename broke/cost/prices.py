@@ -1,0 +1,111 @@
+"""What a backend's tokens cost: LiteLLM's model price map (the JSON file the installed LiteLLM package
+ships, read without importing LiteLLM), under the backend's own prices from the state. Local workers
+cost nothing; a backend with no known price is unpriced (None), never free."""
+from __future__ import annotations
+
+import importlib.util
+import json
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from broke.catalog import Catalog
+from broke.cost.usage import Usage
+from broke.routing.backends import find_backend, is_local
+from broke.state.model import Price, State
+
+PRICE_MAP_FILE = "model_prices_and_context_window_backup.json"
+PER_MILLION = 1_000_000
+
+
+@dataclass(frozen=True)
+class Rates:
+    """USD per token of each kind."""
+
+    input: float
+    output: float
+    cache_read: float
+    cache_write: float
+
+    def cost(self, usage: Usage) -> float:
+        return (usage.input * self.input + usage.output * self.output + usage.cache_read * self.cache_read
+                + usage.cache_write * self.cache_write)
+
+
+FREE = Rates(0.0, 0.0, 0.0, 0.0)
+
+
+def price_map_path() -> Path | None:
+    """Where the installed LiteLLM keeps its price map (found, not imported); None without LiteLLM."""
+    spec = importlib.util.find_spec("litellm")
+    for location in (spec.submodule_search_locations or []) if spec else []:
+        path = Path(location) / PRICE_MAP_FILE
+        if path.is_file():
+            return path
+    return None
+
+
+@cache
+def price_map() -> dict[str, dict[str, Any]]:
+    """LiteLLM's price map, read once per process ({} when LiteLLM or its file is missing or unreadable)."""
+    path = price_map_path()
+    if path is None:
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _number(entry: dict[str, Any], name: str) -> float | None:
+    value = entry.get(name)
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def map_rates(provider: str, model: str, catalog: Catalog, prices: dict[str, dict[str, Any]]) -> Rates | None:
+    """A model's rates in the price map, under its LiteLLM name, its bare name, or provider/model."""
+    known = catalog.providers.get(provider)
+    names = [f"{known.litellm_prefix}/{model}" if known else "", model, f"{provider}/{model}"]
+    for name in names:
+        entry = prices.get(name)
+        if not isinstance(entry, dict):
+            continue
+        given, taken = _number(entry, "input_cost_per_token"), _number(entry, "output_cost_per_token")
+        if given is None or taken is None:
+            continue
+        read = _number(entry, "cache_read_input_token_cost")
+        written = _number(entry, "cache_creation_input_token_cost")
+        return Rates(given, taken, given if read is None else read, given if written is None else written)
+    return None
+
+
+def with_override(base: Rates | None, own: Price | None) -> Rates | None:
+    """The map's rates under a backend's own prices (per million); unpriced unless input and output are known."""
+    if own is None:
+        return base
+    given = own.input / PER_MILLION if own.input is not None else base.input if base else None
+    taken = own.output / PER_MILLION if own.output is not None else base.output if base else None
+    if given is None or taken is None:
+        return None
+    read = own.cache_read / PER_MILLION if own.cache_read is not None else base.cache_read if base else given
+    written = own.cache_write / PER_MILLION if own.cache_write is not None else base.cache_write if base else given
+    return Rates(given, taken, read, written)
+
+
+def rates_for(backend_id: str, state: State, catalog: Catalog) -> Rates | None:
+    """What a backend's tokens cost (None: unpriced); local workers are free unless given prices."""
+    backend = find_backend(backend_id, state, catalog)
+    if backend is None:
+        return None
+    own = state.prices.get(backend_id)
+    if is_local(backend.provider, catalog):
+        return with_override(FREE, own)
+    return with_override(map_rates(backend.provider, backend.model, catalog, price_map()), own)
+
+
+def per_million(rates: Rates) -> dict[str, float]:
+    """Rates as people read them: USD per million tokens of each kind."""
+    return {kind: round(getattr(rates, kind) * PER_MILLION, 6)
+            for kind in ("input", "output", "cache_read", "cache_write")}
