@@ -10,6 +10,7 @@ import json
 import sqlite3
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -19,6 +20,7 @@ import pytest
 
 from broke import changes
 from broke.catalog import load_catalog
+from broke.cost.budgets import REFRESH_S
 from broke.cost.ledger import TABLE
 from broke.cost.prices import Rates, rates_for
 from broke.cost.usage import MESSAGES, RESPONSES, Usage, UsageMeter
@@ -354,3 +356,49 @@ def test_bad_cost_input_is_one_line_and_changes_nothing(cloud: FakeProvider, sto
 def test_an_unknown_price_flag_is_a_usage_error(cloud: FakeProvider, cli: Any) -> None:
     result = cli("backend", "price", MODEL_A, "--price-input", "1")
     assert result.exit_code == 2 and "--price-input" in result.output
+
+
+def test_two_gateways_on_one_home_share_a_budget(priced: FakeProvider, start_proxy: StartProxy, cli: Any) -> None:
+    one = cost_of(Usage(1, 3, 1000, 200), PRICES)
+    assert cli("profile", "new", "shared", "--budget-usd", str(1.5 * one)).exit_code == 0
+    first, second = start_proxy(), start_proxy()
+    token = profile_token(first.home, "shared")
+    assert first.chat(token=token).status_code == 200
+    ledger(first)  # written: the other gateway reads it (at most REFRESH_S late)
+    time.sleep(REFRESH_S)
+    assert second.chat(token=token).status_code == 200  # 1 of 1.5 spent: admitted
+    ledger(second)
+    time.sleep(REFRESH_S)
+    for proxy in (first, second):
+        refused = proxy.chat(token=token)
+        assert refused.status_code == 429 and "budget" in refused.json()["error"]["message"]
+
+
+def test_the_dashboard_shows_spend_savings_and_budgets(priced: FakeProvider, start_proxy: StartProxy,
+                                                       cli: Any) -> None:
+    from starlette.testclient import TestClient
+
+    assert cli("profile", "new", "team-b", "--budget-usd", "5", "--budget-period", "day").exit_code == 0
+    proxy = start_proxy()
+    assert proxy.chat().status_code == 200
+    ledger(proxy)
+    local = TestClient(proxy.http.app, base_url="http://127.0.0.1:4000", client=("127.0.0.1", 40000))
+    view = local.get("/ui/api/cost", headers={"authorization": f"Bearer {proxy.token}"}).json()
+    assert view["requests"] == 1 and view["total_usd"] == pytest.approx(cost_of(Usage(1, 3, 1000, 200), PRICES))
+    assert view["rows"][0]["slot"] == "sonnet" and len(view["days"]) == 1
+    assert view["budgets"] == [{"owner": "profile 'team-b'", "budget_usd": 5.0, "period": "day", "spent_usd": 0,
+                                "left_usd": 5.0, "resets_at": view["budgets"][0]["resets_at"]}]
+    recent = local.get("/ui/api/traffic", headers={"authorization": f"Bearer {proxy.token}"}).json()["recent"]
+    assert recent[-1]["cost_usd"] == pytest.approx(view["total_usd"]) and recent[-1]["cache_read_tokens"] == 1000
+
+
+def test_broke_cost_plots_spend_and_savings_per_day(priced: FakeProvider, start_proxy: StartProxy, cli: Any,
+                                                    tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    proxy = start_proxy()
+    assert proxy.chat().status_code == 200
+    ledger(proxy)
+    result = cli("cost", "--plot", str(tmp_path / "cost.png"))
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "cost.png").read_bytes()[:4] == b"\x89PNG"
+    assert_one_error_line(cli("cost", "--plot", str(tmp_path / "cost.txt")), "--plot", code=1)

@@ -96,6 +96,7 @@ class Dashboard:
             Route("/ui/api/traffic", api(self.traffic), methods=["GET"]),
             Route("/ui/api/health", api(self.health), methods=["GET"]),
             Route("/ui/api/local", api(self.local), methods=["GET"]),
+            Route("/ui/api/cost", api(self.cost), methods=["GET"]),
             Route("/ui/api/events", api(self.events), methods=["GET"]),
             Route("/ui/api/swap", change(self.swap), methods=["POST"]),
             Route("/ui/api/fallbacks", change(self.fallbacks), methods=["POST"]),
@@ -252,6 +253,9 @@ class Dashboard:
         baselines = await asyncio.to_thread(views.baselines_view, self.home)
         decisions = [t for t in self.proxy.traffic.recent if t["tier"]]
         return JSONResponse({"baselines": baselines, "decisions": decisions[-50:]})
+
+    async def cost(self, request: Request) -> Response:
+        return JSONResponse(await asyncio.to_thread(views.cost_view, self.home, self.proxy.state.get()))
 
     def _generations(self) -> tuple[int, int]:
         try:
