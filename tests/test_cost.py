@@ -402,3 +402,19 @@ def test_broke_cost_plots_spend_and_savings_per_day(priced: FakeProvider, start_
     assert result.exit_code == 0, result.output
     assert (tmp_path / "cost.png").read_bytes()[:4] == b"\x89PNG"
     assert_one_error_line(cli("cost", "--plot", str(tmp_path / "cost.txt")), "--plot", code=1)
+
+
+def test_model_policy_cheapest_orders_candidates_by_expected_cost(cloud: FakeProvider, store: StateStore,
+                                                                  start_proxy: StartProxy, cli: Any) -> None:
+    changes.add_backend(store, "fake/model-c", provider="openai-compatible", model="model-c",
+                        api_base=cloud.base_url, key_env="FAKE_API_KEY", pinned=False, price=Price(1.0, 1.0))
+    changes.set_prices(store, "fake/model-b", Price(10.0, 10.0))  # model-a stays unpriced: tried last
+    changes.set_fallbacks(store, "sonnet", ["fake/model-b", "fake/model-c"])
+    result = cli("model-policy", "sonnet", "--mode", "cheapest")
+    assert result.exit_code == 0, result.output
+    explained = json.loads(cli("explain", "sonnet", "--json").stdout)
+    order = list(dict.fromkeys(c["backend"] for c in explained["candidates"]))
+    assert order == ["fake/model-c", "fake/model-b", MODEL_A]
+    answer = start_proxy().chat()
+    assert answer.headers["x-broke-backend"] == "fake/model-c"
+    assert float(answer.headers["x-broke-cost-usd"]) == pytest.approx((1 + 3) / 1_000_000)

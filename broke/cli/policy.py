@@ -154,7 +154,8 @@ def _show_health(rows: list[dict], noun: str, with_provider: bool = False) -> No
 
 def model_policy(
     slot: str | None = typer.Argument(None, help="Slot to change; none: show every policy."),
-    mode: str | None = typer.Option(None, "--mode", help="ordered | round_robin | fastest (by measured speed)"),
+    mode: str | None = typer.Option(
+        None, "--mode", help="ordered | round_robin | fastest (by measured speed) | cheapest (by expected cost)"),
     order: str | None = typer.Option(None, "--order", help="Backends to try first, in order: B1,B2"),
     cooldown_last: bool | None = typer.Option(
         None, "--cooldown-last/--no-cooldown-last",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -109,3 +110,28 @@ def per_million(rates: Rates) -> dict[str, float]:
     """Rates as people read them: USD per million tokens of each kind."""
     return {kind: round(getattr(rates, kind) * PER_MILLION, 6)
             for kind in ("input", "output", "cache_read", "cache_write")}
+
+
+#: The request that surfaces without one (`explain`, `list`) price candidates for: tokens in, tokens out.
+NOMINAL_REQUEST = (1000, 500)
+#: Characters per token, roughly, for a request's expected input.
+CHARS_PER_TOKEN = 4
+
+
+def request_tokens(body_size: int, payload: dict[str, Any]) -> tuple[int, int]:
+    """A request's expected tokens: its body's size for input, the output limit it asks for (else nominal)."""
+    limits = [payload.get(f) for f in ("max_tokens", "max_completion_tokens", "max_output_tokens")]
+    given = [n for n in limits if isinstance(n, int) and not isinstance(n, bool) and n > 0]
+    return body_size // CHARS_PER_TOKEN, given[0] if given else NOMINAL_REQUEST[1]
+
+
+def request_cost(state: State, catalog: Catalog, tokens: tuple[int, int]) -> Callable[[str], float | None]:
+    """What a request of `tokens` (in, out) is expected to cost on a backend (None: unpriced): model policy
+    `cheapest` orders candidates by it."""
+    usage = Usage(*tokens)
+
+    def cost(backend_id: str) -> float | None:
+        rates = rates_for(backend_id, state, catalog)
+        return rates.cost(usage) if rates else None
+
+    return cost

@@ -22,6 +22,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from broke.catalog import load_catalog
 from broke.control.runfiles import GatewayRecord
 from broke.cost.book import CostBook, cost_header
+from broke.cost.prices import request_cost, request_tokens
 from broke.gateway.auth import Authenticator, Client, Refusal, is_loopback
 from broke.gateway.complexity import RouterModel, decision_headers
 from broke.gateway.dashboard.app import Dashboard, LiveView
@@ -233,7 +234,8 @@ class FrontProxy:
         rotation = self.rotation.view(self.load.busy(state, health, now), conversation.key if conversation else None)
         resolution = resolve(requested, state, health, env=self.key_names, now=now, scope=client.scope,
                              catalog=self.catalog, rotation=rotation, conversation=conversation,
-                             estimator=estimator, speeds=self.speeds.get())
+                             estimator=estimator, speeds=self.speeds.get(),
+                             cost=request_cost(state, self.catalog, request_tokens(len(body), payload)))
         if conversation is not None and resolution.tier:
             self.rotation.reached(conversation.key, tier_index(resolution.tier))
         limits = client.limits(state.access)
