@@ -179,6 +179,9 @@ def test_anthropic_messages_are_priced_by_anthropics_formula(priced: FakeProvide
     assert row["output_tokens"] >= 1 and row["cost_usd"] == pytest.approx(cost_of(usage, PRICES))
     if not stream:
         assert float(answer.headers["x-broke-cost-usd"]) == pytest.approx(cost_of(usage, PRICES), abs=1e-6)
+        counted = proxy.post("/v1/messages/count_tokens", {k: body[k] for k in ("model", "messages")})
+        assert counted.status_code == 200 and counted.headers["x-broke-cost-usd"] == "0.000000"
+        assert len(ledger(proxy)) == 1  # counting tokens costs nothing: no row
 
 
 @pytest.mark.parametrize("stream", [False, True])

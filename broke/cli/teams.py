@@ -1,9 +1,14 @@
 """`team save|load|list|show|delete` and `profile new|load|list|show|delete`."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import typer
 
 from broke.cli.output import JSON_OPTION, esc, print_json, say, show, store, table
+
+if TYPE_CHECKING:
+    from broke.presets import Profile
 
 team_app = typer.Typer(no_args_is_help=True, help="Saved slot mappings (with fallbacks).")
 profile_app = typer.Typer(no_args_is_help=True, help="A team plus access limits: slots, rpm, tpm.")
@@ -137,6 +142,13 @@ def _limit(value: int) -> str:
     return str(value) if value else "unlimited"
 
 
+def _budget(profile: Profile) -> str:
+    budget = profile.budget
+    if not budget.usd:
+        return "none"
+    return f"${budget.usd:g} per {budget.period}" + (", then free only" if profile.on_budget == "fallback" else "")
+
+
 @profile_app.command("list")
 def profile_list(as_json: bool = JSON_OPTION) -> None:
     """List user profiles and shipped presets."""
@@ -147,11 +159,11 @@ def profile_list(as_json: bool = JSON_OPTION) -> None:
     if as_json:
         print_json([{"name": e.name, "origin": e.origin, **unstructure(e.preset)} for e in entries])
         return
-    t = table("profile", "origin", "team", "slots", "rpm", "tpm", "description")
+    t = table("profile", "origin", "team", "slots", "rpm", "tpm", "budget", "description")
     for e in entries:
         p = e.preset
         t.add_row(esc(e.name), e.origin, esc(p.team) or "-", ", ".join(p.access.slots) or "all",
-                  _limit(p.access.rpm), _limit(p.access.tpm), esc(p.description))
+                  _limit(p.access.rpm), _limit(p.access.tpm), _budget(p), esc(p.description))
     show(t)
 
 
@@ -168,7 +180,7 @@ def profile_show(name: str = NAME, as_json: bool = JSON_OPTION) -> None:
         return
     say(f"[bold]{esc(name)}[/] ({entry.origin}) {esc(p.description)}")
     say(f"  team: {esc(p.team) or '-'}\n  slots: {', '.join(p.access.slots) or 'all'}\n"
-        f"  rpm: {_limit(p.access.rpm)}\n  tpm: {_limit(p.access.tpm)}")
+        f"  rpm: {_limit(p.access.rpm)}\n  tpm: {_limit(p.access.tpm)}\n  budget: {_budget(p)}")
 
 
 @profile_app.command("delete")

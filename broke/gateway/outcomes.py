@@ -57,6 +57,7 @@ class Answered:
     status: int
     started: float  # perf_counter at the request's start
     trace: Trace
+    priced: bool = True  # False: token counting, which costs nothing and has no ledger row
 
 
 @dataclass(frozen=True)
@@ -114,7 +115,8 @@ class Recorder:
             self.traffic.publish(outcome.trace, outcome.started)
         elif isinstance(outcome, Answered):
             self.metrics.answered(outcome.slot, outcome.backend, outcome.status, time.perf_counter() - outcome.started)
-            self._priced(outcome)
+            if outcome.priced:
+                self._priced(outcome)
             self.traffic.publish(outcome.trace, outcome.started)
         elif isinstance(outcome, Succeeded):
             if outcome.forgiven:

@@ -91,9 +91,10 @@ class Relay:
             note_usage(trace, self.meter.whole(content))
             if spends:
                 self.spend(trace.tokens or 0)
-            await recorder.record(Answered(self.slot, self.backend, upstream.status, self.started, trace))
+            await recorder.record(Answered(self.slot, self.backend, upstream.status, self.started, trace,
+                                           priced=spends))
             headers = {**(self.headers if ok else self.scrub.headers(self.headers)),
-                       "x-broke-cost-usd": cost_header(trace.cost_usd, answered=True)}
+                       "x-broke-cost-usd": cost_header(trace.cost_usd, answered=spends)}
             return Response(content, status_code=upstream.status, headers=headers)
 
         metrics.in_flight += 1  # until the stream ends, not until its headers are sent
