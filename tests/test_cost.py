@@ -122,6 +122,8 @@ def test_an_unknown_price_is_unpriced_and_a_local_worker_is_free(cloud: FakeProv
     state = store.load()
     assert rates_for("fake/model-b", state, load_catalog()) is None  # not in LiteLLM's map, no price of its own
     assert rates_for("mlx/mlx-community/Qwen2.5-Coder-7B-Instruct-4bit", state, load_catalog()) == Rates(0, 0, 0, 0)
+    assert rates_for("openrouter/qwen/qwen3-coder:free", state, load_catalog()) == Rates(0, 0, 0, 0)
+    assert rates_for("openrouter/qwen/qwen3-coder", state, load_catalog()) is None
 
 
 # ---- every client API, streamed or not --------------------------------------------------------------
@@ -338,6 +340,10 @@ def test_a_key_past_its_budget_sits_out_for_the_next_key(priced: FakeProvider, s
     (("profile", "new", "p", "--budget-usd", "-5"), 1, "--budget-usd"),
     (("profile", "new", "p", "--budget-usd", "5", "--budget-period", "week"), 1, "--budget-period"),
     (("key-policy", "openai", "--budget-usd", "1", "--budget-period", "year"), 1, "--budget-period"),
+    (("key-policy", "nosuch", "--budget-usd", "1"), 1, "nosuch"),
+    (("key-policy", "openai", "--budget-usd", "-1"), 1, "--budget-usd"),
+    (("backend", "add", "x/y", "--provider", "openai-compatible", "--model", "y", "--api-base", "http://h/v1",
+      "--price-out", "-2"), 1, "--price-out"),
     (("cost", "--by", "model"), 1, "--by"),
     (("cost", "--since", "yesterday"), 1, "--since"),
     (("cost", "reference", "sonnet", "no/such"), 1, "no/such"),

@@ -1,15 +1,16 @@
 """What a backend's tokens cost: LiteLLM's model price map (the JSON file the installed LiteLLM package
-ships, read without importing LiteLLM), under the backend's own prices from the state. Local workers
-cost nothing; a backend with no known price is unpriced (None), never free."""
+ships, read without importing LiteLLM), under the backend's own prices from the state. Local workers and
+OpenRouter's `:free` models cost nothing; a backend with no known price is unpriced (None), never free."""
 from __future__ import annotations
 
 import importlib.util
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
+
+import orjson
 
 from broke.catalog import Catalog
 from broke.cost.usage import Usage
@@ -54,8 +55,8 @@ def price_map() -> dict[str, dict[str, Any]]:
     if path is None:
         return {}
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        data = orjson.loads(path.read_bytes())
+    except (OSError, orjson.JSONDecodeError):
         return {}
     return data if isinstance(data, dict) else {}
 
@@ -101,8 +102,8 @@ def rates_for(backend_id: str, state: State, catalog: Catalog) -> Rates | None:
     if backend is None:
         return None
     own = state.prices.get(backend_id)
-    if is_local(backend.provider, catalog):
-        return with_override(FREE, own)
+    if is_local(backend.provider, catalog) or (backend.provider == "openrouter" and backend.model.endswith(":free")):
+        return with_override(FREE, own)  # a local worker; one of OpenRouter's free models
     return with_override(map_rates(backend.provider, backend.model, catalog, price_map()), own)
 
 
