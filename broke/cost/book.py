@@ -12,7 +12,7 @@ from pathlib import Path
 from broke.catalog import Catalog
 from broke.cost.budgets import Spending, Standing
 from broke.cost.ledger import INSERT, SCHEMA, TABLE, Entry
-from broke.cost.prices import FREE, price_map, rates_for
+from broke.cost.prices import FREE, Rates, price_map, rates_for
 from broke.cost.reference import default_references, reference_for
 from broke.cost.usage import Usage
 from broke.records import Appender
@@ -55,12 +55,22 @@ class CostBook:
         self.spending = Spending(home, self.gateway)
         self.ledger = Appender(home, SCHEMA, INSERT, table=TABLE)
         self._warned: set[tuple[str, float]] = set()
+        self._rates: dict[str, Rates | None] = {}  # backend -> its rates, for the state generation `_priced_at`
+        self._priced_at = -1
         price_map()  # read once, at start, not on the first request
 
+    def rates(self, backend: str, state: State) -> Rates | None:
+        """A backend's rates (looked up once per state generation)."""
+        if state.generation != self._priced_at:
+            self._rates, self._priced_at = {}, state.generation
+        if backend not in self._rates:
+            self._rates[backend] = rates_for(backend, state, self.catalog)
+        return self._rates[backend]
+
     def price(self, state: State, slot: str, backend: str, usage: Usage) -> Priced:
-        rates = rates_for(backend, state, self.catalog)
+        rates = self.rates(backend, state)
         reference = reference_for(slot, state, self.references)
-        reference_rates = rates_for(reference, state, self.catalog) if reference else None
+        reference_rates = self.rates(reference, state) if reference else None
         return Priced(rates.cost(usage) if rates else None, reference,
                       reference_rates.cost(usage) if reference_rates else None)
 
@@ -81,7 +91,7 @@ class CostBook:
 
     def free(self, candidate: Candidate, state: State) -> bool:
         """Whether a candidate costs nothing (a local worker, or a backend priced at 0)."""
-        return rates_for(candidate.backend, state, self.catalog) == FREE
+        return self.rates(candidate.backend, state) == FREE
 
     def admit(self, client: str, profile: tuple[Budget | None, str], attempts: tuple[Candidate, ...],
               state: State, key_refs: Mapping[str, str], now: float) -> Admission:
@@ -113,7 +123,8 @@ class CostBook:
             kept.append(candidate)
         if attempts and not kept:
             return Admission((), refusal="; ".join(dict.fromkeys(s.describe() for s in spent_keys)))
-        return Admission(tuple(kept), warning="; ".join(dict.fromkeys(warnings)))
+        return Admission(attempts if len(kept) == len(attempts) else tuple(kept),
+                         warning="; ".join(dict.fromkeys(warnings)))
 
     def _key_standing(self, candidate: Candidate, state: State, key_refs: Mapping[str, str],
                       now: float) -> Standing | None:

@@ -9,6 +9,7 @@ budget, so the overshoot is at most what the requests already in flight cost whe
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,9 +24,17 @@ REFRESH_S = 1.0
 WARN_SHARE = 0.8
 
 
+DAY_S = 86400
+
+
 def period_bounds(period: str, now: float) -> tuple[float, float]:
     """The start and end (timestamps, UTC) of the day or month `now` falls in."""
-    moment = dt.datetime.fromtimestamp(now, dt.UTC)
+    return _bounds(period, int(now // DAY_S))
+
+
+@functools.lru_cache(maxsize=64)
+def _bounds(period: str, day: int) -> tuple[float, float]:
+    moment = dt.datetime.fromtimestamp(day * DAY_S, dt.UTC)
     if period == "day":
         start = dt.datetime(moment.year, moment.month, moment.day, tzinfo=dt.UTC)
         return start.timestamp(), (start + dt.timedelta(days=1)).timestamp()

@@ -249,7 +249,8 @@ class FrontProxy:
                                      self.record.key_refs, now)
         if admission.refusal:
             return await self._refuse("over_budget", 429, "rate_limit_error", admission.refusal)
-        resolution = dataclasses.replace(resolution, attempts=admission.attempts)
+        if admission.attempts is not resolution.attempts:  # a budget left some out
+            resolution = dataclasses.replace(resolution, attempts=admission.attempts)
         self.rotation.advance(resolution.slot, (c.provider for c in resolution.candidates), state)
         trace = self.traffic.begin(client.owner, resolution.slot, requested, resolution.generation, request_id)
         trace.tier, trace.p_strong, trace.stream = resolution.tier, resolution.p_strong, bool(payload.get("stream"))
