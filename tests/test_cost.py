@@ -242,6 +242,21 @@ def test_a_cheaper_answer_shows_what_it_saved_against_its_reference(cloud: FakeP
     assert [r["slot"] for r in report["rows"]] == ["haiku", "sonnet"]
 
 
+def test_a_local_stream_costs_nothing_and_saves_its_references_price(cloud: FakeProvider, store: StateStore,
+                                                                      start_proxy: StartProxy, workers: Any) -> None:
+    changes.add_backend(store, LOCAL, provider="mlx", model="tiny", api_base=None, key_env=None, pinned=False)
+    changes.swap(store, [("haiku", LOCAL)])
+    [worker] = workers(1)
+    proxy = start_proxy(workers={LOCAL: [worker]})
+    answer = proxy.chat(model="haiku", stream=True)
+    assert answer.status_code == 200 and '"usage"' not in answer.text
+    assert worker.requests[-1]["body"]["stream_options"] == {"include_usage": True}  # its usage shows the savings
+    [row] = ledger(proxy)
+    assert (row["backend"], row["cost_usd"], row["input_tokens"]) == (LOCAL, 0, 1)
+    assert row["reference_backend"] == "anthropic/claude-haiku-4-5-20251001"
+    assert row["reference_usd"] == pytest.approx((1 * 1 + row["output_tokens"] * 5) / 1_000_000)
+
+
 def test_the_ledger_survives_a_restart_and_broke_cost_groups_it(priced: FakeProvider, start_proxy: StartProxy,
                                                                 cli: Any, tmp_path: Path) -> None:
     first = start_proxy()

@@ -44,6 +44,8 @@ def cost(
                             title="spend and savings per day", ylabel="USD")
             if not as_json:
                 say(f"plot written to {esc(str(path))}")
+        elif not as_json:
+            say("nothing to plot: no requests in the ledger for that span")
     if as_json:
         print_json(summary.to_dict())
         return

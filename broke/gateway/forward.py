@@ -168,7 +168,7 @@ class Forwarder:
         lease = self.load.acquire(candidate.backend, attempt.replica) if is_local(candidate.provider, self.catalog) \
             else None
         sent = self._body(shared.payload, candidate, route)
-        strip_usage = lease is None and asks_stream_usage(shared.path, sent)  # local workers cost nothing
+        strip_usage = asks_stream_usage(shared.path, sent)  # local answers too: their usage shows the savings
         if strip_usage:
             sent = with_stream_usage(sent)
         upstream, content, failure = await self._send(route.url, encode(sent),
