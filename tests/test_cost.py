@@ -306,6 +306,7 @@ def test_a_profile_budget_holds_under_20_concurrent_clients(priced: FakeProvider
     assert 1 <= len(ok) <= 1 + 19  # past the budget only what was already in flight when it was crossed
     message = refused[0].json()["error"]["message"]
     assert "budget" in message and "resets at" in message
+    assert 0 < int(refused[0].headers["retry-after"]) <= 86400  # a daily budget resets at the next UTC midnight
     spent = sum(r["cost_usd"] for r in ledger(proxy))
     assert spent == pytest.approx((10 + len(ok)) * one)
     report = json.loads(cli("profile", "budget", "team-a", "--json").stdout)

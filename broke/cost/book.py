@@ -11,7 +11,7 @@ from pathlib import Path
 
 from broke.catalog import Catalog
 from broke.cost.budgets import Spending, Standing
-from broke.cost.ledger import INSERT, SCHEMA, TABLE, Entry
+from broke.cost.ledger import INSERT, KEEP, SCHEMA, TABLE, Entry
 from broke.cost.prices import FREE, Rates, price_map, rates_for
 from broke.cost.reference import default_references, reference_for
 from broke.cost.usage import Usage
@@ -38,6 +38,7 @@ class Admission:
     attempts: tuple[Candidate, ...]
     refusal: str = ""
     warning: str = ""
+    resets_at: float | None = None  # when a refused request's budget resets
 
 
 def cost_header(cost_usd: float | None, answered: bool) -> str:
@@ -53,7 +54,7 @@ class CostBook:
         self.gateway = f"{os.getpid()}-{secrets.token_hex(4)}"
         self.references = default_references(home)
         self.spending = Spending(home, self.gateway)
-        self.ledger = Appender(home, SCHEMA, INSERT, table=TABLE)
+        self.ledger = Appender(home, SCHEMA, INSERT, table=TABLE, keep=KEEP)
         self._warned: set[tuple[str, float]] = set()
         self._rates: dict[str, Rates | None] = {}  # backend -> its rates, for the state generation `_priced_at`
         self._priced_at = -1
@@ -103,10 +104,11 @@ class CostBook:
                                               now)
             if standing.over:
                 if on_budget != "fallback":
-                    return Admission((), refusal=standing.describe())
+                    return Admission((), refusal=standing.describe(), resets_at=standing.resets_at)
                 attempts = tuple(c for c in attempts if self.free(c, state))
                 if not attempts:
-                    return Admission((), refusal=standing.describe() + "; no candidate that costs nothing")
+                    return Admission((), refusal=standing.describe() + "; no candidate that costs nothing",
+                                     resets_at=standing.resets_at)
                 warnings.append(standing.describe() + "; only free candidates are tried")
             elif standing.warning:
                 warnings.append(standing.describe())
@@ -122,7 +124,8 @@ class CostBook:
                 self._warn_once(key.owner, key)
             kept.append(candidate)
         if attempts and not kept:
-            return Admission((), refusal="; ".join(dict.fromkeys(s.describe() for s in spent_keys)))
+            return Admission((), refusal="; ".join(dict.fromkeys(s.describe() for s in spent_keys)),
+                             resets_at=min(s.resets_at for s in spent_keys))
         return Admission(attempts if len(kept) == len(attempts) else tuple(kept),
                          warning="; ".join(dict.fromkeys(warnings)))
 

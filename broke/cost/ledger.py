@@ -34,6 +34,8 @@ CREATE INDEX IF NOT EXISTS {TABLE}_ts ON {TABLE} (ts);
 CREATE INDEX IF NOT EXISTS {TABLE}_client ON {TABLE} (client, ts);
 CREATE INDEX IF NOT EXISTS {TABLE}_key ON {TABLE} (key_ref, ts);
 """
+#: Rows the ledger keeps (the oldest go past it): years of a busy day's requests, a few hundred MB at most.
+KEEP = 2_000_000
 INSERT = f"INSERT INTO {TABLE} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 
 #: How `broke cost --by` groups rows: the SQL of each grouping.

@@ -248,7 +248,10 @@ class FrontProxy:
         admission = self.costs.admit(client.owner, (client.budget, client.on_budget), resolution.attempts, state,
                                      self.record.key_refs, now)
         if admission.refusal:
-            return await self._refuse("over_budget", 429, "rate_limit_error", admission.refusal)
+            refused = await self._refuse("over_budget", 429, "rate_limit_error", admission.refusal)
+            if admission.resets_at is not None:
+                refused.headers["retry-after"] = str(max(int(admission.resets_at - now), 1))
+            return refused
         if admission.attempts is not resolution.attempts:  # a budget left some out
             resolution = dataclasses.replace(resolution, attempts=admission.attempts)
         self.rotation.advance(resolution.slot, (c.provider for c in resolution.candidates), state)
