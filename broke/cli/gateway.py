@@ -161,7 +161,7 @@ def probe(slot: str = typer.Argument(..., help="A slot or client model name."),
 
 
 def metrics(as_json: bool = JSON_OPTION) -> None:
-    """Requests, errors, failovers and latency per slot and backend since the gateway started."""
+    """Requests, errors, failovers, latency and spend per slot and backend since the gateway started."""
     from broke.control.client import metrics_summary
 
     rows = metrics_summary(store().home)
@@ -171,11 +171,12 @@ def metrics(as_json: bool = JSON_OPTION) -> None:
     if not rows:
         say("no requests yet")
         return
-    t = table("slot", "backend", "requests", "errors", "failovers", "p50 ms", "p99 ms")
+    t = table("slot", "backend", "requests", "errors", "failovers", "p50 ms", "p99 ms", "spent $", "saved $")
     for r in rows:
+        spent = f"{r['cost_usd']:.4f}" + (f" ({r['unpriced']} unpriced)" if r["unpriced"] else "")
         t.add_row(r["slot"], esc(r["backend"]), str(r["requests"]), str(r["errors"]), str(r["failovers"]),
                   str(r["p50_ms"] if r["p50_ms"] is not None else "-"),
-                  str(r["p99_ms"] if r["p99_ms"] is not None else "-"))
+                  str(r["p99_ms"] if r["p99_ms"] is not None else "-"), spent, f"{r['saved_usd']:.4f}")
     show(t)
 
 
