@@ -378,6 +378,24 @@ def test_bad_cost_input_is_one_line_and_changes_nothing(cloud: FakeProvider, sto
     assert after == before
 
 
+def test_a_corrupt_ledger_is_reported_never_replaced(broke_home: Path, cli: Any) -> None:
+    broke_home.mkdir(parents=True)
+    records_path(broke_home).write_bytes(b"not a database" * 100)
+    assert_one_error_line(cli("cost"), "records.sqlite", code=1)
+    assert records_path(broke_home).read_bytes() == b"not a database" * 100
+
+
+def test_a_corrupt_ledger_never_takes_requests_down(priced: FakeProvider, start_proxy: StartProxy,
+                                                    cli: Any) -> None:
+    assert cli("profile", "new", "team-c", "--budget-usd", "5").exit_code == 0
+    proxy = start_proxy()
+    records_path(proxy.home).unlink(missing_ok=True)
+    records_path(proxy.home).write_bytes(b"not a database" * 100)
+    answer = proxy.chat(token=profile_token(proxy.home, "team-c"))
+    assert answer.status_code == 200 and float(answer.headers["x-broke-cost-usd"]) > 0
+    assert records_path(proxy.home).read_bytes() == b"not a database" * 100
+
+
 def test_an_unknown_price_flag_is_a_usage_error(cloud: FakeProvider, cli: Any) -> None:
     result = cli("backend", "price", MODEL_A, "--price-input", "1")
     assert result.exit_code == 2 and "--price-input" in result.output

@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import logging
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
 from broke.cost.ledger import SCHEMA, spent
-from broke.records import open_records
+from broke.records import RecordsError, open_records
 from broke.state.model import Budget
+
+log = logging.getLogger("broke.gateway")
 
 #: Seconds another gateway's spend may be stale by.
 REFRESH_S = 1.0
@@ -109,7 +112,12 @@ class Spending:
         read = self.others.get(key)
         if read is None or now - read[0] >= REFRESH_S:
             client, key_ref = (who, None) if kind == "client" else (None, who)
-            read = (now, spent(self._ledger(), since=start, client=client, key_ref=key_ref, other_than=self.gateway))
+            try:
+                usd = spent(self._ledger(), since=start, client=client, key_ref=key_ref, other_than=self.gateway)
+            except (RecordsError, sqlite3.Error) as exc:  # the ledger unreadable: this gateway's own spend holds
+                log.error("budget of %s: other gateways' spend not read (%s)", who, exc)
+                usd = read[1] if read else 0.0
+            read = (now, usd)
             self.others[key] = read
         return self.own.get(key, 0.0) + read[1], end
 
