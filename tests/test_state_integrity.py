@@ -57,6 +57,18 @@ def test_a_hand_edited_state_file_stays_readable(rich_state, cli, cli_json):
     assert StateStore(rich_state.parent).load().slots["sonnet"].backend == "cerebras/gpt-oss-120b"
 
 
+def test_a_state_file_linked_to_nothing_is_refused_and_restore_moves_the_link_aside(rich_state, cli):
+    target = rich_state.parent / "dotfiles" / "state.toml"  # e.g. kept in a dotfiles checkout that moved
+    rich_state.unlink()
+    rich_state.symlink_to(target)
+    for args in (["list"], ["freeze", "on"]):
+        assert_one_error_line(cli(*args), str(rich_state), "symlink", str(target), "broke snapshot restore")
+        assert rich_state.is_symlink() and not target.exists()
+    assert cli("snapshot", "restore", "1").exit_code == 0
+    assert not rich_state.is_symlink() and set(StateStore(rich_state.parent).load().backends) == {"lab/one", "lab/two"}
+    assert [p.name for p in rich_state.parent.iterdir() if p.name.startswith("state.toml.damaged-") and p.is_symlink()]
+
+
 def test_a_cut_file_the_user_confirms_is_accepted(rich_state, cli):
     text = rich_state.read_text()
     rich_state.write_text(text[: text.index("[backends.")] + LAST_LINE + "\n")

@@ -105,7 +105,11 @@ class StateStore:
         self.lock_path = self.home / "state.toml.lock"
 
     def read(self) -> LoadedState:
-        """The current state; a fresh home gives the default state without writing anything."""
+        """The current state; a fresh home gives the default state without writing anything. A state file
+        that is a symlink to nothing is an error, not a fresh home (a write would replace the link)."""
+        if self.path.is_symlink() and not self.path.exists():
+            raise StateFileError(f"{self.path} is a symlink to {os.readlink(self.path)}, which does not exist; "
+                                 f"restore that file, or {self.recovery_hint()}")
         if not self.path.exists():
             return LoadedState(state=default_state(), file_version=SCHEMA_VERSION, exists=False)
         try:
