@@ -41,6 +41,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 from fake_provider import FAILURE_MODES, FakeProvider
 
 KEY = "sk-attack-0123456789abcdef"
+#: Failures that may happen after a stream's first bytes reached the client: too late for another backend.
+MIDSTREAM = ("cut", "stall", "cut-stream")
 CHAT = {"model": "sonnet", "messages": [{"role": "user", "content": "hi"}]}
 MESSAGES = {"model": "sonnet", "max_tokens": 16, "messages": [{"role": "user", "content": "hi"}]}
 
@@ -215,15 +217,21 @@ def attack_faults(root: Path, fake: FakeProvider, errors: list[str]) -> None:
                             fake.fail(mode, model="a")
                             answer = client.post(path, json={**body, "stream": stream})
                             runs += 1
-                            if fallback:
+                            if fallback and mode == "400-echo":  # the request's own fault: no other backend helps
+                                ok = answer.status_code == 400 and client_shape(path, answer, stream)
+                            elif fallback and stream and mode in MIDSTREAM:  # failed over, or too late: ends in error
+                                ok = answer.status_code == 200 and (answer.headers.get("x-broke-backend") == "fake/b"
+                                                                    or "error" in answer.text[-400:])
+                            elif fallback:
                                 ok = answer.status_code == 200 and answer.headers.get("x-broke-backend") == "fake/b"
-                            else:
-                                ok = answer.status_code != 500 and (answer.status_code >= 400 or stream) \
+                            else:  # the upstream's error (its status passed on) or broke's own, in the API's shape
+                                ok = (answer.status_code >= 400 or stream) and "internal error" not in answer.text \
                                     and client_shape(path, answer, stream)
-                            if leaks(answer) or not ok:
+                            if not ok or (answer.status_code >= 400 and leaks(answer)):  # answers name the key
                                 bad += 1
                                 errors.append(f"fault {mode} {path} stream={stream} fallback={fallback}: "
-                                              f"{answer.status_code} {answer.text[:120]!r}")
+                                              f"{answer.status_code} via {answer.headers.get('x-broke-backend')} "
+                                              f"{answer.text[:100]!r}")
                             time.sleep(0.05)
                             broke(home, "key-state", "set", "FAKE_API_KEY", "healthy")
                             for name in ("a", "b"):
