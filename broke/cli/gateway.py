@@ -9,7 +9,6 @@ from broke.cli.output import JSON_OPTION, console, esc, print_json, say, show, s
 
 PORT_OPTION = typer.Option(None, "--port", help="Front proxy port on 127.0.0.1 (default 4000 or $BROKE_PORT).")
 
-
 FORCE_OPTION = typer.Option(False, "--force", help="Start despite a preflight finding that could hijack the "
                             "process holding the keys (logged).")
 
@@ -34,6 +33,12 @@ def start(port: int | None = PORT_OPTION,
     LiteLLM starts in the background, and only if some slot's backends need API translation;
     requests that need it wait for it.
     """
+    _preflight(store().home, force)
+    _start(port, wait)
+
+
+def _start(port: int | None, wait: bool) -> None:
+    """Start the gateway, once the preflight let it, and say how it went."""
     import time
 
     from broke.control import supervisor
@@ -41,7 +46,6 @@ def start(port: int | None = PORT_OPTION,
     from broke.local.workers import restart_history
 
     home = store().home
-    _preflight(home, force)
     began = time.time()
     with console().status("starting the gateway") as spinner:
         record, started = supervisor.start(home, port=port, wait_litellm=wait,
@@ -71,7 +75,7 @@ def restart(port: int | None = PORT_OPTION, force: bool = FORCE_OPTION) -> None:
     _preflight(home, force)  # before stopping: a refused restart leaves the gateway as it was
     record = read_record(home)
     stop()
-    start(port or (record.front.port if record else None), False, True)
+    _start(port or (record.front.port if record else None), False)
 
 
 def status(as_json: bool = JSON_OPTION) -> None:
