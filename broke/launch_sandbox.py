@@ -7,6 +7,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from broke.launch import LaunchPlan, audit, is_key, key_variables
+from broke.preflight import Finding
 from broke.sandbox.policy import Policy, build_policy, check_profile, sandbox_env
 from broke.sandbox.support import Support
 
@@ -52,14 +53,14 @@ def run_sandboxed(home: Path, plan: LaunchPlan, profile: str, support: Support, 
 
 
 def ready(home: Path, client: str, requested: str | None, environ: Mapping[str, str], *,
-          force: bool) -> tuple[str, Support | None, list]:
+          force: bool) -> tuple[str, Support | None, list[Finding]]:
     """Before a launch starts anything: the preflight (PreflightRefused on a hijacking finding unless
     `force`), the sandbox profile, and the support that enforces it (None for normal; SandboxUnavailable
     if this machine cannot). Returns (profile, support, the preflight's findings)."""
     from broke import preflight
     from broke.sandbox.support import check
 
-    findings = preflight.preflight(home, environ)
+    findings = preflight.preflight(home, environ, lock=False)  # the lock comparison (~0.3 s) is start's
     preflight.enforce(home, findings, command=f"launch {client}", force=force)
     profile = chosen_profile(home, client, requested)
     if profile == "normal":

@@ -14,7 +14,6 @@ import sys
 import sysconfig
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from importlib import metadata
 from pathlib import Path
 
 from broke.errors import BrokeError
@@ -47,27 +46,25 @@ def env_findings(environ: Mapping[str, str]) -> list[Finding]:
             for name in HIJACK_VARS if environ.get(name, "").strip()]
 
 
-def _recorded_pth(site: Path) -> set[Path]:
-    """The .pth files that an installed distribution put there (listed in its RECORD)."""
-    known = set()
-    for dist in metadata.distributions(path=[str(site)]):
-        for file in dist.files or ():
-            if file.name.endswith(".pth"):
-                known.add((site / file).resolve())
-    return known
+def _owned(site: Path, names: set[str]) -> set[str]:
+    """Which of the .pth files `names` an installed distribution put there (its RECORD lists it)."""
+    owned: set[str] = set()
+    for record in site.glob("*.dist-info/RECORD"):
+        lines = set(record.read_text(encoding="utf-8", errors="replace").splitlines())
+        owned |= {name for name in names if any(line.startswith(f"{name},") for line in lines)}
+    return owned
 
 
 def pth_findings(site: Path | None = None) -> list[Finding]:
     """.pth files in the environment's site-packages that no installed package owns: Python runs their
     `import` lines at every start."""
     site = site or Path(sysconfig.get_paths()["purelib"])
-    if not site.is_dir():
-        return []
-    known = _recorded_pth(site)
+    found = {path.name: path for path in sorted(site.glob("*.pth"))} if site.is_dir() else {}
+    owned = _owned(site, set(found)) if found else set()
     return [Finding("error", "unexpected_pth", str(path),
                     f"{path} is not part of any installed package, and Python runs it at every start; "
                     f"delete it if you did not put it there (or pass --force)", hijack=True)
-            for path in sorted(site.glob("*.pth")) if path.resolve() not in known]
+            for name, path in found.items() if name not in owned]
 
 
 def lock_findings(checkout: Path = CHECKOUT) -> list[Finding]:

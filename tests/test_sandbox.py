@@ -232,3 +232,27 @@ def test_the_confined_commands_exit_status_is_brokes(gateway, tmp_path):
     done = subprocess.run([str(BROKE), "sandbox", "exec", "strict", "--", "sh", "-c", "exit 7"], env=env,
                           cwd=work, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
     assert done.returncode == 7, done.stderr
+
+
+def test_bwrap_command_line_hides_brokes_home_wherever_it_is_and_bridges_strict(tmp_path):
+    from broke.sandbox.bwrap import INNER_FORWARDER, INNER_SOCKET, bwrap_argv
+
+    work = tmp_path / "work"
+    elsewhere, inside_work, under_tmp = Path(__file__).parent, work / ".broke", tmp_path / "other-broke"
+    for path in (inside_work, under_tmp):
+        path.mkdir(parents=True)
+    hardened = Policy("hardened", Path("/home/u"), work, hidden=(elsewhere, inside_work, under_tmp))
+    argv = bwrap_argv("bwrap", hardened, ["claude", "-p", "hi"])
+    assert argv[-4:] == ["--", "claude", "-p", "hi"] and "--unshare-net" not in argv
+    pairs = list(zip(argv, argv[1:], strict=False))
+    assert ("--tmpfs", "/home/u") in pairs and ("--tmpfs", "/tmp") in pairs and ("--ro-bind", "/") in pairs
+    assert ("--tmpfs", str(elsewhere)) in pairs and ("--tmpfs", str(inside_work)) in pairs
+    assert str(under_tmp) not in argv  # already gone with the host's /tmp
+    assert argv.index(str(inside_work)) > argv.index("--bind")  # mounted over the working directory's bind
+    strict = Policy("strict", Path("/home/u"), work, gateway_port=4321)
+    argv = bwrap_argv("bwrap", strict, ["claude"], socket=Path("/run/b/gateway.sock"))
+    assert "--unshare-net" in argv and ("--bind", "/run/b/gateway.sock") in list(zip(argv, argv[1:], strict=False))
+    command = argv[argv.index("--") + 1:]
+    assert command[1:] == ["-I", "-S", INNER_FORWARDER, "4321", INNER_SOCKET, "--", "claude"]
+    with pytest.raises(ValueError):
+        bwrap_argv("bwrap", strict, ["claude"])

@@ -5,7 +5,7 @@ import os
 import re
 import shutil
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from broke.errors import InvalidInputError, UsageProblem
@@ -33,7 +33,6 @@ class Policy:
     readable: tuple[Path, ...] = ()
     hidden: tuple[Path, ...] = ()
     gateway_port: int | None = None
-    notes: tuple[str, ...] = field(default=())
 
     @property
     def strict(self) -> bool:
@@ -86,7 +85,7 @@ def program_paths(program: str, environ: Mapping[str, str], home: Path) -> list[
 
 
 def build_policy(profile: str, *, client: str, program: str, cwd: Path, broke_home: Path,
-                 environ: Mapping[str, str], gateway_port: int, extra_readable: Iterable[Path] = ()) -> Policy:
+                 environ: Mapping[str, str], gateway_port: int) -> Policy:
     """The policy of `profile` for `program` (a client's or any command's) run in `cwd`.
 
     Refuses a working directory that would expose the user's whole home or broke's own."""
@@ -105,7 +104,7 @@ def build_policy(profile: str, *, client: str, program: str, cwd: Path, broke_ho
     for directory in dirs:
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)  # so what the client saves outlives the run
     writable = [*dirs, *(f for f in files if f.is_file())]
-    readable = [*program_paths(program, environ, home), *extra_readable]
+    readable = program_paths(program, environ, home)
     return Policy(profile, home, cwd, tuple(writable), tuple(dict.fromkeys(readable)), (broke_home,),
                   gateway_port if profile == "strict" else None)
 
