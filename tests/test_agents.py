@@ -146,6 +146,21 @@ def test_claude_code_writes_a_file_inside_the_strict_sandbox(agent, tmp_path, cl
     assert json.loads(audit[-1])["sandbox"] == "strict"
 
 
+@pytest.mark.skipif(bool(STRICT_UNAVAILABLE), reason=f"no strict sandbox here: {STRICT_UNAVAILABLE}")
+def test_codex_runs_a_command_inside_the_strict_sandbox(agent, tmp_path, client_bin):
+    fake, marker = agent["fake"], uuid.uuid4().hex
+    work = tmp_path / "project"
+    work.mkdir()
+    route(CODEX_SLOTS, "fakeoai/gpt-fake")
+    fake.script(ToolCall("exec_command", {"cmd": f"printf %s {marker} > made.txt && echo wrote-{marker}"}),
+                Reply(f"sandboxed {marker}"))
+    done = run_broke(agent, tmp_path, client_bin, "codex", "--sandbox", "strict", "exec", "--skip-git-repo-check",
+                     "--dangerously-bypass-approvals-and-sandbox", "make the file", cwd=work)
+    assert_done(agent, done, f"sandboxed {marker}")
+    assert (work / "made.txt").read_text() == marker
+    assert f"wrote-{marker}" in scripted(fake)[1]["tool_results"][0]
+
+
 CODEX_CASES = {
     # backend, the fake's API behind broke
     "openai-compatible": ("fake/model-a", "chat"),  # /v1/responses bridged onto chat completions by LiteLLM
