@@ -46,7 +46,6 @@ def run_sandboxed(home: Path, plan: LaunchPlan, profile: str, support: Support, 
     """Audit the launch and run the plan's command confined by `profile`; its exit status."""
     from broke.sandbox.run import run_confined
 
-    support.require(profile)
     policy, env = confine(home, plan, profile, cwd=cwd, environ=environ)
     audit(home, plan, profile)
     return run_confined(support, policy, plan.argv, env)

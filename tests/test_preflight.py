@@ -88,3 +88,10 @@ def test_the_venv_against_the_lock(tmp_path):
     (checkout / "requirements.lock").write_text("no-such-package-xyz==1.0 \\\n    --hash=sha256:00\n")
     (found,) = preflight.lock_findings(checkout)
     assert found.level == "warning" and "missing: no-such-package-xyz==1.0" in found.message
+
+
+def test_a_launch_refuses_a_planted_pythonpath_before_starting_anything(cli, broke_home, monkeypatch, tmp_path):
+    monkeypatch.setenv("PYTHONPATH", str(planted(tmp_path)))
+    for args in (["claude", "-p", "hi"], ["sandbox", "exec", "strict", "--", "true"]):
+        assert_one_error_line(cli(*args), "refusing to launch", "PYTHONPATH is set", "--force")
+    assert not (broke_home / "run" / "gateway.json").exists()
