@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
+import socket
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -147,7 +152,10 @@ def chat():
         data=json.dumps({"model": "sonnet", "messages": [{"role": "user", "content": "hi"}]}).encode(),
         headers={"authorization": "Bearer " + os.environ["OPENAI_API_KEY"], "content-type": "application/json"})
     return json.load(urllib.request.urlopen(request, timeout=30))["choices"][0]["message"]["content"]
-ssh, dotenv, outside, planted, other = sys.argv[1:]
+def unix(path):
+    import socket
+    socket.socket(socket.AF_UNIX).connect(path)
+ssh, dotenv, outside, planted, other, host_socket = sys.argv[1:]
 attempt("ssh", lambda: open(ssh).read())
 attempt("dotenv", lambda: open(dotenv).read())
 attempt("write_outside", lambda: write(outside))
@@ -156,6 +164,7 @@ attempt("write_system", lambda: write("/usr/broke-sandbox-test"))
 attempt("write_cwd", lambda: write("made-inside.txt"))
 attempt("gateway", chat)
 attempt("other_loopback", lambda: urllib.request.urlopen(other, timeout=5).status)
+attempt("host_socket", lambda: unix(host_socket))
 out["env"] = dict(os.environ)
 print(json.dumps(out))
 """
@@ -175,6 +184,21 @@ def gateway(tmp_path_factory):
             fake.stop()
 
 
+@contextmanager
+def host_socket() -> Iterator[Path]:
+    """A listening Unix socket of the host where a sandbox's read-only system shows it (a docker.sock,
+    say): outside /tmp and $HOME."""
+    directory = Path(tempfile.mkdtemp(prefix="broke-test-", dir="/var/tmp"))
+    listener = socket.socket(socket.AF_UNIX)
+    try:
+        listener.bind(str(directory / "service.sock"))
+        listener.listen()
+        yield directory / "service.sock"
+    finally:
+        listener.close()
+        shutil.rmtree(directory)
+
+
 def run_probe(gateway, tmp_path: Path, profile: str) -> tuple[dict, dict[str, Path]]:
     """`broke sandbox exec PROFILE -- python probe.py …` from a user's home with a planted ~/.ssh key;
     returns what the probe saw and the host paths it aimed at."""
@@ -188,10 +212,11 @@ def run_probe(gateway, tmp_path: Path, profile: str) -> tuple[dict, dict[str, Pa
              "outside": tmp_path / "outside.txt", "planted": user / "notes.txt"}
     env = {"PATH": "/usr/bin:/bin", "HOME": str(user), "BROKE_HOME": str(gateway["home"]),
            "BROKE_PORT": str(gateway["port"]), "FAKE_API_KEY": SECRET, "LANG": "C.UTF-8"}
-    done = subprocess.run([str(BROKE), "sandbox", "exec", profile, "--", sys.executable, "-I", "probe.py",
-                           *map(str, paths.values()), gateway["fake"].base_url + "/models"],
-                          env=env, cwd=work, capture_output=True, text=True, timeout=120,
-                          stdin=subprocess.DEVNULL)
+    with host_socket() as socket_path:
+        done = subprocess.run([str(BROKE), "sandbox", "exec", profile, "--", sys.executable, "-I", "probe.py",
+                               *map(str, paths.values()), gateway["fake"].base_url + "/models", str(socket_path)],
+                              env=env, cwd=work, capture_output=True, text=True, timeout=120,
+                              stdin=subprocess.DEVNULL)
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout), {**paths, "made": work / "made-inside.txt"}
 
@@ -205,6 +230,7 @@ def assert_confined(seen: dict, paths: dict[str, Path]) -> None:
     assert not any(SECRET in value for value in seen["env"].values())
     assert "FAKE_API_KEY" not in seen["env"] and "BROKE_HOME" not in seen["env"]
     assert seen["env"]["TMPDIR"] == "/tmp"
+    assert seen["host_socket"] == ["error", "ConnectionRefusedError"]  # masked by /dev/null
 
 
 @needs_bwrap
@@ -256,3 +282,16 @@ def test_bwrap_command_line_hides_brokes_home_wherever_it_is_and_bridges_strict(
     assert command[1:] == ["-I", "-S", INNER_FORWARDER, "4321", INNER_SOCKET, "--", "claude"]
     with pytest.raises(ValueError):
         bwrap_argv("bwrap", strict, ["claude"])
+
+
+def test_the_hosts_unix_sockets_are_read_from_the_kernels_table(tmp_path):
+    from broke.sandbox.policy import unix_sockets
+
+    table = tmp_path / "unix"
+    table.write_text("Num       RefCount Protocol Flags    Type St Inode Path\n"
+                     "0000: 00000002 00000000 00010000 0001 01 4277 /run/docker.sock\n"
+                     "0000: 00000002 00000000 00010000 0001 01 4278 @abstract-name\n"
+                     "0000: 00000003 00000000 00000000 0001 03 4279\n"
+                     "0000: 00000002 00000000 00010000 0001 01 4280 /var/run/my app.sock\n")
+    assert unix_sockets(table) == [Path("/run/docker.sock"), Path("/var/run/my app.sock")]
+    assert unix_sockets(tmp_path / "missing") == []

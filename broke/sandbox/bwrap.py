@@ -1,6 +1,7 @@
 """A policy as a bubblewrap (bwrap) command line, Linux."""
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,14 +20,24 @@ def _python() -> tuple[str, Path]:
     return str(Path(sys.executable).resolve()), Path(sys.base_prefix).resolve()
 
 
+def _visible(policy: Policy, path: Path) -> bool:
+    """Whether `path` of the host would be seen inside: it exists, and is not under a tmpfs of the
+    sandbox unless a bind brings it back."""
+    covered = path.is_relative_to(policy.home) or path.is_relative_to(PRIVATE_TMP)
+    inside_bound = any(path.is_relative_to(p) for p in (policy.cwd, *policy.writable, *policy.readable))
+    return os.path.lexists(path) and (not covered or inside_bound)
+
+
 def _hidden_args(policy: Policy) -> list[str]:
-    """An empty tmpfs over each hidden path that would otherwise be visible (not already under a tmpfs)."""
+    """An empty tmpfs over each hidden path, /dev/null over each host socket, where they would be seen."""
     out = []
     for path in policy.hidden:
-        covered = path.is_relative_to(policy.home) or path.is_relative_to(PRIVATE_TMP)
-        inside_bound = any(path.is_relative_to(p) for p in (policy.cwd, *policy.writable, *policy.readable))
-        if path.exists() and (not covered or inside_bound):
+        if _visible(policy, path):
             out += ["--tmpfs", str(path)]
+    for path in policy.sockets:
+        hidden = any(path.is_relative_to(h) for h in policy.hidden)
+        if _visible(policy, path) and not hidden and not path.is_symlink():
+            out += ["--ro-bind", "/dev/null", str(path)]
     return out
 
 

@@ -16,6 +16,8 @@ CLIENTS = ("claude", "codex", "gemini")
 DEFAULT_PROFILE = "normal"
 #: Where the private temp directory is, inside the sandbox.
 PRIVATE_TMP = "/tmp"
+#: The kernel's list of Unix sockets (Linux): a socket file stays connectable on a read-only mount.
+UNIX_SOCKETS = Path("/proc/net/unix")
 #: Variable names that hold credentials of some kind; removed inside a sandbox unless broke set them.
 SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSW|CREDENTIAL|COOKIE|SESSION|^AWS_|^AZURE_|^GOOGLE_APPLICATION",
                          re.IGNORECASE)
@@ -24,7 +26,8 @@ SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSW|CREDENTIAL|COOKIE|SESSION|^AWS
 @dataclass(frozen=True)
 class Policy:
     """One confined run: read-only system, `writable` paths read-write, `readable` paths read-only, the
-    rest of `home` (the user's) hidden, `hidden` paths invisible; `gateway_port` set: only it is reachable."""
+    rest of `home` (the user's) hidden, `hidden` paths invisible, `sockets` (the host's Unix sockets, such
+    as docker.sock) unconnectable; `gateway_port` set: only it is reachable."""
 
     profile: str
     home: Path
@@ -33,6 +36,7 @@ class Policy:
     readable: tuple[Path, ...] = ()
     hidden: tuple[Path, ...] = ()
     gateway_port: int | None = None
+    sockets: tuple[Path, ...] = ()
 
     @property
     def strict(self) -> bool:
@@ -84,6 +88,16 @@ def program_paths(program: str, environ: Mapping[str, str], home: Path) -> list[
     return paths
 
 
+def unix_sockets(table: Path = UNIX_SOCKETS) -> list[Path]:
+    """The paths of the Unix sockets bound on this host (none where the kernel does not list them)."""
+    try:
+        lines = table.read_text(encoding="utf-8", errors="replace").splitlines()[1:]
+    except OSError:
+        return []
+    paths = {fields[7] for fields in (line.split(None, 7) for line in lines) if len(fields) == 8}
+    return sorted(Path(p) for p in paths if p.startswith("/"))
+
+
 def build_policy(profile: str, *, client: str, program: str, cwd: Path, broke_home: Path,
                  environ: Mapping[str, str], gateway_port: int) -> Policy:
     """The policy of `profile` for `program` (a client's or any command's) run in `cwd`.
@@ -106,7 +120,7 @@ def build_policy(profile: str, *, client: str, program: str, cwd: Path, broke_ho
     writable = [*dirs, *(f for f in files if f.is_file())]
     readable = program_paths(program, environ, home)
     return Policy(profile, home, cwd, tuple(writable), tuple(dict.fromkeys(readable)), (broke_home,),
-                  gateway_port if profile == "strict" else None)
+                  gateway_port if profile == "strict" else None, tuple(unix_sockets()))
 
 
 def sandbox_env(env: Mapping[str, str], kept: Iterable[str], secrets: Iterable[str]) -> dict[str, str]:
