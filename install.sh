@@ -110,6 +110,19 @@ if [ "$dev" = 1 ] && [ "$offline" = 0 ] && [ ! -x "${BROKE_CHROMIUM:-/usr/bin/ch
   fi
 fi
 
+# --- dev: bubblewrap, the Linux sandbox `--sandbox hardened|strict` and its tests use ------------------
+# Debian's bubblewrap, installed as root where apt-get exists, as Chromium above; elsewhere only a note:
+# the sandbox tests are skipped and `broke sandbox check` says why.
+if [ "$dev" = 1 ] && [ "$offline" = 0 ] && [ "$(uname -s)" = Linux ] && ! command -v bwrap >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    say "installing bubblewrap for the sandbox and its tests (apt-get install bubblewrap)"
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap; } >/dev/null ||
+      die "apt-get install bubblewrap failed (see above); install it by hand"
+  else
+    say "note: no bwrap on PATH: the sandbox tests will be skipped (apt-get install bubblewrap)"
+  fi
+fi
+
 # --offline needs the mirror; fail before touching .venv if there is none.
 if [ "$offline" = 1 ] && ! ls "$WHEELS"/*.whl >/dev/null 2>&1; then
   die "$WHEELS is missing or holds no wheels. On a machine with network access and the same OS/CPU/Python, run: ./install.sh --mirror-wheels$([ "$dev" = 1 ] && echo ' --dev'), then copy vendor/wheels here."

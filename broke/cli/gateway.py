@@ -1,20 +1,44 @@
 """`start`, `stop`, `restart`, `status`, `connect`, `probe`, `metrics`: the running gateway."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 
 from broke.cli.output import JSON_OPTION, console, esc, print_json, say, show, store, table, warn
 
 PORT_OPTION = typer.Option(None, "--port", help="Front proxy port on 127.0.0.1 (default 4000 or $BROKE_PORT).")
 
+FORCE_OPTION = typer.Option(False, "--force", help="Start despite a preflight finding that could hijack the "
+                            "process holding the keys (logged).")
+
+
+def _preflight(home: Path, force: bool) -> None:
+    """Refuse to start on a finding that could hijack the gateway (unless `force`); warn of the others."""
+    import os
+
+    from broke import preflight
+
+    findings = preflight.preflight(home, os.environ)
+    preflight.enforce(home, findings, command="start the gateway", force=force)
+    for finding in findings:
+        warn(("forced past: " if finding.hijack else "") + finding.message)
+
 
 def start(port: int | None = PORT_OPTION,
-          wait: bool = typer.Option(False, "--wait", help="Also wait until LiteLLM answers, if it is needed.")) -> None:
+          wait: bool = typer.Option(False, "--wait", help="Also wait until LiteLLM answers, if it is needed."),
+          force: bool = FORCE_OPTION) -> None:
     """Start the gateway (if not running) and wait until the front proxy answers.
 
     LiteLLM starts in the background, and only if some slot's backends need API translation;
     requests that need it wait for it.
     """
+    _preflight(store().home, force)
+    _start(port, wait)
+
+
+def _start(port: int | None, wait: bool) -> None:
+    """Start the gateway, once the preflight let it, and say how it went."""
     import time
 
     from broke.control import supervisor
@@ -43,13 +67,15 @@ def stop() -> None:
     say("\n".join(done) if done else "the gateway is not running")
 
 
-def restart(port: int | None = PORT_OPTION) -> None:
+def restart(port: int | None = PORT_OPTION, force: bool = FORCE_OPTION) -> None:
     """Stop, then start (re-reads keys and custom backends), on the port the gateway had unless --port says."""
     from broke.control.runfiles import read_record
 
-    record = read_record(store().home)
+    home = store().home
+    _preflight(home, force)  # before stopping: a refused restart leaves the gateway as it was
+    record = read_record(home)
     stop()
-    start(port or (record.front.port if record else None), False)
+    _start(port or (record.front.port if record else None), False)
 
 
 def status(as_json: bool = JSON_OPTION) -> None:

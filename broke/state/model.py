@@ -129,3 +129,5 @@ class State:
     backends: dict[str, CustomBackend] = field(default_factory=dict)
     nodes: dict[str, Node] = field(default_factory=dict)
     router: RouterConfig = field(default_factory=RouterConfig)
+    #: The sandbox profile each client launches in by default (client -> normal / hardened / strict).
+    sandbox: dict[str, str] = field(default_factory=dict)
