@@ -163,7 +163,8 @@ def client_argv(client: str, base_url: str, args: Sequence[str]) -> list[str]:
     if client_named(client).name == "claude":
         return ["claude", *args]
     provider = ",".join(f"{k}={_toml_string(v)}" for k, v in (
-        ("name", "broke"), ("base_url", f"{base_url}/v1"), ("env_key", CODEX_KEY_ENV), ("wire_api", "responses")))
+        ("name", "broke"), ("base_url", f"{base_url}/v1"), ("env_key", CODEX_KEY_ENV), ("wire_api", "responses"),
+        ("model_catalog_url", f"{base_url}/v1/models")))  # Codex's model discovery: the lanes it may pick
     argv = ["codex", "-c", 'model_provider="broke"', "-c", f"model_providers.broke={{{provider}}}"]
     if not _passes_model(args):
         argv += ["-m", CODEX_DEFAULT_MODEL]

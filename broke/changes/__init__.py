@@ -8,13 +8,17 @@ from broke.changes.backends import (
     set_key_policy,
     set_model_policy,
 )
+from broke.changes.health import set_key_state, set_model_state
 from broke.changes.local import add_local_model, add_node, remove_node
 from broke.changes.presets import ProfileChange, load_profile, load_team, save_team, write_profile
+from broke.changes.routes import set_route
 from broke.changes.slots import check_backend, check_slot, set_fallbacks, set_frozen, set_thresholds, set_tier, swap
+from broke.changes.team_edits import set_team_access, set_team_fallbacks
 
 __all__ = [
     "ProfileChange", "add_backend", "add_local_model", "add_node", "backend_users", "check_backend",
     "check_slot", "key_policy_providers", "load_profile", "load_team", "remove_backend", "remove_node",
-    "save_team", "set_fallbacks", "set_frozen", "set_key_policy", "set_model_policy", "set_thresholds",
-    "set_tier", "swap", "write_profile",
+    "save_team", "set_fallbacks", "set_frozen", "set_key_policy", "set_key_state", "set_model_policy",
+    "set_model_state", "set_route", "set_team_access", "set_team_fallbacks", "set_thresholds", "set_tier", "swap",
+    "write_profile",
 ]

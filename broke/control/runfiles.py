@@ -77,7 +77,10 @@ def master_key(home: Path) -> str:
 
 
 def new_master_key(home: Path) -> str:
-    key = "sk-broke-internal-" + secrets.token_urlsafe(24)
+    """The key between the front proxy and LiteLLM: BROKE_INTERNAL_MASTER_KEY if set, else a fresh one."""
+    from broke.control.tokens import MASTER_KEY_ENV, fixed_token
+
+    key = fixed_token(home, MASTER_KEY_ENV) or "sk-broke-internal-" + secrets.token_urlsafe(24)
     atomic_write(run_dir(home) / "litellm_master_key", key.encode())
     return key
 
@@ -102,15 +105,24 @@ class TokenStore:
         return data
 
     def token_for(self, owner: str) -> str:
-        """The owner's token, made (0600) on first use."""
+        """The owner's token, made (0600) on first use; the client's is BROKE_CLIENT_TOKEN when that is set
+        (written here too, so the gateway, which reads only this file, accepts it at once)."""
         from filelock import FileLock
 
+        from broke.control.tokens import CLIENT_TOKEN_ENV, fixed_token
         from broke.paths import FILE_MODE
 
+        fixed = fixed_token(self.home, CLIENT_TOKEN_ENV) if owner == "client" else None
         run_dir(self.home)
         with FileLock(str(self.path) + ".lock", mode=FILE_MODE, timeout=10):
             tokens = self.load()
-            if owner not in tokens:
+            if fixed and tokens.get(owner) != fixed:
+                if fixed in tokens.values():
+                    raise StateFileError(f"{CLIENT_TOKEN_ENV} equals a profile's token; pick another value")
+                tokens[owner] = fixed
+            elif owner not in tokens:
                 tokens[owner] = "broke-" + secrets.token_urlsafe(32)
-                atomic_write(self.path, (json.dumps(tokens, indent=1) + "\n").encode())
+            else:
+                return tokens[owner]
+            atomic_write(self.path, (json.dumps(tokens, indent=1) + "\n").encode())
             return tokens[owner]
