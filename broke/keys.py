@@ -7,6 +7,13 @@ from collections.abc import Mapping
 from pathlib import Path
 
 
+def key_ref(value: str) -> str:
+    """A reference to a key that identifies it without revealing it (sha256 prefix of the value)."""
+    import hashlib
+
+    return "k-" + hashlib.sha256(value.encode("utf-8")).hexdigest()[:10]
+
+
 def key_pool(prefix: str, env: Mapping[str, str]) -> list[str]:
     """The variables of a key pool that are set: PREFIX, PREFIX_2, PREFIX_3, … in number order."""
     pattern = re.compile(rf"^{re.escape(prefix)}(?:_(\d+))?$")

@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 
 from broke.catalog import load_catalog
-
 from conftest import assert_one_error_line
 
 SHIPPED_TEAMS = ("all-local", "cloud-direct", "free-cloud", "local-first")

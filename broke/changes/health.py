@@ -86,9 +86,8 @@ def _check(status: str, allowed: tuple[str, ...], seconds: float | None) -> None
 
 def set_key_state(home: Path, key: str, status: str, seconds: float | None = None) -> float | None:
     """Set a key's status by hand; returns when it ends (None: until changed)."""
-    from broke.control.runfiles import key_ref
     from broke.health import MANUAL, HealthTransitions
-    from broke.keys import provider_env
+    from broke.keys import key_ref, provider_env
 
     if not _KEY_NAME.fullmatch(key):
         raise InvalidInputError(f"'{key}' is not a key variable name (such as OPENROUTER_API_KEY_2)")

@@ -1,7 +1,6 @@
 """Files under `$BROKE_HOME/run/`: the gateway record, client tokens, the LiteLLM config and logs."""
 from __future__ import annotations
 
-import hashlib
 import json
 import secrets
 from dataclasses import asdict, dataclass, field
@@ -9,6 +8,7 @@ from pathlib import Path
 
 from broke.errors import StateFileError
 from broke.fileio import atomic_write
+from broke.keys import key_ref as key_ref  # re-exported: it lived here
 from broke.paths import ensure_dir
 from broke.procs import ProcessRecord
 
@@ -17,11 +17,6 @@ DEFAULT_PORT = 4000
 
 def run_dir(home: Path) -> Path:
     return ensure_dir(home / "run")
-
-
-def key_ref(value: str) -> str:
-    """A reference to a key that identifies it without revealing it (sha256 prefix of the value)."""
-    return "k-" + hashlib.sha256(value.encode("utf-8")).hexdigest()[:10]
 
 
 @dataclass
