@@ -25,6 +25,21 @@ def key_pool(prefix: str, env: Mapping[str, str]) -> list[str]:
     return [name for _, name in sorted(found)]
 
 
+#: Every provider's key variables (with pools) and the fixed tokens, commented: a new home's `.env`.
+ENV_TEMPLATE = Path(__file__).with_name(".env.template")
+
+
+def seed_dotenv(home: Path) -> Path | None:
+    """Copy the `.env` template into `home` (0600) when it has no `.env`; returns the file made, else None."""
+    from broke.fileio import atomic_write
+
+    target = home / ".env"
+    if target.exists():
+        return None
+    atomic_write(target, ENV_TEMPLATE.read_bytes())
+    return target
+
+
 def provider_env(dotenv: Path) -> dict[str, str]:
     """The environment provider keys come from: `$BROKE_HOME/.env`, overridden by the process environment."""
     env: dict[str, str] = {}
