@@ -17,11 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
 
+from broke.control.tokens import CLIENT_TOKEN_ENV, MASTER_KEY_ENV
 from broke.errors import BrokeError, UsageProblem
 
 #: Prefixes and names of caller variables that would point a client somewhere other than broke.
 STALE_PREFIXES = ("ANTHROPIC_", "OPENAI_")
-STALE_NAMES = frozenset({"CLAUDE_CODE_USE_BEDROCK", "CLAUDE_CODE_USE_VERTEX"})
+#: broke's own fixed tokens are the gateway's too: a client gets its token in its own variable only.
+STALE_NAMES = frozenset({"CLAUDE_CODE_USE_BEDROCK", "CLAUDE_CODE_USE_VERTEX", CLIENT_TOKEN_ENV, MASTER_KEY_ENV})
 #: Proxy variables (matched case-insensitively) are kept, but loopback must bypass them.
 PROXY_NAMES = frozenset({"http_proxy", "https_proxy", "all_proxy"})
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost")

@@ -118,6 +118,15 @@ def test_fixed_client_token_from_the_environment(cli, broke_home, monkeypatch):
     assert plan.exit_code == 0 and FIXED not in plan.output  # masked
 
 
+def test_launched_clients_never_get_the_fixed_tokens_variables(cli, monkeypatch):
+    monkeypatch.setenv("BROKE_CLIENT_TOKEN", FIXED)
+    monkeypatch.setenv("BROKE_INTERNAL_MASTER_KEY", "m" * 40)
+    for client in ("claude", "codex"):
+        plan = json.loads(cli("launch-env", client, "--json").stdout)
+        assert {"BROKE_CLIENT_TOKEN", "BROKE_INTERNAL_MASTER_KEY"} <= set(plan["removed"])
+        assert "m" * 40 not in json.dumps(plan)
+
+
 def test_fixed_tokens_from_the_home_env_file(cli, broke_home, monkeypatch):
     broke_home.mkdir(parents=True)
     master = "m" * 40
