@@ -72,6 +72,37 @@ def test_model_policy_priority_order_retries_and_cooldown(cli, cli_json, monkeyp
     assert cli_json("model-policy", "gpt54")[1]["gpt54"]["mode"] == "ordered"
 
 
+def test_the_gateway_tries_no_more_backends_than_the_model_policy_retries(store, cloud, start_proxy):
+    from broke import changes
+
+    changes.set_fallbacks(store, "sonnet", ["fake/model-b"])
+    changes.set_model_policy(store, "sonnet", retries=0)
+    proxy = start_proxy()
+    cloud.fail("500", model="model-a", times=1)
+    answer = proxy.chat("sonnet")
+    assert answer.status_code == 500 and answer.headers["x-broke-attempts"] == "1"
+    assert [r["model"] for r in cloud.requests] == ["model-a"]  # model-b not tried
+    changes.set_model_policy(store, "sonnet", retries=1)
+    cloud.fail("500", model="model-b", times=1)
+    answer = proxy.chat("sonnet")  # model-a sits out: model-b first, then model-a as the last resort
+    assert answer.status_code == 200 and answer.headers["x-broke-attempts"] == "2"
+
+
+def test_the_model_policy_cooldown_caps_a_failed_backends_sit_out(store, cloud, start_proxy):
+    from broke import changes
+
+    changes.set_model_policy(store, "sonnet", cooldown_s=3)
+    proxy = start_proxy()
+    cloud.fail("500", model="model-a", times=4)
+    cooldowns = []
+    for _ in range(4):
+        assert proxy.chat("sonnet").status_code == 500
+        record = proxy.health().models["fake/model-a"]
+        assert record.until is not None
+        cooldowns.append(round(record.until - record.updated_at))
+    assert cooldowns == [1, 2, 3, 3]  # the backoff, never past the slot's 3 s
+
+
 @pytest.mark.parametrize("args, fragment", [
     (["model-policy", "gpt54", "--retries", "-1"], "0 or more"),
     (["model-policy", "gpt54", "--cooldown", "-5"], "0 or more"),
