@@ -185,6 +185,14 @@ def test_the_gateway_accepts_the_fixed_client_token(start_proxy, cloud, monkeypa
     assert proxy.chat("sonnet", token="broke-some-other-token-0123456789abcdef").status_code == 401
 
 
+def test_connect_admin_prints_the_admin_token_and_refuses_a_profile(cli, broke_home):
+    result = cli("connect", "--admin")
+    token = (broke_home / "run" / "admin_token").read_text()
+    assert result.exit_code == 0 and token in result.stdout and "/admin/v1/openapi.json" in result.stdout
+    assert token != TokenStore(broke_home).token_for("client")
+    assert_one_error_line(cli("connect", "--admin", "--profile", "ci"), "--admin and --profile", code=2)
+
+
 # ---- the .env template ------------------------------------------------------------------------
 
 def test_the_template_lists_every_provider_key_with_pools_and_the_fixed_tokens():
