@@ -27,6 +27,8 @@ class Team:
 
     description: str = ""
     slots: dict[str, SlotConfig] = field(default_factory=dict)
+    #: Access limits loading the team sets (None: loading it leaves them as they are).
+    access: Access | None = None
 
 
 @dataclass
