@@ -88,11 +88,20 @@ elif [ "$rc" != 0 ] || [ -z "$key" ]; then
   die "could not run '$PY' as Python (exit $rc). Point PYTHON at a Python 3.11+ interpreter."
 fi
 
+# A new home gets the .env template (every provider's key variables); an existing .env is never touched.
+seed_home() {
+  "$VPY" -c 'from broke.keys import seed_dotenv; from broke.paths import broke_home
+made = seed_dotenv(broke_home())
+if made: print(f"==> {made}: the key template, fill in the providers you use")' ||
+    die "could not write the .env template into the broke home (see above)"
+}
+
 # --- fast path: nothing changed since the last successful install -------------
 if [ "$mirror" = 0 ] && [ -f "$STAMP" ] && [ -x "$VPY" ] && [ -x "$VENV/bin/broke" ]; then
   read -r stamped_key <"$STAMP" || true
   if [ "${stamped_key:-}" = "$key" ]; then
     echo "broke is up to date in .venv ($mode, Python $py_version): .venv/bin/broke"
+    seed_home
     exit 0
   fi
 fi
@@ -107,6 +116,19 @@ if [ "$dev" = 1 ] && [ "$offline" = 0 ] && [ ! -x "${BROKE_CHROMIUM:-/usr/bin/ch
       die "apt-get install chromium failed (see above); install it by hand, or set BROKE_CHROMIUM"
   else
     say "note: no Chromium at ${BROKE_CHROMIUM:-/usr/bin/chromium}: the dashboard's browser tests will be skipped (apt-get install chromium, or set BROKE_CHROMIUM)"
+  fi
+fi
+
+# --- dev: bubblewrap, the Linux sandbox `--sandbox hardened|strict` and its tests use ------------------
+# Debian's bubblewrap, installed as root where apt-get exists, as Chromium above; elsewhere only a note:
+# the sandbox tests are skipped and `broke sandbox check` says why.
+if [ "$dev" = 1 ] && [ "$offline" = 0 ] && [ "$(uname -s)" = Linux ] && ! command -v bwrap >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    say "installing bubblewrap for the sandbox and its tests (apt-get install bubblewrap)"
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap; } >/dev/null ||
+      die "apt-get install bubblewrap failed (see above); install it by hand"
+  else
+    say "note: no bwrap on PATH: the sandbox tests will be skipped (apt-get install bubblewrap)"
   fi
 fi
 
@@ -195,6 +217,7 @@ say "installing broke (editable)"
 pip install --no-index --no-deps --no-build-isolation -e . ||
   die "installing broke itself failed (see pip's message above)"
 [ -x "$VENV/bin/broke" ] || die "install finished but .venv/bin/broke is missing"
+seed_home
 
 # Record what was installed; the first line is the key the fast path compares.
 printf '%s\nmode=%s lock=%s python=%s\n' "$key" "$mode" "$lock" "$py_version" >"$STAMP.tmp"

@@ -1,6 +1,7 @@
 """Static checks of the state (`validate`) and the static part of `doctor`, both built on the resolver."""
 from __future__ import annotations
 
+import os
 import stat
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -11,6 +12,7 @@ from broke.health import corrupt_copies
 from broke.keys import key_pool
 from broke.local.demo import NEXT_STEP
 from broke.local.models import DEMO_BACKEND
+from broke.preflight import preflight
 from broke.routing.backends import find_backend
 from broke.routing.resolve import FLOATING_ON_PINNED, Resolution
 from broke.state.model import TIERS
@@ -138,8 +140,7 @@ def doctor(ctx: RoutingContext) -> dict:
     """The static part of `doctor`: state file, permissions, keys per provider, findings, resolutions."""
     findings, resolutions = validate(ctx)
     home, state_path = ctx.home, ctx.home / "state.toml"
-    if home.is_dir():
-        findings += [f for f in [_mode_finding(home, 0o700, "home")] if f]
+    findings += [Finding(f.level, f.code, f.subject, f.message) for f in preflight(home, os.environ)]
     if state_path.is_file():
         findings += [f for f in [_mode_finding(state_path, 0o600, "state file")] if f]
     findings += health_findings(home, ctx.health_problem)

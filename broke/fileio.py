@@ -111,3 +111,14 @@ def locate_line(text: str, path: tuple[str, ...]) -> int:
         if common == len(full) and common > best_len:
             best_line, best_len = number, common
     return best_line
+
+
+def framed(body: str, first: str, last: str) -> bytes:
+    """A TOML document between broke's first line and its end line, so that a cut copy can be told apart."""
+    return f"{first}\n{body}{last}\n".encode()
+
+
+def is_cut(text: str, first: str, last: str) -> bool:
+    """Whether a file broke framed (it starts with `first`'s opening words) lost its end line. A file
+    without the first line (written by hand, or by an older broke) is never cut."""
+    return text.startswith(first[:18]) and last not in text.splitlines()

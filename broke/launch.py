@@ -17,11 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
 
+from broke.control.tokens import CLIENT_TOKEN_ENV, MASTER_KEY_ENV
 from broke.errors import BrokeError, UsageProblem
 
 #: Prefixes and names of caller variables that would point a client somewhere other than broke.
 STALE_PREFIXES = ("ANTHROPIC_", "OPENAI_")
-STALE_NAMES = frozenset({"CLAUDE_CODE_USE_BEDROCK", "CLAUDE_CODE_USE_VERTEX"})
+#: broke's own fixed tokens are the gateway's too: a client gets its token in its own variable only.
+STALE_NAMES = frozenset({"CLAUDE_CODE_USE_BEDROCK", "CLAUDE_CODE_USE_VERTEX", CLIENT_TOKEN_ENV, MASTER_KEY_ENV})
 #: Proxy variables (matched case-insensitively) are kept, but loopback must bypass them.
 PROXY_NAMES = frozenset({"http_proxy", "https_proxy", "all_proxy"})
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost")
@@ -30,6 +32,8 @@ LOOPBACK_HOSTS = ("127.0.0.1", "localhost")
 API_KEY_NAME = re.compile(r"^[A-Za-z0-9_]*_API_KEY(?:_\d+)?$")
 CODEX_KEY_ENV = "BROKE_CODEX_KEY"
 CODEX_DEFAULT_MODEL = "gpt-5-codex"
+#: The pseudo-client of `broke sandbox exec`: any command, given the variables of every client API.
+COMMAND = "command"
 AUDIT_LOG = "launch_audit.log"
 
 Progress = Callable[[str], None]
@@ -76,6 +80,8 @@ def mask(secret: str) -> str:
 
 
 def client_named(name: str) -> Client:
+    if name == COMMAND:
+        return Client(COMMAND, "", "")
     try:
         return CLIENTS[name]
     except KeyError:
@@ -106,7 +112,7 @@ def key_variables(home: Path | None = None) -> frozenset[str]:
     return frozenset(names)
 
 
-def _is_key(name: str, key_vars: frozenset[str]) -> bool:
+def is_key(name: str, key_vars: frozenset[str]) -> bool:
     if API_KEY_NAME.match(name):
         return True
     base, _, number = name.rpartition("_")
@@ -114,7 +120,7 @@ def _is_key(name: str, key_vars: frozenset[str]) -> bool:
 
 
 def _is_stale(name: str, key_vars: frozenset[str] = frozenset()) -> bool:
-    return name.startswith(STALE_PREFIXES) or name in STALE_NAMES or _is_key(name, key_vars)
+    return name.startswith(STALE_PREFIXES) or name in STALE_NAMES or is_key(name, key_vars)
 
 
 def _no_proxy_vars(environ: Mapping[str, str]) -> dict[str, str]:
@@ -129,7 +135,10 @@ def _no_proxy_vars(environ: Mapping[str, str]) -> dict[str, str]:
 
 
 def client_vars(client: str, base_url: str, token: str) -> dict[str, str]:
-    """The variables broke sets for `client`."""
+    """The variables broke sets for `client` (for any command: those of the Anthropic and OpenAI APIs)."""
+    if client == COMMAND:
+        return {"ANTHROPIC_BASE_URL": base_url, "ANTHROPIC_AUTH_TOKEN": token,
+                "OPENAI_BASE_URL": f"{base_url}/v1", "OPENAI_API_KEY": token}
     if client_named(client).name == "claude":
         return {
             "ANTHROPIC_BASE_URL": base_url,
@@ -160,10 +169,13 @@ def _passes_model(args: Sequence[str]) -> bool:
 
 def client_argv(client: str, base_url: str, args: Sequence[str]) -> list[str]:
     """The command line: the user's arguments untouched, after what points the client at broke."""
+    if client == COMMAND:
+        return list(args)
     if client_named(client).name == "claude":
         return ["claude", *args]
     provider = ",".join(f"{k}={_toml_string(v)}" for k, v in (
-        ("name", "broke"), ("base_url", f"{base_url}/v1"), ("env_key", CODEX_KEY_ENV), ("wire_api", "responses")))
+        ("name", "broke"), ("base_url", f"{base_url}/v1"), ("env_key", CODEX_KEY_ENV), ("wire_api", "responses"),
+        ("model_catalog_url", f"{base_url}/v1/models")))  # Codex's model discovery: the lanes it may pick
     argv = ["codex", "-c", 'model_provider="broke"', "-c", f"model_providers.broke={{{provider}}}"]
     if not _passes_model(args):
         argv += ["-m", CODEX_DEFAULT_MODEL]
@@ -193,10 +205,17 @@ def shell_lines(plan: LaunchPlan) -> list[str]:
     return lines
 
 
-def require_client(client: str, environ: Mapping[str, str]) -> None:
-    """Raise a ClientNotFoundError naming the install command if the client is not on the caller's PATH."""
+def require_client(client: str, environ: Mapping[str, str], args: Sequence[str] = ()) -> None:
+    """Raise a ClientNotFoundError naming the install command if the client (for COMMAND: the command,
+    args[0]) is not on the caller's PATH."""
     spec = client_named(client)
-    if shutil.which(spec.binary, path=environ.get("PATH", os.defpath)) is None:
+    path = environ.get("PATH", os.defpath)
+    if client == COMMAND:
+        if not args:
+            raise UsageProblem("no command given; usage: broke sandbox exec PROFILE -- COMMAND [ARGS]...")
+        if shutil.which(args[0], path=path) is None:
+            raise ClientNotFoundError(f"`{args[0]}` is not a program on PATH")
+    elif shutil.which(spec.binary, path=path) is None:
         raise ClientNotFoundError(f"`{spec.binary}` is not on PATH; install it with `{spec.install}`")
 
 
@@ -226,14 +245,14 @@ def prepare(home: Path, client: str, args: Sequence[str], *, profile: str | None
     from broke.control import supervisor
     from broke.control.runfiles import TokenStore
 
-    require_client(client, environ)
+    require_client(client, environ, args)
     owner = token_owner(home, profile)
     record, started = supervisor.start(home, progress=progress)
     token = TokenStore(home).token_for(owner)
     return build_plan(client, record.base_url, token, args, environ, profile, key_variables(home)), started
 
 
-def audit(home: Path, plan: LaunchPlan) -> None:
+def audit(home: Path, plan: LaunchPlan, sandbox: str = "normal") -> None:
     """Append one JSON line to run/launch_audit.log (0600): who launched what; names only, never values."""
     from broke.control.runfiles import run_dir
     from broke.paths import FILE_MODE
@@ -243,6 +262,7 @@ def audit(home: Path, plan: LaunchPlan) -> None:
         "time": utc_now_iso(),
         "client": plan.client,
         "profile": plan.profile,
+        "sandbox": sandbox,
         "generation": StateStore(home).load().generation,
         "set": sorted(plan.set),
         "removed": plan.removed,

@@ -9,7 +9,7 @@ from typing import Generic, TypeVar
 import tomli_w
 
 from broke.errors import InvalidInputError, NotFoundError, StateFileError
-from broke.fileio import atomic_write, locate_line, read_toml
+from broke.fileio import atomic_write, framed, is_cut, locate_line, read_toml
 from broke.paths import PROJECT_ROOT
 from broke.state.model import ON_BUDGET, Access, Budget, SlotConfig
 from broke.state.schema import SchemaError, structure, unstructure
@@ -27,6 +27,8 @@ class Team:
 
     description: str = ""
     slots: dict[str, SlotConfig] = field(default_factory=dict)
+    #: Access limits loading the team sets (None: loading it leaves them as they are).
+    access: Access | None = None
 
 
 @dataclass
@@ -69,8 +71,19 @@ class PresetLibrary(Generic[P]):
             )
         return name
 
+    def _first_line(self) -> str:
+        return f"# broke {self.noun}: edit it by hand if you like, but keep its last line (or it counts as cut short)"
+
+    def _last_line(self) -> str:
+        return f"# end of broke {self.noun}"
+
     def _parse(self, path: Path) -> P:
         data, text = read_toml(path)
+        if is_cut(text, self._first_line(), self._last_line()):
+            raise StateFileError(f"{path}: the {self.noun} file is cut short (broke's last line '{self._last_line()}' "
+                                 "is missing); if you edited it by hand and it is complete, add that line back")
+        if not data and not text.startswith(self._first_line()[:18]):  # broke may write an empty preset, framed
+            raise StateFileError(f"{path}: the {self.noun} file is empty (holds no settings)")
         try:
             return structure(self.cls, data)
         except SchemaError as exc:
@@ -101,7 +114,7 @@ class PresetLibrary(Generic[P]):
 
     def save(self, name: str, preset: P) -> Path:
         path = self.user_dir / f"{self.check_name(name)}.toml"
-        atomic_write(path, tomli_w.dumps(unstructure(preset)).encode("utf-8"))
+        atomic_write(path, framed(tomli_w.dumps(unstructure(preset)), self._first_line(), self._last_line()))
         return path
 
     def delete(self, name: str) -> Path:

@@ -56,10 +56,10 @@ def diagnosis(home: Path) -> str:
     return "\n".join(logs)
 
 
-def run_broke(e2e, tmp_path: Path, bin_dir: Path, *args: str,
-              env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+def run_broke(e2e, tmp_path: Path, bin_dir: Path, *args: str, env: dict[str, str] | None = None,
+              cwd: Path | None = None) -> subprocess.CompletedProcess:
     """`broke ARGS…` as the user runs it: stale provider settings in the environment (and `env`),
-    the client's own home in tmp_path, stdin closed."""
+    the client's own home in tmp_path, stdin closed; run in `cwd` (default: tmp_path)."""
     env = {**os.environ, **STALE, "BROKE_HOME": str(e2e["home"]), "BROKE_PORT": str(e2e["port"]),
            "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', os.defpath)}",
            "HOME": str(tmp_path / "client-home"), "CODEX_HOME": str(tmp_path / "codex-home"),
@@ -67,7 +67,7 @@ def run_broke(e2e, tmp_path: Path, bin_dir: Path, *args: str,
     for name in ("client-home", "codex-home"):
         (tmp_path / name).mkdir(exist_ok=True)
     try:
-        return subprocess.run([str(BROKE), *args], env=env, cwd=tmp_path, stdin=subprocess.DEVNULL,
+        return subprocess.run([str(BROKE), *args], env=env, cwd=cwd or tmp_path, stdin=subprocess.DEVNULL,
                               capture_output=True, text=True, timeout=CLIENT_TIMEOUT_S)
     except subprocess.TimeoutExpired as exc:
         pytest.fail(f"`broke {' '.join(args)}` ran over {CLIENT_TIMEOUT_S}s\nstdout: {exc.stdout}\n"

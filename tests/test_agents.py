@@ -13,6 +13,7 @@ from broke.cli.main import app
 from broke.control import supervisor
 from broke.control.runfiles import TokenStore
 from broke.procs import free_port
+from broke.sandbox.support import check as sandbox_support
 from clients import diagnosis, run_broke
 from conftest import add_fake_backends, run_cli
 from fake_conversation import ENCRYPTED_PREFIX, THINKING_TEXT, Reply, ToolCall
@@ -25,6 +26,7 @@ CODEX_SLOTS = ("gpt-5-codex", "gpt-5", "gpt-5-mini")
 #: The Anthropic-native backend serves a model LiteLLM knows, so it applies that model's capabilities
 #: (thinking) as it would for the real provider.
 ANTHROPIC_MODEL = "claude-sonnet-4-5-20250929"
+STRICT_UNAVAILABLE = sandbox_support().profiles["strict"]  # why bubblewrap cannot confine here, if it cannot
 OPENAI_MODEL = "gpt-5-codex"
 
 
@@ -124,6 +126,39 @@ def test_claude_code_runs_a_tool_and_reads_its_result(agent, tmp_path, client_bi
             assert said["content"][0]["type"] == "thinking" and said["content"][0]["signature"].startswith("fakesig")
         else:
             assert said["reasoning_content"] == THINKING_TEXT
+
+
+@pytest.mark.skipif(bool(STRICT_UNAVAILABLE), reason=f"no strict sandbox here: {STRICT_UNAVAILABLE}")
+def test_claude_code_writes_a_file_inside_the_strict_sandbox(agent, tmp_path, client_bin):
+    fake, marker = agent["fake"], uuid.uuid4().hex
+    work = tmp_path / "project"
+    work.mkdir()
+    target = work / "made-in-sandbox.txt"
+    route(CLAUDE_SLOTS, "fakeant/claude-fake")
+    fake.script(ToolCall("Write", {"file_path": str(target), "content": marker}), Reply(f"sandboxed {marker}"))
+    done = run_broke(agent, tmp_path, client_bin, "claude", "--sandbox", "strict", "-p", "make the file",
+                     "--allowedTools", "Write", cwd=work)
+    assert_done(agent, done, f"sandboxed {marker}")
+    assert target.read_text() == marker  # the tool ran in the working directory, the one place it may write
+    asked, answered = scripted(fake)
+    assert "File created successfully" in answered["tool_results"][0]
+    audit = (agent["home"] / "run" / "launch_audit.log").read_text().splitlines()
+    assert json.loads(audit[-1])["sandbox"] == "strict"
+
+
+@pytest.mark.skipif(bool(STRICT_UNAVAILABLE), reason=f"no strict sandbox here: {STRICT_UNAVAILABLE}")
+def test_codex_runs_a_command_inside_the_strict_sandbox(agent, tmp_path, client_bin):
+    fake, marker = agent["fake"], uuid.uuid4().hex
+    work = tmp_path / "project"
+    work.mkdir()
+    route(CODEX_SLOTS, "fakeoai/gpt-fake")
+    fake.script(ToolCall("exec_command", {"cmd": f"printf %s {marker} > made.txt && echo wrote-{marker}"}),
+                Reply(f"sandboxed {marker}"))
+    done = run_broke(agent, tmp_path, client_bin, "codex", "--sandbox", "strict", "exec", "--skip-git-repo-check",
+                     "--dangerously-bypass-approvals-and-sandbox", "make the file", cwd=work)
+    assert_done(agent, done, f"sandboxed {marker}")
+    assert (work / "made.txt").read_text() == marker
+    assert f"wrote-{marker}" in scripted(fake)[1]["tool_results"][0]
 
 
 CODEX_CASES = {

@@ -103,3 +103,21 @@ def test_a_read_command_loads_only_its_own_command_module(broke_home, args):
     command_modules = {m for m in loaded if m.startswith("broke.cli.")} - {
         "broke.cli.script", "broke.cli.main", "broke.cli.output"}
     assert command_modules == {f"broke.cli.{COMMANDS[args[0]]}"}
+
+
+def test_a_bug_in_the_core_is_one_line_and_changes_nothing(broke_home, cli, monkeypatch):
+    """An exception no handler expects (here a core function that breaks) is reported on one line asking
+    for a report, exit 1; BROKE_DEBUG=1 lets the traceback through."""
+    from broke import changes
+
+    def broken_swap(*_args: object, **_kwargs: object) -> None:
+        raise KeyError("slots")
+
+    monkeypatch.setattr(changes, "swap", broken_swap)
+    result = cli("swap", "sonnet", "anthropic/claude-opus-4-1-20250805")
+    assert result.exit_code == 1
+    assert result.stderr.strip() == "broke: error: internal error, please report it: KeyError: 'slots'"
+    assert "Traceback" not in result.output and not (broke_home / "state.toml").exists()
+    monkeypatch.setenv("BROKE_DEBUG", "1")
+    debugged = cli("swap", "sonnet", "anthropic/claude-opus-4-1-20250805")
+    assert isinstance(debugged.exception, KeyError)

@@ -57,6 +57,18 @@ def test_a_hand_edited_state_file_stays_readable(rich_state, cli, cli_json):
     assert StateStore(rich_state.parent).load().slots["sonnet"].backend == "cerebras/gpt-oss-120b"
 
 
+def test_a_state_file_linked_to_nothing_is_refused_and_restore_moves_the_link_aside(rich_state, cli):
+    target = rich_state.parent / "dotfiles" / "state.toml"  # e.g. kept in a dotfiles checkout that moved
+    rich_state.unlink()
+    rich_state.symlink_to(target)
+    for args in (["list"], ["freeze", "on"]):
+        assert_one_error_line(cli(*args), str(rich_state), "symlink", str(target), "broke snapshot restore")
+        assert rich_state.is_symlink() and not target.exists()
+    assert cli("snapshot", "restore", "1").exit_code == 0
+    assert not rich_state.is_symlink() and set(StateStore(rich_state.parent).load().backends) == {"lab/one", "lab/two"}
+    assert [p.name for p in rich_state.parent.iterdir() if p.name.startswith("state.toml.damaged-") and p.is_symlink()]
+
+
 def test_a_cut_file_the_user_confirms_is_accepted(rich_state, cli):
     text = rich_state.read_text()
     rich_state.write_text(text[: text.index("[backends.")] + LAST_LINE + "\n")
@@ -168,3 +180,19 @@ def test_a_writer_killed_mid_write_leaves_a_temp_file_that_the_next_write_remove
         os.utime(broke_home / name, (stale, stale))
     assert cli("swap", "sonnet", "cerebras/gpt-oss-120b").exit_code == 0
     assert not [n for n in os.listdir(broke_home) if n.endswith(".tmp")]
+
+
+@pytest.mark.parametrize("kind", ["team", "profile"])
+def test_a_cut_team_or_profile_file_is_refused_and_a_hand_edited_one_read(broke_home, cli, kind):
+    made = cli("team", "save", "mine") if kind == "team" else cli("profile", "new", "mine", "--slots", "haiku")
+    assert made.exit_code == 0, made.output
+    path = broke_home / f"{kind}s" / "mine.toml"
+    text = path.read_text()
+    assert text.splitlines()[0].startswith(f"# broke {kind}:") and text.splitlines()[-1] == f"# end of broke {kind}"
+    show = ["team", "show", "mine"] if kind == "team" else ["profile", "show", "mine"]
+    path.write_text(text[: len(text) // 2].rsplit("\n", 1)[0] + "\n")  # cut at a line: still valid TOML
+    assert_one_error_line(cli(*show), str(path), "cut short", f"# end of broke {kind}")
+    path.write_text("")
+    assert_one_error_line(cli(*show), str(path), "empty")
+    path.write_text("\n".join(text.splitlines()[1:-1]) + "\n")  # hand-written: no first or last line
+    assert cli(*show).exit_code == 0

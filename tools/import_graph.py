@@ -15,11 +15,12 @@ LAYERS = {
     "broke.errors": 0, "broke.paths": 0, "broke.fileio": 0, "broke.procs": 0, "broke.lifeline": 0,
     "broke.plotting": 0,
     "broke.state": 1, "broke.catalog": 1, "broke.keys": 1, "broke.health": 2,
+    "broke.sandbox": 2, "broke.preflight": 2,
     "broke.routing": 3, "broke.router": 3,
     "broke.baselines": 4, "broke.machine": 4,
     "broke.context": 4, "broke.changes": 4, "broke.presets": 4, "broke.diagnostics": 4, "broke.local": 4,
     "broke.control": 5, "broke.cost": 5, "broke.cost.prices": 4, "broke.cost.usage": 4,
-    "broke.bench": 6, "broke.launch": 6, "broke.gateway": 7, "broke.cli": 8,
+    "broke.bench": 6, "broke.launch": 6, "broke.launch_sandbox": 6, "broke.gateway": 7, "broke.cli": 8,
 }
 
 

@@ -127,12 +127,16 @@ def set_key_policy(store: StateStore, provider: str, *, mode: str | None = None,
 
 
 def set_model_policy(store: StateStore, slot: str, *, mode: str | None = None,
-                     order: list[str] | None = None, cooldown_last: bool | None = None) -> State:
-    """Change how a slot orders its backends, and whether cooldown ones are tried last (given fields only)."""
+                     order: list[str] | None = None, cooldown_last: bool | None = None,
+                     retries: int | None = None, cooldown_s: int | None = None) -> State:
+    """Change how a slot orders its backends, whether cooldown ones are tried last, how many more backends
+    a request tries after the first and how long a failed one sits out at most (given fields only)."""
     catalog = load_catalog()
     check_slot(slot, catalog)
     if mode is not None and mode not in MODEL_POLICY_MODES:
         raise InvalidInputError(f"--mode must be one of {', '.join(MODEL_POLICY_MODES)}")
+    if (cooldown_s is not None and cooldown_s < 0) or (retries is not None and retries < 0):
+        raise InvalidInputError("--cooldown and --retries must be 0 or more")
 
     def apply(state: State) -> None:
         for backend_id in order or []:
@@ -144,5 +148,9 @@ def set_model_policy(store: StateStore, slot: str, *, mode: str | None = None,
             policy.order = list(order)
         if cooldown_last is not None:
             policy.cooldown_last = cooldown_last
+        if retries is not None:
+            policy.retries = retries
+        if cooldown_s is not None:
+            policy.cooldown_s = cooldown_s
 
     return store.update(apply)[0]

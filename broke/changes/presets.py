@@ -18,7 +18,7 @@ from broke.state.model import (
 from broke.state.store import StateStore
 
 
-def _apply_team(state: State, name: str, team: Team, catalog: Catalog, source: Path) -> None:
+def apply_team(state: State, name: str, team: Team, catalog: Catalog, source: Path) -> None:
     """Put a team's slots into the state; the same checks as `swap` and `fallback`, naming the file."""
     for slot, config in team.slots.items():
         try:
@@ -31,13 +31,17 @@ def _apply_team(state: State, name: str, team: Team, catalog: Catalog, source: P
                     check_backend(entry, state, catalog, slot)
         except BrokeError as exc:
             raise InvalidInputError(f"{source}: slot '{slot}': {exc}") from None
+    if team.access is not None:
+        for slot in team.access.slots:
+            check_slot(slot, catalog)
+        state.access = Access(list(team.access.slots), team.access.rpm, team.access.tpm)
     state.active_team = name
 
 
 def load_team(store: StateStore, name: str) -> State:
     entry = teams(store.home).get(name)
     catalog = load_catalog()
-    return store.update(lambda s: _apply_team(s, name, entry.preset, catalog, entry.path))[0]
+    return store.update(lambda s: apply_team(s, name, entry.preset, catalog, entry.path))[0]
 
 
 def save_team(store: StateStore, name: str, description: str = "") -> Path:
@@ -57,7 +61,7 @@ def load_profile(store: StateStore, name: str) -> State:
 
     def apply(state: State) -> None:
         if team is not None:
-            _apply_team(state, team.name, team.preset, catalog, team.path)
+            apply_team(state, team.name, team.preset, catalog, team.path)
         state.access = Access(list(profile.access.slots), profile.access.rpm, profile.access.tpm)
         state.active_profile = name
 

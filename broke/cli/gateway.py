@@ -1,20 +1,44 @@
 """`start`, `stop`, `restart`, `status`, `connect`, `probe`, `metrics`: the running gateway."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 
 from broke.cli.output import JSON_OPTION, console, esc, print_json, say, show, store, table, warn
 
 PORT_OPTION = typer.Option(None, "--port", help="Front proxy port on 127.0.0.1 (default 4000 or $BROKE_PORT).")
 
+FORCE_OPTION = typer.Option(False, "--force", help="Start despite a preflight finding that could hijack the "
+                            "process holding the keys (logged).")
+
+
+def _preflight(home: Path, force: bool) -> None:
+    """Refuse to start on a finding that could hijack the gateway (unless `force`); warn of the others."""
+    import os
+
+    from broke import preflight
+
+    findings = preflight.preflight(home, os.environ)
+    preflight.enforce(home, findings, command="start the gateway", force=force)
+    for finding in findings:
+        warn(("forced past: " if finding.hijack else "") + finding.message)
+
 
 def start(port: int | None = PORT_OPTION,
-          wait: bool = typer.Option(False, "--wait", help="Also wait until LiteLLM answers, if it is needed.")) -> None:
+          wait: bool = typer.Option(False, "--wait", help="Also wait until LiteLLM answers, if it is needed."),
+          force: bool = FORCE_OPTION) -> None:
     """Start the gateway (if not running) and wait until the front proxy answers.
 
     LiteLLM starts in the background, and only if some slot's backends need API translation;
     requests that need it wait for it.
     """
+    _preflight(store().home, force)
+    _start(port, wait)
+
+
+def _start(port: int | None, wait: bool) -> None:
+    """Start the gateway, once the preflight let it, and say how it went."""
     import time
 
     from broke.control import supervisor
@@ -43,13 +67,15 @@ def stop() -> None:
     say("\n".join(done) if done else "the gateway is not running")
 
 
-def restart(port: int | None = PORT_OPTION) -> None:
+def restart(port: int | None = PORT_OPTION, force: bool = FORCE_OPTION) -> None:
     """Stop, then start (re-reads keys and custom backends), on the port the gateway had unless --port says."""
     from broke.control.runfiles import read_record
 
-    record = read_record(store().home)
+    home = store().home
+    _preflight(home, force)  # before stopping: a refused restart leaves the gateway as it was
+    record = read_record(home)
     stop()
-    start(port or (record.front.port if record else None), False)
+    _start(port or (record.front.port if record else None), False)
 
 
 def status(as_json: bool = JSON_OPTION) -> None:
@@ -117,23 +143,36 @@ def bare() -> None:
 
 
 def connect(profile: str | None = typer.Option(None, "--profile", "-p", help="A profile-bound token."),
+            admin: bool = typer.Option(False, "--admin", help="The admin token of /admin/v1 instead (never give "
+                                                              "it to a client)."),
             as_json: bool = JSON_OPTION) -> None:
-    """Print the base URL and the client token (or a profile's token) for clients."""
+    """Print the base URL and the client token (or a profile's, or the admin token) for clients."""
     from broke.control import supervisor
     from broke.control.runfiles import DEFAULT_PORT, TokenStore
+    from broke.control.tokens import admin_token
+    from broke.errors import UsageProblem
     from broke.presets import profiles
 
     home = store().home
     owner = "client"
+    if profile and admin:
+        raise UsageProblem("--admin and --profile do not go together: the admin token belongs to no profile")
     if profile:
         profiles(home).get(profile)
         owner = f"profile:{profile}"
-    token = TokenStore(home).token_for(owner)
+    token = admin_token(home) if admin else TokenStore(home).token_for(owner)
     current = supervisor.status(home)
     record = current.record
     base_url = record.base_url if record else f"http://127.0.0.1:{DEFAULT_PORT}"
     if not any(p.name == "front" and p.alive for p in current.processes):
         warn(f"the gateway is not running: nothing answers at {base_url} until `broke start`")
+    if admin:
+        if as_json:
+            print_json({"base_url": base_url, "admin_token": token, "openapi": f"{base_url}/admin/v1/openapi.json"})
+            return
+        say(f"base URL:    {base_url}/admin/v1\nadmin token: {token}\n[dim]Authorization: Bearer <admin token>; "
+            f"the API is described at {base_url}/admin/v1/openapi.json[/]")
+        return
     if as_json:
         print_json({"base_url": base_url, "token": token, "profile": profile})
         return

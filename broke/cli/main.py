@@ -32,6 +32,7 @@ COMMANDS: dict[str, str] = {
     "benchmark-sequential": "bench",
     "export-baseline": "bench",
     "router": "router",
+    "sandbox": "sandbox",
     "local": "local",
     "worker": "local",
     "node": "nodes",

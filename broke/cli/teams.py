@@ -81,6 +81,36 @@ def team_delete(name: str = NAME) -> None:
     say(f"team [bold]{esc(name)}[/] deleted")
 
 
+@team_app.command("fallback")
+def team_fallback(
+    name: str = NAME,
+    slot: str = typer.Argument(..., help="A slot the team sets."),
+    entries: list[str] = typer.Argument(..., metavar="BACKEND...", help="Backend ids or slot names, in order."),
+) -> None:
+    """Set the fallbacks of SLOT in team NAME (a shipped team is saved as your own copy)."""
+    from broke import changes
+
+    path = changes.set_team_fallbacks(store(), name, slot, list(entries))
+    say(f"team [bold]{esc(name)}[/]: {esc(slot)} falls back to {esc(', '.join(entries))} ({esc(str(path))}); "
+        f"`broke team load {esc(name)}` applies it")
+
+
+@team_app.command("access")
+def team_access(
+    name: str = NAME,
+    slots: str | None = typer.Option(None, "--slots", help="Allowed slots, comma-separated ('' = all)."),
+    rpm: int | None = typer.Option(None, "--rpm", help="Requests per minute; 0 = unlimited."),
+    tpm: int | None = typer.Option(None, "--tpm", help="Tokens per minute; 0 = unlimited."),
+) -> None:
+    """Set the access limits loading team NAME applies (omitted = unchanged)."""
+    from broke import changes
+
+    slot_list = None if slots is None else [s.strip() for s in slots.split(",") if s.strip()]
+    path = changes.set_team_access(store(), name, slots=slot_list, rpm=rpm, tpm=tpm)
+    say(f"team [bold]{esc(name)}[/]: access limits saved ({esc(str(path))}); `broke team load {esc(name)}` "
+        "applies them")
+
+
 @profile_app.command("new")
 def profile_new(
     name: str = NAME,

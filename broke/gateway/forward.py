@@ -142,9 +142,11 @@ class Forwarder:
                     if not blames_key(failure.reason):
                         down.add(candidate.backend)
                     policy = state.key_policy.get(candidate.provider)
+                    model_policy = state.model_policy.get(resolution.slot)
                     await self.recorder.record(AttemptFailed(
                         resolution.slot, candidate, failure, self.record.key_refs.get(candidate.key_env or ""),
-                        cooldown_s=policy.cooldown_s if policy else None))
+                        cooldown_s=policy.cooldown_s if policy else None,
+                        backend_cooldown_s=model_policy.cooldown_s if model_policy else None))
                     break
         finally:
             self.metrics.in_flight -= 1

@@ -69,6 +69,7 @@ class AttemptFailed:
     failure: Failure
     key_ref: str | None
     cooldown_s: float | None = None  # the key policy's cooldown for a rate-limited key
+    backend_cooldown_s: float | None = None  # the slot's model policy cap on a failed backend's sit-out
     worker: str | None = None  # the replica (NAME@PORT) that failed, for a local model
 
 
@@ -155,7 +156,7 @@ class Recorder:
             self.rotation.key_failed(candidate.provider, candidate.key_env)
         else:
             await self._observe(self.transitions.backend_failed, candidate.backend, failure.reason,
-                                failure.retry_after_s)
+                                failure.retry_after_s, outcome.backend_cooldown_s)
         self.transitions.log.write(event="failover", slot=slot, provider=candidate.provider,
                                    backend=candidate.backend, key_ref=outcome.key_ref, reason=failure.reason,
                                    status=failure.status)

@@ -23,7 +23,9 @@ from broke.catalog import load_catalog
 from broke.control.runfiles import GatewayRecord
 from broke.cost.book import CostBook, cost_header
 from broke.cost.prices import request_cost, request_tokens
+from broke.gateway.admin import AdminAPI
 from broke.gateway.auth import Authenticator, Client, Refusal, is_loopback
+from broke.gateway.codex_models import CODEX_QUERY, codex_catalog
 from broke.gateway.complexity import RouterModel, decision_headers
 from broke.gateway.dashboard.app import Dashboard, LiveView
 from broke.gateway.dashboard.sessions import host_allowed
@@ -88,6 +90,7 @@ class FrontProxy:
             Route("/health", self.health_check, methods=["GET"]),
             Route("/metrics", self.metrics_text, methods=["GET"]),
             *Dashboard(view).routes(),
+            *AdminAPI(view).routes(),
         ]
         return Starlette(routes=routes, lifespan=self._lifespan, middleware=[Middleware(self._HeaderLimit, proxy=self)])
 
@@ -161,6 +164,8 @@ class FrontProxy:
             return client
         limits = client.limits(self.state.get().access)
         slots = [s for s in self.catalog.slots if all(access.allows(s) for _, access in limits)]
+        if CODEX_QUERY in request.query_params:  # Codex's discovery: its own catalog shape
+            return JSONResponse(codex_catalog(self.catalog, slots))
         return JSONResponse({"object": "list", "data": [
             {"id": slot, "object": "model", "created": 0, "owned_by": "broke"} for slot in slots]})
 

@@ -367,6 +367,9 @@ def resolve(
         candidates = _scoped(candidates, slot, state, scope)
     cooldown_last = policy.cooldown_last if policy else DEFAULT_COOLDOWN_LAST
     attempts = attempt_order(candidates, state, cooldown_last)
+    if policy and policy.retries is not None:  # the first backend, then at most `retries` more
+        tried = list(dict.fromkeys(c.backend for c in attempts))[:policy.retries + 1]
+        attempts = tuple(c for c in attempts if c.backend in tried)
     reason = ""
     allowed = scope.access.allows(slot)
     if not allowed:

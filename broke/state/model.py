@@ -7,7 +7,8 @@ from typing import Literal
 SCHEMA_VERSION = 1
 
 KEY_POLICY_MODES = ("round_robin", "priority", "sticky", "rotate_on_rate_limit")
-MODEL_POLICY_MODES = ("ordered", "round_robin", "fastest", "cheapest")
+#: "priority_order" and "ordered" (its older name) try the chain in order.
+MODEL_POLICY_MODES = ("priority_order", "ordered", "round_robin", "fastest", "cheapest")
 BUDGET_PERIODS = ("day", "month")
 #: What a request of an owner whose budget is spent gets: a 429, or only candidates that cost nothing.
 ON_BUDGET = ("refuse", "fallback")
@@ -91,6 +92,10 @@ class ModelPolicy:
     #: slot's only backend never becomes an outage; when false a request with nothing usable left
     #: fails at once. Blocked and auth-failed candidates are never tried.
     cooldown_last: bool = DEFAULT_COOLDOWN_LAST
+    #: At most this many more backends after the first (None: every one in the chain).
+    retries: int | None = field(default=None, metadata={"min": 0})
+    #: The longest a failed backend of this slot sits out (None: the gateway's own cap).
+    cooldown_s: int | None = field(default=None, metadata={"min": 0})
 
 
 @dataclass
@@ -154,3 +159,5 @@ class State:
     router: RouterConfig = field(default_factory=RouterConfig)
     prices: dict[str, Price] = field(default_factory=dict)  # backend id -> its own prices
     cost_reference: dict[str, str] = field(default_factory=dict)  # slot -> the backend savings are measured against
+    #: The sandbox profile each client launches in by default (client -> normal / hardened / strict).
+    sandbox: dict[str, str] = field(default_factory=dict)

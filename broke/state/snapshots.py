@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from broke.errors import StateFileError
-from broke.fileio import atomic_write, read_toml
+from broke.fileio import atomic_write, framed, is_cut, read_toml
 from broke.state.schema import unstructure
 
 MAX_SNAPSHOTS = 20
@@ -60,8 +60,7 @@ class SnapshotFiles:
             note=note,
         )
         document = {"snapshot": unstructure(info), "state": data}
-        text = f"{FIRST_LINE}\n{tomli_w.dumps(document)}{LAST_LINE}\n"
-        atomic_write(self.path(info.id), text.encode("utf-8"))
+        atomic_write(self.path(info.id), framed(tomli_w.dumps(document), FIRST_LINE, LAST_LINE))
         for old in (ids + [info.id])[:-MAX_SNAPSHOTS]:
             self.path(old).unlink(missing_ok=True)
         return info
@@ -70,7 +69,7 @@ class SnapshotFiles:
         """Snapshot `snapshot_id`'s header, its raw state data and the file's text (for error lines)."""
         path = self.path(snapshot_id)
         data, text = read_toml(path)
-        if text.startswith(FIRST_LINE[:16]) and LAST_LINE not in text.splitlines():
+        if is_cut(text, FIRST_LINE, LAST_LINE):
             raise StateFileError(f"{path}: the snapshot is cut short (its last line '{LAST_LINE}' is missing)")
         meta, state_data = data.get("snapshot"), data.get("state")
         if not isinstance(meta, dict) or not isinstance(state_data, dict):

@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 
 from broke.catalog import load_catalog
 from broke.errors import FrozenError, LockTimeoutError, NotFoundError, StateFileError
-from broke.fileio import atomic_write, locate_line, read_toml
+from broke.fileio import atomic_write, framed, is_cut, locate_line, read_toml
 from broke.paths import FILE_MODE, broke_home, ensure_dir
 from broke.state import migrations
 from broke.state.model import SCHEMA_VERSION, SlotConfig, State
@@ -79,7 +79,7 @@ LAST_LINE = "# end of broke state file"
 def dump_state(state: State) -> bytes:
     import tomli_w
 
-    return f"{FIRST_LINE}\n{tomli_w.dumps(unstructure(state))}{LAST_LINE}\n".encode()
+    return framed(tomli_w.dumps(unstructure(state)), FIRST_LINE, LAST_LINE)
 
 
 def check_complete(text: str, data: dict[str, Any], source: Path) -> None:
@@ -87,7 +87,7 @@ def check_complete(text: str, data: dict[str, Any], source: Path) -> None:
 
     A file without broke's first line (written by hand, or by a broke before these lines) is taken as it is.
     """
-    if text.startswith(FIRST_LINE[:18]) and LAST_LINE not in text.splitlines():
+    if is_cut(text, FIRST_LINE, LAST_LINE):
         raise StateFileError(
             f"{source}: the state file is cut short (broke's last line '{LAST_LINE}' is missing); "
             "if you edited it by hand and it is complete, add that line back"
@@ -105,7 +105,11 @@ class StateStore:
         self.lock_path = self.home / "state.toml.lock"
 
     def read(self) -> LoadedState:
-        """The current state; a fresh home gives the default state without writing anything."""
+        """The current state; a fresh home gives the default state without writing anything. A state file
+        that is a symlink to nothing is an error, not a fresh home (a write would replace the link)."""
+        if self.path.is_symlink() and not self.path.exists():
+            raise StateFileError(f"{self.path} is a symlink to {os.readlink(self.path)}, which does not exist; "
+                                 f"restore that file, or {self.recovery_hint()}")
         if not self.path.exists():
             return LoadedState(state=default_state(), file_version=SCHEMA_VERSION, exists=False)
         try:
