@@ -7,13 +7,16 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from broke.gateway.metrics import Metrics
 from broke.gateway.traffic import Trace, Traffic
 from broke.health import BUSY, HealthTransitions, blames_key
 from broke.routing.resolve import Candidate
 from broke.routing.rotation import RotationState
+
+if TYPE_CHECKING:
+    from broke.gateway.routed import OutcomeLog
 
 log = logging.getLogger("broke.gateway")
 
@@ -91,8 +94,9 @@ class Recorder:
     """Records every outcome the same way, wherever in the proxy it happened."""
 
     def __init__(self, metrics: Metrics, traffic: Traffic, transitions: HealthTransitions,
-                 rotation: RotationState) -> None:
+                 rotation: RotationState, routed: OutcomeLog | None = None) -> None:
         self.metrics, self.traffic, self.transitions, self.rotation = metrics, traffic, transitions, rotation
+        self.routed = routed  # the `auto` router's outcome records
 
     @staticmethod
     async def _observe(write: Callable[..., object], *args: Any) -> None:
@@ -112,6 +116,8 @@ class Recorder:
         elif isinstance(outcome, Answered):
             self.metrics.answered(outcome.slot, outcome.backend, outcome.status, time.perf_counter() - outcome.started)
             self.traffic.publish(outcome.trace, outcome.started)
+            if self.routed is not None:
+                self.routed.answered(outcome.trace)
         elif isinstance(outcome, Succeeded):
             if outcome.forgiven:
                 await self._observe(self.transitions.forgive, outcome.forgiven)

@@ -1,0 +1,119 @@
+"""Outcome records of routed requests in the home's records database (`broke.records`), and feedback on them.
+
+Table `router_outcomes`: one row per request the `auto` router decided (written by the gateway's
+`OutcomeLog`): its id (the answer's `x-broke-request-id`), time, client, slot, tier, backend,
+p_strong, latency, tokens, status, the prompt's embedding (never its text) and the feedback given.
+Bounded to KEEP rows, the oldest going first.
+
+Feedback on a request (`broke feedback`, the gateway's feedback endpoint) is stored on its row and,
+when the request went to the basic or balanced tier, becomes a label (`labels`): good says the weaker
+model sufficed (target 0), bad that the strong one was needed (target 1). On premium the strong model
+answered, so good or bad says nothing about whether the weaker one would have done: kept, not learned.
+"""
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+from broke.errors import InvalidInputError, NotFoundError
+from broke.records import open_records
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS router_outcomes (
+    request_id TEXT PRIMARY KEY,
+    time REAL NOT NULL,
+    client TEXT NOT NULL,
+    slot TEXT NOT NULL,
+    tier TEXT NOT NULL,
+    backend TEXT NOT NULL,
+    p_strong REAL,
+    latency_ms REAL,
+    tokens INTEGER,
+    status INTEGER NOT NULL,
+    vector BLOB,
+    feedback TEXT
+);
+"""
+INSERT = ("INSERT OR REPLACE INTO router_outcomes (request_id, time, client, slot, tier, backend, p_strong, "
+          "latency_ms, tokens, status, vector, feedback) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL)")
+TABLE = "router_outcomes"
+#: Outcome records kept at most.
+KEEP = 50_000
+VERDICTS = {"good": 0.0, "bad": 1.0}
+#: Tiers whose feedback teaches the router (see the module docstring).
+LEARNING_TIERS = ("basic", "balanced")
+FIELDS = ("request_id", "time", "client", "slot", "tier", "backend", "p_strong", "latency_ms", "tokens", "status",
+          "feedback")
+
+
+def rows(home: Path, limit: int | None = None) -> Iterator[dict]:
+    """Outcome records, newest first (every one, or the newest `limit`), without their vectors."""
+    connection = open_records(home, SCHEMA)
+    try:
+        cursor = connection.execute(f"SELECT {', '.join(FIELDS)} FROM {TABLE} ORDER BY rowid DESC LIMIT ?",
+                                    (-1 if limit is None else limit,))
+        for row in cursor:
+            yield dict(zip(FIELDS, row, strict=True))
+    finally:
+        connection.close()
+
+
+def count(home: Path) -> int:
+    connection = open_records(home, SCHEMA)
+    try:
+        return int(connection.execute(f"SELECT count(*) FROM {TABLE}").fetchone()[0])
+    finally:
+        connection.close()
+
+
+def export(home: Path, path: Path) -> int:
+    """Write every outcome record (oldest first, no vectors) to `path` as JSON lines; returns how many."""
+    records = list(rows(home))[::-1]
+    try:
+        with path.open("w", encoding="utf-8") as fh:
+            for record in records:
+                fh.write(json.dumps(record) + "\n")
+    except OSError as exc:
+        raise InvalidInputError(f"cannot write {path}: {exc.strerror}") from None
+    return len(records)
+
+
+def forget(home: Path) -> int:
+    """Delete every outcome record (labels learned from feedback stay: `broke router forget` drops those)."""
+    connection = open_records(home, SCHEMA)
+    try:
+        return int(connection.execute(f"DELETE FROM {TABLE}").rowcount)
+    finally:
+        connection.close()
+
+
+def give_feedback(home: Path, request_id: str, verdict: str, client: str | None = None) -> bool:
+    """Record good|bad on a routed request (only the client that made it, when `client` is given) and,
+    on a learning tier, store it as a label. Returns whether the router learns from it.
+    Raises InvalidInputError for another verdict, NotFoundError for a request not in the records."""
+    from broke.router.labels import Label, add
+
+    if verdict not in VERDICTS:
+        raise InvalidInputError(f"feedback is good or bad, not '{verdict}'")
+    connection = open_records(home, SCHEMA)
+    try:
+        found = connection.execute(f"SELECT client, tier, vector FROM {TABLE} WHERE request_id = ?",
+                                   (request_id,)).fetchone()
+        if found is None or (client is not None and found[0] != client):
+            raise NotFoundError(f"no routed request '{request_id}' in the outcome records "
+                                "(`broke router outcomes` lists them)")
+        connection.execute(f"UPDATE {TABLE} SET feedback = ? WHERE request_id = ?", (verdict, request_id))
+    except sqlite3.Error as exc:
+        raise InvalidInputError(f"feedback not recorded: {exc}") from None
+    finally:
+        connection.close()
+    _, tier, vector = found
+    if tier not in LEARNING_TIERS or not vector:
+        return False
+    import numpy as np
+
+    add(home, [Label(f"request:{request_id}", request_id, "feedback", VERDICTS[verdict], 1.0,
+                     np.frombuffer(vector, dtype=np.float32))])
+    return True
