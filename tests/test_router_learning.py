@@ -64,7 +64,7 @@ def outcome_file(path: Path, lines: list[Any]) -> Path:
 
 def teach(tmp_path: Path) -> Path:
     return outcome_file(tmp_path / "team.jsonl", [{"prompt": p, "weak": 0.0, "strong": 1.0} for p in SQL]
-                        + [{"prompt": p, "winner": "tie"} for p in CHAT])
+                        + [{"prompt": p, "winner": "weak"} for p in CHAT])
 
 
 def p_strong(cli_json: Any, prompt: str) -> float:
@@ -208,3 +208,38 @@ def test_the_gateway_refits_in_the_background_when_labels_arrive(
         time.sleep(0.01)
     assert proxy.chat("auto", **ask).headers["x-broke-tier"] == "premium"
     assert np.isfinite(float(proxy.chat("auto", **ask).headers["x-broke-complexity"]))
+
+
+def test_calibrate_on_your_own_requests(home: Path, cloud: FakeProvider, start_proxy: StartProxy,
+                                        store: StateStore, cli) -> None:
+    changes.set_tier(store, "basic", [MODEL_A])
+    changes.set_tier(store, "premium", [MODEL_B])
+    proxy = start_proxy()
+    assert proxy.front is not None
+    for prompt in SQL[:5]:
+        assert proxy.chat("auto", messages=[{"role": "user", "content": prompt}]).status_code == 200
+    proxy.front.routed.flush()
+    assert_one_error_line(cli("router", "calibrate", "--strong-share", "0.5", "--own"), "5 recorded `auto` requests",
+                          "too few")
+    for prompt in SQL[5:] + CHAT:
+        assert proxy.chat("auto", messages=[{"role": "user", "content": prompt}]).status_code == 200
+    proxy.front.routed.flush()
+    result = cli("router", "calibrate", "--strong-share", "0.5", "--own")
+    assert result.exit_code == 0, result.output
+    premium = store.load().router.premium_from
+    tiers = [proxy.chat("auto", messages=[{"role": "user", "content": p}]).headers["x-broke-tier"]
+             for p in SQL + CHAT]
+    assert 15 <= tiers.count("premium") <= 25, (premium, tiers)
+
+
+def test_a_fresh_home_loads_the_shipped_prior_without_training(broke_home: Path) -> None:
+    expected = artifact.version(data_version(DATA_FILE))
+    assert artifact.load_shipped(expected) is not None, \
+        "the shipped prior is stale: run `.venv/bin/python -m tools.router_data.make_prior`"
+    model.forget_loaded()
+    start = time.perf_counter()
+    router = learned.load(broke_home)
+    router.estimate(PROBE)
+    assert time.perf_counter() - start < 5.0
+    assert artifact.load(broke_home, expected) is not None  # cached in the home, signed with its key
+    model.forget_loaded()

@@ -69,16 +69,20 @@ def router_thresholds(balanced: float | None = typer.Option(None, "--balanced", 
 def router_calibrate(
         strong_share: float = typer.Option(..., "--strong-share", min=0.0, max=1.0,
                                            help="Share of the reference prompts to send to premium."),
+        own: bool = typer.Option(False, "--own", help="Calibrate on your own `auto` requests (their outcome "
+                                                      "records) instead of the shipped reference prompts."),
 ) -> None:
     """Set the thresholds so about STRONG_SHARE of a reference prompt set goes to premium (RouteLLM-style)."""
     from broke import changes
     from broke.router.data import reference_prompts
-    from broke.router.model import load_or_train
-    from broke.router.tiers import calibrate
+    from broke.router.decide import own_p_strong
+    from broke.router.learned import load
+    from broke.router.tiers import calibrate, calibrate_scores
 
     s = store()
-    with console().status("calibrating on the reference prompts"):
-        thresholds = calibrate(strong_share, reference_prompts(), load_or_train(s.home))
+    with console().status("calibrating"):
+        thresholds = (calibrate_scores(strong_share, own_p_strong(s.home)) if own
+                      else calibrate(strong_share, reference_prompts(), load(s.home)))
     state = changes.set_thresholds(s, balanced_from=thresholds.balanced_from, premium_from=thresholds.premium_from)
     say(f"premium from p_strong {thresholds.premium_from:.3f}, balanced from {thresholds.balanced_from:.3f} "
         f"(generation {state.generation})")

@@ -28,14 +28,14 @@ class OutcomeLog:
 
     def __init__(self, home: Path) -> None:
         self.home = home
-        self.pending: OrderedDict[str, Any] = OrderedDict()
+        self.pending: OrderedDict[str, tuple[float | None, Any]] = OrderedDict()
         self._appender: Appender | None = None
 
     def decided(self, request_id: str, estimate: Any) -> None:
         """The router estimated this request (`estimate` None: it did not)."""
         if estimate is None:
             return
-        self.pending[request_id] = getattr(estimate, "vector", None)
+        self.pending[request_id] = (getattr(estimate, "prior", None), getattr(estimate, "vector", None))
         while len(self.pending) > PENDING:
             self.pending.popitem(last=False)
 
@@ -43,12 +43,12 @@ class OutcomeLog:
         """The request's answer ended: append its outcome record (the writing happens on the Appender's thread)."""
         if trace.request_id not in self.pending:
             return
-        vector = self.pending.pop(trace.request_id)
+        prior, vector = self.pending.pop(trace.request_id)
         if self._appender is None:
             self._appender = Appender(self.home, outcomes.SCHEMA, outcomes.INSERT, table=outcomes.TABLE,
                                       keep=outcomes.KEEP)
         self._appender.add((trace.request_id, trace.ts, trace.client, trace.slot, trace.tier, trace.backend,
-                            trace.p_strong, trace.latency_ms, trace.tokens, trace.status,
+                            trace.p_strong, prior, trace.latency_ms, trace.tokens, trace.status,
                             None if vector is None else np.asarray(vector, dtype=np.float32).tobytes()))
 
     def flush(self) -> None:

@@ -82,6 +82,26 @@ def learning_summary(home: Path) -> dict:
             "strong_needed": float(np.mean(local.targets)) if len(local) else None}
 
 
+#: Outcome records `router calibrate --own` needs at least.
+MIN_OWN_PROMPTS = 20
+
+
+def own_p_strong(home: Path) -> list[float]:
+    """The p_strong of the user's recorded `auto` requests as the router estimates them now: each one's
+    prior p_strong (as recorded) moved by the labels the router has now."""
+    import numpy as np
+
+    from broke.router import outcomes
+    from broke.router.learned import load
+
+    prior, vectors = outcomes.priors(home)
+    if len(prior) < MIN_OWN_PROMPTS:
+        raise InvalidInputError(f"{len(prior)} recorded `auto` requests are too few to calibrate on "
+                                f"(at least {MIN_OWN_PROMPTS}); calibrate on the reference prompts meanwhile")
+    p, _ = load(home).local.blend(np.asarray(prior), vectors)
+    return [float(v) for v in p]
+
+
 def forget_learning(home: Path) -> int:
     """Return to the prior: delete every label; returns how many there were."""
     from broke.router.labels import forget

@@ -33,8 +33,8 @@ CREATE TABLE IF NOT EXISTS router_labels (
 """
 #: Labels kept at most (the oldest go first).
 KEEP = 20_000
-#: A `winner` line's target: how much the strong model was needed.
-WINNER_TARGETS = {"strong": 1.0, "weak": 0.0, "tie": 0.0}
+#: A `winner` line's target: how much the strong model was preferred (0.5: neither).
+WINNER_TARGETS = {"strong": 1.0, "weak": 0.0, "tie": 0.5}
 
 
 @dataclass(frozen=True)
@@ -56,8 +56,9 @@ def prompt_key(prompt: str) -> str:
 
 def target_of(weak: float, strong: float) -> float:
     """The target of a prompt both models were scored on (0..1): 1 where only the strong model did well,
-    0 where the weak one did as well, the gain in between."""
-    return float(min(max(strong - weak, 0.0), 1.0))
+    0 where only the weak one did, 0.5 where they did as well (on `perf/router_quality.py --adapt` this
+    beat the gain clipped at 0: a tie is not evidence that the weak model is preferred)."""
+    return (strong - weak + 1.0) / 2.0
 
 
 def _score(value: object) -> TypeGuard[float]:

@@ -6,7 +6,7 @@ labels), so a restart, another process or the gateway's background refit get the
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +14,14 @@ import numpy as np
 from broke.router import labels
 from broke.router.estimator import Estimate, Router
 from broke.router.local import LocalModel, Neighbour
+
+
+@dataclass(frozen=True)
+class LearnedEstimate(Estimate):
+    """An estimate whose p_strong the labels moved; `prior` is the shipped prior's p_strong."""
+
+    prior: float | None = None
+
 
 #: A label's weight by where it came from: an imported outcome set, feedback on a request, a judge.
 ORIGIN_WEIGHTS = {"learn": 1.0, "feedback": 1.0, "judge": 1.0}
@@ -31,9 +39,9 @@ class Learned:
         """The estimate for one prompt (the request-time path)."""
         estimate = self.prior.estimate(prompt)
         if not len(self.local) or estimate.vector is None:
-            return estimate
+            return _moved(estimate, estimate.p_strong)
         p, _ = self.local.blend(np.array([estimate.p_strong]), estimate.vector)
-        return replace(estimate, p_strong=float(p[0]))
+        return _moved(estimate, float(p[0]))
 
     def estimate_many(self, prompts: Sequence[str]) -> list[Estimate]:
         """Estimates for many prompts at once."""
@@ -42,10 +50,10 @@ class Learned:
     def adjust(self, estimates: Sequence[Estimate]) -> list[Estimate]:
         """The prior's estimates (with their vectors) with p_strong moved by the labels."""
         if not len(self.local) or not estimates:
-            return list(estimates)
+            return [_moved(e, e.p_strong) for e in estimates]
         p, _ = self.local.blend(np.array([e.p_strong for e in estimates]),
                                 np.stack([np.asarray(e.vector) for e in estimates]))
-        return [replace(e, p_strong=float(v)) for e, v in zip(estimates, p, strict=True)]
+        return [_moved(e, float(v)) for e, v in zip(estimates, p, strict=True)]
 
     def drivers(self, prompt: str) -> list[tuple[str, float]]:
         """What drove the prior's p_strong (Router.drivers)."""
@@ -58,6 +66,12 @@ class Learned:
             return Explanation(estimate.p_strong, estimate.p_strong, 0.0, [])
         p, weight = self.local.blend(np.array([estimate.p_strong]), estimate.vector)
         return Explanation(estimate.p_strong, float(p[0]), float(weight[0]), self.local.neighbours(estimate.vector))
+
+
+def _moved(estimate: Estimate, p_strong: float) -> LearnedEstimate:
+    """`estimate` with p_strong moved to `p_strong`, keeping the prior's."""
+    return LearnedEstimate(estimate.prompt_complexity, estimate.answer_complexity, estimate.code_bias, p_strong,
+                           estimate.vector, estimate.p_strong)
 
 
 @dataclass(frozen=True)

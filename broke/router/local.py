@@ -1,12 +1,12 @@
 """What the router learned from the user's own labels, and how it moves the shipped prior's p_strong.
 
 A label is a prompt's static embedding (`embed`; never its text), a target in 0..1 (how much the
-strong model was needed: 1 = only the strong model did it well, 0 = the weak one did as well) and a
-weight. The local model is the labels themselves (fitting is stacking them, deterministic for the
-same labels): for a prompt, each label within the NEIGHBOURS most similar pulls with a kernel
-weight exp((cosine − 1) / BANDWIDTH) times its own weight. Their weighted mean target is the local
-estimate, and `evidence` = the sum of their kernel weights says how much labelled evidence lies
-near the prompt. p_strong becomes the evidence-weighted blend
+strong model was preferred: 1 = only the strong model did it well, 0.5 = both did as well, 0 = the
+weak one did better or sufficed) and a weight. The local model is the labels themselves (fitting is
+stacking them, deterministic for the same labels): for a prompt, each label among the NEIGHBOURS
+most similar pulls with a kernel weight exp((cosine − 1) / BANDWIDTH) times its own weight. Their
+weighted mean target is the local estimate, and `evidence` = the sum of their kernel weights says
+how much labelled evidence lies near the prompt. p_strong becomes the evidence-weighted blend
 
     p = (PRIOR_STRENGTH · prior + evidence · local) / (PRIOR_STRENGTH + evidence)
 

@@ -292,7 +292,8 @@ _LOADING = threading.Lock()
 
 def load_or_train(home: Path | None = None, data_path: Path = DATA_FILE) -> Router:
     """The Router for `home` (default $BROKE_HOME): loaded once per process from the cached
-    artifact, or trained and cached when the artifact is missing, stale or not broke's own."""
+    artifact; when that is missing, stale or not broke's own, the prior shipped in the package
+    (`artifact.load_shipped`, for the shipped data) or else one trained here, then cached."""
     from broke.paths import broke_home
 
     home = (home or broke_home()).resolve()
@@ -302,7 +303,8 @@ def load_or_train(home: Path | None = None, data_path: Path = DATA_FILE) -> Rout
             version = artifact.version(data_version(data_path))
             router = artifact.load(home, version)
             if router is None:
-                router = train(load_rows(data_path))
+                shipped = artifact.load_shipped(version) if data_path.resolve() == DATA_FILE.resolve() else None
+                router = shipped or train(load_rows(data_path))
                 artifact.save(home, version, router)
             _LOADED[key] = router
         return _LOADED[key]

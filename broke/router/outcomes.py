@@ -2,7 +2,8 @@
 
 Table `router_outcomes`: one row per request the `auto` router decided (written by the gateway's
 `OutcomeLog`): its id (the answer's `x-broke-request-id`), time, client, slot, tier, backend,
-p_strong, latency, tokens, status, the prompt's embedding (never its text) and the feedback given.
+p_strong (as decided, and the shipped prior's), latency, tokens, status, the prompt's embedding
+(never its text) and the feedback given.
 Bounded to KEEP rows, the oldest going first.
 
 Feedback on a request (`broke feedback`, the gateway's feedback endpoint) is stored on its row and,
@@ -17,6 +18,8 @@ import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
+
 from broke.errors import InvalidInputError, NotFoundError
 from broke.records import open_records
 
@@ -29,6 +32,7 @@ CREATE TABLE IF NOT EXISTS router_outcomes (
     tier TEXT NOT NULL,
     backend TEXT NOT NULL,
     p_strong REAL,
+    prior REAL,
     latency_ms REAL,
     tokens INTEGER,
     status INTEGER NOT NULL,
@@ -36,8 +40,8 @@ CREATE TABLE IF NOT EXISTS router_outcomes (
     feedback TEXT
 );
 """
-INSERT = ("INSERT OR REPLACE INTO router_outcomes (request_id, time, client, slot, tier, backend, p_strong, "
-          "latency_ms, tokens, status, vector, feedback) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL)")
+INSERT = ("INSERT OR REPLACE INTO router_outcomes (request_id, time, client, slot, tier, backend, p_strong, prior, "
+          "latency_ms, tokens, status, vector, feedback) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL)")
 TABLE = "router_outcomes"
 #: Outcome records kept at most.
 KEEP = 50_000
@@ -58,6 +62,22 @@ def rows(home: Path, limit: int | None = None) -> Iterator[dict]:
             yield dict(zip(FIELDS, row, strict=True))
     finally:
         connection.close()
+
+
+def priors(home: Path, limit: int = 5000) -> tuple[list[float], np.ndarray]:
+    """The shipped prior's p_strong and the embedding of the newest `limit` recorded requests that have both."""
+    connection = open_records(home, SCHEMA)
+    try:
+        found = connection.execute(f"SELECT prior, vector FROM {TABLE} WHERE prior IS NOT NULL AND vector IS NOT NULL "
+                                   "ORDER BY rowid DESC LIMIT ?", (limit,)).fetchall()
+    finally:
+        connection.close()
+    sizes = {len(v) for _, v in found}
+    if len(sizes) > 1:  # made with other token vectors: keep the newest kind
+        found = [(p, v) for p, v in found if len(v) == len(found[0][1])]
+    vectors = np.frombuffer(b"".join(v for _, v in found), dtype=np.float32).reshape(len(found), -1) if found \
+        else np.zeros((0, 0), dtype=np.float32)
+    return [float(p) for p, _ in found], vectors
 
 
 def count(home: Path) -> int:
@@ -112,8 +132,6 @@ def give_feedback(home: Path, request_id: str, verdict: str, client: str | None 
     _, tier, vector = found
     if tier not in LEARNING_TIERS or not vector:
         return False
-    import numpy as np
-
     add(home, [Label(f"request:{request_id}", request_id, "feedback", VERDICTS[verdict], 1.0,
                      np.frombuffer(vector, dtype=np.float32))])
     return True
