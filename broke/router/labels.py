@@ -27,6 +27,7 @@ CREATE TABLE IF NOT EXISTS router_labels (
     time REAL NOT NULL,
     origin TEXT NOT NULL,
     target REAL NOT NULL,
+    prior REAL NOT NULL,
     weight REAL NOT NULL,
     vector BLOB NOT NULL
 );
@@ -40,12 +41,13 @@ WINNER_TARGETS = {"strong": 1.0, "weak": 0.0, "tie": 0.5}
 @dataclass(frozen=True)
 class Label:
     """One label: a stable key, what `explain` calls it (FILE:LINE, the request id), where it came from,
-    its target (0..1), weight and the prompt's embedding."""
+    its target (0..1), the shipped prior's p_strong for the prompt, weight and the prompt's embedding."""
 
     key: str
     name: str
     origin: str
     target: float
+    prior: float
     weight: float
     vector: np.ndarray
 
@@ -102,9 +104,9 @@ def add(home: Path, labels: Sequence[Label]) -> None:
         now = time.time()
         connection.execute("BEGIN")
         connection.executemany(
-            "INSERT OR REPLACE INTO router_labels (key, name, time, origin, target, weight, vector) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)",
-            [(label.key, label.name, now, label.origin, label.target, label.weight,
+            "INSERT OR REPLACE INTO router_labels (key, name, time, origin, target, prior, weight, vector) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [(label.key, label.name, now, label.origin, label.target, label.prior, label.weight,
               np.asarray(label.vector, dtype=np.float32).tobytes()) for label in labels])
         connection.execute("COMMIT")
         prune(connection, "router_labels", KEEP)
@@ -114,11 +116,12 @@ def add(home: Path, labels: Sequence[Label]) -> None:
 
 @dataclass(frozen=True)
 class Stored:
-    """Every stored label, oldest first: names, origins, targets, weights and vectors (n, dims)."""
+    """Every stored label, oldest first: names, origins, targets, priors, weights and vectors (n, dims)."""
 
     names: tuple[str, ...]
     origins: tuple[str, ...]
     targets: np.ndarray
+    priors: np.ndarray
     weights: np.ndarray
     vectors: np.ndarray
 
@@ -128,15 +131,14 @@ def read(home: Path, dims: int) -> Stored:
     connection = open_records(home, SCHEMA)
     try:
         rows = connection.execute(
-            "SELECT name, origin, target, weight, vector FROM router_labels ORDER BY id").fetchall()
+            "SELECT name, origin, target, prior, weight, vector FROM router_labels ORDER BY id").fetchall()
     finally:
         connection.close()
-    rows = [r for r in rows if len(r[4]) == dims * 4]
-    vectors = (np.frombuffer(b"".join(r[4] for r in rows), dtype=np.float32).reshape(len(rows), dims)
+    rows = [r for r in rows if len(r[5]) == dims * 4]
+    vectors = (np.frombuffer(b"".join(r[5] for r in rows), dtype=np.float32).reshape(len(rows), dims)
                if rows else np.zeros((0, dims), dtype=np.float32))
-    return Stored(tuple(r[0] for r in rows), tuple(r[1] for r in rows),
-                  np.array([r[2] for r in rows], dtype=np.float64), np.array([r[3] for r in rows], dtype=np.float64),
-                  vectors)
+    targets, priors, weights = (np.array([r[i] for r in rows], dtype=np.float64) for i in (2, 3, 4))
+    return Stored(tuple(r[0] for r in rows), tuple(r[1] for r in rows), targets, priors, weights, vectors)
 
 
 def version(home: Path) -> tuple[int, int]:

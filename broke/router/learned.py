@@ -89,7 +89,8 @@ def fit(home: Path, prior: Router) -> Learned:
     version = labels.version(home)
     stored = labels.read(home, prior.vector_dims())
     weights = stored.weights * np.array([ORIGIN_WEIGHTS.get(o, 1.0) for o in stored.origins])
-    return Learned(prior, LocalModel.fit(stored.vectors, stored.targets, weights, stored.names), version)
+    return Learned(prior, LocalModel.fit(stored.vectors, stored.targets, weights, stored.names, stored.priors),
+                   version)
 
 
 def load(home: Path) -> Learned:
@@ -99,12 +100,6 @@ def load(home: Path) -> Learned:
     return fit(home, load_or_train(home))
 
 
-def represent(prior: Router, prompts: Sequence[str]) -> np.ndarray:
-    """The prompts' embeddings as the router compares them (n, dims)."""
-    return np.stack([np.asarray(e.vector) for e in prior.estimate_many(prompts)]) if prompts else \
-        np.zeros((0, prior.vector_dims()), dtype=np.float32)
-
-
 def learn(home: Path, outcomes: Sequence[tuple[str, str, float]], origin: str = "learn",
           prior: Router | None = None) -> Learned:
     """Store (name, prompt, target) labels (their embeddings, never the text) and fit on every stored
@@ -112,7 +107,8 @@ def learn(home: Path, outcomes: Sequence[tuple[str, str, float]], origin: str = 
     from broke.router.model import load_or_train
 
     prior = prior or load_or_train(home)
-    vectors = represent(prior, [prompt for _, prompt, _ in outcomes])
-    labels.add(home, [labels.Label(labels.prompt_key(prompt), name, origin, target, 1.0, vector)
-                      for (name, prompt, target), vector in zip(outcomes, vectors, strict=True)])
+    estimates = prior.estimate_many([prompt for _, prompt, _ in outcomes])
+    labels.add(home, [labels.Label(labels.prompt_key(prompt), name, origin, target, e.p_strong, 1.0,
+                                   np.asarray(e.vector))
+                      for (name, prompt, target), e in zip(outcomes, estimates, strict=True)])
     return fit(home, prior)

@@ -119,7 +119,7 @@ def give_feedback(home: Path, request_id: str, verdict: str, client: str | None 
         raise InvalidInputError(f"feedback is good or bad, not '{verdict}'")
     connection = open_records(home, SCHEMA)
     try:
-        found = connection.execute(f"SELECT client, tier, vector FROM {TABLE} WHERE request_id = ?",
+        found = connection.execute(f"SELECT client, tier, vector, prior FROM {TABLE} WHERE request_id = ?",
                                    (request_id,)).fetchone()
         if found is None or (client is not None and found[0] != client):
             raise NotFoundError(f"no routed request '{request_id}' in the outcome records "
@@ -129,9 +129,9 @@ def give_feedback(home: Path, request_id: str, verdict: str, client: str | None 
         raise InvalidInputError(f"feedback not recorded: {exc}") from None
     finally:
         connection.close()
-    _, tier, vector = found
-    if tier not in LEARNING_TIERS or not vector:
+    _, tier, vector, prior = found
+    if tier not in LEARNING_TIERS or not vector or prior is None:
         return False
-    add(home, [Label(f"request:{request_id}", request_id, "feedback", VERDICTS[verdict], 1.0,
+    add(home, [Label(f"request:{request_id}", request_id, "feedback", VERDICTS[verdict], prior, 1.0,
                      np.frombuffer(vector, dtype=np.float32))])
     return True
