@@ -31,7 +31,10 @@ def router_show(as_json: bool = JSON_OPTION) -> None:
     for tier in TIERS:
         t.add_row(tier, f"{starts[tier]:.3f}", esc(", ".join(router.tiers.get(tier, []))) or "[dim]none[/]")
     show(t)
-    if learning["labels"]:
+    if learning["labels"] and learning["prior_strength"] is None:
+        say(f"learned from {learning['labels']} labels, which tell prompts apart no better than the shipped prior "
+            "does: p_strong stays the prior's until more labels say otherwise")
+    elif learning["labels"]:
         origins = ", ".join(f"{n} from {origin}" for origin, n in sorted(learning["by_origin"].items()))
         say(f"learned from {learning['labels']} labels ({origins}); near them the labels carry "
             f"{learning['mean_weight']:.0%} of p_strong on average, the shipped prior the rest")

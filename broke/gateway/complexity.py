@@ -43,11 +43,13 @@ class RouterModel:
 
         prior = load_or_train(self.home)
         try:
-            self._router = fit(self.home, prior)
+            router = fit(self.home, prior)
         except RecordsError as exc:
             log.error("the router's labels are not read (%s); `auto` uses the shipped prior", exc)
-            self._router = Learned(prior, LocalModel.empty(prior.vector_dims()))
-        return self._router
+            router = Learned(prior, LocalModel.empty(prior.vector_dims()))
+        router.estimate("warm up")  # the token vectors are read here, not on the first request
+        self._router = router
+        return router
 
     def _refit(self) -> None:
         """Fit again if the stored labels changed since the last fit."""

@@ -67,19 +67,22 @@ def learn_file(home: Path, path: Path) -> tuple[int, Learned]:
 def learning_summary(home: Path) -> dict:
     """How many labels the router learned from (by origin), and how much weight they carry on average
     over those labelled prompts' own neighbourhoods (0: the prior alone)."""
+    import math
     from collections import Counter
 
     import numpy as np
 
+    from broke.router.embed import load_vectors
     from broke.router.labels import read
-    from broke.router.learned import load
+    from broke.router.learned import local_model
 
-    router = load(home)
-    local = router.local
-    origins = dict(Counter(read(home, router.prior.vector_dims()).origins))
+    dims = load_vectors().vectors.shape[1]
+    local = local_model(home, dims)  # no prior needed: nothing here is estimated
+    origins = dict(Counter(read(home, dims).origins))
     weight = float(np.mean(local.blend(np.zeros(len(local)), local.vectors)[1])) if len(local) else 0.0
-    return {"labels": len(local), "by_origin": origins, "mean_weight": weight,
-            "strong_needed": float(np.mean(local.targets)) if len(local) else None}
+    strength = None if math.isinf(local.strength) else local.strength  # None: the prior alone
+    return {"labels": len(local), "by_origin": origins, "mean_weight": weight, "prior_strength": strength,
+            "strong_preferred": float(np.mean(local.targets)) if len(local) else None}
 
 
 #: Outcome records `router calibrate --own` needs at least.

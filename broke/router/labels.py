@@ -33,7 +33,7 @@ CREATE TABLE IF NOT EXISTS router_labels (
 );
 """
 #: Labels kept at most (the oldest go first).
-KEEP = 20_000
+KEEP = 10_000
 #: A `winner` line's target: how much the strong model was preferred (0.5: neither).
 WINNER_TARGETS = {"strong": 1.0, "weak": 0.0, "tie": 0.5}
 

@@ -87,10 +87,14 @@ class Explanation:
 def fit(home: Path, prior: Router) -> Learned:
     """The learned router from the labels stored in `home`."""
     version = labels.version(home)
-    stored = labels.read(home, prior.vector_dims())
+    return Learned(prior, local_model(home, prior.vector_dims()), version)
+
+
+def local_model(home: Path, dims: int) -> LocalModel:
+    """The local model fitted on the labels stored in `home` (embeddings of `dims` dimensions)."""
+    stored = labels.read(home, dims)
     weights = stored.weights * np.array([ORIGIN_WEIGHTS.get(o, 1.0) for o in stored.origins])
-    return Learned(prior, LocalModel.fit(stored.vectors, stored.targets, weights, stored.names, stored.priors),
-                   version)
+    return LocalModel.fit(stored.vectors, stored.targets, weights, stored.names, stored.priors)
 
 
 def load(home: Path) -> Learned:
@@ -107,7 +111,7 @@ def learn(home: Path, outcomes: Sequence[tuple[str, str, float]], origin: str = 
     from broke.router.model import load_or_train
 
     prior = prior or load_or_train(home)
-    estimates = prior.estimate_many([prompt for _, prompt, _ in outcomes])
+    estimates = prior.estimate_many([prompt for _, prompt, _ in outcomes]) if outcomes else []
     labels.add(home, [labels.Label(labels.prompt_key(prompt), name, origin, target, e.p_strong, 1.0,
                                    np.asarray(e.vector))
                       for (name, prompt, target), e in zip(outcomes, estimates, strict=True)])
