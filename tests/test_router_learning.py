@@ -241,5 +241,21 @@ def test_a_fresh_home_loads_the_shipped_prior_without_training(broke_home: Path)
     router = learned.load(broke_home)
     router.estimate(PROBE)
     assert time.perf_counter() - start < 5.0
-    assert artifact.load(broke_home, expected) is not None  # cached in the home, signed with its key
+    assert not (broke_home / "router" / "model.npz").exists()  # the package's own copy serves
     model.forget_loaded()
+
+
+def test_feedback_on_premium_is_recorded_but_teaches_nothing(
+        home: Path, cloud: FakeProvider, start_proxy: StartProxy, store: StateStore, cli, cli_json) -> None:
+    changes.set_tier(store, "basic", [MODEL_A])
+    changes.set_tier(store, "premium", [MODEL_B])
+    changes.set_thresholds(store, balanced_from=0.0, premium_from=0.0)  # everything to premium
+    proxy = start_proxy()
+    assert proxy.front is not None
+    answer = proxy.chat("auto", messages=[{"role": "user", "content": PROBE}])
+    assert answer.headers["x-broke-tier"] == "premium"
+    proxy.front.routed.flush()
+    said = cli("feedback", answer.headers["x-broke-request-id"], "good")
+    assert said.exit_code == 0 and "recorded" in said.output and "does not learn" in said.output
+    assert cli_json("router", "outcomes", "--json")[1][0]["feedback"] == "good"
+    assert "learned from no labels" in cli("router", "show").output
