@@ -179,6 +179,7 @@ def test_routed_requests_are_recorded_and_feedback_teaches_the_router(
     exported = tmp_path / "out.jsonl"
     assert cli("router", "outcomes", "--export", str(exported)).exit_code == 0
     lines = [json.loads(line) for line in exported.read_text().splitlines()]
+    assert stat.S_IMODE(os.stat(exported).st_mode) == 0o600
     assert [r["request_id"] for r in lines] == ids and lines[0]["feedback"] == ("bad" if basic[0] == ids[0] else None)
     assert "forgot 6 outcome records" in cli("router", "outcomes", "--forget").output
     assert cli_json("router", "outcomes", "--json")[1] == []

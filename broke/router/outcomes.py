@@ -14,6 +14,7 @@ answered, so good or bad says nothing about whether the weaker one would have do
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from broke.errors import InvalidInputError, NotFoundError
+from broke.paths import FILE_MODE
 from broke.records import open_records
 
 SCHEMA = """
@@ -89,10 +91,10 @@ def count(home: Path) -> int:
 
 
 def export(home: Path, path: Path) -> int:
-    """Write every outcome record (oldest first, no vectors) to `path` as JSON lines; returns how many."""
+    """Write every outcome record (oldest first, no vectors) to `path` (0600) as JSON lines; returns how many."""
     records = list(rows(home))[::-1]
     try:
-        with path.open("w", encoding="utf-8") as fh:
+        with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE), "w", encoding="utf-8") as fh:
             for record in records:
                 fh.write(json.dumps(record) + "\n")
     except OSError as exc:
