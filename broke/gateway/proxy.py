@@ -2,6 +2,7 @@
 rate), the resolution of each request; the attempt loop (forward.py) carries it out."""
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import time
@@ -125,6 +126,7 @@ class FrontProxy:
         finally:
             watching.cancel()
             await session.close()
+            await asyncio.to_thread(self.routed.close)
 
     async def chat(self, request: Request) -> Response:
         return await self.handle(request, "/v1/chat/completions")

@@ -55,6 +55,11 @@ class OutcomeLog:
         if self._appender is not None:
             self._appender.flush()
 
+    def close(self) -> None:
+        """Write what is queued (the gateway stops)."""
+        if self._appender is not None:
+            self._appender.close()
+
 
 async def take_feedback(request: Request, home: Path, owner: str, log: OutcomeLog, model: RouterModel) -> Response:
     """`POST /v1/broke/feedback` `{"request_id": …, "verdict": "good"|"bad"}` from the client that made the
