@@ -33,9 +33,9 @@ def _resolve(slot: str, profile: str | None, prompt: str | None = None, with_spe
         scope = Scope(profile, access)
     if prompt is None:
         return (ctx.resolve_tiers(slot, scope) if every_tier else ctx.resolve(slot, scope)), ctx
-    from broke.router.model import load_or_train  # only now the router (and scikit-learn) is loaded
+    from broke.router.learned import load  # only now the router is loaded
 
-    return ctx.resolve(slot, scope, prompt, load_or_train(s.home)), ctx
+    return ctx.resolve(slot, scope, prompt, load(s.home)), ctx
 
 
 def _choice_line(resolution: Resolution) -> str:
@@ -83,10 +83,16 @@ def explain(slot: str = typer.Argument(..., help="A slot or a client model name.
     if resolution.tier:
         say(f"router: p_strong {resolution.p_strong:.3f} → tier [bold]{resolution.tier}[/]")
     if prompt is not None:
-        from broke.router.decide import prompt_drivers
+        from broke.router.decide import prompt_drivers, prompt_neighbours
 
         drivers = ", ".join(f"{name} {value:+.2f}" for name, value in prompt_drivers(store().home, prompt))
-        say(f"router: p_strong driven by (logit contributions): {esc(drivers)}")
+        say(f"router: prior p_strong driven by (logit contributions): {esc(drivers)}")
+        learned = prompt_neighbours(store().home, prompt)
+        if learned.neighbours:
+            names = ", ".join(f"{esc(n.name)} (similarity {n.similarity:.2f}, strong needed {n.target:.2f}, "
+                              f"pull {n.share:.0%})" for n in learned.neighbours)
+            say(f"router: your labels carry {learned.weight:.0%} here (prior {learned.prior:.3f} → "
+                f"{learned.p_strong:.3f}); nearest labels: {names}")
     t = table("#", "backend", "key", "source", "version", "health", "speed here", "verdict")
     for number, c in enumerate(resolution.candidates, start=1):
         version = {True: "pinned", False: "[yellow]floating[/]", None: "?"}[c.pinned]

@@ -7,7 +7,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from broke.cost.book import CostBook
 from broke.cost.usage import Usage
@@ -16,6 +16,9 @@ from broke.gateway.traffic import Trace, Traffic
 from broke.health import BUSY, HealthTransitions, blames_key
 from broke.routing.resolve import Candidate
 from broke.routing.rotation import RotationState
+
+if TYPE_CHECKING:
+    from broke.gateway.routed import OutcomeLog
 
 log = logging.getLogger("broke.gateway")
 
@@ -95,9 +98,10 @@ class Recorder:
     """Records every outcome the same way, wherever in the proxy it happened."""
 
     def __init__(self, metrics: Metrics, traffic: Traffic, transitions: HealthTransitions,
-                 rotation: RotationState, costs: CostBook) -> None:
+                 rotation: RotationState, costs: CostBook, routed: OutcomeLog | None = None) -> None:
         self.metrics, self.traffic, self.transitions, self.rotation = metrics, traffic, transitions, rotation
         self.costs = costs
+        self.routed = routed  # the `auto` router's outcome records
 
     @staticmethod
     async def _observe(write: Callable[..., object], *args: Any) -> None:
@@ -119,6 +123,8 @@ class Recorder:
             if outcome.priced:
                 self._priced(outcome)
             self.traffic.publish(outcome.trace, outcome.started)
+            if self.routed is not None:
+                self.routed.answered(outcome.trace)
         elif isinstance(outcome, Succeeded):
             if outcome.forgiven:
                 await self._observe(self.transitions.forgive, outcome.forgiven)

@@ -2,6 +2,7 @@
 rate), the resolution of each request; the attempt loop (forward.py) carries it out."""
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import os
@@ -36,6 +37,7 @@ from broke.gateway.live import Watched, watched_speeds
 from broke.gateway.load import WorkerLoad
 from broke.gateway.metrics import Metrics
 from broke.gateway.outcomes import Recorder, Refused
+from broke.gateway.routed import OutcomeLog, take_feedback
 from broke.gateway.traffic import Traffic, new_request_id
 from broke.gateway.watch import WorkerWatch
 from broke.gateway.wire import error_body
@@ -73,7 +75,8 @@ class FrontProxy:
         self.litellm = LiteLLM(home, record)
         transitions = HealthTransitions(home, self.health.last_good)
         self.costs = CostBook(home, self.catalog, self.state.get)
-        self.recorder = Recorder(self.metrics, self.traffic, transitions, self.rotation, self.costs)
+        self.routed = OutcomeLog(home)
+        self.recorder = Recorder(self.metrics, self.traffic, transitions, self.rotation, self.costs, self.routed)
         self.forwarder = Forwarder(record, self.catalog, keys, master_key, self.load, self.litellm, self.recorder,
                                    self.metrics, self.rotation)
 
@@ -87,6 +90,7 @@ class FrontProxy:
             Route(COUNT_TOKENS, self.count_tokens, methods=["POST"]),
             Route("/v1/responses", self.responses, methods=["POST"]),
             Route("/v1/models", self.models, methods=["GET"]),
+            Route("/v1/broke/feedback", self.feedback, methods=["POST"]),
             Route("/health", self.health_check, methods=["GET"]),
             Route("/metrics", self.metrics_text, methods=["GET"]),
             *Dashboard(view).routes(),
@@ -130,6 +134,7 @@ class FrontProxy:
             watching.cancel()
             await session.close()
             self.costs.close()
+            await asyncio.to_thread(self.routed.close)
 
     async def chat(self, request: Request) -> Response:
         return await self.handle(request, "/v1/chat/completions")
@@ -168,6 +173,13 @@ class FrontProxy:
             return JSONResponse(codex_catalog(self.catalog, slots))
         return JSONResponse({"object": "list", "data": [
             {"id": slot, "object": "model", "created": 0, "owned_by": "broke"} for slot in slots]})
+
+    async def feedback(self, request: Request) -> Response:
+        """good|bad on one of this client's `auto` requests (routed.take_feedback)."""
+        client = await self._authenticate(request)
+        if isinstance(client, Response):
+            return client
+        return await take_feedback(request, self.home, client.owner, self.routed, self.router_model)
 
     # ---- admission ------------------------------------------------------------------------------
     async def _refuse(self, metric: str, status: int, code: str, message: str) -> Response:
@@ -262,6 +274,7 @@ class FrontProxy:
         self.rotation.advance(resolution.slot, (c.provider for c in resolution.candidates), state)
         trace = self.traffic.begin(client.owner, resolution.slot, requested, resolution.generation, request_id)
         trace.tier, trace.p_strong, trace.stream = resolution.tier, resolution.p_strong, bool(payload.get("stream"))
+        self.routed.decided(request_id, resolution.estimate)
         headers = decision_headers(resolution)
         if admission.warning:
             headers["x-broke-budget-warning"] = admission.warning

@@ -103,6 +103,7 @@ class Dashboard:
             Route("/ui/api/team", change(self.team), methods=["POST"]),
             Route("/ui/api/profile", change(self.profile), methods=["POST"]),
             Route("/ui/api/freeze", change(self.freeze), methods=["POST"]),
+            Route("/ui/api/feedback", change(self.feedback), methods=["POST"]),
         ]
 
     # ---- who may ask ----------------------------------------------------------------------------
@@ -334,6 +335,23 @@ class Dashboard:
 
     async def profile(self, request: Request) -> Response:
         return await self._apply(request, lambda b: changes.load_profile(self._store(), self._text(b, "name")))
+
+    async def feedback(self, request: Request) -> Response:
+        """Thumbs on an `auto` decision: good|bad on its request (broke.router.outcomes.give_feedback)."""
+        from broke.router.outcomes import give_feedback
+
+        try:
+            body = orjson.loads(await request.body())
+            learned = await asyncio.to_thread(give_feedback, self.home, self._text(body, "request_id"),
+                                              self._text(body, "verdict"))
+        except (orjson.JSONDecodeError, AttributeError, ValueError) as exc:
+            return _error(400, str(exc) if isinstance(exc, ValueError) else "the body must be a JSON object",
+                          "invalid_request_error")
+        except NotFoundError as exc:
+            return _error(404, str(exc), "not_found")
+        except BrokeError as exc:
+            return _error(400, str(exc), "invalid_input")
+        return JSONResponse({"learned": learned})
 
     async def freeze(self, request: Request) -> Response:
         def call(body: dict) -> State:

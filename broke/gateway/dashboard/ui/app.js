@@ -265,10 +265,26 @@ function chart(target, figures) {
     el("span", { class: "value" }, `${value.toFixed(value < 10 ? 2 : 0)} ${figures.unit}`))));
 }
 
+async function thumb(cell, requestId, verdict) {
+  const answer = await fetch("/ui/api/feedback", {
+    method: "POST", credentials: "same-origin",
+    headers: { "content-type": "application/json", "x-broke-csrf": csrf },
+    body: JSON.stringify({ request_id: requestId, verdict }),
+  });
+  const data = await answer.json();
+  if (!answer.ok) { notice(`refused: ${data.error ? data.error.message : `HTTP ${answer.status}`}`, true); return; }
+  cell.textContent = verdict === "good" ? "👍" : "👎";
+  notice(`${requestId}: ${verdict}${data.learned ? "; the router learned from it" : " (recorded; premium answers teach nothing)"}`, false);
+}
+
 function decisionRow(d) {
   const number = (v) => (v === null || v === undefined ? "–" : v.toFixed(3));
+  const cell = el("td", { class: "thumbs" });
+  for (const [verdict, face] of [["good", "👍"], ["bad", "👎"]]) {
+    cell.append(el("button", { title: `the answer was ${verdict}`, onclick: () => thumb(cell, d.request_id, verdict) }, face));
+  }
   return el("tr", {}, el("td", {}, clock(d.ts)), el("td", {}, d.slot), el("td", {}, d.tier), el("td", { class: "num" }, number(d.p_strong)),
-    el("td", { class: "num" }, number(d.prompt_complexity)), el("td", {}, d.temperature), el("td", {}, d.backend));
+    el("td", { class: "num" }, number(d.prompt_complexity)), el("td", {}, d.temperature), el("td", {}, d.backend), cell);
 }
 
 async function loadLocal() {
