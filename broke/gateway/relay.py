@@ -15,7 +15,7 @@ from broke.gateway.metrics import Metrics
 from broke.gateway.outcomes import Answered, Recorder
 from broke.gateway.scrub import Scrubber
 from broke.gateway.traffic import Trace
-from broke.gateway.wire import ModelStamp, usage_tokens
+from broke.gateway.wire import Rewrite, usage_tokens
 
 #: What a stream cut after its headers ends with (an SSE error event, read by OpenAI and Anthropic SDKs alike),
 #: and the status it is counted under.
@@ -59,7 +59,7 @@ class Relay:
     backend: str
     started: float
     lease: Lease | None
-    stamp: ModelStamp
+    stamp: Rewrite  # the model name stamped, or the whole answer translated for the client
     trace: Trace
     spend: Callable[[int], None]  # counts the answer's tokens against the client's limits
     body: bytes | None  # the whole body of an answer that is not a stream (read by the attempt)
@@ -74,7 +74,8 @@ class Relay:
         if self.body is not None:
             if self.lease:
                 load.release(self.lease)
-            content = self.stamp.whole(self.body) if ok else self.scrub.bytes(self.body)
+            content = self.stamp.whole(self.body) if ok else self.scrub.bytes(self.stamp.error(upstream.status,
+                                                                                              self.body))
             trace.status, trace.tokens = upstream.status, usage_tokens(content) or None
             if spends:
                 self.spend(trace.tokens or 0)
