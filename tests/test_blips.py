@@ -23,12 +23,16 @@ pytestmark = pytest.mark.timeout(600)
 
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    """A running gateway whose `sonnet` has one backend (two keys) on the fake provider."""
+    """A running gateway whose `sonnet` has one backend (two keys) on the fake provider, and whose `auto`
+    is on the fake as an Anthropic backend: chat completions to it need LiteLLM, which runs."""
     home = tmp_path_factory.mktemp("recovery") / "home"
     fake = FakeProvider().start()
     with module_home(home):
         add_fake_backends(home, fake, "model-a", keys=("key-one", "key-two"))
-        run_cli("swap", "sonnet=fake/model-a")
+        run_cli("backend", "add", "fakeant/model-a", "--provider", "anthropic", "--api-base", fake.root_url,
+                "--model", "model-a", "--key-env", "FAKE_API_KEY")
+        run_cli("swap", "sonnet=fake/model-a", "auto=fakeant/model-a")
+        run_cli("fallback", "auto", "--clear")
         try:
             with serving("--wait") as (port, token):
                 yield {"home": home, "fake": fake, "url": f"http://127.0.0.1:{port}", "token": token}
@@ -51,6 +55,8 @@ def post(gw: dict[str, Any], path: str, body: dict[str, Any]) -> httpx.Response:
 
 CHAT = {"model": "sonnet", "messages": [{"role": "user", "content": "hi"}]}
 MESSAGES = {"model": "sonnet", "max_tokens": 32, "messages": [{"role": "user", "content": "hi"}]}
+#: Chat completions to the Anthropic backend: only LiteLLM carries them.
+VIA_LITELLM = {"model": "auto", "messages": [{"role": "user", "content": "hi"}]}
 
 
 def health(gw: dict[str, Any]) -> Any:
@@ -75,14 +81,15 @@ def test_a_rate_limit_of_every_key_is_over_by_the_next_request(gw: dict[str, Any
 
 
 def test_litellm_killed_is_restarted_and_no_backend_is_blamed(gw: dict[str, Any]) -> None:
-    assert post(gw, "/v1/messages", MESSAGES).status_code == 200  # translated: through LiteLLM
+    assert post(gw, "/v1/chat/completions", VIA_LITELLM).headers["x-broke-via"] == "litellm"
     record = read_record(Path(gw["home"]))
-    assert record is not None
+    assert record is not None and record.litellm.pid > 0
     os.kill(record.litellm.pid, signal.SIGKILL)
     time.sleep(0.5)
     assert post(gw, "/v1/chat/completions", CHAT).status_code == 200  # native: never needed LiteLLM
+    assert post(gw, "/v1/messages", MESSAGES).headers["x-broke-via"] == "translated"  # broke's own translation
     killed = time.time()
-    answer = post(gw, "/v1/messages", MESSAGES)  # finds LiteLLM gone, starts it again, and is served
+    answer = post(gw, "/v1/chat/completions", VIA_LITELLM)  # finds LiteLLM gone, starts it again, and is served
     assert answer.status_code == 200, answer.text
     assert time.time() - killed < 120
     now = health(gw)
@@ -107,16 +114,16 @@ def test_restart_reads_keys_afresh_and_forgets_an_auth_bench(gw: dict[str, Any])
 
 
 def test_a_backend_added_while_running_is_served_or_the_cli_says_restart(gw: dict[str, Any]) -> None:
-    added = run_cli("backend", "add", "fake/model-c", "--provider", "openai-compatible", "--model", "model-c",
-                    "--api-base", gw["fake"].base_url, "--key-env", "FAKE_API_KEY")
-    assert "Anthropic messages (Claude Code)" in added.stdout and "broke restart" in added.stdout
-    assert "chat completions" not in added.stdout  # those are served at once
-    run_cli("swap", "sonnet=fake/model-c")
+    added = run_cli("backend", "add", "fakeant/model-c", "--provider", "anthropic", "--model", "model-c",
+                    "--api-base", gw["fake"].root_url, "--key-env", "FAKE_API_KEY")
+    assert "chat completions" in added.stdout and "broke restart" in added.stdout
+    assert "Anthropic messages" not in added.stdout  # those are served at once
+    run_cli("swap", "sonnet=fakeant/model-c")
     try:
-        answer = post(gw, "/v1/chat/completions", CHAT)
-        assert answer.status_code == 200 and answer.headers["x-broke-backend"] == "fake/model-c", answer.text
-        refused = post(gw, "/v1/messages", MESSAGES)
+        answer = post(gw, "/v1/messages", MESSAGES)
+        assert answer.status_code == 200 and answer.headers["x-broke-backend"] == "fakeant/model-c", answer.text
+        refused = post(gw, "/v1/chat/completions", CHAT)
         assert refused.status_code == 400 and "broke restart" in refused.json()["error"]["message"]
     finally:
         run_cli("swap", "sonnet=fake/model-a")
-        run_cli("backend", "remove", "fake/model-c")
+        run_cli("backend", "remove", "fakeant/model-c")
