@@ -131,7 +131,7 @@ CODEX_CASES = {
     # backend, the fake's API behind broke
     "openai-compatible": ("fake/model-a", "chat"),  # /v1/responses translated onto chat completions by broke
     "openai-native": ("fakeoai/gpt-fake", "responses"),
-    # /v1/responses translated to Anthropic messages by LiteLLM: with reasoning on, the follow-up carries
+    # /v1/responses translated to Anthropic messages by broke: with reasoning on, the follow-up carries
     # the reasoning without its signed original, which Anthropic refuses with thinking on (issue 21).
     "anthropic-native": ("fakeant/claude-fake", "messages"),
 }

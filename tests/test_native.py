@@ -25,29 +25,22 @@ def fake():
 
 
 def test_a_request_that_needs_litellm_waits_while_it_starts(broke_home, fake, monkeypatch):
-    """`broke start` returns once the front proxy answers; a request only LiteLLM can carry (chat
-    completions to an Anthropic backend) waits for it, while broke's own translation serves at once."""
-    monkeypatch.setenv("BROKE_NATIVE", "1")
+    """`broke start` returns once the front proxy answers; with everything sent through LiteLLM
+    (BROKE_NATIVE=0) the first request waits for LiteLLM to start, and is answered."""
+    monkeypatch.setenv("BROKE_NATIVE", "0")
     add_fake_backends(broke_home, fake, "model-a")
-    run_cli("backend", "add", "fakeant/claude-x", "--provider", "anthropic", "--api-base", fake.root_url,
-            "--model", "claude-x", "--key-env", "FAKE_API_KEY")
-    run_cli("swap", "sonnet=fake/model-a", "auto=fakeant/claude-x")
+    run_cli("swap", "sonnet=fake/model-a")
     run_cli("start", "--port", str(free_port()))
     try:
         record = read_record(broke_home)
         token = json.loads(run_cli("connect", "--json").stdout)["token"]
-        assert record.litellm.pid > 0  # auto's clients speak chat completions to Anthropic: LiteLLM is starting
-        answer = httpx.post(record.base_url + "/v1/messages", timeout=30,
+        assert record.litellm.pid > 0  # starting, in the background
+        answer = httpx.post(record.base_url + "/v1/messages", timeout=180,
                             headers={"x-api-key": token, "anthropic-version": "2023-06-01"},
                             json={"model": "sonnet", "max_tokens": 16,
                                   "messages": [{"role": "user", "content": "hi"}]})
-        assert answer.status_code == 200 and answer.headers["x-broke-via"] == "translated", answer.text
+        assert answer.status_code == 200 and answer.headers["x-broke-via"] == "litellm", answer.text
         assert answer.json()["content"][0]["text"] == "fake:model-a:key-one"
-        chat = httpx.post(record.base_url + "/v1/chat/completions", timeout=180,
-                          headers={"authorization": f"Bearer {token}"},
-                          json={"model": "auto", "messages": [{"role": "user", "content": "hi"}]})
-        assert chat.status_code == 200, chat.text
-        assert chat.headers["x-broke-via"] == "litellm" and fake.requests[-1]["api"] == "messages"
         assert httpx.get(record.base_url + "/health", timeout=10).json()["litellm"] == "up"
     finally:
         run_cli("stop")
@@ -90,10 +83,10 @@ def test_claude_code_and_codex_on_chat_servers_never_start_litellm(broke_home, f
         run_cli("stop")
 
 
-def test_native_backends_need_no_litellm_until_a_request_needs_translation(broke_home, fake, monkeypatch):
+def test_native_backends_need_no_litellm_for_any_client_api(broke_home, fake, monkeypatch):
     """Claude's slots on Anthropic, Codex's on OpenAI, auto on an OpenAI-compatible server: every
-    client's API is native, so LiteLLM is not started; the first request that needs translation
-    starts it, waits for it and is answered."""
+    client's API is native, so LiteLLM is not started; the APIs that differ are translated by broke,
+    so it never is."""
     monkeypatch.setenv("BROKE_NATIVE", "1")
     add_fake_backends(broke_home, fake, "model-a")
     run_cli("backend", "add", "fakeant/claude-x", "--provider", "anthropic", "--api-base", fake.root_url,
@@ -130,12 +123,15 @@ def test_native_backends_need_no_litellm_until_a_request_needs_translation(broke
         assert fake.requests[-1]["api"] == "responses" and fake.requests[-1]["model"] == "gpt-x"
         assert read_record(broke_home).litellm.pid == 0  # nothing so far needed it
 
-        # Chat completions to an Anthropic backend need translation: LiteLLM starts on demand.
-        chat = httpx.post(url + "/v1/chat/completions", headers={"authorization": f"Bearer {token}"}, timeout=180,
+        # Chat completions and Responses to an Anthropic backend: translated by broke, still no LiteLLM.
+        chat = httpx.post(url + "/v1/chat/completions", headers={"authorization": f"Bearer {token}"}, timeout=30,
                           json={"model": "sonnet", "messages": [{"role": "user", "content": "hi"}]})
-        assert chat.status_code == 200 and chat.headers["x-broke-via"] == "litellm", chat.text
-        assert fake.requests[-1]["api"] == "messages"
-        assert read_record(broke_home).litellm.pid > 0
+        assert chat.status_code == 200 and chat.headers["x-broke-via"] == "translated", chat.text
+        responses = httpx.post(url + "/v1/responses", json={"model": "sonnet", "input": "hi"}, timeout=30,
+                               headers={"authorization": f"Bearer {token}"})
+        assert responses.status_code == 200 and responses.headers["x-broke-via"] == "translated", responses.text
+        assert [r["api"] for r in fake.requests[-2:]] == ["messages", "messages"]
+        assert read_record(broke_home).litellm.pid == 0
         assert json.loads(run_cli("status", "--json").stdout)["running"] is True
     finally:
         run_cli("stop")

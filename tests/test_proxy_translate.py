@@ -8,6 +8,7 @@ Setup lives in proxy_harness.py: `fake/model-a` and `fake/model-b` on the fake c
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -37,7 +38,7 @@ BASH = {"name": "Bash", "description": "run", "input_schema": {"type": "object",
 
 
 def events(answer: httpx.Response) -> list[dict[str, Any]]:
-    return [json.loads(line[6:]) for line in answer.text.splitlines() if line.startswith("data: ")]
+    return [json.loads(line[6:]) for line in answer.text.splitlines() if line.startswith("data: {")]
 
 
 def test_messages_reach_a_chat_backend_as_chat_completions_with_the_provider_key(
@@ -136,4 +137,32 @@ def test_a_local_model_gets_chat_completions_on_a_replica_broke_picks(
     (arrived,) = twin.requests  # the dead replica passed over for its twin, as for chat
     assert arrived["path"] == "/v1/chat/completions" and arrived["model"] == "default_model"
     assert arrived["body"]["max_tokens"] == proxy.record.local_max_tokens  # capped for the worker
+    assert litellm.requests == []
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_chat_and_responses_clients_reach_an_anthropic_backend_as_messages(
+        cloud: FakeProvider, store: StateStore, litellm: FakeLiteLLM, start_proxy: StartProxy, stream: bool) -> None:
+    changes.add_backend(store, "fakeant/claude-x", provider="anthropic", model="claude-x", api_base=cloud.root_url,
+                        key_env="FAKE_API_KEY", pinned=False)
+    changes.swap(store, [("sonnet", "fakeant/claude-x")])
+    proxy = start_proxy()
+    chat = proxy.chat(stream=stream)
+    assert chat.status_code == 200 and chat.headers["x-broke-via"] == "translated", chat.text
+    response = proxy.post("/v1/responses", {**RESPONSE, "stream": stream})
+    assert response.status_code == 200 and response.headers["x-broke-via"] == "translated", response.text
+    if stream:
+        said = [e for e in events(chat) if e.get("choices")]
+        assert "".join(e["choices"][0]["delta"].get("content") or "" for e in said) == "fake:claude-x:key-one"
+        assert chat.text.rstrip().endswith("data: [DONE]")
+        (done,) = [e["response"] for e in events(response) if e["type"] == "response.completed"]
+    else:
+        assert chat.json()["choices"][0]["message"]["content"] == "fake:claude-x:key-one"
+        done = response.json()
+    assert done["output"][0]["content"][0]["text"] == "fake:claude-x:key-one"
+    for answer in (chat, response):
+        assert set(re.findall(r'"model"\s*:\s*"([^"]*)"', answer.text)) == {"sonnet"}
+    arrived = cloud.requests
+    assert [(r["api"], r["model"], r["key"]) for r in arrived] == [("messages", "claude-x", "key-one")] * 2
+    assert arrived[1]["body"]["system"] == [{"type": "text", "text": "be brief"}]
     assert litellm.requests == []

@@ -121,7 +121,7 @@ def test_a_whole_chat_answer_becomes_a_message_under_the_requested_model() -> No
                           "tool_calls": [{"id": "call_1", "type": "function",
                                           "function": {"name": "Bash", "arguments": '{"command": "ls"}'}}]}}],
               "usage": {"prompt_tokens": 50, "completion_tokens": 7, "prompt_tokens_details": {"cached_tokens": 30}}}
-    message = orjson.loads(Translation("messages", {"model": "sonnet"}).whole(orjson.dumps(answer)))
+    message = orjson.loads(Translation("messages", "chat", {"model": "sonnet"}).whole(orjson.dumps(answer)))
     assert message["model"] == "sonnet" and message["type"] == "message" and message["role"] == "assistant"
     assert message["content"] == [
         {"type": "thinking", "thinking": "think", "signature": messages_chat.SIGNATURE},
@@ -137,7 +137,7 @@ def test_a_whole_chat_answer_becomes_a_message_under_the_requested_model() -> No
 
 @pytest.mark.parametrize("size", [1, 7, 10_000])
 def test_a_chat_stream_becomes_messages_events_with_parallel_calls_in_their_own_blocks(size: int) -> None:
-    said = events(fed(Translation("messages", {"model": "sonnet", "stream": True}), PARALLEL, size))
+    said = events(fed(Translation("messages", "chat", {"model": "sonnet", "stream": True}), PARALLEL, size))
     names = [name for name, _ in said]
     assert names[0] == "message_start" and names[-2:] == ["message_delta", "message_stop"]
     assert said[0][1]["message"]["model"] == "sonnet"
@@ -169,7 +169,7 @@ def test_a_chat_stream_becomes_messages_events_with_parallel_calls_in_their_own_
 
 
 def test_an_error_answers_in_anthropic_shape_and_count_tokens_is_estimated() -> None:
-    translation = Translation("messages", {"model": "sonnet"})
+    translation = Translation("messages", "chat", {"model": "sonnet"})
     error = orjson.loads(translation.error(429, b'{"error": {"message": "slow down", "type": "rate_limit"}}'))
     assert error == {"type": "error", "error": {"type": "rate_limit_error", "message": "slow down"}}
     assert orjson.loads(translation.error(503, b"upstream down"))["error"] == {"type": "api_error",
@@ -180,7 +180,7 @@ def test_an_error_answers_in_anthropic_shape_and_count_tokens_is_estimated() -> 
 
 
 def test_a_mid_stream_error_ends_the_stream_with_an_error_event() -> None:
-    said = events(Translation("messages", {"model": "sonnet"}).feed(sse(
+    said = events(Translation("messages", "chat", {"model": "sonnet"}).feed(sse(
         chunk({"content": "par"}), {"error": {"message": "overloaded", "code": 529}})))
     assert said[-1] == ("error", {"type": "error", "error": {"type": "api_error", "message": "overloaded"}})
 
@@ -254,7 +254,7 @@ def test_a_whole_chat_answer_becomes_a_response_with_custom_calls_back_in_their_
         "tool_calls": [{"id": "c1", "function": {"name": "shell", "arguments": '{"cmd":["ls"]}'}},
                        {"id": "c2", "function": {"name": "apply_patch", "arguments": '{"input": "*** Begin"}'}}]}}],
         "usage": {"prompt_tokens": 10, "completion_tokens": 4, "prompt_tokens_details": {"cached_tokens": 6}}}
-    response = orjson.loads(Translation("responses", {"model": "gpt-5-codex", "tools": CODEX_TOOLS})
+    response = orjson.loads(Translation("responses", "chat", {"model": "gpt-5-codex", "tools": CODEX_TOOLS})
                             .whole(orjson.dumps(answer)))
     assert response["model"] == "gpt-5-codex" and response["status"] == "completed"
     output = [{k: v for k, v in item.items() if k != "id"} for item in response["output"]]
@@ -275,7 +275,7 @@ def test_a_whole_chat_answer_becomes_a_response_with_custom_calls_back_in_their_
 
 @pytest.mark.parametrize("size", [1, 9, 10_000])
 def test_a_chat_stream_becomes_responses_events(size: int) -> None:
-    said = events(fed(Translation("responses", {"model": "gpt-5-codex", "stream": True}), PARALLEL, size))
+    said = events(fed(Translation("responses", "chat", {"model": "gpt-5-codex", "stream": True}), PARALLEL, size))
     kinds = [data["type"] for _, data in said]
     assert [data["sequence_number"] for _, data in said] == list(range(len(said)))
     assert kinds[:2] == ["response.created", "response.in_progress"] and kinds[-1] == "response.completed"
@@ -305,12 +305,137 @@ def test_a_streamed_custom_tool_call_comes_back_as_one_custom_input() -> None:
                                                                              "arguments": '{"inp'}}]}),
                  chunk({"tool_calls": [{"index": 0, "function": {"arguments": 'ut": "*** Begin Patch"}'}}]}),
                  chunk({}, "tool_calls"), "[DONE]")
-    said = events(Translation("responses", {"model": "m", "tools": CODEX_TOOLS, "stream": True}).feed(stream))
+    said = events(Translation("responses", "chat", {"model": "m", "tools": CODEX_TOOLS, "stream": True}).feed(stream))
     (done,) = [d for _, d in said if d["type"] == "response.custom_tool_call_input.done"]
     assert done["input"] == "*** Begin Patch"
     assert said[-1][1]["response"]["output"][0]["type"] == "custom_tool_call"
 
 
 def test_a_responses_error_keeps_openai_shape() -> None:
-    error = orjson.loads(Translation("responses", {"model": "m"}).error(400, b'{"error": {"message": "bad"}}'))
+    error = orjson.loads(Translation("responses", "chat", {"model": "m"}).error(400, b'{"error": {"message": "bad"}}'))
     assert error["error"]["message"] == "bad" and error["error"]["type"] == "invalid_request_error"
+
+
+# ---- chat (and Responses, through chat) -> Anthropic Messages ------------------------------------
+
+def anthropic_sse(*events: dict[str, Any]) -> bytes:
+    return b"".join(b"event: " + e["type"].encode() + b"\ndata: " + orjson.dumps(e) + b"\n\n" for e in events)
+
+
+#: Anthropic's stream: thinking (signed), text, then two tool calls with their input in pieces.
+ANTHROPIC_STREAM = anthropic_sse(
+    {"type": "message_start", "message": {"id": "msg_1", "type": "message", "role": "assistant", "content": [],
+                                          "model": "claude-x", "usage": {"input_tokens": 12,
+                                                                         "cache_read_input_tokens": 30}}},
+    {"type": "content_block_start", "index": 0, "content_block": {"type": "thinking", "thinking": ""}},
+    {"type": "content_block_delta", "index": 0, "delta": {"type": "thinking_delta", "thinking": "hmm"}},
+    {"type": "content_block_delta", "index": 0, "delta": {"type": "signature_delta", "signature": "sig"}},
+    {"type": "content_block_stop", "index": 0},
+    {"type": "ping"},
+    {"type": "content_block_start", "index": 1, "content_block": {"type": "text", "text": ""}},
+    {"type": "content_block_delta", "index": 1, "delta": {"type": "text_delta", "text": "Reading."}},
+    {"type": "content_block_stop", "index": 1},
+    {"type": "content_block_start", "index": 2, "content_block": {"type": "tool_use", "id": "toolu_a",
+                                                                  "name": "shell", "input": {}}},
+    {"type": "content_block_delta", "index": 2, "delta": {"type": "input_json_delta", "partial_json": '{"cmd"'}},
+    {"type": "content_block_delta", "index": 2, "delta": {"type": "input_json_delta", "partial_json": ': "ls"}'}},
+    {"type": "content_block_stop", "index": 2},
+    {"type": "content_block_start", "index": 3, "content_block": {"type": "tool_use", "id": "toolu_b",
+                                                                  "name": "shell", "input": {}}},
+    {"type": "content_block_delta", "index": 3,
+     "delta": {"type": "input_json_delta", "partial_json": '{"cmd": "pwd"}'}},
+    {"type": "content_block_stop", "index": 3},
+    {"type": "message_delta", "delta": {"stop_reason": "tool_use"}, "usage": {"output_tokens": 9}},
+    {"type": "message_stop"})
+
+
+def test_a_chat_request_becomes_an_anthropic_request() -> None:
+    request = {"model": "claude-x", "stream": True, "max_completion_tokens": 100, "reasoning_effort": "low",
+               "temperature": 0.5, "n": 1, "seed": 3, "parallel_tool_calls": False, "stop": "END",
+               "tools": [{"type": "function", "function": {"name": "shell", "description": "run",
+                                                           "parameters": {"type": "object"}}}],
+               "messages": [
+                   {"role": "system", "content": "be terse"},
+                   {"role": "user", "content": [{"type": "text", "text": "look"}, {
+                       "type": "image_url", "image_url": {"url": f"data:image/png;base64,{PNG}"}}]},
+                   {"role": "assistant", "content": None, "reasoning_content": "unsigned", "tool_calls": [
+                       {"id": "c1", "type": "function", "function": {"name": "shell", "arguments": '{"cmd":"ls"}'}},
+                       {"id": "c2", "type": "function", "function": {"name": "shell", "arguments": '{"cmd":"pwd"}'}}]},
+                   {"role": "tool", "tool_call_id": "c1", "content": "a.py"},
+                   {"role": "tool", "tool_call_id": "c2", "content": "/w"},
+                   {"role": "developer", "content": "mind the tests"},
+                   {"role": "user", "content": "go on"}]}
+    body = Translation("chat", "messages", request).body
+    assert body["system"] == [{"type": "text", "text": "be terse"}, {"type": "text", "text": "mind the tests"}]
+    assert body["messages"] == [
+        {"role": "user", "content": [{"type": "text", "text": "look"}, {
+            "type": "image", "source": {"type": "base64", "media_type": "image/png", "data": PNG}}]},
+        {"role": "assistant", "content": [  # reasoning without a signature is not sent as thinking
+            {"type": "tool_use", "id": "c1", "name": "shell", "input": {"cmd": "ls"}},
+            {"type": "tool_use", "id": "c2", "name": "shell", "input": {"cmd": "pwd"}}]},
+        {"role": "user", "content": [  # the results and the next words in one user turn
+            {"type": "tool_result", "tool_use_id": "c1", "content": [{"type": "text", "text": "a.py"}]},
+            {"type": "tool_result", "tool_use_id": "c2", "content": [{"type": "text", "text": "/w"}]},
+            {"type": "text", "text": "go on"}]}]
+    assert body["tools"] == [{"name": "shell", "description": "run", "input_schema": {"type": "object"}}]
+    assert body["tool_choice"] == {"type": "auto", "disable_parallel_tool_use": True}
+    assert body["thinking"] == {"type": "enabled", "budget_tokens": 1024} and body["max_tokens"] == 2048
+    assert body["stop_sequences"] == ["END"] and "temperature" not in body  # no temperature while thinking
+    assert set(body) == {"model", "system", "messages", "max_tokens", "stream", "stop_sequences", "tools",
+                         "tool_choice", "thinking"}  # n, seed, … left out
+
+
+def test_an_anthropic_answer_becomes_a_chat_completion() -> None:
+    answer = {"id": "msg_1", "type": "message", "model": "claude-x", "stop_reason": "tool_use", "content": [
+        {"type": "thinking", "thinking": "hmm", "signature": "sig"}, {"type": "text", "text": "Reading."},
+        {"type": "tool_use", "id": "toolu_a", "name": "shell", "input": {"cmd": "ls"}}],
+        "usage": {"input_tokens": 12, "cache_read_input_tokens": 30, "output_tokens": 9}}
+    chat = orjson.loads(Translation("chat", "messages", {"model": "sonnet"}).whole(orjson.dumps(answer)))
+    assert chat["model"] == "sonnet" and chat["choices"][0]["finish_reason"] == "tool_calls"
+    assert chat["choices"][0]["message"] == {"role": "assistant", "content": "Reading.", "reasoning_content": "hmm",
+                                             "tool_calls": [{"id": "toolu_a", "type": "function", "function": {
+                                                 "name": "shell", "arguments": '{"cmd":"ls"}'}}]}
+    assert chat["usage"] == {"prompt_tokens": 42, "completion_tokens": 9, "total_tokens": 51,
+                             "prompt_tokens_details": {"cached_tokens": 30}}
+    error = orjson.loads(Translation("chat", "messages", {"model": "m"}).error(
+        429, b'{"type":"error","error":{"type":"rate_limit_error","message":"slow"}}'))
+    assert error["error"]["message"] == "slow" and error["error"]["code"] == "rate_limit_exceeded"
+
+
+@pytest.mark.parametrize("size", [1, 13, 10_000])
+def test_an_anthropic_stream_becomes_chat_chunks(size: int) -> None:
+    translation = Translation("chat", "messages", {"model": "sonnet", "stream": True,
+                                                   "stream_options": {"include_usage": True}})
+    data = fed(translation, ANTHROPIC_STREAM, size).decode()
+    assert data.endswith("data: [DONE]\n\n")
+    chunks = [json.loads(line[6:]) for line in data.splitlines() if line.startswith("data: {")]
+    assert {c["model"] for c in chunks} == {"sonnet"}
+    deltas = [c["choices"][0]["delta"] for c in chunks if c["choices"]]
+    assert "".join(d.get("reasoning_content", "") for d in deltas) == "hmm"
+    assert "".join(d.get("content") or "" for d in deltas) == "Reading."
+    calls: dict[int, dict[str, str]] = {}
+    for delta in deltas:
+        for call in delta.get("tool_calls") or []:
+            got = calls.setdefault(call["index"], {"id": "", "arguments": ""})
+            got["id"] = call.get("id") or got["id"]
+            got["arguments"] += call["function"].get("arguments", "")
+    assert [(c["id"], json.loads(c["arguments"])) for c in calls.values()] == [
+        ("toolu_a", {"cmd": "ls"}), ("toolu_b", {"cmd": "pwd"})]
+    assert [c["choices"][0]["finish_reason"] for c in chunks if c["choices"]][-1] == "tool_calls"
+    assert chunks[-1]["usage"]["prompt_tokens"] == 42 and chunks[-1]["usage"]["completion_tokens"] == 9
+
+
+def test_a_responses_client_on_anthropic_goes_through_chat_both_ways() -> None:
+    translation = Translation("responses", "messages", {"model": "gpt-5-codex", "instructions": "be Codex",
+                                                        "input": "list files", "stream": True, "tools": CODEX_TOOLS})
+    assert translation.body["system"] == [{"type": "text", "text": "be Codex"}]
+    assert translation.body["messages"] == [{"role": "user", "content": [{"type": "text", "text": "list files"}]}]
+    said = events(fed(translation, ANTHROPIC_STREAM, 17))
+    done = said[-1][1]["response"]
+    assert said[-1][0] == "response.completed" and done["model"] == "gpt-5-codex"
+    assert [i["type"] for i in done["output"]] == ["reasoning", "message", "function_call", "function_call"]
+    assert [json.loads(i["arguments"]) for i in done["output"][2:]] == [{"cmd": "ls"}, {"cmd": "pwd"}]
+    assert done["usage"]["input_tokens"] == 42 and done["usage"]["input_tokens_details"] == {"cached_tokens": 30}
+    error = orjson.loads(translation.error(400, b'{"type":"error","error":{"type":"invalid_request_error",'
+                                                b'"message":"bad"}}'))
+    assert error["error"]["message"] == "bad"

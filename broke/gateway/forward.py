@@ -152,7 +152,7 @@ class Forwarder:
             self.metrics.in_flight -= 1
         status, error, error_headers = last
         if last_route is not None and last_route.via == "translated":  # in the client API's own shape
-            error = Translation(API_OF_PATH[path], payload).error(status, error)
+            error = Translation(API_OF_PATH[path], last_route.api, payload).error(status, error)
         trace.status, trace.attempts = status, number
         trace.error = f"every candidate failed ({number} attempts); the last answered {status}"
         await self.recorder.record(Answered(resolution.slot, "-", status, started, trace))
@@ -173,9 +173,9 @@ class Forwarder:
                 return None, Failure(LITELLM_UNAVAILABLE, None, (503, refusal, {}))
         lease = self.load.acquire(candidate.backend, attempt.replica) if is_local(candidate.provider, self.catalog) \
             else None
-        translation = Translation(API_OF_PATH[shared.path], shared.payload, limit_field="max_completion_tokens"
-                                  if candidate.provider == "openai" else "max_tokens") \
-            if route.via == "translated" else None
+        translation = Translation(API_OF_PATH[shared.path], route.api, shared.payload,
+                                  limit_field="max_completion_tokens" if candidate.provider == "openai"
+                                  else "max_tokens") if route.via == "translated" else None
         body = self._body(translation.body if translation else shared.payload, candidate, route)
         upstream, content, failure = await self._send(route.url, encode(body),
                                                       self._headers(route, attempt, shared.headers))

@@ -8,7 +8,8 @@ OpenAI-compatible servers and clouds, Responses to OpenAI, Anthropic messages (a
 to Anthropic. Chat completions to a local model with running workers go straight to a worker.
 Messages and Responses requests to a backend that speaks chat completions (an OpenAI-compatible
 server, OpenAI, a local model's worker) are translated by broke (gateway/translate) and sent as chat
-completions; their count_tokens is estimated by broke (the route's url is then empty).
+completions (their count_tokens estimated by broke: the route's url is then empty); chat completions
+and Responses requests to Anthropic are translated and sent as Anthropic messages.
 Everything else goes through LiteLLM.
 """
 from __future__ import annotations
@@ -39,10 +40,9 @@ OWN_API_AT_ANY_BASE = ("anthropic", "openai")
 WORKER_MODEL = "default_model"
 
 Via = Literal["worker", "native", "translated", "litellm"]
-#: The client APIs broke translates onto chat completions itself.
-TRANSLATED_APIS = ("messages", "responses")
+#: Backend API -> the client APIs broke translates onto it itself (in order of preference).
+TRANSLATES = {"chat": ("messages", "responses"), "messages": ("chat", "responses")}
 COUNT_TOKENS = "/v1/messages/count_tokens"
-CHAT_PATH = "/v1/chat/completions"
 #: How an attempt authenticates upstream: the provider key as a bearer token or as Anthropic's
 #: x-api-key, a node's worker token, or LiteLLM's master key.
 Auth = Literal["bearer", "x-api-key", "worker-token", "master-key"]
@@ -56,6 +56,7 @@ class Route:
     url: str
     model: str
     auth: Auth
+    api: str = ""  # the API the backend is spoken to in (translated routes)
 
     @property
     def through_litellm(self) -> bool:
@@ -82,12 +83,15 @@ def _native(path: str, backend: Backend, provider: Provider) -> Route | None:
 
 
 def _translated(path: str, backend: Backend, provider: Provider) -> Route | None:
-    """How to send `path` to `backend` as chat completions translated by broke, or None if broke cannot."""
-    if API_OF_PATH.get(path) not in TRANSLATED_APIS or "chat" not in native_apis(backend, provider) \
-            or not api_base(backend, provider) or provider.local:
+    """How to send `path` to `backend` in another API, translated by broke, or None if broke cannot."""
+    api = API_OF_PATH.get(path)
+    if api is None or not api_base(backend, provider) or provider.local:
         return None
-    url = "" if path == COUNT_TOKENS else endpoint(backend, provider, CHAT_PATH)
-    return Route("translated", url, backend.model, "bearer")
+    for target, clients in TRANSLATES.items():
+        if target in native_apis(backend, provider) and api in clients:
+            url = "" if path == COUNT_TOKENS else endpoint(backend, provider, PATH_OF_API[target])
+            return Route("translated", url, backend.model, "x-api-key" if target == "messages" else "bearer", target)
+    return None
 
 
 def route_for(path: str, candidate: Candidate, catalog: Catalog, workers: Mapping[str, Sequence[str]], *,
@@ -100,7 +104,7 @@ def route_for(path: str, candidate: Candidate, catalog: Catalog, workers: Mappin
     pool, api = workers.get(candidate.backend), API_OF_PATH.get(path)
     if api is not None and pool:  # a local model's worker speaks chat completions: the rest is translated
         url = "" if path == COUNT_TOKENS else f"{replica or pool[0]}/chat/completions"
-        return Route("worker" if api == "chat" else "translated", url, WORKER_MODEL, "worker-token")
+        return Route("worker" if api == "chat" else "translated", url, WORKER_MODEL, "worker-token", "chat")
     backend = candidate.definition
     provider = catalog.providers.get(candidate.provider)
     if native_forwarding and backend is not None and provider is not None:
