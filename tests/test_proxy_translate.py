@@ -16,6 +16,8 @@ import httpx
 import pytest
 
 from broke import changes
+from broke.catalog import load_catalog
+from broke.routing.transport import litellm_needed
 from broke.state.store import StateStore
 from fake_conversation import ToolCall
 from fake_provider import FakeProvider
@@ -166,3 +168,26 @@ def test_chat_and_responses_clients_reach_an_anthropic_backend_as_messages(
     assert [(r["api"], r["model"], r["key"]) for r in arrived] == [("messages", "claude-x", "key-one")] * 2
     assert arrived[1]["body"]["system"] == [{"type": "text", "text": "be brief"}]
     assert litellm.requests == []
+
+
+def test_a_responses_request_continuing_a_stored_response_is_refused_in_one_line(
+        cloud: FakeProvider, start_proxy: StartProxy) -> None:
+    answer = start_proxy().post("/v1/responses", {**RESPONSE, "previous_response_id": "resp_123"})
+    assert answer.status_code == 400 and answer.headers["x-broke-attempts"] == "1"
+    assert "previous_response_id" in answer.json()["error"]["message"] and cloud.requests == []
+
+
+def test_litellm_is_needed_only_for_providers_broke_does_not_speak(store: StateStore) -> None:
+    catalog = load_catalog()
+    changes.add_backend(store, "compat/m", provider="openai-compatible", model="m", api_base="http://h:1/v1",
+                        key_env=None, pinned=False)
+    changes.add_local_model(store, "tiny", "/models/tiny")
+    every = (*catalog.slots,)
+    for backend in ("compat/m", "anthropic/claude-sonnet-4-5-20250929", "openai/gpt-5", LOCAL):
+        changes.swap(store, [(slot, backend) for slot in every])
+        for slot in every:
+            changes.set_fallbacks(store, slot, [])
+        assert not litellm_needed(store.load(), catalog, {LOCAL: ["http://127.0.0.1:9/v1"]}), backend
+    changes.add_backend(store, "gemini/g", provider="gemini", model="g", api_base=None, key_env=None, pinned=False)
+    changes.swap(store, [("sonnet", "gemini/g")])
+    assert litellm_needed(store.load(), catalog, {LOCAL: ["http://127.0.0.1:9/v1"]})

@@ -18,6 +18,7 @@ from starlette.responses import JSONResponse, Response
 
 from broke.catalog import Catalog
 from broke.control.runfiles import GatewayRecord
+from broke.errors import InvalidInputError
 from broke.gateway.litellm import LiteLLM
 from broke.gateway.load import WorkerLoad, worker_key
 from broke.gateway.metrics import Metrics
@@ -171,11 +172,14 @@ class Forwarder:
             if why:
                 refusal = orjson.dumps({"error": {"message": why, "type": LITELLM_UNAVAILABLE}})
                 return None, Failure(LITELLM_UNAVAILABLE, None, (503, refusal, {}))
+        try:
+            translation = Translation(API_OF_PATH[shared.path], route.api, shared.payload,
+                                      limit_field="max_completion_tokens" if candidate.provider == "openai"
+                                      else "max_tokens") if route.via == "translated" else None
+        except InvalidInputError as exc:  # a request broke's translation cannot carry: said at once
+            return await self._untranslatable(attempt, shared, base_headers, str(exc)), None
         lease = self.load.acquire(candidate.backend, attempt.replica) if is_local(candidate.provider, self.catalog) \
             else None
-        translation = Translation(API_OF_PATH[shared.path], route.api, shared.payload,
-                                  limit_field="max_completion_tokens" if candidate.provider == "openai"
-                                  else "max_tokens") if route.via == "translated" else None
         body = self._body(translation.body if translation else shared.payload, candidate, route)
         upstream, content, failure = await self._send(route.url, encode(body),
                                                       self._headers(route, attempt, shared.headers))
@@ -243,6 +247,18 @@ class Forwarder:
             return None, None, Failure(ERROR, status, (
                 502, b'{"error":{"message":"upstream answered with a body that is not a JSON object"}}', {}))
         return upstream, content, None
+
+    async def _untranslatable(self, attempt: Attempt, shared: Exchange, base_headers: dict[str, str],
+                              why: str) -> Response:
+        """A 400 for a request broke cannot translate for this backend."""
+        trace = shared.trace
+        trace.backend, trace.attempts, trace.status, trace.error = attempt.candidate.backend, attempt.number, 400, why
+        await self.recorder.record(Answered(shared.resolution.slot, attempt.candidate.backend, 400, shared.started,
+                                            trace))
+        response = error_body(400, "invalid_request_error", why)
+        response.headers.update({**base_headers, "x-broke-backend": attempt.candidate.backend,
+                                 "x-broke-attempts": str(attempt.number), "x-broke-via": "translated"})
+        return response
 
     async def _estimate(self, attempt: Attempt, shared: Exchange, base_headers: dict[str, str]) -> Response:
         """count_tokens answered by broke: an estimate, for a backend that cannot count."""

@@ -15,6 +15,7 @@ from typing import Any
 
 import orjson
 
+from broke.errors import InvalidInputError
 from broke.gateway.translate.chat import (
     Call,
     Usage,
@@ -142,7 +143,11 @@ def custom_tools(payload: dict[str, Any]) -> frozenset[str]:
 
 def to_chat(payload: dict[str, Any], *, limit_field: str = "max_tokens") -> dict[str, Any]:
     """A Responses request as a chat completion request. Fields a chat backend does not know
-    (store, include, previous_response_id, prompt_cache_key, metadata, …) are left out."""
+    (store, include, prompt_cache_key, metadata, …) are left out. A request that continues a stored
+    response (`previous_response_id`) is refused: broke keeps no responses to continue."""
+    if payload.get("previous_response_id"):
+        raise InvalidInputError("previous_response_id: this backend is reached through broke's translation, "
+                                "which stores no responses; send the whole conversation as input (store: false)")
     history = _History()
     if payload.get("instructions"):
         history.messages.append({"role": "system", "content": str(payload["instructions"])})
