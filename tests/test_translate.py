@@ -113,6 +113,9 @@ def test_a_messages_request_becomes_a_chat_request() -> None:
     assert "cache_control" not in orjson.dumps(body).decode()
     assert "sig-from-anthropic" not in orjson.dumps(body).decode()  # a signature never goes to another backend
     assert messages_chat.to_chat(request, limit_field="max_completion_tokens")["max_completion_tokens"] == 512
+    adaptive = {**request, "thinking": {"type": "adaptive"}}  # its effort is output_config's
+    assert messages_chat.to_chat(adaptive)["reasoning_effort"] == "high"
+    assert "reasoning_effort" not in messages_chat.to_chat({**request, "thinking": {"type": "disabled"}})
 
 
 def test_a_whole_chat_answer_becomes_a_message_under_the_requested_model() -> None:

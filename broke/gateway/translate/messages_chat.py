@@ -141,9 +141,13 @@ def _tool_choice(choice: Any) -> Any:
     return {"any": "required", "none": "none"}.get(kind or "", "auto")
 
 
-def _effort(thinking: Any) -> str | None:
+def _effort(thinking: Any, output_config: Any) -> str | None:
+    """The reasoning effort of Anthropic's thinking: by budget, or as output_config says for adaptive thinking."""
     if not isinstance(thinking, dict) or thinking.get("type") not in ("enabled", "adaptive"):
         return None
+    if thinking.get("type") == "adaptive":
+        said = output_config.get("effort") if isinstance(output_config, dict) else None
+        return said if said in ("low", "medium", "high") else "medium"
     budget = int(thinking.get("budget_tokens") or 0) or 16384
     return next((effort for bound, effort in EFFORTS if budget <= bound), "high")
 
@@ -179,7 +183,7 @@ def to_chat(payload: dict[str, Any], *, limit_field: str = "max_tokens") -> dict
             body["tool_choice"] = _tool_choice(choice)
             if isinstance(choice, dict) and choice.get("disable_parallel_tool_use"):
                 body["parallel_tool_calls"] = False
-    effort = _effort(payload.get("thinking"))
+    effort = _effort(payload.get("thinking"), payload.get("output_config"))
     if effort:
         body["reasoning_effort"] = effort
     if payload.get("stream"):
