@@ -212,10 +212,12 @@ def start(home: Path, *, port: int | None = None, first_byte_timeout_s: float | 
     return record, True
 
 
-def ensure_litellm(home: Path) -> ProcessRecord:
-    """Start LiteLLM for the running gateway if it is not running (a request needs translation).
+def ensure_litellm(home: Path, *, wait: bool = False) -> ProcessRecord:
+    """Start LiteLLM for the running gateway if it is not running (a request needs it); with `wait`,
+    until it answers.
 
-    Called by the front proxy; the record lock keeps two requests from starting two copies.
+    Called by the front proxy and `benchmark-sequential --backend`; the record lock keeps two
+    callers from starting two copies.
     """
     from filelock import FileLock
 
@@ -231,7 +233,9 @@ def ensure_litellm(home: Path) -> ProcessRecord:
                 raise GatewayError(f"LiteLLM's port {record.litellm.port} is taken by another program; "
                                    "`broke restart`")
             _start_litellm(home, record, provider_env(home / ".env"), master_key(home), lambda _: None)
-        return record.litellm
+    if wait:
+        _wait_litellm(record, lambda _: None)
+    return record.litellm
 
 
 def _record_keys(record: GatewayRecord, env: dict[str, str]) -> dict[str, str]:

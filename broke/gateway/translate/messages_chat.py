@@ -118,7 +118,7 @@ def _assistant(blocks: Any) -> dict[str, Any]:
         elif kind == "tool_use":
             calls.append({"id": block.get("id", ""), "type": "function", "function": {
                 "name": block.get("name", ""), "arguments": orjson.dumps(block.get("input") or {}).decode()}})
-    message: dict[str, Any] = {"role": "assistant", "content": "".join(text) or None}
+    message: dict[str, Any] = {"role": "assistant", "content": "".join(text) or (None if calls else "")}
     if reasoning:
         message["reasoning_content"] = "".join(reasoning)
     if calls:
