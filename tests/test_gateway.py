@@ -440,7 +440,7 @@ def test_stop_leaves_no_process_behind(tmp_path, monkeypatch):
     monkeypatch.setenv("BROKE_HOME", str(home))
     run_cli("start", "--port", str(free_port()))
     record = read_record(home)
-    processes = [psutil.Process(p.pid) for p in (record.front, record.litellm)]
+    processes = [psutil.Process(p.pid) for p in (record.front, record.litellm) if p.pid > 0]  # LiteLLM if started
     family = processes + [c for p in processes for c in p.children(recursive=True)]
     run_cli("stop")
     gone, alive = psutil.wait_procs(family, timeout=15)

@@ -75,6 +75,7 @@ class ProcessStatus:
 class GatewayStatus:
     record: GatewayRecord | None
     processes: tuple[ProcessStatus, ...]
+    workers_alive: bool = False  # some recorded local worker still runs
 
     @property
     def running(self) -> bool:
@@ -83,7 +84,9 @@ class GatewayStatus:
 
     @property
     def stale(self) -> bool:
-        return self.record is not None and not any(p.alive for p in self.processes)
+        """Nothing of the gateway runs: no process of its own and no local worker (a front proxy that died
+        alone, LiteLLM never started, is missing, not stale: its workers are kept)."""
+        return self.record is not None and not any(p.alive for p in self.processes) and not self.workers_alive
 
     @property
     def missing(self) -> tuple[ProcessStatus, ...]:
@@ -97,10 +100,12 @@ def status(home: Path) -> GatewayStatus:
     record = read_record(home)
     if record is None:
         return GatewayStatus(None, ())
+    from broke.local.workers import read_workers, worker_running
+
     return GatewayStatus(record, tuple(
         ProcessStatus(name, proc, is_ours(proc)) for name, proc in (("front", record.front),
                                                                    ("litellm", record.litellm))
-    ))
+    ), any(worker_running(w) for w in read_workers(home)))
 
 
 def _wait_healthy(url: str, record: ProcessRecord, name: str, timeout_s: float,
