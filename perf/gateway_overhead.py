@@ -20,9 +20,11 @@ fake, every Claude and Codex slot swapped to it, its key in .env, `broke start`;
 runs at the end. (b) is the LiteLLM of gateway (d).
 
 Sequential: N timed requests per path (after a warm-up), one at a time, the paths interleaved
-request by request in rotating order, so that machine noise hits them alike. Streaming: time to
+request by request in rotating order, so that machine noise hits them alike; the paths through
+LiteLLM take turns among themselves afterwards (LiteLLM's work after each answer would slow the
+request that follows it). Streaming: time to
 the first streamed byte, sequential, for every path but (b). Concurrent: after an untimed burst per
-path, C clients (asyncio + httpx.AsyncClient) send M requests per path, in --rounds blocks whose
+path, C clients (asyncio + aiohttp) send M requests per path, in --rounds blocks whose
 path order alternates; throughput = requests / summed wall time. Also reported: the fake's own
 throughput, how long `broke start` takes until the native gateway has answered a /v1/messages
 request, and the resident memory of the native gateway's process tree.
@@ -42,9 +44,11 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import aiohttp
 import httpx
 import psutil
 
@@ -111,20 +115,20 @@ def text_of(api: str, answer: dict) -> str:
     return str(answer["choices"][0]["message"]["content"])
 
 
-def check(target: Target, response: httpx.Response) -> None:
+def check(target: Target, status: int, headers: Mapping[str, str], body: bytes) -> None:
     """Raise RequestFailed unless this is a real answer from the fake, in the client API's shape."""
-    if response.status_code != 200:
-        raise RequestFailed(f"HTTP {response.status_code}: {response.text[:300]}")
+    if status != 200:
+        raise RequestFailed(f"HTTP {status}: {body[:300]!r}")
     try:
-        content = text_of(target.api, response.json())
+        content = text_of(target.api, json.loads(body))
     except (ValueError, KeyError, IndexError, TypeError):
-        raise RequestFailed(f"not a {target.api} answer: {response.text[:300]}") from None
+        raise RequestFailed(f"not a {target.api} answer: {body[:300]!r}") from None
     if not str(content).startswith("fake:"):
         raise RequestFailed(f"unexpected answer {content!r}")
     if target.check_header:
         name, expected = target.check_header
-        if response.headers.get(name) != expected:
-            raise RequestFailed(f"{name} = {response.headers.get(name)!r}, expected {expected!r}")
+        if headers.get(name) != expected:
+            raise RequestFailed(f"{name} = {headers.get(name)!r}, expected {expected!r}")
 
 
 # ---- load generation ------------------------------------------------------------------------------
@@ -153,7 +157,7 @@ def sequential(targets: list[Target], warmup: int, count: int, meter: CpuMeter,
             try:
                 response = clients[target.key].post(target.url, content=target.body, headers=target.headers)
                 elapsed = (time.perf_counter() - started) * 1000.0
-                check(target, response)
+                check(target, response.status_code, response.headers, response.content)
             except (httpx.HTTPError, RequestFailed) as exc:
                 errors.append(f"sequential {target.label}: {exc!r}"[:400])
                 continue
@@ -175,16 +179,19 @@ def sequential(targets: list[Target], warmup: int, count: int, meter: CpuMeter,
 
 async def _concurrent_block(target: Target, concurrency: int, count: int, latencies: list[float],
                             errors: list[str], meter: CpuMeter) -> tuple[float, dict[str, float]]:
-    """Send `count` requests with `concurrency` workers; returns (wall seconds, CPU per process)."""
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(limits=limits, timeout=60.0) as client:
+    """Send `count` requests with `concurrency` workers; returns (wall seconds, CPU per process).
+    aiohttp, not httpx: the load generator costs about half the CPU per request, so that it is less
+    often the ceiling on two cores."""
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=60.0)) as client:
         async def one(record: bool) -> None:
             started = time.perf_counter()
             try:
-                response = await client.post(target.url, content=target.body, headers=target.headers)
+                async with client.post(target.url, data=target.body, headers=target.headers) as response:
+                    body = await response.read()
                 elapsed = (time.perf_counter() - started) * 1000.0
-                check(target, response)
-            except (httpx.HTTPError, RequestFailed) as exc:
+                check(target, response.status, response.headers, body)
+            except (aiohttp.ClientError, TimeoutError, RequestFailed) as exc:
                 errors.append(f"concurrent {target.label}: {exc!r}"[:400])
                 return
             if record:
@@ -211,7 +218,13 @@ async def _concurrent_block(target: Target, concurrency: int, count: int, latenc
 def measure(targets: list[Target], args: argparse.Namespace, meter: CpuMeter) -> Results:
     errors: list[str] = []
     print(f"sequential: {args.warmup} warm-up + {args.requests} timed requests per path ...", flush=True)
-    seq, seq_cpu = sequential(targets, args.warmup, args.requests, meter, errors)
+    # LiteLLM keeps working for a while after each answer (its callbacks and logging), which slows
+    # whichever request comes next: the LiteLLM paths take turns among themselves, after the others.
+    quiet = [t for t in targets if "LiteLLM" not in t.label]
+    seq, seq_cpu = sequential(quiet, args.warmup, args.requests, meter, errors)
+    loud, loud_cpu = sequential([t for t in targets if t not in quiet], args.warmup, args.requests, meter, errors)
+    seq.update(loud)
+    seq_cpu = {name: seq_cpu.get(name, 0.0) + loud_cpu.get(name, 0.0) for name in {*seq_cpu, *loud_cpu}}
 
     print(f"concurrent: {args.concurrency} clients x {args.concurrent_requests} requests per path ...",
           flush=True)
@@ -441,7 +454,10 @@ def main() -> int:
             results = measure(targets, args, meter)
             errors += results.errors
             print(f"streaming: {args.stream_requests} timed requests per path ...", flush=True)
-            ttfb = first_byte([t for t in targets if t.key != "b"], args.stream_requests, errors)
+            quiet = [t for t in targets if "LiteLLM" not in t.label]  # as in measure()
+            ttfb = first_byte(quiet, args.stream_requests, errors)
+            ttfb.update(first_byte([t for t in targets if t not in quiet and t.key != "b"], args.stream_requests,
+                                   errors))
             if all(results.seq[t.key] and results.conc[t.key] for t in targets):
                 report(args, targets, results, ttfb, setup)
             else:
