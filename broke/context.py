@@ -14,7 +14,7 @@ from broke.health import Health, load_health
 from broke.keys import provider_env
 from broke.routing.backends import find_backend, routes_by_complexity
 from broke.routing.resolve import Conversation, Estimator, Resolution, Scope, resolve
-from broke.routing.transport import FAMILY_API, PATH_OF_API, Route, route_for, translated_apis
+from broke.routing.transport import FAMILY_API, PATH_OF_API, Route, litellm_apis, route_for
 from broke.state.model import State
 from broke.state.store import LoadedState, StateStore
 
@@ -80,7 +80,7 @@ class RoutingContext:
         backend = find_backend(backend_id, self.state, self.catalog)
         if backend is None or any(name == backend_id or name.startswith(f"{backend_id}@") for name in deployments):
             return []
-        return translated_apis(backend, self.catalog, workers, native_forwarding=native_forwarding)
+        return litellm_apis(backend, self.catalog, workers, native_forwarding=native_forwarding)
 
     def resolve_tiers(self, requested: str, scope: Scope | None = None) -> Resolution:
         """Without a prompt, for a slot routed by complexity with router tiers: every tier's candidates,

@@ -5,7 +5,6 @@ import these with `from harness import ...`.
 """
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import platform
@@ -15,7 +14,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -151,39 +150,6 @@ def exit_status(errors: list[str]) -> int:
     return 0
 
 
-#: The fake provider in a child process (--fake-process): prints its base URL, serves until stdin closes.
-_FAKE_CHILD = (
-    "import sys; sys.path.insert(0, sys.argv[1]); from fake_provider import FakeProvider\n"
-    "with FakeProvider() as fake:\n"
-    "    print(fake.base_url, flush=True); sys.stdin.read()\n"
-)
-
-
-@contextlib.contextmanager
-def fake_provider(separate: bool) -> Iterator[str]:
-    """The fake's base URL: in this process (default), or in a child process of its own."""
-    if not separate:
-        sys.path.insert(0, str(ROOT / "tests"))
-        from fake_provider import FakeProvider
-
-        with FakeProvider() as fake:
-            yield fake.base_url
-        return
-    child = subprocess.Popen([sys.executable, "-c", _FAKE_CHILD, str(ROOT / "tests")], stdin=subprocess.PIPE,
-                             stdout=subprocess.PIPE, text=True)
-    try:
-        base_url = (child.stdout.readline() if child.stdout else "").strip()
-        if not base_url.startswith("http://"):
-            raise RuntimeError("the fake provider's process did not start")
-        yield base_url
-    finally:
-        if child.stdin:
-            child.stdin.close()  # the child stops its server and exits
-        try:
-            child.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            child.kill()  # our own child, by its handle
-            child.wait()
 
 
 def rss_mb(pid: int) -> float:

@@ -41,6 +41,8 @@ from fake_provider import FakeProvider
 #: The cloud's key pool: variable -> value (the fake echoes the value it was sent).
 KEYS = {"FAKE_API_KEY": "key-one", "FAKE_API_KEY_2": "key-two"}
 MODEL_A, MODEL_B = "fake/model-a", "fake/model-b"
+#: A backend of a provider broke does not speak (Gemini, without an api_base): only LiteLLM reaches it.
+GEMINI = "gemini/fake-gemini"
 MASTER_KEY = "sk-broke-internal-test"
 
 
@@ -157,6 +159,15 @@ def cloud(store: StateStore, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakePr
     changes.swap(store, [("sonnet", MODEL_A)])
     yield fake
     fake.stop()
+
+
+@pytest.fixture
+def gemini(store: StateStore, cloud: FakeProvider) -> str:
+    """`GEMINI` added (the cloud's key pool) and made sonnet's backend: sonnet's requests need LiteLLM."""
+    changes.add_backend(store, GEMINI, provider="gemini", model="fake-gemini", api_base=None,
+                        key_env="FAKE_API_KEY", pinned=False)
+    changes.swap(store, [("sonnet", GEMINI)])
+    return GEMINI
 
 
 @pytest.fixture

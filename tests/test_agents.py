@@ -6,12 +6,13 @@ import re
 import uuid
 
 import httpx
+import psutil
 import pytest
 from typer.testing import CliRunner
 
 from broke.cli.main import app
 from broke.control import supervisor
-from broke.control.runfiles import TokenStore
+from broke.control.runfiles import TokenStore, read_record
 from broke.procs import free_port
 from broke.sandbox.support import check as sandbox_support
 from clients import diagnosis, run_broke
@@ -163,9 +164,9 @@ def test_codex_runs_a_command_inside_the_strict_sandbox(agent, tmp_path, client_
 
 CODEX_CASES = {
     # backend, the fake's API behind broke
-    "openai-compatible": ("fake/model-a", "chat"),  # /v1/responses bridged onto chat completions by LiteLLM
+    "openai-compatible": ("fake/model-a", "chat"),  # /v1/responses translated onto chat completions by broke
     "openai-native": ("fakeoai/gpt-fake", "responses"),
-    # /v1/responses translated to Anthropic messages by LiteLLM: with reasoning on, the follow-up carries
+    # /v1/responses translated to Anthropic messages by broke: with reasoning on, the follow-up carries
     # the reasoning without its signed original, which Anthropic refuses with thinking on (issue 21).
     "anthropic-native": ("fakeant/claude-fake", "messages"),
 }
@@ -363,12 +364,13 @@ def test_every_answer_names_the_model_the_client_asked_for(agent, backend):
             assert named == {"claude-sonnet-5"}, (api, stream, named)
 
 
-#: The API each backend kind gets, for each client API (LiteLLM translates between them).
+#: The API each backend kind gets, for each client API (broke or LiteLLM translates between them).
 RECEIVED = {"openai-compatible": {"chat": "chat", "messages": "chat", "responses": "chat"},
             "anthropic-native": {"chat": "messages", "messages": "messages", "responses": "messages"},
-            # chat and responses are OpenAI's own APIs: forwarded natively as they came. Messages go
-            # through LiteLLM, for which gpt-5-codex is a Responses-only model.
-            "openai-native": {"chat": "chat", "messages": "responses", "responses": "responses"}}
+            # chat and responses are OpenAI's own APIs: forwarded natively as they came. Messages are
+            # translated by broke onto chat completions (a Responses-only model such as the real
+            # gpt-5-codex would refuse them: see README, issue 24's limits).
+            "openai-native": {"chat": "chat", "messages": "chat", "responses": "responses"}}
 
 
 @pytest.mark.parametrize("backend", list(BACKENDS))
@@ -409,3 +411,65 @@ def test_counting_tokens_spends_none_of_a_profiles_limits(agent):
     short = {"model": "sonnet", "max_tokens": 64, "messages": [{"role": "user", "content": "hi"}]}
     asks = [httpx.post(url + "/v1/messages", json=short, headers=headers, timeout=30).status_code for _ in range(3)]
     assert asks == [200, 200, 429]  # neither the counts' requests nor their tokens were spent
+
+
+# ---- chat completions backends only: no LiteLLM process, ever -----------------------------------------
+
+@pytest.fixture(scope="module")
+def chat_only(tmp_path_factory):
+    """A home whose every slot is on chat completions backends only: the fake as an OpenAI-compatible
+    server and as a local model's worker (a node). broke translates Messages and Responses itself."""
+    home = tmp_path_factory.mktemp("chat-only") / "home"
+    fake = FakeProvider().start()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("BROKE_HOME", str(home))
+        add_fake_backends(home, fake, "model-a")
+        run_cli("node", "add", "fake-worker", fake.base_url, "--model", "tiny-remote")
+        every = (*CLAUDE_SLOTS, "custom", *CODEX_SLOTS, "auto")
+        run_cli("swap", *[f"{slot}=fake/model-a" for slot in every])
+        for slot in every:
+            run_cli("fallback", slot, "--clear")
+        try:
+            yield {"home": home, "fake": fake, "port": free_port()}
+        finally:
+            CliRunner().invoke(app, ["stop"])
+            fake.stop()
+
+
+def litellm_processes(home) -> list[psutil.Process]:
+    """LiteLLM processes of this home (its config path is in their command line)."""
+    config = str(home / "run" / "litellm_config.json")
+    found = []
+    for process in psutil.process_iter(["cmdline"]):
+        if config in (process.info["cmdline"] or []):
+            found.append(process)
+    return found
+
+
+@pytest.mark.parametrize("backend", ["fake/model-a", "mlx/tiny-remote"], ids=["openai-compatible", "local-worker"])
+@pytest.mark.parametrize("client", ["claude", "codex"])
+def test_agents_do_tool_work_on_chat_backends_with_no_litellm_process(chat_only, monkeypatch, tmp_path, client_bin,
+                                                                      client, backend):
+    monkeypatch.setenv("BROKE_HOME", str(chat_only["home"]))
+    fake, marker, target = chat_only["fake"], uuid.uuid4().hex, tmp_path / "made-by-agent.txt"
+    fake.clear_scripts()
+    fake.reset_requests()
+    route((*CLAUDE_SLOTS, *CODEX_SLOTS), backend)
+    if client == "claude":
+        call = claude_tool_call("Bash", target, marker)
+        args: tuple[str, ...] = ("claude", "-p", "make the file", "--allowedTools", "Bash")
+    else:
+        call = ToolCall("exec_command", {"cmd": f"printf %s {marker} > {target.name} && echo wrote-{marker}"})
+        args = ("codex", "exec", "--skip-git-repo-check", "--dangerously-bypass-approvals-and-sandbox", "make the file")
+    fake.script(call, Reply(f"done, wrote {marker}"))
+    done = run_broke(chat_only, tmp_path, client_bin, *args)
+    assert_done(chat_only, done, f"done, wrote {marker}")
+    assert target.read_text() == marker
+    asked, answered = scripted(fake)
+    assert asked["api"] == answered["api"] == "chat" and asked["stream"] and answered["stream"]
+    assert len(answered["tool_results"]) == 1 and sent_back_call(answered) == call.arguments
+    expected_model = "default_model" if backend.startswith("mlx/") else "model-a"
+    assert {r["model"] for r in fake.requests} == {expected_model}  # every request, side requests included
+    record = read_record(chat_only["home"])
+    assert record is not None and record.litellm.pid == 0
+    assert litellm_processes(chat_only["home"]) == []  # none started, none running

@@ -61,7 +61,7 @@ def test_a_relayed_error_is_scrubbed_of_the_key_it_echoes(cloud: FakeProvider, s
 
 
 def test_an_error_relayed_from_litellm_is_scrubbed_of_the_master_key(cloud: FakeProvider, litellm: FakeLiteLLM,
-                                                                     start_proxy: StartProxy) -> None:
+                                                                     gemini: str, start_proxy: StartProxy) -> None:
     proxy = start_proxy()
     message = {"model": "sonnet", "max_tokens": 16, "messages": [{"role": "user", "content": "hi"}]}
     for status in (400, 401):  # relayed, and passed through after the last attempt

@@ -101,8 +101,8 @@ def events(raw: str) -> list[dict]:
 
 @pytest.mark.parametrize("path, slot, via, body", [
     ("/v1/messages", "sonnet", "native", {"max_tokens": 32, "messages": [{"role": "user", "content": "hi"}]}),
-    ("/v1/chat/completions", "sonnet", "litellm", {"messages": [{"role": "user", "content": "hi"}]}),
-    ("/v1/responses", "gpt-5-codex", "litellm", {"input": "hi"}),
+    ("/v1/chat/completions", "sonnet", "translated", {"messages": [{"role": "user", "content": "hi"}]}),
+    ("/v1/responses", "gpt-5-codex", "translated", {"input": "hi"}),
 ], ids=["messages-native", "chat-translated", "responses-translated"])
 def test_an_anthropic_backend_at_a_v1_base_answers_every_client_api(gw, path, slot, via, body):
     answer = post(gw, path, {**body, "model": slot})
@@ -115,8 +115,8 @@ def test_an_anthropic_backend_at_a_v1_base_answers_every_client_api(gw, path, sl
 
 def test_codex_reasoning_on_anthropic_survives_its_first_tool_call(gw):
     """Codex's way: Responses streamed with reasoning on; the reasoning item comes back without its
-    encrypted content, so the follow-up's tool call carries no thinking. LiteLLM sends that turn
-    without thinking instead of having Anthropic refuse it."""
+    encrypted content, so the follow-up's tool call carries no thinking. broke's translation sends that
+    turn without thinking instead of having Anthropic refuse it."""
     fake = gw["fake"]
     fake.script(ToolCall("exec_command", {"cmd": "printf hi"}), Reply("done, said hi"))
     prompt = {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "say hi"}]}

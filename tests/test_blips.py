@@ -74,22 +74,33 @@ def test_a_rate_limit_of_every_key_is_over_by_the_next_request(gw: dict[str, Any
     assert answer.status_code == 200, answer.text
 
 
-def test_litellm_killed_is_restarted_and_no_backend_is_blamed(gw: dict[str, Any]) -> None:
-    assert post(gw, "/v1/messages", MESSAGES).status_code == 200  # translated: through LiteLLM
-    record = read_record(Path(gw["home"]))
-    assert record is not None
-    os.kill(record.litellm.pid, signal.SIGKILL)
-    time.sleep(0.5)
-    assert post(gw, "/v1/chat/completions", CHAT).status_code == 200  # native: never needed LiteLLM
-    killed = time.time()
-    answer = post(gw, "/v1/messages", MESSAGES)  # finds LiteLLM gone, starts it again, and is served
-    assert answer.status_code == 200, answer.text
-    assert time.time() - killed < 120
-    now = health(gw)
-    assert {n: r.reason for n, r in now.models.items() if r.updated_at >= killed} == {}  # nothing blamed
-    assert {n: r.reason for n, r in now.keys.items() if r.updated_at >= killed} == {}
-    restarted = read_record(Path(gw["home"]))
-    assert restarted is not None and restarted.litellm.pid != record.litellm.pid
+def test_litellm_killed_is_restarted_and_no_backend_is_blamed(tmp_path: Path) -> None:
+    """A gateway that sends everything through LiteLLM (BROKE_NATIVE=0: with native forwarding on, broke
+    speaks every API the fake does, so nothing would need LiteLLM)."""
+    fake = FakeProvider().start()
+    with module_home(tmp_path / "home") as mp:
+        mp.setenv("BROKE_NATIVE", "0")
+        add_fake_backends(tmp_path / "home", fake, "model-a", keys=("key-one", "key-two"))
+        run_cli("swap", "sonnet=fake/model-a")
+        try:
+            with serving("--wait") as (port, token):
+                gw = {"home": tmp_path / "home", "url": f"http://127.0.0.1:{port}", "token": token}
+                assert post(gw, "/v1/messages", MESSAGES).headers["x-broke-via"] == "litellm"
+                record = read_record(Path(gw["home"]))
+                assert record is not None and record.litellm.pid > 0
+                os.kill(record.litellm.pid, signal.SIGKILL)
+                time.sleep(0.5)
+                killed = time.time()
+                answer = post(gw, "/v1/chat/completions", CHAT)  # finds LiteLLM gone, starts it again, and is served
+                assert answer.status_code == 200, answer.text
+                assert time.time() - killed < 120
+                now = health(gw)
+                assert {n: r.reason for n, r in now.models.items() if r.updated_at >= killed} == {}  # nothing blamed
+                assert {n: r.reason for n, r in now.keys.items() if r.updated_at >= killed} == {}
+                restarted = read_record(Path(gw["home"]))
+                assert restarted is not None and restarted.litellm.pid != record.litellm.pid
+        finally:
+            fake.stop()
 
 
 def test_restart_reads_keys_afresh_and_forgets_an_auth_bench(gw: dict[str, Any]) -> None:
@@ -109,14 +120,19 @@ def test_restart_reads_keys_afresh_and_forgets_an_auth_bench(gw: dict[str, Any])
 def test_a_backend_added_while_running_is_served_or_the_cli_says_restart(gw: dict[str, Any]) -> None:
     added = run_cli("backend", "add", "fake/model-c", "--provider", "openai-compatible", "--model", "model-c",
                     "--api-base", gw["fake"].base_url, "--key-env", "FAKE_API_KEY")
-    assert "Anthropic messages (Claude Code)" in added.stdout and "broke restart" in added.stdout
-    assert "chat completions" not in added.stdout  # those are served at once
-    run_cli("swap", "sonnet=fake/model-c")
+    assert "broke restart" not in added.stdout  # every client API is served at once (broke translates)
+    needs = run_cli("backend", "add", "gemini/model-d", "--provider", "gemini", "--model", "model-d",
+                    "--key-env", "FAKE_API_KEY")  # a provider only LiteLLM speaks
+    assert "Anthropic messages (Claude Code)" in needs.stdout and "broke restart" in needs.stdout
     try:
-        answer = post(gw, "/v1/chat/completions", CHAT)
-        assert answer.status_code == 200 and answer.headers["x-broke-backend"] == "fake/model-c", answer.text
+        run_cli("swap", "sonnet=fake/model-c")
+        for path, body in (("/v1/chat/completions", CHAT), ("/v1/messages", MESSAGES)):
+            answer = post(gw, path, body)
+            assert answer.status_code == 200 and answer.headers["x-broke-backend"] == "fake/model-c", answer.text
+        run_cli("swap", "sonnet=gemini/model-d")
         refused = post(gw, "/v1/messages", MESSAGES)
         assert refused.status_code == 400 and "broke restart" in refused.json()["error"]["message"]
     finally:
         run_cli("swap", "sonnet=fake/model-a")
         run_cli("backend", "remove", "fake/model-c")
+        run_cli("backend", "remove", "gemini/model-d")

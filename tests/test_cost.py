@@ -461,3 +461,20 @@ def test_model_policy_cheapest_orders_candidates_by_expected_cost(cloud: FakePro
     answer = start_proxy().chat()
     assert answer.headers["x-broke-backend"] == "fake/model-c"
     assert float(answer.headers["x-broke-cost-usd"]) == pytest.approx((1 + 3) / 1_000_000)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_translated_answer_is_priced_from_the_usage_the_client_sees(priced: FakeProvider, start_proxy: StartProxy,
+                                                                     stream: bool) -> None:
+    """Claude Code's /v1/messages on a chat backend: broke translates, and the usage it hands the client in
+    Anthropic's shape (cache reads apart from input) is what the ledger prices."""
+    proxy = start_proxy()
+    answer = proxy.post("/v1/messages", {"model": "sonnet", "max_tokens": 32, "stream": stream,
+                                         "messages": [{"role": "user", "content": "hi"}]})
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["x-broke-via"] == "translated"
+    [row] = ledger(proxy)
+    assert (row["output_tokens"], row["cache_read_tokens"]) == (3, 1000)
+    assert row["cost_usd"] == pytest.approx(cost_of(Usage(row["input_tokens"], 3, 1000, row["cache_write_tokens"]),
+                                                    PRICES), abs=1e-6)
+    assert row["cost_usd"] > 0

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import httpx
 import pytest
@@ -12,6 +13,8 @@ from conftest import add_fake_backends, run_cli
 from fake_provider import FakeProvider
 
 pytestmark = pytest.mark.timeout(600)
+CLAUDE_SLOTS = ("sonnet", "opus", "haiku", "subagent", "custom")
+CODEX_SLOTS = ("gpt-5-codex", "gpt-5", "gpt-5-mini")
 
 
 @pytest.fixture
@@ -22,39 +25,68 @@ def fake():
 
 
 def test_a_request_that_needs_litellm_waits_while_it_starts(broke_home, fake, monkeypatch):
-    """`broke start` returns once the front proxy answers; a translated request waits for LiteLLM."""
-    monkeypatch.setenv("BROKE_NATIVE", "1")
+    """`broke start` returns once the front proxy answers; with everything sent through LiteLLM
+    (BROKE_NATIVE=0) the first request waits for LiteLLM to start, and is answered."""
+    monkeypatch.setenv("BROKE_NATIVE", "0")
     add_fake_backends(broke_home, fake, "model-a")
     run_cli("swap", "sonnet=fake/model-a")
     run_cli("start", "--port", str(free_port()))
     try:
         record = read_record(broke_home)
         token = json.loads(run_cli("connect", "--json").stdout)["token"]
-        assert record.litellm.pid > 0  # sonnet's clients speak messages: LiteLLM is needed, and starting
-        chat = httpx.post(record.base_url + "/v1/chat/completions", timeout=30,
-                          headers={"authorization": f"Bearer {token}"},
-                          json={"model": "sonnet", "messages": [{"role": "user", "content": "hi"}]})
-        assert chat.status_code == 200 and chat.headers["x-broke-via"] == "native"
+        assert record.litellm.pid > 0  # starting, in the background
         answer = httpx.post(record.base_url + "/v1/messages", timeout=180,
                             headers={"x-api-key": token, "anthropic-version": "2023-06-01"},
                             json={"model": "sonnet", "max_tokens": 16,
                                   "messages": [{"role": "user", "content": "hi"}]})
-        assert answer.status_code == 200, answer.text
-        assert answer.headers["x-broke-via"] == "litellm"
+        assert answer.status_code == 200 and answer.headers["x-broke-via"] == "litellm", answer.text
         assert answer.json()["content"][0]["text"] == "fake:model-a:key-one"
         assert httpx.get(record.base_url + "/health", timeout=10).json()["litellm"] == "up"
     finally:
         run_cli("stop")
 
 
-CLAUDE_SLOTS = ("sonnet", "opus", "haiku", "subagent", "custom")
-CODEX_SLOTS = ("gpt-5-codex", "gpt-5", "gpt-5-mini")
+def test_claude_code_and_codex_on_chat_servers_never_start_litellm(broke_home, fake, monkeypatch):
+    """Every slot on an OpenAI-compatible server: Messages and Responses are translated by broke, so
+    `broke start` starts no LiteLLM, /v1/messages is served within 2 s of the start, and none starts later."""
+    monkeypatch.setenv("BROKE_NATIVE", "1")
+    add_fake_backends(broke_home, fake, "model-a")
+    run_cli("swap", *[f"{s}=fake/model-a" for s in (*CLAUDE_SLOTS, *CODEX_SLOTS, "auto")])
+    for slot in (*CLAUDE_SLOTS, *CODEX_SLOTS, "auto"):
+        run_cli("fallback", slot, "--clear")
+    started = time.monotonic()
+    run_cli("start", "--port", str(free_port()))
+    try:
+        record = read_record(broke_home)
+        token = json.loads(run_cli("connect", "--json").stdout)["token"]
+        anthropic = {"x-api-key": token, "anthropic-version": "2023-06-01"}
+        message = {"model": "claude-sonnet-4-5", "max_tokens": 16, "messages": [{"role": "user", "content": "hi"}]}
+        answer = httpx.post(record.base_url + "/v1/messages", json=message, headers=anthropic, timeout=30)
+        served_s = time.monotonic() - started
+        assert answer.status_code == 200 and answer.headers["x-broke-via"] == "translated", answer.text
+        assert served_s < 2.0, f"/v1/messages first served {served_s:.2f} s after `broke start` began"
+        streamed = httpx.post(record.base_url + "/v1/messages", json={**message, "stream": True}, headers=anthropic,
+                              timeout=30)
+        assert streamed.status_code == 200 and "message_stop" in streamed.text
+        counted = httpx.post(record.base_url + "/v1/messages/count_tokens", headers=anthropic, timeout=30,
+                             json={k: message[k] for k in ("model", "messages")})
+        assert counted.status_code == 200 and counted.json()["input_tokens"] > 0
+        for stream in (False, True):
+            responses = httpx.post(record.base_url + "/v1/responses", timeout=30,
+                                   headers={"authorization": f"Bearer {token}"},
+                                   json={"model": "gpt-5-codex", "input": "hi", "stream": stream})
+            assert responses.status_code == 200 and responses.headers["x-broke-via"] == "translated", responses.text
+        assert {r["api"] for r in fake.requests} == {"chat"}
+        assert read_record(broke_home).litellm.pid == 0  # no LiteLLM process, then or now
+        assert httpx.get(record.base_url + "/health", timeout=10).json()["litellm"] == "not started"
+    finally:
+        run_cli("stop")
 
 
-def test_native_backends_need_no_litellm_until_a_request_needs_translation(broke_home, fake, monkeypatch):
+def test_native_backends_need_no_litellm_for_any_client_api(broke_home, fake, monkeypatch):
     """Claude's slots on Anthropic, Codex's on OpenAI, auto on an OpenAI-compatible server: every
-    client's API is native, so LiteLLM is not started; the first request that needs translation
-    starts it, waits for it and is answered."""
+    client's API is native, so LiteLLM is not started; the APIs that differ are translated by broke,
+    so it never is."""
     monkeypatch.setenv("BROKE_NATIVE", "1")
     add_fake_backends(broke_home, fake, "model-a")
     run_cli("backend", "add", "fakeant/claude-x", "--provider", "anthropic", "--api-base", fake.root_url,
@@ -91,12 +123,15 @@ def test_native_backends_need_no_litellm_until_a_request_needs_translation(broke
         assert fake.requests[-1]["api"] == "responses" and fake.requests[-1]["model"] == "gpt-x"
         assert read_record(broke_home).litellm.pid == 0  # nothing so far needed it
 
-        # Chat completions to an Anthropic backend need translation: LiteLLM starts on demand.
-        chat = httpx.post(url + "/v1/chat/completions", headers={"authorization": f"Bearer {token}"}, timeout=180,
+        # Chat completions and Responses to an Anthropic backend: translated by broke, still no LiteLLM.
+        chat = httpx.post(url + "/v1/chat/completions", headers={"authorization": f"Bearer {token}"}, timeout=30,
                           json={"model": "sonnet", "messages": [{"role": "user", "content": "hi"}]})
-        assert chat.status_code == 200 and chat.headers["x-broke-via"] == "litellm", chat.text
-        assert fake.requests[-1]["api"] == "messages"
-        assert read_record(broke_home).litellm.pid > 0
+        assert chat.status_code == 200 and chat.headers["x-broke-via"] == "translated", chat.text
+        responses = httpx.post(url + "/v1/responses", json={"model": "sonnet", "input": "hi"}, timeout=30,
+                               headers={"authorization": f"Bearer {token}"})
+        assert responses.status_code == 200 and responses.headers["x-broke-via"] == "translated", responses.text
+        assert [r["api"] for r in fake.requests[-2:]] == ["messages", "messages"]
+        assert read_record(broke_home).litellm.pid == 0
         assert json.loads(run_cli("status", "--json").stdout)["running"] is True
     finally:
         run_cli("stop")

@@ -39,6 +39,7 @@ def assert_all_gone(processes: list[psutil.Process], timeout: float = 15) -> Non
 
 
 def sigkill(pid: int) -> None:
+    assert pid > 0, f"no process to kill (pid {pid}): os.kill would signal this test's own group"
     os.kill(pid, signal.SIGKILL)
     psutil.wait_procs([psutil.Process(pid)], timeout=10)
 
@@ -118,6 +119,7 @@ def litellm_seen_by_front(record: GatewayRecord) -> str:
 
 
 def test_killed_gateway_processes_are_noticed_and_brought_back_alone(broke_home, cli_json):
+    run_cli("swap", "auto=gemini/gemini-2.5-flash")  # a provider only LiteLLM speaks: it runs
     run_cli("start", "--port", str(free_port()), "--wait")
     first = read_record(broke_home)
     try:
@@ -188,3 +190,17 @@ def test_a_port_left_in_time_wait_is_free_and_a_listened_one_is_not():
         assert "TIME-WAIT" in subprocess.run(["ss", "-tan", f"sport = :{port}"], capture_output=True,
                                              text=True).stdout
     assert port_free(port)
+
+
+def test_a_front_proxy_dead_alone_is_missing_while_workers_run_and_stale_once_they_are_gone():
+    """With no LiteLLM started (broke translates everything), a dead front proxy is the only gateway
+    process: `broke start` repairs it (workers kept) while a worker runs, and starts afresh otherwise."""
+    from broke.control.supervisor import GatewayStatus, ProcessStatus
+
+    front = ProcessStatus("front", ProcessRecord(4242, 1.0, 4000, ""), alive=False)
+    litellm = ProcessStatus("litellm", ProcessRecord(0, 0.0, 4001, ""), alive=False)
+    record = GatewayRecord(front=front.record, litellm=litellm.record)
+    kept = GatewayStatus(record, (front, litellm), workers_alive=True)
+    assert not kept.stale and [p.name for p in kept.missing] == ["front"]
+    gone = GatewayStatus(record, (front, litellm), workers_alive=False)
+    assert gone.stale and gone.missing == ()

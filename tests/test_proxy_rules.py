@@ -27,6 +27,7 @@ pytestmark = pytest.mark.timeout(30)
 StartProxy = Callable[..., "Proxy"]
 Workers = Callable[[int], list[FakeProvider]]
 MODEL_A, MODEL_B = "fake/model-a", "fake/model-b"  # the harness's cloud backends
+GEMINI = "gemini/fake-gemini"  # the harness's backend that only LiteLLM reaches (fixture `gemini`)
 LOCAL = "mlx/tiny"  # a local model whose workers are FakeProviders
 
 
@@ -283,14 +284,14 @@ def test_the_same_api_goes_native_with_the_provider_key(cloud: FakeProvider, lit
     assert litellm.requests == []
 
 
-def test_translation_goes_to_litellm_with_the_master_key(cloud: FakeProvider, litellm: FakeLiteLLM,
-                                                         start_proxy: StartProxy) -> None:
+def test_a_provider_broke_does_not_speak_goes_to_litellm_with_the_master_key(
+        cloud: FakeProvider, litellm: FakeLiteLLM, gemini: str, start_proxy: StartProxy) -> None:
     proxy = start_proxy()
     message = {"model": "sonnet", "max_tokens": 16, "messages": [{"role": "user", "content": "hi"}]}
     answer = proxy.post("/v1/messages", message, headers={"anthropic-version": "2023-06-01"})
     assert answer.status_code == 200, answer.text
-    assert answer.headers["x-broke-via"] == "litellm" and answer.headers["x-broke-backend"] == MODEL_A
-    deployment = f"{MODEL_A}@FAKE_API_KEY"  # backend × key, as the LiteLLM config names it
+    assert answer.headers["x-broke-via"] == "litellm" and answer.headers["x-broke-backend"] == GEMINI
+    deployment = f"{GEMINI}@FAKE_API_KEY"  # backend × key, as the LiteLLM config names it
     assert answer.json()["content"][0]["text"] == f"litellm:{deployment}"
     (forwarded,) = litellm.requests
     assert forwarded["path"] == "/v1/messages" and forwarded["body"]["model"] == deployment
@@ -384,10 +385,12 @@ def test_the_gateway_and_explain_give_a_prompt_the_same_tier_backend_and_way(
 
 
 def test_explain_says_which_way_each_attempt_goes(cloud: FakeProvider, store: StateStore, cli: Any) -> None:
-    changes.set_fallbacks(store, "sonnet", [MODEL_B])
-    shown = cli("explain", "sonnet")  # Claude Code's slot: Anthropic messages, which these backends need translated
+    changes.add_backend(store, GEMINI, provider="gemini", model="fake-gemini", api_base=None,
+                        key_env="FAKE_API_KEY", pinned=False)
+    changes.set_fallbacks(store, "sonnet", [GEMINI])
+    shown = cli("explain", "sonnet")  # Claude Code's slot: Anthropic messages, translated by broke for chat servers
     assert shown.exit_code == 0, shown.output
-    assert "chosen via litellm" in shown.output and "attempt 2 via litellm" in shown.output
+    assert "chosen via translated" in shown.output and "attempt 3 via litellm" in shown.output
     shown = cli("explain", "custom")  # chat completions: native to an OpenAI-compatible backend
     assert "via native" in shown.output or "none" in shown.output
 
@@ -422,9 +425,9 @@ def test_a_native_backend_added_while_the_gateway_runs_answers_at_once(
 def test_a_backend_added_while_running_that_needs_litellm_says_restart(
         cloud: FakeProvider, store: StateStore, start_proxy: StartProxy) -> None:
     proxy = start_proxy()
-    changes.add_backend(store, "fake/model-c", provider="openai-compatible", model="model-c",
-                        api_base=cloud.base_url, key_env="FAKE_API_KEY", pinned=False)
-    changes.swap(store, [("sonnet", "fake/model-c")])
+    changes.add_backend(store, "gemini/model-c", provider="gemini", model="model-c",
+                        api_base=None, key_env="FAKE_API_KEY", pinned=False)
+    changes.swap(store, [("sonnet", "gemini/model-c")])
     answer = proxy.post("/v1/messages", {"model": "sonnet", "max_tokens": 16,
                                          "messages": [{"role": "user", "content": "hi"}]})
     assert answer.status_code == 400
@@ -435,7 +438,8 @@ def test_a_backend_added_while_running_that_needs_litellm_says_restart(
 # ---- broke's own LiteLLM failing is never blamed on a backend -------------------------------------
 
 def test_litellm_gone_leaves_the_backends_healthy_and_native_traffic_flowing(
-        cloud: FakeProvider, store: StateStore, start_proxy: StartProxy, litellm: FakeLiteLLM) -> None:
+        cloud: FakeProvider, store: StateStore, start_proxy: StartProxy, litellm: FakeLiteLLM, gemini: str) -> None:
+    changes.swap(store, [("haiku", MODEL_A)])
     proxy = start_proxy()
     body = {"model": "sonnet", "max_tokens": 16, "messages": [{"role": "user", "content": "hi"}]}
     assert proxy.post("/v1/messages", body).status_code == 200
@@ -444,7 +448,7 @@ def test_litellm_gone_leaves_the_backends_healthy_and_native_traffic_flowing(
     assert answer.status_code == 503  # this harness has no record to restart LiteLLM from
     assert "LiteLLM" in answer.json()["error"]["message"]
     assert proxy.health().models == {} and proxy.health().keys == {}  # no backend blamed
-    assert proxy.chat().status_code == 200  # native chat to the same backend is untouched
+    assert proxy.chat("haiku").status_code == 200  # native traffic to the cloud is untouched
 
 
 # ---- a corrupt health.json: requests go on, the file is rewritten, the corrupt one kept aside ------------

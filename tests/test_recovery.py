@@ -26,12 +26,13 @@ WORKER_BACK_S = 15.0
 
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory):
-    """sonnet on one tiny local model (no fallback: while it is down, sonnet is down)."""
+    """sonnet on one tiny local model (no fallback: while it is down, sonnet is down); auto on a provider
+    only LiteLLM speaks, so that the gateway has both its processes (LiteLLM and the front proxy)."""
     root = tmp_path_factory.mktemp("recovery")
     home = root / "home"
     with module_home(home):
         run_cli("local", "make-tiny", str(root / "tiny-r"), "--answer", ANSWER, "--add", "tiny-r")
-        run_cli("swap", "sonnet=mlx/tiny-r")
+        run_cli("swap", "sonnet=mlx/tiny-r", "auto=gemini/gemini-2.5-flash")
         with serving() as (_, token):
             yield {"home": home, "root": root, "token": token,
                    "url": json.loads(run_cli("status", "--json").stdout)["base_url"]}
@@ -183,14 +184,21 @@ def test_start_brings_back_a_killed_worker_group_with_the_front_proxy(gw):
 
 
 def test_start_brings_a_killed_gateway_back_on_its_port(gw):
-    """Front proxy and LiteLLM both killed (a stale record): `broke start` starts afresh on the same port,
-    the one clients were given, not the default."""
-    status = json.loads(run_cli("status", "--json").stdout)
-    for pid in [p["pid"] for p in status["processes"] if p["pid"] > 0]:
-        process = psutil.Process(pid)
-        os.kill(pid, signal.SIGKILL)
-        psutil.wait_procs([process], timeout=10)
-    assert json.loads(run_cli("status", "--json").stdout)["stale"] is True
-    run_cli("start")
-    assert json.loads(run_cli("status", "--json").stdout)["base_url"] == gw["url"]
-    assert answers(gw)
+    """Front proxy and LiteLLM both killed while the worker runs: `broke start` brings them back on their
+    ports (the one clients were given, not the default) and keeps the worker; with the worker gone too
+    (a stale record) it starts afresh, on the same port."""
+    worker = the_worker(gw["home"])
+    for stop_worker in (False, True):
+        status = json.loads(run_cli("status", "--json").stdout)
+        for pid in [p["pid"] for p in status["processes"] if p["pid"] > 0]:
+            process = psutil.Process(pid)
+            os.kill(pid, signal.SIGKILL)
+            psutil.wait_procs([process], timeout=10)
+        if stop_worker:
+            run_cli("worker", "stop", "tiny-r")
+        assert json.loads(run_cli("status", "--json").stdout)["stale"] is stop_worker
+        run_cli("start")
+        assert json.loads(run_cli("status", "--json").stdout)["base_url"] == gw["url"]
+        assert answers(gw)
+        if not stop_worker:
+            assert the_worker(gw["home"]).pid == worker.pid  # kept, not restarted

@@ -240,9 +240,11 @@ def _bench_worker(home: Path, state: State, target: Target, prompts: list[BenchP
 
 def _bench_gateway(home: Path, state: State, target: Target, prompts: list[BenchPrompt], runs: int,
                    events: Events, results: list[dict]) -> None:
-    """Measure a backend through the running gateway's LiteLLM, as that backend's own deployment."""
+    """Measure a backend through the running gateway's LiteLLM, as that backend's own deployment
+    (LiteLLM is started for it if the gateway's slots did not need it)."""
     from broke.control.client import running_record
     from broke.control.runfiles import master_key
+    from broke.control.supervisor import ensure_litellm
 
     record = running_record(home)
     deployment = next((d for d in record.deployments
@@ -253,7 +255,8 @@ def _bench_gateway(home: Path, state: State, target: Target, prompts: list[Bench
     backend = find_backend(target.backend, state, load_catalog())
     if backend is None:  # plan() checked it
         raise NotFoundError(f"unknown backend '{target.backend}'; see `broke models`")
-    measure = _Measure(f"http://127.0.0.1:{record.litellm.port}/v1/chat/completions", deployment,
+    litellm = ensure_litellm(home, wait=True)
+    measure = _Measure(f"http://127.0.0.1:{litellm.port}/v1/chat/completions", deployment,
                        {"authorization": f"Bearer {master_key(home)}"}, False, target, prompts, runs, events)
     _run(measure, results, {"name": backend.model})
 

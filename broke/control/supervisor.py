@@ -75,6 +75,7 @@ class ProcessStatus:
 class GatewayStatus:
     record: GatewayRecord | None
     processes: tuple[ProcessStatus, ...]
+    workers_alive: bool = False  # some recorded local worker still runs
 
     @property
     def running(self) -> bool:
@@ -83,7 +84,9 @@ class GatewayStatus:
 
     @property
     def stale(self) -> bool:
-        return self.record is not None and not any(p.alive for p in self.processes)
+        """Nothing of the gateway runs: no process of its own and no local worker (a front proxy that died
+        alone, LiteLLM never started, is missing, not stale: its workers are kept)."""
+        return self.record is not None and not any(p.alive for p in self.processes) and not self.workers_alive
 
     @property
     def missing(self) -> tuple[ProcessStatus, ...]:
@@ -97,10 +100,12 @@ def status(home: Path) -> GatewayStatus:
     record = read_record(home)
     if record is None:
         return GatewayStatus(None, ())
+    from broke.local.workers import read_workers, worker_running
+
     return GatewayStatus(record, tuple(
         ProcessStatus(name, proc, is_ours(proc)) for name, proc in (("front", record.front),
                                                                    ("litellm", record.litellm))
-    ))
+    ), any(worker_running(w) for w in read_workers(home)))
 
 
 def _wait_healthy(url: str, record: ProcessRecord, name: str, timeout_s: float,
@@ -212,10 +217,12 @@ def start(home: Path, *, port: int | None = None, first_byte_timeout_s: float | 
     return record, True
 
 
-def ensure_litellm(home: Path) -> ProcessRecord:
-    """Start LiteLLM for the running gateway if it is not running (a request needs translation).
+def ensure_litellm(home: Path, *, wait: bool = False) -> ProcessRecord:
+    """Start LiteLLM for the running gateway if it is not running (a request needs it); with `wait`,
+    until it answers.
 
-    Called by the front proxy; the record lock keeps two requests from starting two copies.
+    Called by the front proxy and `benchmark-sequential --backend`; the record lock keeps two
+    callers from starting two copies.
     """
     from filelock import FileLock
 
@@ -231,7 +238,9 @@ def ensure_litellm(home: Path) -> ProcessRecord:
                 raise GatewayError(f"LiteLLM's port {record.litellm.port} is taken by another program; "
                                    "`broke restart`")
             _start_litellm(home, record, provider_env(home / ".env"), master_key(home), lambda _: None)
-        return record.litellm
+    if wait:
+        _wait_litellm(record, lambda _: None)
+    return record.litellm
 
 
 def _record_keys(record: GatewayRecord, env: dict[str, str]) -> dict[str, str]:

@@ -14,11 +14,12 @@ from typing import Any
 import aiohttp
 import orjson
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
 
 from broke.catalog import Catalog
 from broke.control.runfiles import GatewayRecord
 from broke.cost.usage import UsageMeter, asks_stream_usage, with_stream_usage
+from broke.errors import InvalidInputError
 from broke.gateway.litellm import LiteLLM
 from broke.gateway.load import WorkerLoad, worker_key
 from broke.gateway.metrics import Metrics
@@ -26,13 +27,15 @@ from broke.gateway.outcomes import Answered, AttemptFailed, Failure, PassedOver,
 from broke.gateway.relay import Relay, is_stream, response_headers
 from broke.gateway.scrub import Scrubber
 from broke.gateway.traffic import Trace
+from broke.gateway.translate import Translation
+from broke.gateway.translate.messages_chat import count_estimate
 from broke.gateway.unserved import unserved
 from broke.gateway.wire import ModelStamp, encode, error_body, without_unkept_thinking
 from broke.health import ERROR, TIMEOUT, Health, blames_key, reason_for_status
 from broke.routing.backends import is_local
 from broke.routing.resolve import Candidate, Resolution
 from broke.routing.rotation import RotationState
-from broke.routing.transport import Route, route_for
+from broke.routing.transport import API_OF_PATH, COUNT_TOKENS, Route, route_for
 from broke.state.model import State
 
 #: Upstream answers that send the request to the next candidate (only before the first byte).
@@ -42,9 +45,9 @@ FORWARDED_HEADERS = ("accept", "anthropic-version", "anthropic-beta", "openai-be
 ANTHROPIC_VERSION = "2023-06-01"
 #: Failure reasons of broke's own LiteLLM (never blamed on a backend).
 LITELLM_GONE, LITELLM_UNAVAILABLE = "litellm_gone", "litellm_unavailable"
-#: Anthropic's token counting (Claude Code asks it before long prompts): routed like a request,
-#: answered natively by Anthropic backends, by LiteLLM for the others, spending no tokens.
-COUNT_TOKENS = "/v1/messages/count_tokens"
+#: Anthropic's token counting (Claude Code asks it before long prompts, at COUNT_TOKENS): routed like a
+#: request, answered natively by Anthropic backends, estimated by broke for those it translates for,
+#: by LiteLLM for the others, spending no tokens.
 
 
 @dataclass(frozen=True)
@@ -93,7 +96,7 @@ class Forwarder:
         that go to a worker or natively (a backend added while the gateway runs included), and those
         that need LiteLLM if the running LiteLLM knows them."""
         plan = [c for c in resolution.attempts
-                if c.deployment in self.deployments or not self._route(path, c, None).translated]
+                if c.deployment in self.deployments or not self._route(path, c, None).through_litellm]
         base_headers = {"x-broke-slot": resolution.slot, "x-broke-generation": str(resolution.generation)}
         if not plan:
             why = unserved(resolution, health, time.time(), self.litellm.home, unloaded=bool(resolution.attempts))
@@ -109,6 +112,7 @@ class Forwarder:
         scrub = self.scrubber.with_request(request.headers)
         shared = Exchange(path, payload, headers, scrub, resolution, state, health, started, trace, spend)
         last: tuple[int, bytes, dict[str, str]] = (502, b"", {})
+        last_route: Route | None = None
         number = 0
         down: set[str] = set()  # backends that failed as a whole during this request
         failed_workers: set[str] = set()  # local replicas that failed during this request
@@ -126,7 +130,7 @@ class Forwarder:
                     if answer is not None:
                         return answer
                     assert failure is not None
-                    last = failure.answer
+                    last, last_route = failure.answer, attempt.route
                     if failure.reason == LITELLM_GONE and not litellm_restarted:
                         litellm_restarted = True  # broke's own process failed: no upstream is blamed
                         continue
@@ -151,6 +155,8 @@ class Forwarder:
         finally:
             self.metrics.in_flight -= 1
         status, error, error_headers = last
+        if last_route is not None and last_route.via == "translated":  # in the client API's own shape
+            error = Translation(API_OF_PATH[path], last_route.api, payload).error(status, error)
         trace.status, trace.attempts = status, number
         trace.error = f"every candidate failed ({number} attempts); the last answered {status}"
         await self.recorder.record(Answered(resolution.slot, "-", status, started, trace))
@@ -162,15 +168,25 @@ class Forwarder:
                    base_headers: dict[str, str]) -> tuple[Response | None, Failure | None]:
         """One attempt: the client's response, or why it failed before the first byte."""
         candidate, route = attempt.candidate, attempt.route
-        if route.translated:
+        if route.via == "translated" and not route.url:  # count_tokens for a backend that cannot count
+            return await self._estimate(attempt, shared, base_headers), None
+        if route.through_litellm:
             why = await self.litellm.ready()
             if why:
-                body = orjson.dumps({"error": {"message": why, "type": LITELLM_UNAVAILABLE}})
-                return None, Failure(LITELLM_UNAVAILABLE, None, (503, body, {}))
+                refusal = orjson.dumps({"error": {"message": why, "type": LITELLM_UNAVAILABLE}})
+                return None, Failure(LITELLM_UNAVAILABLE, None, (503, refusal, {}))
+        try:
+            translation = Translation(API_OF_PATH[shared.path], route.api, shared.payload,
+                                      limit_field="max_completion_tokens" if candidate.provider == "openai"
+                                      else "max_tokens") if route.via == "translated" else None
+        except InvalidInputError as exc:  # a request broke's translation cannot carry: said at once
+            return await self._untranslatable(attempt, shared, base_headers, str(exc)), None
         lease = self.load.acquire(candidate.backend, attempt.replica) if is_local(candidate.provider, self.catalog) \
             else None
-        sent = self._body(shared.payload, candidate, route)
-        strip_usage = asks_stream_usage(shared.path, sent)  # local answers too: their usage shows the savings
+        sent = self._body(translation.body if translation else shared.payload, candidate, route)
+        # a chat stream's usage is asked for where the client did not ask (and stripped again); a backend spoken
+        # to in another API reports its usage in its own events, which the translation carries
+        strip_usage = route.via != "translated" and asks_stream_usage(shared.path, sent)
         if strip_usage:
             sent = with_stream_usage(sent)
         upstream, content, failure = await self._send(route.url, encode(sent),
@@ -178,13 +194,13 @@ class Forwarder:
         if upstream is None:
             if lease:
                 self.load.release(lease)
-            if route.translated and failure is not None and failure.status is None and failure.reason == ERROR:
+            if route.through_litellm and failure is not None and failure.status is None and failure.reason == ERROR:
                 self.litellm.gone()  # no connection to LiteLLM: it died, not the backend behind it
                 return None, Failure(LITELLM_GONE, None, failure.answer)
             return None, failure
         answer_headers = {**response_headers(upstream), **base_headers, "x-broke-backend": candidate.backend,
                           "x-broke-attempts": str(attempt.number),
-                          "x-broke-via": "litellm" if route.translated else "native"}
+                          "x-broke-via": route.via if route.via in ("litellm", "translated") else "native"}
         self.rotation.succeeded(candidate.provider, candidate.key_env)
         worker = worker_key(candidate.backend, attempt.replica) if attempt.replica else None
         forgiven = self.recorder.transitions.to_forgive(candidate.backend, candidate.key_env, worker, shared.health)
@@ -194,7 +210,7 @@ class Forwarder:
         trace.backend, trace.attempts = candidate.backend, attempt.number
         trace.key_ref = self.record.key_refs.get(candidate.key_env or "")
         own = (candidate.definition.model,) if candidate.definition else ()
-        stamp = ModelStamp((route.model, *own), shared.payload["model"], local=lease is not None)
+        stamp = translation or ModelStamp((route.model, *own), shared.payload["model"], local=lease is not None)
         relay = Relay(upstream, answer_headers, shared.resolution.slot, candidate.backend, shared.started, lease,
                       stamp, trace, shared.spend, content, shared.scrub, self.record.first_byte_timeout_s,
                       UsageMeter(shared.path), strip_usage)
@@ -241,9 +257,31 @@ class Forwarder:
                 502, b'{"error":{"message":"upstream answered with a body that is not a JSON object"}}', {}))
         return upstream, content, None
 
+    async def _untranslatable(self, attempt: Attempt, shared: Exchange, base_headers: dict[str, str],
+                              why: str) -> Response:
+        """A 400 for a request broke cannot translate for this backend."""
+        trace = shared.trace
+        trace.backend, trace.attempts, trace.status, trace.error = attempt.candidate.backend, attempt.number, 400, why
+        await self.recorder.record(Answered(shared.resolution.slot, attempt.candidate.backend, 400, shared.started,
+                                            trace))
+        response = error_body(400, "invalid_request_error", why)
+        response.headers.update({**base_headers, "x-broke-backend": attempt.candidate.backend,
+                                 "x-broke-attempts": str(attempt.number), "x-broke-via": "translated"})
+        return response
+
+    async def _estimate(self, attempt: Attempt, shared: Exchange, base_headers: dict[str, str]) -> Response:
+        """count_tokens answered by broke: an estimate, for a backend that cannot count."""
+        trace = shared.trace
+        trace.backend, trace.attempts, trace.status = attempt.candidate.backend, attempt.number, 200
+        await self.recorder.record(Answered(shared.resolution.slot, attempt.candidate.backend, 200, shared.started,
+                                            trace))
+        headers = {**base_headers, "x-broke-backend": attempt.candidate.backend,
+                   "x-broke-attempts": str(attempt.number), "x-broke-via": "translated"}
+        return JSONResponse(count_estimate(shared.payload), headers=headers)
+
     def _replica(self, path: str, candidate: Candidate, health: Health, failed: set[str]) -> str | None:
-        """The local worker a chat completion goes to directly ("": not a worker's; None: none left)."""
-        if path != "/v1/chat/completions" or candidate.backend not in self.load.pools:
+        """The local worker a request goes to directly ("": not a worker's; None: none left)."""
+        if path == COUNT_TOKENS or candidate.backend not in self.load.pools:
             return ""
         return self.load.pick(candidate.backend, health, time.time(), failed)
 

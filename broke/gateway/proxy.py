@@ -30,7 +30,7 @@ from broke.gateway.codex_models import CODEX_QUERY, codex_catalog
 from broke.gateway.complexity import RouterModel, decision_headers
 from broke.gateway.dashboard.app import Dashboard, LiveView
 from broke.gateway.dashboard.sessions import host_allowed
-from broke.gateway.forward import COUNT_TOKENS, Forwarder
+from broke.gateway.forward import Forwarder
 from broke.gateway.limits import RateLimiter, header_problem
 from broke.gateway.litellm import LiteLLM
 from broke.gateway.live import Watched, watched_speeds
@@ -46,6 +46,7 @@ from broke.routing.backends import routes_by_complexity
 from broke.routing.conversation import user_turns
 from broke.routing.resolve import Conversation, resolve, tier_index
 from broke.routing.rotation import RotationState
+from broke.routing.transport import COUNT_TOKENS
 from broke.state.model import State
 from broke.state.store import StateStore, default_state
 

@@ -17,7 +17,7 @@ from broke.gateway.metrics import Metrics
 from broke.gateway.outcomes import Answered, Recorder
 from broke.gateway.scrub import Scrubber
 from broke.gateway.traffic import Trace
-from broke.gateway.wire import ModelStamp
+from broke.gateway.wire import Rewrite
 
 #: What a stream cut after its headers ends with (an SSE error event, read by OpenAI and Anthropic SDKs alike),
 #: and the status it is counted under.
@@ -69,7 +69,7 @@ class Relay:
     backend: str
     started: float
     lease: Lease | None
-    stamp: ModelStamp
+    stamp: Rewrite  # the model name stamped, or the whole answer translated for the client
     trace: Trace
     spend: Callable[[int], None]  # counts the answer's tokens against the client's limits
     body: bytes | None  # the whole body of an answer that is not a stream (read by the attempt)
@@ -86,7 +86,8 @@ class Relay:
         if self.body is not None:
             if self.lease:
                 load.release(self.lease)
-            content = self.stamp.whole(self.body) if ok else self.scrub.bytes(self.body)
+            content = self.stamp.whole(self.body) if ok else self.scrub.bytes(self.stamp.error(upstream.status,
+                                                                                              self.body))
             trace.status = upstream.status
             note_usage(trace, self.meter.whole(content))
             if spends:
@@ -118,13 +119,14 @@ class Relay:
                             status, trace.error = CUT_STATUS, f"upstream stream ended unfinished after {size} bytes"
                         break
                     tail, size = (tail + chunk)[-4096:], size + len(chunk)
-                    self.meter.feed(chunk)
                     lines = self.stamp.feed(chunk) if ok else self.scrub.bytes(self.stamp.feed(chunk))
+                    self.meter.feed(lines)  # in the client's API: a translated stream reports usage as it is sent
                     if self.strip_usage:
                         lines = without_usage_chunk(lines)
                     if lines:
                         yield lines
                 rest = self.stamp.flush()
+                self.meter.feed(rest)
                 if self.strip_usage:
                     rest = without_usage_chunk(rest)
                 if rest:

@@ -3,12 +3,15 @@ answer reports is read by broke.cost.usage)."""
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 from starlette.responses import JSONResponse
 
 from broke.routing.transport import WORKER_MODEL
+
+#: The signature of thinking broke translated from another API's reasoning (never Anthropic's).
+TRANSLATED_SIGNATURE = "broke:translated"
 
 
 def error_body(status: int, code: str, message: str) -> JSONResponse:
@@ -29,6 +32,7 @@ def without_unkept_thinking(payload: dict[str, Any]) -> dict[str, Any]:
     calls a tool must start with the thinking its model signed. A conversation that reached an
     Anthropic backend in the middle of a tool loop (a swap, a failover) carries none, so that turn
     goes without thinking rather than fail; the next prompt thinks again."""
+    payload = without_translated_thinking(payload)
     thinking = payload.get("thinking")
     messages = payload.get("messages")
     if not isinstance(thinking, dict) or thinking.get("type") == "disabled" or not isinstance(messages, list):
@@ -41,6 +45,32 @@ def without_unkept_thinking(payload: dict[str, Any]) -> dict[str, Any]:
     if "tool_use" not in kinds or kinds[0] in ("thinking", "redacted_thinking"):
         return payload
     return {k: v for k, v in payload.items() if k != "thinking"}
+
+
+def without_translated_thinking(payload: dict[str, Any]) -> dict[str, Any]:
+    """A Messages request without the thinking blocks broke made from another backend's reasoning
+    (signed TRANSLATED_SIGNATURE): their signature is broke's, which Anthropic would refuse."""
+    messages = payload.get("messages")
+    if not isinstance(messages, list) or TRANSLATED_SIGNATURE.encode() not in encode(messages):
+        return payload
+
+    def kept(content: Any) -> Any:
+        if not isinstance(content, list):
+            return content
+        return [b for b in content if not (isinstance(b, dict) and b.get("type") == "thinking"
+                                           and b.get("signature") == TRANSLATED_SIGNATURE)]
+
+    return {**payload, "messages": [{**m, "content": kept(m.get("content"))} if isinstance(m, dict) else m
+                                    for m in messages]}
+
+
+class Rewrite(Protocol):
+    """What an answer goes through on its way to the client: ModelStamp, or a translation."""
+
+    def whole(self, data: bytes) -> bytes: ...
+    def feed(self, chunk: bytes) -> bytes: ...
+    def flush(self) -> bytes: ...
+    def error(self, status: int, body: bytes) -> bytes: ...
 
 
 class ModelStamp:
@@ -80,3 +110,7 @@ class ModelStamp:
         """What is held when the stream ends."""
         data, self._held = self._held, b""
         return self.whole(data)
+
+    def error(self, status: int, body: bytes) -> bytes:
+        """An error answer, as it came (same API both sides)."""
+        return body

@@ -1,10 +1,15 @@
-"""How one attempt travels: to a local worker, natively to the provider, or through LiteLLM.
+"""How one attempt travels: to a local worker, natively to the provider, translated by broke, or
+through LiteLLM.
 
 `route_for` is the one rule: the gateway follows it per attempt, `broke start` asks it whether any
 slot needs LiteLLM, and `explain` prints it as "via". A request is native when the client's API is
 one the backend's provider speaks itself (`native` in catalog.toml): chat completions to
 OpenAI-compatible servers and clouds, Responses to OpenAI, Anthropic messages (and count_tokens)
 to Anthropic. Chat completions to a local model with running workers go straight to a worker.
+Messages and Responses requests to a backend that speaks chat completions (an OpenAI-compatible
+server, OpenAI, a local model's worker) are translated by broke (gateway/translate) and sent as chat
+completions (their count_tokens estimated by broke: the route's url is then empty); chat completions
+and Responses requests to Anthropic are translated and sent as Anthropic messages.
 Everything else goes through LiteLLM.
 """
 from __future__ import annotations
@@ -34,7 +39,10 @@ OWN_API_AT_ANY_BASE = ("anthropic", "openai")
 #: The model name mlx_lm.server answers to (any other makes it look on the hub).
 WORKER_MODEL = "default_model"
 
-Via = Literal["worker", "native", "litellm"]
+Via = Literal["worker", "native", "translated", "litellm"]
+#: Backend API -> the client APIs broke translates onto it itself (in order of preference).
+TRANSLATES = {"chat": ("messages", "responses"), "messages": ("chat", "responses")}
+COUNT_TOKENS = "/v1/messages/count_tokens"
 #: How an attempt authenticates upstream: the provider key as a bearer token or as Anthropic's
 #: x-api-key, a node's worker token, or LiteLLM's master key.
 Auth = Literal["bearer", "x-api-key", "worker-token", "master-key"]
@@ -48,10 +56,11 @@ class Route:
     url: str
     model: str
     auth: Auth
+    api: str = ""  # the API the backend is spoken to in (translated routes)
 
     @property
-    def translated(self) -> bool:
-        """True when LiteLLM translates between the client's API and the backend's."""
+    def through_litellm(self) -> bool:
+        """True when LiteLLM carries the attempt (and translates between the client's API and the backend's)."""
         return self.via == "litellm"
 
 
@@ -73,6 +82,18 @@ def _native(path: str, backend: Backend, provider: Provider) -> Route | None:
                  "x-api-key" if api == "messages" else "bearer")
 
 
+def _translated(path: str, backend: Backend, provider: Provider) -> Route | None:
+    """How to send `path` to `backend` in another API, translated by broke, or None if broke cannot."""
+    api = API_OF_PATH.get(path)
+    if api is None or not api_base(backend, provider) or provider.local:
+        return None
+    for target, clients in TRANSLATES.items():
+        if target in native_apis(backend, provider) and api in clients:
+            url = "" if path == COUNT_TOKENS else endpoint(backend, provider, PATH_OF_API[target])
+            return Route("translated", url, backend.model, "x-api-key" if target == "messages" else "bearer", target)
+    return None
+
+
 def route_for(path: str, candidate: Candidate, catalog: Catalog, workers: Mapping[str, Sequence[str]], *,
               replica: str | None = None, native_forwarding: bool = True, litellm_url: str = "") -> Route:
     """The route of one attempt of a request to `path` (a client API endpoint) for `candidate`.
@@ -80,26 +101,26 @@ def route_for(path: str, candidate: Candidate, catalog: Catalog, workers: Mappin
     `workers`: local backend -> its replicas' API bases; `replica` is the one the gateway picked
     (default the first). `native_forwarding` off sends everything but worker traffic to LiteLLM.
     """
-    pool = workers.get(candidate.backend)
-    if API_OF_PATH.get(path) == "chat" and pool:
-        base = replica or pool[0]
-        return Route("worker", f"{base}/chat/completions", WORKER_MODEL, "worker-token")
+    pool, api = workers.get(candidate.backend), API_OF_PATH.get(path)
+    if api is not None and pool:  # a local model's worker speaks chat completions: the rest is translated
+        url = "" if path == COUNT_TOKENS else f"{replica or pool[0]}/chat/completions"
+        return Route("worker" if api == "chat" else "translated", url, WORKER_MODEL, "worker-token", "chat")
     backend = candidate.definition
     provider = catalog.providers.get(candidate.provider)
     if native_forwarding and backend is not None and provider is not None:
-        native = _native(path, backend, provider)
-        if native is not None:
-            return native
+        direct = _native(path, backend, provider) or _translated(path, backend, provider)
+        if direct is not None:
+            return direct
     return Route("litellm", litellm_url + path, candidate.deployment, "master-key")
 
 
-def translated_apis(backend: Backend, catalog: Catalog, workers: Mapping[str, Sequence[str]], *,
+def litellm_apis(backend: Backend, catalog: Catalog, workers: Mapping[str, Sequence[str]], *,
                     native_forwarding: bool = True) -> list[str]:
     """The client APIs whose requests to `backend` go through LiteLLM (its key and health aside)."""
     probe = Candidate(backend.id, backend.provider, None, True, "", backend.pinned, "unknown", "unknown",
                       definition=backend)
     return [api for api, path in PATH_OF_API.items()
-            if route_for(path, probe, catalog, workers, native_forwarding=native_forwarding).translated]
+            if route_for(path, probe, catalog, workers, native_forwarding=native_forwarding).through_litellm]
 
 
 def litellm_needed(state: State, catalog: Catalog, workers: Mapping[str, Sequence[str]]) -> bool:
@@ -113,6 +134,6 @@ def litellm_needed(state: State, catalog: Catalog, workers: Mapping[str, Sequenc
         for backend_id, _ in backend_chain(slot, state)[0]:
             backend = find_backend(backend_id, state, catalog)
             if backend is not None and backend.provider in catalog.providers \
-                    and api in translated_apis(backend, catalog, workers):
+                    and api in litellm_apis(backend, catalog, workers):
                 return True
     return False
