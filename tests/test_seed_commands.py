@@ -11,6 +11,7 @@ import pytest
 from broke.catalog import load_catalog
 from broke.control.runfiles import TokenStore, new_master_key
 from broke.keys import ENV_TEMPLATE, key_pool, seed_dotenv
+from broke.local.workers import read_workers
 from conftest import assert_one_error_line
 
 pytest_plugins = ("proxy_harness",)
@@ -175,6 +176,7 @@ def test_a_short_fixed_token_is_refused_without_showing_it(cli, broke_home, monk
     assert_one_error_line(result, variable, "at least 32")
     assert "short-secret-value" not in result.output
     assert not (broke_home / "run" / "tokens.json").exists()
+    assert not (broke_home / "run" / "gateway.json").exists() and read_workers(broke_home) == []  # nothing started
 
 
 def test_the_gateway_accepts_the_fixed_client_token(start_proxy, cloud, monkeypatch):

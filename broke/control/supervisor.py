@@ -146,6 +146,10 @@ def start(home: Path, *, port: int | None = None, first_byte_timeout_s: float | 
     The front proxy answers as soon as it is up. LiteLLM starts only if some slot's backends need
     translation for their clients' API, in the background unless `wait_litellm`.
     """
+    from broke.control.tokens import CLIENT_TOKEN_ENV, MASTER_KEY_ENV, fixed_token
+
+    for variable in (CLIENT_TOKEN_ENV, MASTER_KEY_ENV):  # refused before anything starts, not after the workers
+        fixed_token(home, variable)
     current = status(home)
     if current.running and current.record is not None:
         _revive_workers(home, progress)
