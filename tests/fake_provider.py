@@ -47,7 +47,9 @@ Failure modes, added with ``fake.fail(mode, key=..., model=..., times=...)``:
 - ``"cut"``: a 200's headers, then half of its JSON body, then close; ``"stall"``: a 200's headers,
   then nothing until the client goes away; ``"garbage"``: a 200 whose body is not JSON;
 - ``"cut-stream"``: a 200 event stream's first events, then close without ending it (for a
-  request that does not stream: the same as ``"cut"``).
+  request that does not stream: the same as ``"cut"``);
+- ``"stall-stream"``, ``"empty-stream"``: a 200 event stream's headers, then nothing until the client goes
+  away, or nothing and close (for a request that does not stream: ``"stall"`` and ``"cut"``).
 """
 from __future__ import annotations
 
@@ -66,7 +68,9 @@ import fake_conversation as conversation
 from fake_conversation import Script, Step
 
 FAILURE_MODES = ("429", "401", "403", "408", "500", "hang", "drop", "401-echo", "400-echo",
-                 "cut", "stall", "garbage", "cut-stream")
+                 "cut", "stall", "garbage", "cut-stream", "stall-stream", "empty-stream")
+#: Failures of an event stream; a request that does not stream gets the like failure of a JSON answer.
+STREAM_MODES = ("cut-stream", "stall-stream", "empty-stream")
 DEFAULT_MODEL = "fake-model"
 
 # mode -> (HTTP status, error type, error code, message)
@@ -342,10 +346,12 @@ class _Handler(BaseHTTPRequestHandler):
                       f"x-api-key: {self.headers.get('x-api-key')}")
             self._send_error(int(mode[:3]), "invalid_request_error", "invalid_api_key", echoed,
                              {"x-echoed-key": key or ""})
-        elif mode in ("cut", "stall", "garbage") or (mode == "cut-stream" and payload.get("stream") is not True):
-            self._broken(mode)
+        elif mode in ("cut", "stall", "garbage") or (mode in STREAM_MODES and payload.get("stream") is not True):
+            self._broken({"stall-stream": "stall", "empty-stream": "cut", "cut-stream": "cut"}.get(mode, mode))
         elif mode == "cut-stream":
             self._stream_cut()
+        elif mode in ("stall-stream", "empty-stream"):
+            self._stream_headers_only(stall=mode == "stall-stream")
         else:
             answer = conversation.Answer(
                 model=model or DEFAULT_MODEL, prompt_tokens=conversation.prompt_words(api, payload),
@@ -484,6 +490,22 @@ class _Handler(BaseHTTPRequestHandler):
         except OSError:
             return
         self._drop()
+
+    def _stream_headers_only(self, *, stall: bool) -> None:
+        """A 200 event stream's headers, then nothing: held open ("stall-stream") or closed ("empty-stream")."""
+        self.close_connection = True
+        try:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream; charset=utf-8")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            self.wfile.flush()
+        except OSError:
+            return
+        if stall:
+            self._hang()
+        else:
+            self._drop()
 
     def _client_gone(self) -> bool:
         """Whether the peer has closed its end (readable with nothing to read) or the socket failed."""

@@ -107,6 +107,33 @@ def test_a_broken_answer_with_nothing_to_fall_back_on_is_a_counted_error(
     assert f'status="{status}"' in requests_metric(proxy) and 'status="200"' not in requests_metric(proxy)
 
 
+@pytest.mark.parametrize("mode", ["stall-stream", "empty-stream"])
+def test_a_stream_that_breaks_before_its_first_event_falls_over(cloud: FakeProvider, store: StateStore,
+                                                                start_proxy: StartProxy, mode: str) -> None:
+    """Its headers came, but nothing of it has reached the client yet: the next candidate answers."""
+    changes.set_fallbacks(store, "sonnet", [MODEL_B])
+    proxy = start_proxy(first_byte_timeout_s=0.5)
+    cloud.fail(mode, model="model-a")
+    started = time.monotonic()
+    answer = proxy.chat(stream=True)
+    assert time.monotonic() - started < 5
+    assert answer.status_code == 200 and answer.headers["x-broke-backend"] == MODEL_B, answer.text
+    assert "[DONE]" in answer.text
+    assert "event: error" not in answer.text
+    assert proxy.health().models[MODEL_A].status == "cooldown"
+
+
+@pytest.mark.parametrize(("mode", "status", "says"), [("stall-stream", 504, "stalled before its first event"),
+                                                      ("empty-stream", 502, "ended before its first event")])
+def test_a_stream_that_breaks_before_its_first_event_with_nothing_to_fall_back_on_is_an_error(
+        cloud: FakeProvider, start_proxy: StartProxy, mode: str, status: int, says: str) -> None:
+    proxy = start_proxy(first_byte_timeout_s=0.5)
+    cloud.fail(mode)
+    answer = proxy.chat(stream=True)
+    assert answer.status_code == status and says in answer.json()["error"]["message"], answer.text
+    assert f'status="{status}"' in requests_metric(proxy) and 'status="200"' not in requests_metric(proxy)
+
+
 def test_a_stream_cut_midway_ends_with_an_error_event_and_is_counted_as_an_error(
         cloud: FakeProvider, start_proxy: StartProxy) -> None:
     proxy = start_proxy()

@@ -235,7 +235,9 @@ class Forwarder:
             return None, None, Failure(ERROR, None, (502, orjson.dumps(message), {}))
         status = upstream.status
         if status not in RETRYABLE and is_stream(upstream):
-            return upstream, None, None
+            if not 200 <= status < 300:
+                return upstream, None, None
+            return await self._first_event(upstream, bound)
         try:
             async with asyncio.timeout(bound):
                 content = await upstream.read()
@@ -278,6 +280,28 @@ class Forwarder:
         headers = {**base_headers, "x-broke-backend": attempt.candidate.backend,
                    "x-broke-attempts": str(attempt.number), "x-broke-via": "translated"}
         return JSONResponse(count_estimate(shared.payload), headers=headers)
+
+    @staticmethod
+    async def _first_event(upstream: aiohttp.ClientResponse, bound: float
+                           ) -> tuple[aiohttp.ClientResponse | None, bytes | None, Failure | None]:
+        """A stream's first bytes, read within the first-byte bound before its headers go to the client (the
+        relay sends them first): a stream that stalls or ends before them fails over like an error before
+        the headers."""
+        status = upstream.status
+        try:
+            async with asyncio.timeout(bound):
+                first = await upstream.content.readany()
+        except TimeoutError:
+            upstream.close()
+            return None, None, Failure(TIMEOUT, status, (
+                504, b'{"error":{"message":"upstream stream stalled before its first event"}}', {}))
+        except aiohttp.ClientError:
+            first = b""
+        if not first:
+            upstream.close()
+            return None, None, Failure(ERROR, status, (
+                502, b'{"error":{"message":"upstream stream ended before its first event"}}', {}))
+        return upstream, first, None
 
     def _replica(self, path: str, candidate: Candidate, health: Health, failed: set[str]) -> str | None:
         """The local worker a request goes to directly ("": not a worker's; None: none left)."""

@@ -72,7 +72,7 @@ class Relay:
     stamp: Rewrite  # the model name stamped, or the whole answer translated for the client
     trace: Trace
     spend: Callable[[int], None]  # counts the answer's tokens against the client's limits
-    body: bytes | None  # the whole body of an answer that is not a stream (read by the attempt)
+    body: bytes | None  # a whole answer's body, or a stream's first bytes (both read by the attempt)
     scrub: Scrubber  # masks secrets in an error answer passed on
     idle_s: float  # the longest gap allowed between a stream's chunks
     meter: UsageMeter  # reads the answer's usage in its client API's shape
@@ -83,7 +83,8 @@ class Relay:
         """The client's response. The tokens an answer reports count against the client's limit
         unless it only counted them (`spends` false; streams always count)."""
         upstream, trace, ok = self.upstream, self.trace, 200 <= self.upstream.status < 300
-        if self.body is not None:
+        if not is_stream(upstream):
+            assert self.body is not None, "the attempt reads a whole answer"
             if self.lease:
                 load.release(self.lease)
             content = self.stamp.whole(self.body) if ok else self.scrub.bytes(self.stamp.error(upstream.status,
@@ -101,12 +102,12 @@ class Relay:
         metrics.in_flight += 1  # until the stream ends, not until its headers are sent
 
         async def stream() -> AsyncIterator[bytes]:
-            tail, status, size = b"", upstream.status, 0
+            tail, status, size, first = b"", upstream.status, 0, self.body or b""
             try:
                 while True:
                     try:
                         async with asyncio.timeout(self.idle_s):
-                            chunk = await upstream.content.readany()
+                            chunk, first = first or await upstream.content.readany(), b""
                     except (TimeoutError, aiohttp.ClientError) as exc:
                         stalled = isinstance(exc, TimeoutError)
                         why = f"upstream stream {'stalled' if stalled else 'cut'} after {size} bytes"
