@@ -114,3 +114,14 @@ class TokenStore:
                 tokens[owner] = "broke-" + secrets.token_urlsafe(32)
                 atomic_write(self.path, (json.dumps(tokens, indent=1) + "\n").encode())
             return tokens[owner]
+
+    def revoke(self, owner: str) -> None:
+        """Remove the owner's token (a harness run's, when the run ends): requests with it are refused."""
+        from filelock import FileLock
+
+        from broke.paths import FILE_MODE
+
+        with FileLock(str(self.path) + ".lock", mode=FILE_MODE, timeout=10):
+            tokens = self.load()
+            if tokens.pop(owner, None) is not None:
+                atomic_write(self.path, (json.dumps(tokens, indent=1) + "\n").encode())

@@ -11,6 +11,7 @@ from typing import Any
 
 from broke.gateway.metrics import Metrics
 from broke.gateway.traffic import Trace, Traffic
+from broke.harness.requests import RunRequests
 from broke.health import BUSY, HealthTransitions, blames_key
 from broke.routing.resolve import Candidate
 from broke.routing.rotation import RotationState
@@ -91,8 +92,9 @@ class Recorder:
     """Records every outcome the same way, wherever in the proxy it happened."""
 
     def __init__(self, metrics: Metrics, traffic: Traffic, transitions: HealthTransitions,
-                 rotation: RotationState) -> None:
+                 rotation: RotationState, runs: RunRequests | None = None) -> None:
         self.metrics, self.traffic, self.transitions, self.rotation = metrics, traffic, transitions, rotation
+        self.runs = runs  # the requests of harness runs, kept with their run
 
     @staticmethod
     async def _observe(write: Callable[..., object], *args: Any) -> None:
@@ -109,9 +111,13 @@ class Recorder:
         elif isinstance(outcome, Unrouted):
             self.metrics.reject(outcome.metric, outcome.status)
             self.traffic.publish(outcome.trace, outcome.started)
+            if self.runs is not None:
+                self.runs.add(outcome.trace)
         elif isinstance(outcome, Answered):
             self.metrics.answered(outcome.slot, outcome.backend, outcome.status, time.perf_counter() - outcome.started)
             self.traffic.publish(outcome.trace, outcome.started)
+            if self.runs is not None:
+                self.runs.add(outcome.trace)
         elif isinstance(outcome, Succeeded):
             if outcome.forgiven:
                 await self._observe(self.transitions.forgive, outcome.forgiven)

@@ -34,6 +34,7 @@ from broke.gateway.outcomes import Recorder, Refused
 from broke.gateway.traffic import Traffic, new_request_id
 from broke.gateway.watch import WorkerWatch
 from broke.gateway.wire import error_body
+from broke.harness.requests import RunRequests
 from broke.health import Health, HealthTransitions, load_health
 from broke.routing.backends import routes_by_complexity
 from broke.routing.conversation import user_turns
@@ -67,7 +68,7 @@ class FrontProxy:
         self.watch = WorkerWatch(home, self.load, self.state)
         self.litellm = LiteLLM(home, record)
         transitions = HealthTransitions(home, self.health.last_good)
-        self.recorder = Recorder(self.metrics, self.traffic, transitions, self.rotation)
+        self.recorder = Recorder(self.metrics, self.traffic, transitions, self.rotation, RunRequests(home))
         self.forwarder = Forwarder(record, self.catalog, keys, master_key, self.load, self.litellm, self.recorder,
                                    self.metrics, self.rotation)
 
