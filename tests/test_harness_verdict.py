@@ -15,8 +15,8 @@ checks = st.builds(Checks, st.booleans(), st.booleans())
 retries = st.integers(min_value=0, max_value=5)
 
 
-def final(policy, worker, verifier, adversary, check=Checks(), risk="normal", tries=0) -> Verdict:
-    return combine(policy, worker=worker, verifier=verifier, adversary=adversary, checks=check, risk=risk,
+def final(policy, worker, verifier, adversary, check=None, risk="normal", tries=0) -> Verdict:
+    return combine(policy, worker=worker, verifier=verifier, adversary=adversary, checks=check or Checks(), risk=risk,
                    retries=tries).verdict
 
 

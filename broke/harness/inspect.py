@@ -94,6 +94,10 @@ def checklist(home: Path, environ: Mapping[str, str]) -> list[tuple[str, bool, s
         routed = slot in state.slots
         items.append((f"{lane} lane", routed, f"slot {slot} → {state.slots[slot].backend}" if routed else
                       f"slot {slot} has no backend: `broke swap {slot}=BACKEND` or `broke harness lanes`"))
+    backends = {state.slots[s].backend for s in (state.harness.verifier, state.harness.adversary) if s in state.slots}
+    items.append(("independent lanes", len(backends) == 2, "the verifier and the adversary ask different backends"
+                  if len(backends) == 2 else "both lanes ask the same backend: one model would review twice "
+                  "(`broke harness lanes --adversary SLOT`)"))
     items.append(("policy", state.harness.policy != "off", f"{state.harness.policy} (`broke harness set POLICY`)"))
     found = [t for t in TOOLS if shutil.which(t, path=path)]
     items.append(("shims", bool(found), f"shimmed when found: {', '.join(found) or 'none of ' + ', '.join(TOOLS)}"))

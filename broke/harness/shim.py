@@ -77,10 +77,11 @@ def main():
     for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
         signal.signal(sig, lambda s, _f: child.send_signal(s))
     code = child.wait()
+    status = code if code >= 0 else 128 - code  # as a shell reports a tool killed by a signal
     record({"ts": round(wall, 3), "kind": "command", "tool": name, "args": mask(args), "cwd": os.getcwd(),
-            "exit": code, "duration_ms": round((time.perf_counter() - started) * 1000, 1),
-            "run": os.environ.get(RUN_ENV, "")})
-    return code if code >= 0 else 128 - code
+            "exit": status, "signal": -code if code < 0 else None,
+            "duration_ms": round((time.perf_counter() - started) * 1000, 1), "run": os.environ.get(RUN_ENV, "")})
+    return status
 
 
 if __name__ == "__main__":
