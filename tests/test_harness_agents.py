@@ -207,3 +207,25 @@ def test_killing_the_client_mid_run_leaves_a_readable_ledger_marked_incomplete(r
     assert view["problems"] == []
     checkpoint = [e for e in view["timeline"] if e["kind"] == "checkpoint"]
     assert len(checkpoint) == 1 and checkpoint[0]["complete"] is False
+
+
+def test_evaluate_asks_the_lanes_once_per_evidence_and_a_garbled_lane_is_degraded(run, tmp_path):
+    fake = run["fake"]
+    lanes_answer(fake, verdict("ACCEPT_WITH_WARNINGS", "no test for the empty case"), Reply("looks fine to me!"))
+    diff = tmp_path / "change.diff"
+    diff.write_text("--- a/x.py\n+++ b/x.py\n@@ -1 +1 @@\n-X = 0\n+X = 1\n")
+    env = {"BROKE_PORT": str(run["port"])}
+    args = ["harness", "evaluate", "--task", "set X to 1", "--diff", str(diff), "--json"]
+    first = CliRunner().invoke(app, args, env=env)
+    assert first.exit_code == 0, first.output
+    out = json.loads(first.stdout)
+    assert out["lanes"]["verifier"]["verdict"] == "ACCEPT_WITH_WARNINGS" and not out["lanes"]["verifier"]["cached"]
+    assert out["lanes"]["verifier"]["findings"] == ["no test for the empty case"]
+    assert out["lanes"]["adversary"]["verdict"] == "DEGRADED" and "no JSON object" in out["lanes"]["adversary"]["error"]
+    assert out["verdict"] == "ACCEPT_WITH_WARNINGS"  # balanced: one degraded lane is a warning
+    again = json.loads(CliRunner().invoke(app, args, env=env).stdout)
+    assert again["lanes"]["verifier"]["cached"] and again["verdict"] == "ACCEPT_WITH_WARNINGS"
+    assert len(requests_to(fake, VERIFIER_MODEL)) == 1  # the same evidence is not reviewed twice
+    assert len(requests_to(fake, ADVERSARY_MODEL)) == 2  # a degraded answer is not kept
+    strict = CliRunner().invoke(app, [*args, "--policy", "high_assurance"], env=env)
+    assert json.loads(strict.stdout)["verdict"] == "ESCALATE"

@@ -80,6 +80,22 @@ def run_rows(home: Path, limit: int = 50) -> list[dict[str, Any]]:
     return rows
 
 
+def lane_health(rows: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
+    """Per lane, how many of the given runs' last reviews said each verdict (DEGRADED: the lane failed)."""
+    health: dict[str, dict[str, int]] = {}
+    for row in rows:
+        for lane, said in row["lanes"].items():
+            counts = health.setdefault(lane, {})
+            counts[str(said)] = counts.get(str(said), 0) + 1
+    return health
+
+
+def dashboard_view(home: Path, limit: int = 20) -> dict[str, Any]:
+    """The dashboard's harness panel: recent runs and the lanes' health over them."""
+    rows = run_rows(home, limit)
+    return {"runs": rows, "lanes": lane_health(rows)}
+
+
 def checklist(home: Path, environ: Mapping[str, str]) -> list[tuple[str, bool, str]]:
     """(item, ready, detail) for what a reviewed, recorded, confined run needs on this machine."""
     from broke.harness.shims import TOOLS
