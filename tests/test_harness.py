@@ -123,3 +123,18 @@ def test_checklist_names_what_is_missing(cli_json, cli):
     result = cli("harness", "checklist")
     assert result.exit_code == 1 and "both lanes ask the same backend" in result.stdout
     assert "harness mode is not fully ready" in result.stderr
+
+
+def test_tokens_of_runs_that_are_over_are_swept(broke_home):
+    from broke.control.runfiles import TokenStore
+    from broke.harness.run import sweep_tokens
+
+    dead = Ledger(broke_home, "20260101-000000-dead00").create()
+    dead.append("started", run=dead.run_id, pid=2**22 + 9)  # its broke was killed: no checkpoint
+    live = Ledger(broke_home, "20260101-000000-live00").create()
+    live.append("started", run=live.run_id, pid=os.getpid())
+    tokens = TokenStore(broke_home)
+    for owner in ("client", f"run:{dead.run_id}", f"run:{dead.run_id}/review", f"run:{live.run_id}"):
+        tokens.token_for(owner)
+    assert sorted(sweep_tokens(broke_home, tokens)) == [f"run:{dead.run_id}", f"run:{dead.run_id}/review"]
+    assert sorted(tokens.load()) == ["client", f"run:{live.run_id}"]

@@ -10,7 +10,7 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from broke.errors import UsageProblem
 from broke.harness import agent as agents
@@ -30,6 +30,9 @@ from broke.harness.verdict import (
     check_risk,
     combine,
 )
+
+if TYPE_CHECKING:
+    from broke.control.runfiles import TokenStore
 
 Progress = Callable[[str], None]
 #: `broke harness run`'s exit status when the client succeeded but the verdict is not an acceptance.
@@ -130,8 +133,9 @@ def harness_run(home: Path, options: RunOptions, *, cwd: Path, environ: Mapping[
     record, started = supervisor.start(home, progress=progress)
     if started:
         progress(f"gateway started on {record.base_url}")
-    ledger = Ledger(home, new_run_id()).create()
     tokens = TokenStore(home)
+    sweep_tokens(home, tokens)
+    ledger = Ledger(home, new_run_id()).create()
     try:
         agent = agents.agent_plan(home, ledger, client, client_args, record.base_url,
                                   tokens.token_for(agent_owner(ledger.run_id)), environ)
@@ -150,6 +154,21 @@ def harness_run(home: Path, options: RunOptions, *, cwd: Path, environ: Mapping[
     finally:
         tokens.revoke(agent_owner(ledger.run_id))
         tokens.revoke(review_owner(ledger.run_id))
+
+
+def sweep_tokens(home: Path, tokens: TokenStore) -> list[str]:
+    """Revoke the tokens of runs that are no longer running (a run whose broke was killed keeps its
+    tokens until here); the owners revoked."""
+    from broke.harness.inspect import run_state
+    from broke.harness.requests import run_of
+
+    gone = []
+    for owner in tokens.load():
+        run = run_of(owner)
+        if run is not None and run_state(Ledger(home, run[0]).events()[0])[0] != "running":
+            tokens.revoke(owner)
+            gone.append(owner)
+    return gone
 
 
 def _loop(run: _Run, agent: agents.AgentPlan, client: str, task: str, profile: str,

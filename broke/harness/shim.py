@@ -6,7 +6,6 @@ import json
 import os
 import re
 import signal
-import subprocess
 import sys
 import time
 
@@ -69,14 +68,16 @@ def main():
         sys.stderr.write(f"{name}: command not found\n")
         return 127
     started, wall = time.perf_counter(), time.time()
-    try:
-        child = subprocess.Popen([name, *args], executable=tool)
+    try:  # posix_spawn, not subprocess (whose import costs more than most tools' start); the signals
+        # Python ignores (SIGPIPE, SIGXFSZ) back to their defaults, as a shell would start the tool
+        pid = os.posix_spawn(tool, [name, *args], os.environ, setsigdef=(signal.SIGPIPE, signal.SIGXFSZ))
     except OSError as exc:
         sys.stderr.write(f"{name}: {exc.strerror}\n")
         return 126
-    for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
-        signal.signal(sig, lambda s, _f: child.send_signal(s))
-    code = child.wait()
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, lambda s, _f: os.kill(pid, s))
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a terminal's Ctrl-C reaches the tool itself
+    code = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
     status = code if code >= 0 else 128 - code  # as a shell reports a tool killed by a signal
     record({"ts": round(wall, 3), "kind": "command", "tool": name, "args": mask(args), "cwd": os.getcwd(),
             "exit": status, "signal": -code if code < 0 else None,
