@@ -25,6 +25,7 @@ from fake_provider import FakeProvider
 pytestmark = pytest.mark.timeout(600)
 
 AGENT_MODEL = "claude-sonnet-4-5-20250929"
+CODEX_MODEL = "gpt-5-codex"
 VERIFIER_MODEL, ADVERSARY_MODEL = "model-a", "model-b"
 HARDENED_UNAVAILABLE = sandbox_support().profiles["hardened"]
 VENV_BIN = str(Path(sys.executable).parent)  # where the real pytest is
@@ -41,7 +42,9 @@ def harness(tmp_path_factory):
         add_fake_backends(home, fake, VERIFIER_MODEL, ADVERSARY_MODEL)
         run_cli("backend", "add", "fakeant/claude-fake", "--provider", "anthropic", "--api-base", fake.root_url,
                 "--model", AGENT_MODEL, "--key-env", "FAKE_API_KEY")
-        run_cli("swap", "sonnet=fakeant/claude-fake", "haiku=fakeant/claude-fake", "subagent=fakeant/claude-fake",
+        run_cli("backend", "add", "fakeoai/gpt-fake", "--provider", "openai", "--api-base", fake.base_url,
+                "--model", CODEX_MODEL, "--key-env", "FAKE_API_KEY")
+        run_cli("swap", "gpt-5-codex=fakeoai/gpt-fake", "sonnet=fakeant/claude-fake", "haiku=fakeant/claude-fake", "subagent=fakeant/claude-fake",
                 f"opus=fake/{VERIFIER_MODEL}", f"gpt-5=fake/{ADVERSARY_MODEL}")
         run_cli("harness", "lanes", "--verifier", "opus", "--adversary", "gpt-5")
         try:
@@ -125,20 +128,27 @@ def test_an_accepted_run_records_its_commands_requests_and_verdicts(run, client_
     assert oct((r["home"] / "runs" / view["run"] / "events.jsonl").stat().st_mode & 0o777) == "0o600"
 
 
+def accept_after_first_review(fake: FakeProvider) -> threading.Thread:
+    """The verifier's second review, of the new evidence, accepts."""
+
+    def watch() -> None:
+        deadline = time.monotonic() + CLIENT_TIMEOUT_S
+        while not requests_to(fake, VERIFIER_MODEL) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        fake.script(verdict("ACCEPT"), model=VERIFIER_MODEL)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    return watcher
+
+
 def test_a_retry_verdict_continues_the_session_with_the_findings_then_accepts(run, client_bin):
     r = {**run, "client_bin": client_bin}
     fake = r["fake"]
     agent_does(fake, TASK_COMMAND, "done: small.py added")
     lanes_answer(fake, verdict("RETRY_NARROW", "small.py needs a docstring"), verdict("ACCEPT"))
 
-    def accept_after_first_review() -> None:  # the verifier's second review, of the new evidence, accepts
-        deadline = time.monotonic() + CLIENT_TIMEOUT_S
-        while not requests_to(fake, VERIFIER_MODEL) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        fake.script(verdict("ACCEPT"), model=VERIFIER_MODEL)
-
-    watcher = threading.Thread(target=accept_after_first_review, daemon=True)
-    watcher.start()
+    watcher = accept_after_first_review(fake)
     done = harness_run(r)
     watcher.join(5)
     assert done.returncode == 0, (done.stdout, done.stderr, diagnosis(r["home"]))
@@ -229,3 +239,24 @@ def test_evaluate_asks_the_lanes_once_per_evidence_and_a_garbled_lane_is_degrade
     assert len(requests_to(fake, ADVERSARY_MODEL)) == 2  # a degraded answer is not kept
     strict = CliRunner().invoke(app, [*args, "--policy", "high_assurance"], env=env)
     assert json.loads(strict.stdout)["verdict"] == "ESCALATE"
+
+
+def test_codex_continues_its_session_with_exec_resume_after_a_retry_verdict(run, client_bin):
+    fake = run["fake"]
+    fake.script(ToolCall("exec_command", {"cmd": TASK_COMMAND}), Reply("codex: small.py added"), model=CODEX_MODEL)
+    lanes_answer(fake, verdict("RETRY_NARROW", "small.py needs a docstring"), verdict("ACCEPT"))
+    watcher = accept_after_first_review(fake)
+    done = run_broke(run, run["tmp"], client_bin, "harness", "run", "--", "codex", "exec", "--skip-git-repo-check",
+                     "--dangerously-bypass-approvals-and-sandbox", "add small.py", cwd=run["project"],
+                     env={"PATH": _path({**run, "client_bin": client_bin})})
+    watcher.join(5)
+    assert done.returncode == 0 and "codex: small.py added" in done.stdout, (done.stderr, diagnosis(run["home"]))
+    view = shown(run)
+    assert [e["verdict"] for e in view["reviews"]] == ["RETRY_NARROW", "ACCEPT"] and view["client"] == "codex"
+    resumed = [e for e in view["timeline"] if e["kind"] == "client_started"][-1]["argv"]
+    assert resumed[resumed.index("exec"):resumed.index("exec") + 3] == ["exec", "resume", "--last"]
+    assert any(c["tool"] == "pytest" for c in view["commands"])  # through codex's shell: not a login shell
+    wrapped = [c for c in view["commands"] if c["tool"] == "node" and c["args"][0].endswith("codex")]
+    assert wrapped == []  # codex's own node started directly: stopping the client stops codex, not a shim
+    continued = [q for q in requests_to(fake, CODEX_MODEL) if "small.py needs a docstring" in json.dumps(q["body"])]
+    assert continued and "add small.py" in json.dumps(continued[-1]["body"])  # the same session, with the findings

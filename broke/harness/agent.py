@@ -3,6 +3,8 @@ shims, starting it (confined or not) and continuing its session with reviewers' 
 from __future__ import annotations
 
 import dataclasses
+import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -19,6 +21,7 @@ from broke.sandbox.support import Support
 #: Signals passed on to the client (a terminal's Ctrl-C reaches it directly).
 FORWARDED = (signal.SIGTERM, signal.SIGHUP)
 SPILL_DIR = "home"
+CODEX_NO_LOGIN_SHELL = ("-c", "allow_login_shell=false")
 
 
 def split_client(args: Sequence[str]) -> tuple[str, list[str]]:
@@ -68,7 +71,10 @@ class AgentPlan:
 
 def agent_plan(home: Path, ledger: Ledger, client: str, client_args: list[str], base_url: str, token: str,
                environ: Mapping[str, str]) -> AgentPlan:
-    """The launch plan with the run's token, the shim directory first on PATH and the ledger's place."""
+    """The launch plan with the run's token, the shim directory first on PATH and the ledger's place.
+    Codex runs its commands in a login shell, whose profile would put the system's PATH back: not here."""
+    if client == "codex":
+        client_args = [*CODEX_NO_LOGIN_SHELL, *client_args]
     plan = build_plan(client, base_url, token, client_args, environ, None, key_variables(home))
     shimmed = install_shims(ledger.bin_dir, plan.env)
     extra = {"PATH": shimmed_path(ledger.bin_dir, plan.env), RUN_ENV: ledger.run_id,
@@ -80,6 +86,25 @@ def agent_plan(home: Path, ledger: Ledger, client: str, client_args: list[str], 
 def with_args(agent: AgentPlan, client_args: list[str]) -> AgentPlan:
     argv = client_argv(agent.plan.client, agent.plan.base_url, client_args)
     return dataclasses.replace(agent, plan=dataclasses.replace(agent.plan, argv=argv), client_args=client_args)
+
+
+def direct_argv(argv: Sequence[str], environ: Mapping[str, str]) -> list[str]:
+    """`argv` with a script that finds its interpreter on PATH (`#!/usr/bin/env node`, as npm's clients do)
+    started by that interpreter directly, found on the caller's PATH: the client itself is not shimmed,
+    so stopping it stops the client, not a shim in front of it."""
+    program = shutil.which(argv[0], path=environ.get("PATH", os.defpath))
+    if program is None:
+        return list(argv)
+    try:
+        with open(program, "rb") as fh:
+            first = fh.readline(256)
+    except OSError:
+        return list(argv)
+    words = first[2:].decode(errors="replace").split() if first.startswith(b"#!") else []
+    if len(words) < 2 or os.path.basename(words[0]) != "env" or words[1].startswith("-"):
+        return list(argv)
+    interpreter = shutil.which(words[1], path=environ.get("PATH", os.defpath))
+    return [interpreter, *words[2:], program, *argv[1:]] if interpreter else list(argv)
 
 
 def _wait(child: subprocess.Popen[bytes]) -> int:
@@ -99,17 +124,19 @@ def launch(home: Path, ledger: Ledger, agent: AgentPlan, *, profile: str, suppor
     from broke.launch import audit
 
     plan = agent.plan
+    argv = direct_argv(plan.argv, environ)
     if support is None:
         audit(home, plan)
-        child = subprocess.Popen(plan.argv, env=plan.env, cwd=cwd)
+        child = subprocess.Popen(argv, env=plan.env, cwd=cwd)
         ledger.append("client_started", pid=child.pid, argv=mask(plan.argv), sandbox=profile)
         code = _wait(child)
         return (code, False) if code >= 0 else (128 - code, True)
     from broke.launch_sandbox import confine
+    from broke.sandbox.policy import program_paths
     from broke.sandbox.run import run_confined
 
     policy, env = confine(home, plan, profile, cwd=cwd, environ=environ)
-    readable = [ledger.bin_dir]
+    readable = [ledger.bin_dir, *program_paths(argv[0], environ, policy.home)]
     prefix = Path(sys.base_prefix).resolve()
     if prefix.is_relative_to(policy.home):  # the shims' interpreter lives in the user's home
         readable.append(prefix)
@@ -119,5 +146,5 @@ def launch(home: Path, ledger: Ledger, agent: AgentPlan, *, profile: str, suppor
                                  writable=(*policy.writable, ledger.shims_dir), home_dir=spill)
     audit(home, plan, profile)
     ledger.append("client_started", pid=None, argv=mask(plan.argv), sandbox=profile)
-    code = run_confined(support, policy, plan.argv, env)
+    code = run_confined(support, policy, argv, env)
     return code, code > 128
