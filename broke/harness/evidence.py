@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -19,6 +20,11 @@ DIFF_LIMIT = 60_000
 #: Files in the sandbox's home that are the client's own state and caches, not a boundary violation.
 CLIENT_STATE = (".claude", ".codex", ".gemini", ".cache", ".npm", ".node-gyp")
 GIT_TIMEOUT_S = 60
+#: Arguments that name a credential store: a command touching one is a secret access attempt.
+SECRET_PATH = re.compile(r"(^|/)(\.ssh|\.aws|\.gnupg|\.netrc|\.git-credentials|\.docker/config\.json|"
+                         r"\.config/gh|id_rsa|id_ed25519|\.env(\.\w+)?$)")
+NETWORK_TOOLS = ("curl", "wget", "nc")
+URL_HOST = re.compile(r"^[a-z][a-z0-9+.-]*://(?:[^/@]*@)?([^/:?#]+)", re.IGNORECASE)
 
 
 @dataclass
@@ -117,11 +123,33 @@ def boundary_violations(spill: Path | None) -> list[dict[str, Any]]:
     return sorted(found, key=lambda e: e["path"])
 
 
+def command_events(commands: Sequence[Mapping[str, Any]], gateway_host: str = "127.0.0.1",
+                   broke_home: Path | None = None) -> list[dict[str, Any]]:
+    """Policy events the shims saw: secret access attempts (an argument naming a credential store or broke's
+    home) and network calls to anywhere but the gateway. Observations: what was asked, and how it ended."""
+    found = []
+    home = str(broke_home) if broke_home else None
+    for command in commands:
+        args = [str(a) for a in command.get("args") or []]
+        secret = [a for a in args if SECRET_PATH.search(a) or (home and home in a)]
+        if secret:
+            found.append({"kind": "secret_access_attempt", "tool": command.get("tool"), "arguments": secret,
+                          "exit": command.get("exit")})
+        if command.get("tool") in NETWORK_TOOLS:
+            hosts = [m.group(1) for a in args if (m := URL_HOST.match(a))]
+            outside = [h for h in hosts if h not in (gateway_host, "localhost")]
+            if outside:
+                found.append({"kind": "network", "tool": command.get("tool"), "hosts": outside,
+                              "exit": command.get("exit")})
+    return found
+
+
 def gather(task: str, diff: str, commands: Sequence[Mapping[str, Any]], policy_events: list[dict[str, Any]],
            client_exit: int, retry_history: list[dict[str, Any]]) -> Evidence:
     """The packet of a checkpoint, from the ledger's commands."""
     kept = [{k: c.get(k) for k in ("tool", "args", "cwd", "exit", "duration_ms")} for c in commands]
-    return Evidence(task, diff, [c for c in kept if is_test(c)], kept, policy_events, client_exit, retry_history)
+    return Evidence(task, diff, [c for c in kept if is_test(c)], kept, policy_events, client_exit,
+                    retry_history)
 
 
 def given_evidence(task: str, diff: str, tests_output: str, tests_failed: bool) -> Evidence:

@@ -14,7 +14,14 @@ from typing import TYPE_CHECKING, Any
 
 from broke.errors import UsageProblem
 from broke.harness import agent as agents
-from broke.harness.evidence import Evidence, boundary_violations, gather, snapshot_tree, tree_diff
+from broke.harness.evidence import (
+    Evidence,
+    boundary_violations,
+    command_events,
+    gather,
+    snapshot_tree,
+    tree_diff,
+)
 from broke.harness.lanes import LANES, LaneResult, lane_summary, review
 from broke.harness.ledger import Ledger, new_run_id
 from broke.harness.requests import agent_owner, review_owner
@@ -96,8 +103,9 @@ class _Run:
     def evidence(self, task: str, exit_code: int) -> Evidence:
         commands, _ = self.ledger.commands()
         spill = self.ledger.root / agents.SPILL_DIR
-        return gather(task, tree_diff(self.cwd, self.environ, self.base_tree), commands,
-                      boundary_violations(spill), exit_code, list(self.history))
+        events = boundary_violations(spill) + command_events(commands, broke_home=self.home)
+        return gather(task, tree_diff(self.cwd, self.environ, self.base_tree), commands, events, exit_code,
+                      list(self.history))
 
     def review(self, task: str, exit_code: int, retries: int) -> tuple[Decision, dict[str, LaneResult]]:
         evidence = self.evidence(task, exit_code)
