@@ -44,7 +44,8 @@ def harness(tmp_path_factory):
                 "--model", AGENT_MODEL, "--key-env", "FAKE_API_KEY")
         run_cli("backend", "add", "fakeoai/gpt-fake", "--provider", "openai", "--api-base", fake.base_url,
                 "--model", CODEX_MODEL, "--key-env", "FAKE_API_KEY")
-        run_cli("swap", "gpt-5-codex=fakeoai/gpt-fake", "sonnet=fakeant/claude-fake", "haiku=fakeant/claude-fake", "subagent=fakeant/claude-fake",
+        run_cli("swap", "gpt-5-codex=fakeoai/gpt-fake", "sonnet=fakeant/claude-fake", "haiku=fakeant/claude-fake",
+                "subagent=fakeant/claude-fake",
                 f"opus=fake/{VERIFIER_MODEL}", f"gpt-5=fake/{ADVERSARY_MODEL}")
         run_cli("harness", "lanes", "--verifier", "opus", "--adversary", "gpt-5")
         try:
@@ -260,3 +261,32 @@ def test_codex_continues_its_session_with_exec_resume_after_a_retry_verdict(run,
     assert wrapped == []  # codex's own node started directly: stopping the client stops codex, not a shim
     continued = [q for q in requests_to(fake, CODEX_MODEL) if "small.py needs a docstring" in json.dumps(q["body"])]
     assert continued and "add small.py" in json.dumps(continued[-1]["body"])  # the same session, with the findings
+
+
+def test_a_crash_of_broke_mid_run_leaves_a_readable_ledger_without_checkpoint(run):
+    runs = run["home"] / "runs"
+    before = set(runs.iterdir()) if runs.exists() else set()
+    env = {**os.environ, "BROKE_HOME": str(run["home"]), "BROKE_PORT": str(run["port"])}
+    proc = subprocess.Popen([str(BROKE), "harness", "run", "--policy", "off", "--", "sh", "-c",
+                             "git --version && sleep 30"], cwd=run["project"], env=env, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    client = None
+    try:
+        deadline = time.monotonic() + CLIENT_TIMEOUT_S
+        while time.monotonic() < deadline and proc.poll() is None and client is None:
+            new = [d for d in runs.iterdir() if d not in before] if runs.exists() else []
+            if new and (new[0] / "shims" / "commands.jsonl").exists():
+                events = [json.loads(line) for line in (new[0] / "events.jsonl").read_text().splitlines()]
+                client = next(e["pid"] for e in events if e["kind"] == "client_started")
+            time.sleep(0.1)
+        assert client is not None, proc.stderr.read() if proc.poll() is not None else "no run started"
+        proc.kill()  # broke dies; the client goes on
+        proc.wait(10)
+        view = shown(run)
+        assert view["status"] == "incomplete" and "no checkpoint" in view["why"] and view["problems"] == []
+        assert [c["tool"] for c in view["commands"]] == ["git"]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        if client is not None:
+            os.kill(client, signal.SIGKILL)
