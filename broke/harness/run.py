@@ -40,6 +40,7 @@ from broke.harness.verdict import (
 
 if TYPE_CHECKING:
     from broke.control.runfiles import TokenStore
+    from broke.sandbox.support import Support
 
 Progress = Callable[[str], None]
 #: `broke harness run`'s exit status when the client succeeded but the verdict is not an acceptance.
@@ -180,7 +181,7 @@ def sweep_tokens(home: Path, tokens: TokenStore) -> list[str]:
 
 
 def _loop(run: _Run, agent: agents.AgentPlan, client: str, task: str, profile: str,
-          support: Any) -> RunResult:
+          support: Support | None) -> RunResult:
     ledger, retries, first = run.ledger, 0, agent.client_args
     while True:
         code, signalled = agents.launch(run.home, ledger, agent, profile=profile, support=support, cwd=run.cwd,
