@@ -88,11 +88,20 @@ elif [ "$rc" != 0 ] || [ -z "$key" ]; then
   die "could not run '$PY' as Python (exit $rc). Point PYTHON at a Python 3.11+ interpreter."
 fi
 
+# A new home gets the .env template (every provider's key variables); an existing .env is never touched.
+seed_home() {
+  "$VPY" -c 'from broke.keys import seed_dotenv; from broke.paths import broke_home
+made = seed_dotenv(broke_home())
+if made: print(f"==> {made}: the key template, fill in the providers you use")' ||
+    die "could not write the .env template into the broke home (see above)"
+}
+
 # --- fast path: nothing changed since the last successful install -------------
 if [ "$mirror" = 0 ] && [ -f "$STAMP" ] && [ -x "$VPY" ] && [ -x "$VENV/bin/broke" ]; then
   read -r stamped_key <"$STAMP" || true
   if [ "${stamped_key:-}" = "$key" ]; then
     echo "broke is up to date in .venv ($mode, Python $py_version): .venv/bin/broke"
+    seed_home
     exit 0
   fi
 fi
@@ -208,6 +217,7 @@ say "installing broke (editable)"
 pip install --no-index --no-deps --no-build-isolation -e . ||
   die "installing broke itself failed (see pip's message above)"
 [ -x "$VENV/bin/broke" ] || die "install finished but .venv/bin/broke is missing"
+seed_home
 
 # Record what was installed; the first line is the key the fast path compares.
 printf '%s\nmode=%s lock=%s python=%s\n' "$key" "$mode" "$lock" "$py_version" >"$STAMP.tmp"

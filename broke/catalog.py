@@ -57,6 +57,8 @@ class Catalog:
     families: tuple[SlotFamily, ...]
     aliases: tuple[tuple[str, str], ...]  # (pattern, slot)
     default_slots: dict[str, str]
+    #: Codex lane -> the model name Codex knows it by
+    codex_names: dict[str, str]
 
     @property
     def slots(self) -> tuple[str, ...]:
@@ -131,5 +133,6 @@ def load_catalog() -> Catalog:
         SlotFamily(name=name, description=f["description"], slots=tuple(f["slots"]))
         for name, f in data["slot_families"].items()
     )
-    aliases = tuple((a["pattern"], a["slot"]) for a in data["aliases"])
-    return Catalog(providers, backends, families, aliases, dict(data["default_slots"]))
+    aliases = tuple((pattern, a["slot"]) for a in data["aliases"]
+                    for pattern in a.get("patterns", [a.get("pattern")]))
+    return Catalog(providers, backends, families, aliases, dict(data["default_slots"]), dict(data["codex_names"]))

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from broke.catalog import Catalog, load_catalog
+from broke.cost.prices import NOMINAL_REQUEST, request_cost, request_tokens
 from broke.errors import StateFileError
 from broke.health import Health, load_health
 from broke.keys import provider_env
@@ -67,8 +68,10 @@ class RoutingContext:
         """What a request for `requested` gets now; with `prompt`, as the first turn of a conversation
         that `estimator` routes when the slot is routed by complexity (as the gateway does)."""
         conversation = Conversation((prompt,)) if prompt else None
+        tokens = request_tokens(len(prompt), {}) if prompt else NOMINAL_REQUEST
         return resolve(requested, self.state, self.health, env=self.env, now=self.now, scope=scope,
-                       catalog=self.catalog, conversation=conversation, estimator=estimator, speeds=self.speeds)
+                       catalog=self.catalog, conversation=conversation, estimator=estimator, speeds=self.speeds,
+                       cost=request_cost(self.state, self.catalog, tokens))
 
     def unloaded_apis(self, backend_id: str, deployments: Iterable[str], workers: Mapping[str, list[str]],
                       native_forwarding: bool = True) -> list[str]:
@@ -86,7 +89,8 @@ class RoutingContext:
         if not (routes_by_complexity(self.catalog.require_slot(requested), self.state) and self.state.router.tiers):
             return self.resolve(requested, scope)
         every = resolve(requested, self.state, self.health, env=self.env, now=self.now, scope=scope,
-                        catalog=self.catalog, p_strong=0.0, speeds=self.speeds)
+                        catalog=self.catalog, p_strong=0.0, speeds=self.speeds,
+                        cost=request_cost(self.state, self.catalog, NOMINAL_REQUEST))
         note = ("no prompt given: each request's prompt picks its tier and starts there; shown are every "
                 "tier's candidates, cheapest tier first (`--prompt TEXT` shows one prompt's)")
         return replace(every, tier="", p_strong=None, notes=(*every.notes, note))

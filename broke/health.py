@@ -318,11 +318,13 @@ class HealthTransitions:
                                    seconds=lambda failures: cooldown_for(failures, cap, retry_after_s))
         return self.store.fail("keys", key_env, "auth_failed", reason=reason, seconds=lambda _: AUTH_RETRY_S)
 
-    def backend_failed(self, backend: str, reason: str, retry_after_s: float | None = None) -> HealthRecord:
+    def backend_failed(self, backend: str, reason: str, retry_after_s: float | None = None,
+                       cap_s: float | None = None) -> HealthRecord:
         """A backend failed as a whole (5xx, timeout, no connection): it sits out a backoff (or the
-        upstream's Retry-After), at most BACKEND_COOLDOWN_S."""
+        upstream's Retry-After), at most `cap_s` (its slot's model policy) or else BACKEND_COOLDOWN_S."""
+        cap = BACKEND_COOLDOWN_S if cap_s is None else float(cap_s)
         return self.store.fail("models", backend, "cooldown", reason=reason,
-                               seconds=lambda failures: cooldown_for(failures, BACKEND_COOLDOWN_S, retry_after_s))
+                               seconds=lambda failures: cooldown_for(failures, cap, retry_after_s))
 
     def worker_failed(self, worker: str, reason: str) -> HealthRecord:
         """One replica of a local model failed a request: it sits out a backoff, at most BACKEND_COOLDOWN_S."""
@@ -347,9 +349,9 @@ class HealthTransitions:
 
     def keys_reloaded(self) -> None:
         """The gateway (re)started and read its keys afresh: their failures and auth benches are
-        forgotten; a key blocked by hand stays blocked."""
+        forgotten; a key blocked, or set by hand, stays so."""
         def record(records: dict[str, HealthRecord]) -> None:
-            for name in [n for n, r in records.items() if r.status != "blocked"]:
+            for name in [n for n, r in records.items() if r.status != "blocked" and r.reason != MANUAL]:
                 del records[name]
 
         self.store.change("keys", record)

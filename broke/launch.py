@@ -17,11 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
 
+from broke.control.tokens import CLIENT_TOKEN_ENV, MASTER_KEY_ENV
 from broke.errors import BrokeError, UsageProblem
 
 #: Prefixes and names of caller variables that would point a client somewhere other than broke.
 STALE_PREFIXES = ("ANTHROPIC_", "OPENAI_")
-STALE_NAMES = frozenset({"CLAUDE_CODE_USE_BEDROCK", "CLAUDE_CODE_USE_VERTEX"})
+#: broke's own fixed tokens are the gateway's too: a client gets its token in its own variable only.
+STALE_NAMES = frozenset({"CLAUDE_CODE_USE_BEDROCK", "CLAUDE_CODE_USE_VERTEX", CLIENT_TOKEN_ENV, MASTER_KEY_ENV})
 #: Proxy variables (matched case-insensitively) are kept, but loopback must bypass them.
 PROXY_NAMES = frozenset({"http_proxy", "https_proxy", "all_proxy"})
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost")
@@ -172,7 +174,8 @@ def client_argv(client: str, base_url: str, args: Sequence[str]) -> list[str]:
     if client_named(client).name == "claude":
         return ["claude", *args]
     provider = ",".join(f"{k}={_toml_string(v)}" for k, v in (
-        ("name", "broke"), ("base_url", f"{base_url}/v1"), ("env_key", CODEX_KEY_ENV), ("wire_api", "responses")))
+        ("name", "broke"), ("base_url", f"{base_url}/v1"), ("env_key", CODEX_KEY_ENV), ("wire_api", "responses"),
+        ("model_catalog_url", f"{base_url}/v1/models")))  # Codex's model discovery: the lanes it may pick
     argv = ["codex", "-c", 'model_provider="broke"', "-c", f"model_providers.broke={{{provider}}}"]
     if not _passes_model(args):
         argv += ["-m", CODEX_DEFAULT_MODEL]

@@ -11,7 +11,7 @@ import tomli_w
 from broke.errors import InvalidInputError, NotFoundError, StateFileError
 from broke.fileio import atomic_write, framed, is_cut, locate_line, read_toml
 from broke.paths import PROJECT_ROOT
-from broke.state.model import Access, SlotConfig
+from broke.state.model import ON_BUDGET, Access, Budget, SlotConfig
 from broke.state.schema import SchemaError, structure, unstructure
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
@@ -27,6 +27,8 @@ class Team:
 
     description: str = ""
     slots: dict[str, SlotConfig] = field(default_factory=dict)
+    #: Access limits loading the team sets (None: loading it leaves them as they are).
+    access: Access | None = None
 
 
 @dataclass
@@ -36,6 +38,9 @@ class Profile:
     description: str = ""
     team: str = ""
     access: Access = field(default_factory=Access)
+    budget: Budget = field(default_factory=Budget)
+    #: Past its budget: "refuse" (429), or "fallback": only candidates that cost nothing (local workers)
+    on_budget: str = field(default="refuse", metadata={"choices": ON_BUDGET})
 
 
 P = TypeVar("P", Team, Profile)

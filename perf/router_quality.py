@@ -2,6 +2,10 @@
 split, RouteLLM's way.
 
     .venv/bin/python perf/router_quality.py [--points N] [--seeds N] [--curve] [--cv] [--loso-only] [--in-source]
+    .venv/bin/python perf/router_quality.py --adapt 0 50 100 200 400 [--draws N]
+
+`--adapt K …` (instead of the rest): leave-one-source-out, with K of the left-out source's labelled
+prompts learned as `broke router learn` learns them (perf/router_adapt.py).
 
 Leave-one-source-out (LOSO; what model selection looks at, and what the targets are on): for each
 source with outcomes, a router fitted on every other source (all their rows but none of the left-out
@@ -201,9 +205,16 @@ def main() -> int:
     parser.add_argument("--loso-only", action="store_true", help="only the leave-one-source-out table")
     parser.add_argument("--in-source", action="store_true",
                         help="only 5-fold cross-validation inside each source (a ceiling for LOSO)")
+    parser.add_argument("--adapt", type=int, nargs="+", metavar="K",
+                        help="only the table of the router after learning K labelled prompts of each left-out source")
+    parser.add_argument("--draws", type=int, default=3, help="with --adapt: draws of K prompts to average (default 3)")
     args = parser.parse_args()
 
     rows = load_rows()
+    if args.adapt:
+        from router_adapt import adapt
+
+        return 0 if adapt(rows, outcome_sources(rows), args.adapt, args.points, args.seeds, args.draws) else 1
     if args.in_source:
         in_source(rows, args)
         return 0

@@ -75,6 +75,9 @@ class Answer:
     tool_call: ToolCall | None = None
     thinking: bool = False
     prompt_tokens: int = 0
+    #: Prompt tokens served from the provider's cache, and written to it (reported in each API's own shape)
+    cache_read: int = 0
+    cache_write: int = 0
     call_id: str = field(default_factory=lambda: f"call_{uuid.uuid4().hex[:16]}")
 
     @property
@@ -222,12 +225,28 @@ def chat_body(answer: Answer) -> dict[str, Any]:
             "created": int(time.time()), "model": answer.model,
             "choices": [{"index": 0, "message": message, "logprobs": None,
                          "finish_reason": "tool_calls" if answer.tool_call else "stop"}],
-            "usage": _chat_usage(answer)}
+            "usage": chat_usage(answer, answer.output_tokens)}
 
 
-def _chat_usage(answer: Answer) -> dict[str, int]:
-    return {"prompt_tokens": answer.prompt_tokens, "completion_tokens": answer.output_tokens,
-            "total_tokens": answer.prompt_tokens + answer.output_tokens}
+def chat_usage(answer: Answer, output_tokens: int) -> dict[str, Any]:
+    """OpenAI's usage: prompt_tokens includes the cached ones (and, as LiteLLM reports Anthropic's, the
+    cache writes, named cache_creation_input_tokens)."""
+    prompt = answer.prompt_tokens + answer.cache_read + answer.cache_write
+    usage: dict[str, Any] = {"prompt_tokens": prompt, "completion_tokens": output_tokens,
+                             "total_tokens": prompt + output_tokens}
+    if answer.cache_read or answer.cache_write:
+        usage["prompt_tokens_details"] = {"cached_tokens": answer.cache_read}
+    if answer.cache_write:
+        usage["cache_creation_input_tokens"] = answer.cache_write
+    return usage
+
+
+def messages_usage(answer: Answer, output_tokens: int) -> dict[str, int]:
+    """Anthropic's usage: input_tokens leaves out the cache reads and writes, reported beside it."""
+    usage = {"input_tokens": answer.prompt_tokens, "output_tokens": output_tokens}
+    if answer.cache_read or answer.cache_write:
+        usage |= {"cache_read_input_tokens": answer.cache_read, "cache_creation_input_tokens": answer.cache_write}
+    return usage
 
 
 def chat_events(answer: Answer, include_usage: bool) -> list[dict[str, Any]]:
@@ -250,7 +269,7 @@ def chat_events(answer: Answer, include_usage: bool) -> list[dict[str, Any]]:
                    for piece in answer.fragments()]
     events.append(chunk({}, "tool_calls" if answer.tool_call else "stop"))
     if include_usage:
-        events.append({**base, "choices": [], "usage": _chat_usage(answer)})
+        events.append({**base, "choices": [], "usage": chat_usage(answer, answer.output_tokens)})
     return events
 
 
@@ -270,14 +289,14 @@ def messages_body(answer: Answer) -> dict[str, Any]:
     return {"id": f"msg_fake{uuid.uuid4().hex[:20]}", "type": "message", "role": "assistant",
             "model": answer.model, "content": content,
             "stop_reason": "tool_use" if answer.tool_call else "end_turn", "stop_sequence": None,
-            "usage": {"input_tokens": answer.prompt_tokens, "output_tokens": answer.output_tokens}}
+            "usage": messages_usage(answer, answer.output_tokens)}
 
 
 def messages_events(answer: Answer) -> list[tuple[str, dict[str, Any]]]:
     """Anthropic stream events: thinking, text, then the tool_use block as input_json_delta pieces."""
     body = messages_body(answer)
     start = {**body, "content": [], "stop_reason": None,
-             "usage": {"input_tokens": answer.prompt_tokens, "output_tokens": 1}}
+             "usage": messages_usage(answer, 1)}
     events: list[tuple[str, dict[str, Any]]] = [("message_start", {"type": "message_start", "message": start})]
     for index, block in enumerate(body["content"]):
         kind = block["type"]
@@ -326,9 +345,10 @@ def responses_body(answer: Answer, status: str = "completed",
             "status": status, "model": answer.model, "error": None, "incomplete_details": None,
             "output": _responses_output(answer) if output is None else output,
             "parallel_tool_calls": True, "tool_choice": "auto", "tools": [],
-            "usage": {"input_tokens": answer.prompt_tokens, "output_tokens": answer.output_tokens,
-                      "total_tokens": answer.prompt_tokens + answer.output_tokens,
-                      "input_tokens_details": {"cached_tokens": 0},
+            "usage": {"input_tokens": answer.prompt_tokens + answer.cache_read,
+                      "output_tokens": answer.output_tokens,
+                      "total_tokens": answer.prompt_tokens + answer.cache_read + answer.output_tokens,
+                      "input_tokens_details": {"cached_tokens": answer.cache_read},
                       "output_tokens_details": {"reasoning_tokens": 0}}}
 
 

@@ -29,6 +29,11 @@ without ``/v1``), non-streaming JSON or ``"stream": true`` server-sent events;
 Streaming responses use chunked transfer encoding, one HTTP chunk per SSE event, each
 sent as soon as it is written, with ``fake.chunk_delay_s`` seconds between events.
 
+Usage: every answer reports its prompt's words as input tokens; with ``fake.cache_read_tokens`` and
+``fake.cache_write_tokens`` set it also reports prompt-cache reads and writes in each API's own shape
+(chat: inside ``prompt_tokens`` with ``prompt_tokens_details.cached_tokens``; Anthropic: beside
+``input_tokens``; Responses: inside ``input_tokens`` with ``input_tokens_details.cached_tokens``).
+
 Failure modes, added with ``fake.fail(mode, key=..., model=..., times=...)``:
 
 - ``"429"``: rate limit error (``Retry-After: 1``, or ``fake.retry_after``), ``"401"``: invalid API key,
@@ -344,6 +349,7 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             answer = conversation.Answer(
                 model=model or DEFAULT_MODEL, prompt_tokens=conversation.prompt_words(api, payload),
+                cache_read=provider.cache_read_tokens, cache_write=provider.cache_write_tokens,
                 thinking=conversation.thinking_request(api, payload) is not None)
             if isinstance(step, conversation.ToolCall):
                 answer.tool_call = step
@@ -358,9 +364,9 @@ class _Handler(BaseHTTPRequestHandler):
             if stream:
                 options = payload.get("stream_options")
                 include_usage = isinstance(options, dict) and options.get("include_usage") is True
-                self._stream_answer(answer.model, answer.text, answer.prompt_tokens, include_usage)
+                self._stream_answer(answer, include_usage)
             else:
-                self._send_answer(answer.model, answer.text, answer.prompt_tokens)
+                self._send_answer(answer)
         elif api == conversation.CHAT:
             if stream:
                 options = payload.get("stream_options")
@@ -379,19 +385,18 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self._send_json(200, conversation.responses_body(answer))
 
-    def _send_answer(self, model: str, text: str, prompt_tokens: int) -> None:
-        completion_tokens = len(split_answer(text))
+    def _send_answer(self, answer: conversation.Answer) -> None:
         self._send_json(200, {
             "id": _completion_id(), "object": "chat.completion", "created": int(time.time()),
-            "model": model,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
+            "model": answer.model,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": answer.text},
                          "logprobs": None, "finish_reason": "stop"}],
-            "usage": _usage(prompt_tokens, completion_tokens)})
+            "usage": conversation.chat_usage(answer, len(split_answer(answer.text)))})
 
-    def _stream_answer(self, model: str, text: str, prompt_tokens: int, include_usage: bool) -> None:
-        pieces = split_answer(text)
+    def _stream_answer(self, answer: conversation.Answer, include_usage: bool) -> None:
+        pieces = split_answer(answer.text)
         base = {"id": _completion_id(), "object": "chat.completion.chunk",
-                "created": int(time.time()), "model": model}
+                "created": int(time.time()), "model": answer.model}
 
         def chunk(delta: dict[str, Any], finish_reason: str | None = None) -> dict[str, Any]:
             return {**base, "choices": [{"index": 0, "delta": delta, "logprobs": None,
@@ -401,7 +406,7 @@ class _Handler(BaseHTTPRequestHandler):
         events += [chunk({"content": piece}) for piece in pieces]
         events.append(chunk({}, "stop"))
         if include_usage:
-            events.append({**base, "choices": [], "usage": _usage(prompt_tokens, len(pieces))})
+            events.append({**base, "choices": [], "usage": conversation.chat_usage(answer, len(pieces))})
         self._stream_events([(None, event) for event in events], done=True)
 
     def _stream_events(self, events: list[tuple[str | None, dict[str, Any]]], done: bool = False) -> None:
@@ -540,11 +545,6 @@ def _completion_id() -> str:
     return f"chatcmpl-fake-{uuid.uuid4().hex[:24]}"
 
 
-def _usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
-    return {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-            "total_tokens": prompt_tokens + completion_tokens}
-
-
 class FakeProvider:
     """A fake OpenAI-compatible provider on ``127.0.0.1`` at a port the OS picks.
 
@@ -558,6 +558,9 @@ class FakeProvider:
         self.strict_thinking = strict_thinking
         #: The Retry-After a "429" carries (None: none at all).
         self.retry_after: str | None = "1"
+        #: Prompt tokens every answer reports as read from, and written to, the provider's prompt cache.
+        self.cache_read_tokens = 0
+        self.cache_write_tokens = 0
         self.plan = FailurePlan()
         self.log = RequestLog()
         self._scripts: list[Script] = []

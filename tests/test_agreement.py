@@ -13,6 +13,7 @@ def _resolutions(cli, cli_json, slots):
         for surface in by_surface:
             result = cli(surface, slot, "--json")
             by_surface[surface][slot] = json.loads(result.stdout)
+            by_surface[surface][slot].pop("budgets", None)  # explain also shows the budgets a request meets
     _, doctor = cli_json("doctor")
     _, validate = cli_json("validate")
     by_surface["doctor"] = {r["slot"]: r for r in doctor["resolutions"]}

@@ -28,7 +28,8 @@ def _shipped(kind: str) -> dict[str, dict]:
 
 def test_families_and_their_slots(catalog):
     families = {f.name: f.slots for f in catalog.families}
-    assert families["codex"] == ("gpt-5-codex", "gpt-5", "gpt-5-mini")
+    assert families["codex"] == ("gpt-5-codex", "gpt-5", "gpt-5-mini", "gpt54", "gpt54mini", "gpt53codex",
+                                 "gpt52codex", "gpt52", "gpt51codexmax", "gpt51codexmini")
     assert families["claude"] == ("sonnet", "opus", "haiku", "subagent", "custom")
     assert "auto" in {slot for f in catalog.families for slot in f.slots}
     assert all(f.description for f in catalog.families)
@@ -39,7 +40,8 @@ def test_slots_are_every_family_slot_in_order_without_duplicates(catalog):
     assert catalog.slots == flat
     assert len(set(catalog.slots)) == len(catalog.slots)
     assert set(catalog.slots) == {
-        "sonnet", "opus", "haiku", "subagent", "custom", "gpt-5-codex", "gpt-5", "gpt-5-mini", "auto",
+        "sonnet", "opus", "haiku", "subagent", "custom", "gpt-5-codex", "gpt-5", "gpt-5-mini", "gpt54",
+        "gpt54mini", "gpt53codex", "gpt52codex", "gpt52", "gpt51codexmax", "gpt51codexmini", "auto",
     }
 
 
@@ -75,6 +77,16 @@ def test_auto_is_its_own_family(catalog):
     ("gpt-5.1-mini", "gpt-5-mini"),
     ("gpt-5.1", "gpt-5"),
     ("gpt-5-2025-08-07", "gpt-5"),
+    # every Codex lane under the name Codex sends, and its dated variants by the same rule
+    ("gpt-5.4", "gpt54"), ("gpt-5.4-2026-03-05", "gpt54"),
+    ("gpt-5.4-mini", "gpt54mini"), ("gpt-5.4-mini-2026-03-17", "gpt54mini"),
+    ("gpt-5.3-codex", "gpt53codex"), ("gpt-5.3-codex-2026-02-05", "gpt53codex"),
+    ("gpt-5.2-codex", "gpt52codex"), ("gpt-5.2-codex-2026-01-14", "gpt52codex"),
+    ("gpt-5.2", "gpt52"), ("gpt-5.2-2025-12-11", "gpt52"),
+    ("gpt-5.1-codex-max", "gpt51codexmax"), ("gpt-5.1-codex-max-2025-11-19", "gpt51codexmax"),
+    ("gpt-5.1-codex-mini", "gpt51codexmini"), ("gpt-5.1-codex-mini-2025-11-13", "gpt51codexmini"),
+    # the cheap mini lane never lands on the premium codex slot; a longer version number is no lane's
+    ("gpt-5.45", "gpt-5"), ("gpt-5.1-codex", "gpt-5-codex"),
 ])
 def test_alias_patterns(catalog, requested, slot):
     assert catalog.slot_for_model(requested) == slot
@@ -99,6 +111,13 @@ def test_require_slot_unknown_raises_and_lists_slots(catalog):
     assert "llama-3" in message
     for slot in catalog.slots:
         assert slot in message
+
+
+def test_every_codex_lane_has_a_codex_name_that_maps_back_to_it(catalog):
+    codex = next(f for f in catalog.families if f.name == "codex").slots
+    assert set(catalog.codex_names) == set(codex)
+    for slot, name in catalog.codex_names.items():
+        assert catalog.slot_for_model(name) == slot
 
 
 def test_every_alias_targets_a_real_slot(catalog):

@@ -77,7 +77,7 @@ HEAVY = ["litellm", "mlx", "mlx_lm", "sklearn"]
 UNUSED = ["attr", "click", "pygments"]  # optional imports of rich.pretty and of httpx's command line
 READ_COMMANDS = [["route", "sonnet"], ["list"], ["explain", "sonnet"], ["models"], ["status"],
                  ["key-policy"], ["key-state"], ["model-policy"], ["validate"], ["doctor"], ["profile", "list"],
-                 ["worker", "list"]]
+                 ["worker", "list"], ["cost"], ["backend", "price", "anthropic/claude-sonnet-4-5-20250929"]]
 
 
 @pytest.mark.parametrize("args", READ_COMMANDS, ids=" ".join)

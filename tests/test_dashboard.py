@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
 from pathlib import Path
 
 import httpx
@@ -323,3 +324,32 @@ def test_the_harness_panel_lists_recent_runs_and_lane_health(gw):
     run = next(r for r in data["runs"] if r["run"] == ledger.run_id)
     assert run["status"] == "finished" and run["verdict"] == "ACCEPT_WITH_WARNINGS" and run["task"] == "fix the bug"
     assert data["lanes"]["adversary"]["DEGRADED"] >= 1
+
+
+def test_thumbs_on_an_auto_decision_record_feedback(gw):
+    run_cli("router", "tier", "basic", "fake/model-a")
+    run_cli("router", "tier", "premium", "fake/model-b")
+    run_cli("router", "thresholds", "--balanced", "0.99", "--premium", "0.99")
+    try:
+        answer = chat(gw, "auto", "write a haiku about routers")
+        assert answer.status_code == 200 and answer.headers["x-broke-tier"] == "basic"
+        request_id = answer.headers["x-broke-request-id"]
+        client = login(gw)
+        csrf = client.get("/ui/api/session").json()["csrf"]
+        headers = {"origin": gw["url"], "x-broke-csrf": csrf}
+        assert client.post("/ui/api/feedback", json={"request_id": request_id, "verdict": "good"}).status_code == 403
+        assert client.post("/ui/api/feedback", json={"request_id": "req_nope", "verdict": "good"},
+                           headers=headers).status_code == 404
+        for _ in range(50):  # the outcome record is written off the request path
+            thumbs = client.post("/ui/api/feedback", json={"request_id": request_id, "verdict": "good"},
+                                 headers=headers)
+            if thumbs.status_code != 404:
+                break
+            time.sleep(0.05)
+        assert thumbs.status_code == 200 and thumbs.json() == {"learned": True}
+        records = json.loads(run_cli("router", "outcomes", "--json").stdout)
+        assert next(r for r in records if r["request_id"] == request_id)["feedback"] == "good"
+    finally:
+        run_cli("router", "tier", "basic")
+        run_cli("router", "tier", "premium")
+        run_cli("router", "forget")

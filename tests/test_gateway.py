@@ -365,6 +365,7 @@ def test_probe_and_metrics(gw):
     rows = json.loads(run_cli("metrics", "--json").stdout)
     sonnet = [r for r in rows if r["slot"] == "sonnet" and r["backend"] == "fake/model-a"]
     assert sonnet and sonnet[0]["requests"] >= 1 and sonnet[0]["p50_ms"] is not None
+    assert sonnet[0]["unpriced"] >= 1 and sonnet[0]["cost_usd"] == 0  # fake/model-a has no price
     text = httpx.get(gw["url"] + "/metrics").text
     assert "broke_requests_total{" in text and "broke_state_generation" in text
 

@@ -87,7 +87,8 @@ def test_claude_args_pass_through_untouched():
 
 def test_codex_argv_points_at_broke_and_adds_a_model_unless_given():
     provider = ('model_providers.broke={name="broke",base_url="http://127.0.0.1:4999/v1",'
-                'env_key="BROKE_CODEX_KEY",wire_api="responses"}')
+                'env_key="BROKE_CODEX_KEY",wire_api="responses",'
+                'model_catalog_url="http://127.0.0.1:4999/v1/models"}')
     args = ["exec", "--skip-git-repo-check", "say hi"]
     assert launch.client_argv("codex", URL, args) == [
         "codex", "-c", 'model_provider="broke"', "-c", provider, "-m", "gpt-5-codex", *args]

@@ -21,12 +21,14 @@ def deployments(cli_json, slot="sonnet"):
 def test_key_policy_defaults_and_change(cli, cli_json, two_keys):
     code, policies = cli_json("key-policy")
     assert code == 0 and policies["anthropic"] == {"mode": "rotate_on_rate_limit", "cooldown_s": 60,
-                                                   "retries": 2, "order": []}
+                                                   "retries": 2, "order": [],
+                                                   "budget": {"usd": 0.0, "period": "month"}}
     result = cli("key-policy", "anthropic", "--mode", "priority", "--cooldown", "15", "--retries", "1",
                  "--order", "ANTHROPIC_API_KEY_2,ANTHROPIC_API_KEY")
     assert result.exit_code == 0, result.output
     assert cli_json("key-policy", "anthropic")[1]["anthropic"] == {
-        "mode": "priority", "cooldown_s": 15, "retries": 1, "order": ["ANTHROPIC_API_KEY_2", "ANTHROPIC_API_KEY"]}
+        "mode": "priority", "cooldown_s": 15, "retries": 1, "order": ["ANTHROPIC_API_KEY_2", "ANTHROPIC_API_KEY"],
+        "budget": {"usd": 0.0, "period": "month"}}
     assert deployments(cli_json)[:2] == ["anthropic/claude-sonnet-4-5-20250929@ANTHROPIC_API_KEY_2",
                                          "anthropic/claude-sonnet-4-5-20250929@ANTHROPIC_API_KEY"]
     # Omitted options stay as they were.

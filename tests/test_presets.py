@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from broke.catalog import load_catalog
 from conftest import assert_one_error_line
 
 SHIPPED_TEAMS = ("all-local", "cloud-direct", "free-cloud", "local-first")
@@ -40,7 +41,7 @@ def test_team_list_json(cli_json):
     by_name = {e["name"]: e for e in data}
     for name in SHIPPED_TEAMS:
         assert by_name[name]["origin"] == "shipped"
-        assert by_name[name]["slots"] == 9
+        assert by_name[name]["slots"] == len(load_catalog().slots)  # every slot, Codex lanes included
         assert by_name[name]["description"]
 
 
@@ -232,7 +233,7 @@ def test_profile_list_shows_shipped(cli, cli_json):
     ci = next(p for p in data if p["name"] == "ci")
     assert ci["origin"] == "shipped"
     assert ci["team"] == "free-cloud"
-    assert ci["access"]["slots"] == ["haiku", "subagent", "gpt-5-mini"]
+    assert ci["access"]["slots"] == ["haiku", "subagent", "gpt-5-mini", "gpt54mini", "gpt51codexmini"]
 
 
 def test_profile_new_creates(cli, cli_json, broke_home):

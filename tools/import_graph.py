@@ -19,8 +19,8 @@ LAYERS = {
     "broke.routing": 3, "broke.router": 3,
     "broke.baselines": 4, "broke.machine": 4,
     "broke.context": 4, "broke.changes": 4, "broke.presets": 4, "broke.diagnostics": 4, "broke.local": 4,
-    "broke.control": 5, "broke.bench": 6, "broke.launch": 6, "broke.launch_sandbox": 6,
-    "broke.gateway": 7, "broke.cli": 8,
+    "broke.control": 5, "broke.cost": 5, "broke.cost.prices": 4, "broke.cost.usage": 4,
+    "broke.bench": 6, "broke.launch": 6, "broke.launch_sandbox": 6, "broke.gateway": 7, "broke.cli": 8,
 }
 
 

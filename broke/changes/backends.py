@@ -4,6 +4,7 @@ from __future__ import annotations
 import re
 
 from broke.catalog import Catalog, load_catalog, split_backend_id
+from broke.changes.costs import NO_BUDGET_CHANGE, BudgetChange, apply_prices, check_price
 from broke.changes.slots import check_backend, check_slot
 from broke.errors import InvalidInputError, NotFoundError
 from broke.state.model import (
@@ -12,6 +13,7 @@ from broke.state.model import (
     CustomBackend,
     KeyPolicy,
     ModelPolicy,
+    Price,
     State,
 )
 from broke.state.store import StateStore
@@ -28,9 +30,9 @@ def is_http_url(url: str) -> bool:
 
 def add_backend(
     store: StateStore, backend_id: str, *, provider: str, model: str, api_base: str | None,
-    key_env: str | None, pinned: bool,
+    key_env: str | None, pinned: bool, price: Price | None = None,
 ) -> State:
-    """Register a custom backend `ID` (PROVIDER/MODEL-like) served by `provider`."""
+    """Register a custom backend `ID` (PROVIDER/MODEL-like) served by `provider`, with its own prices if given."""
     catalog = load_catalog()
     split_backend_id(backend_id)
     info = catalog.provider(provider)
@@ -44,6 +46,8 @@ def add_backend(
         raise InvalidInputError(f"--key-env must be an environment variable name, got '{key_env}'")
     if not model.strip():
         raise InvalidInputError("--model must not be empty")
+    if price is not None:
+        check_price(price)
 
     def apply(state: State) -> None:
         if backend_id in state.backends:
@@ -51,6 +55,8 @@ def add_backend(
                 f"custom backend '{backend_id}' exists; `broke backend remove {backend_id}` first"
             )
         state.backends[backend_id] = CustomBackend(provider, model, api_base, key_env, pinned)
+        if price is not None:
+            apply_prices(state, backend_id, price)
 
     return store.update(apply)[0]
 
@@ -75,6 +81,7 @@ def remove_backend(store: StateStore, backend_id: str) -> State:
                 f"backend '{backend_id}' is still used by {', '.join(users)}; swap it out first"
             )
         del state.backends[backend_id]
+        state.prices.pop(backend_id, None)
 
     return store.update(apply)[0]
 
@@ -89,10 +96,14 @@ def key_policy_providers(state: State, catalog: Catalog) -> list[str]:
 
 def set_key_policy(store: StateStore, provider: str, *, mode: str | None = None,
                    cooldown_s: int | None = None, retries: int | None = None,
-                   order: list[str] | None = None) -> State:
-    """Change a provider's key policy (given fields only); applies to the gateway's next request."""
+                   order: list[str] | None = None, budget: BudgetChange = NO_BUDGET_CHANGE) -> State:
+    """Change a provider's key policy (given fields only; `budget`: what each of its keys may spend per
+    period); applies to the gateway's next request."""
     catalog = load_catalog()
     info = catalog.provider(provider)
+    budget.check()
+    if budget.on_budget is not None:
+        raise InvalidInputError("--on-budget is for profiles; a key past its budget sits out")
     if mode is not None and mode not in KEY_POLICY_MODES:
         raise InvalidInputError(f"--mode must be one of {', '.join(KEY_POLICY_MODES)}")
     if (cooldown_s is not None and cooldown_s < 0) or (retries is not None and retries < 0):
@@ -110,17 +121,22 @@ def set_key_policy(store: StateStore, provider: str, *, mode: str | None = None,
                             ("order", order)):
             if value is not None:
                 setattr(policy, name, value)
+        budget.apply(policy.budget)
 
     return store.update(apply)[0]
 
 
 def set_model_policy(store: StateStore, slot: str, *, mode: str | None = None,
-                     order: list[str] | None = None, cooldown_last: bool | None = None) -> State:
-    """Change how a slot orders its backends, and whether cooldown ones are tried last (given fields only)."""
+                     order: list[str] | None = None, cooldown_last: bool | None = None,
+                     retries: int | None = None, cooldown_s: int | None = None) -> State:
+    """Change how a slot orders its backends, whether cooldown ones are tried last, how many more backends
+    a request tries after the first and how long a failed one sits out at most (given fields only)."""
     catalog = load_catalog()
     check_slot(slot, catalog)
     if mode is not None and mode not in MODEL_POLICY_MODES:
         raise InvalidInputError(f"--mode must be one of {', '.join(MODEL_POLICY_MODES)}")
+    if (cooldown_s is not None and cooldown_s < 0) or (retries is not None and retries < 0):
+        raise InvalidInputError("--cooldown and --retries must be 0 or more")
 
     def apply(state: State) -> None:
         for backend_id in order or []:
@@ -132,5 +148,9 @@ def set_model_policy(store: StateStore, slot: str, *, mode: str | None = None,
             policy.order = list(order)
         if cooldown_last is not None:
             policy.cooldown_last = cooldown_last
+        if retries is not None:
+            policy.retries = retries
+        if cooldown_s is not None:
+            policy.cooldown_s = cooldown_s
 
     return store.update(apply)[0]

@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from broke.catalog import Catalog, load_catalog
+from broke.changes.costs import NO_BUDGET_CHANGE, BudgetChange
 from broke.changes.slots import check_backend, check_slot
 from broke.errors import BrokeError, InvalidInputError
 from broke.presets import Profile, Team, profiles, teams
@@ -17,7 +18,7 @@ from broke.state.model import (
 from broke.state.store import StateStore
 
 
-def _apply_team(state: State, name: str, team: Team, catalog: Catalog, source: Path) -> None:
+def apply_team(state: State, name: str, team: Team, catalog: Catalog, source: Path) -> None:
     """Put a team's slots into the state; the same checks as `swap` and `fallback`, naming the file."""
     for slot, config in team.slots.items():
         try:
@@ -30,13 +31,17 @@ def _apply_team(state: State, name: str, team: Team, catalog: Catalog, source: P
                     check_backend(entry, state, catalog, slot)
         except BrokeError as exc:
             raise InvalidInputError(f"{source}: slot '{slot}': {exc}") from None
+    if team.access is not None:
+        for slot in team.access.slots:
+            check_slot(slot, catalog)
+        state.access = Access(list(team.access.slots), team.access.rpm, team.access.tpm)
     state.active_team = name
 
 
 def load_team(store: StateStore, name: str) -> State:
     entry = teams(store.home).get(name)
     catalog = load_catalog()
-    return store.update(lambda s: _apply_team(s, name, entry.preset, catalog, entry.path))[0]
+    return store.update(lambda s: apply_team(s, name, entry.preset, catalog, entry.path))[0]
 
 
 def save_team(store: StateStore, name: str, description: str = "") -> Path:
@@ -56,7 +61,7 @@ def load_profile(store: StateStore, name: str) -> State:
 
     def apply(state: State) -> None:
         if team is not None:
-            _apply_team(state, team.name, team.preset, catalog, team.path)
+            apply_team(state, team.name, team.preset, catalog, team.path)
         state.access = Access(list(profile.access.slots), profile.access.rpm, profile.access.tpm)
         state.active_profile = name
 
@@ -72,6 +77,7 @@ class ProfileChange:
     rpm: int | None = None
     tpm: int | None = None
     description: str | None = None
+    budget: BudgetChange = NO_BUDGET_CHANGE
 
 
 def write_profile(store: StateStore, name: str, change: ProfileChange) -> tuple[Path, bool]:
@@ -84,6 +90,7 @@ def write_profile(store: StateStore, name: str, change: ProfileChange) -> tuple[
         teams(store.home).get(change.team)
     for slot in change.slots or []:
         check_slot(slot, catalog)
+    change.budget.check()
     for limit in (change.rpm, change.tpm):
         if limit is not None and limit < 0:
             raise InvalidInputError("rpm and tpm must be 0 (unlimited) or more")
@@ -97,4 +104,5 @@ def write_profile(store: StateStore, name: str, change: ProfileChange) -> tuple[
         profile.access.tpm = change.tpm
     if change.description is not None:
         profile.description = change.description
+    change.budget.apply_to_profile(profile)
     return library.save(name, profile), created

@@ -45,25 +45,27 @@ def swap(store: StateStore, assignments: list[tuple[str, str]]) -> State:
     return store.update(apply)[0]
 
 
+def apply_fallbacks(state: State, slot: str, entries: list[str], catalog: Catalog) -> None:
+    """Put a fallback chain into `state` (inside a store update); refuses cycles and unknowns."""
+    for entry in entries:
+        if is_slot_reference(entry):
+            check_slot(entry, catalog)
+            if entry == slot:
+                raise InvalidInputError(f"slot '{slot}' cannot fall back to itself")
+        else:
+            check_backend(entry, state, catalog, slot)
+    state.slots[slot].fallbacks = list(entries)
+    cycles = [note for note in backend_chain(slot, state)[1] if note.startswith("fallback cycle")]
+    if cycles:
+        raise InvalidInputError(cycles[0])
+
+
 def set_fallbacks(store: StateStore, slot: str, entries: list[str]) -> State:
     """Replace a slot's fallback chain (backend ids or slot names); refuses cycles and unknowns."""
     catalog = load_catalog()
     check_slot(slot, catalog)
 
-    def apply(state: State) -> None:
-        for entry in entries:
-            if is_slot_reference(entry):
-                check_slot(entry, catalog)
-                if entry == slot:
-                    raise InvalidInputError(f"slot '{slot}' cannot fall back to itself")
-            else:
-                check_backend(entry, state, catalog, slot)
-        state.slots[slot].fallbacks = list(entries)
-        cycles = [note for note in backend_chain(slot, state)[1] if note.startswith("fallback cycle")]
-        if cycles:
-            raise InvalidInputError(cycles[0])
-
-    return store.update(apply)[0]
+    return store.update(lambda state: apply_fallbacks(state, slot, entries, catalog))[0]
 
 
 def set_frozen(store: StateStore, frozen: bool) -> State:

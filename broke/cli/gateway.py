@@ -143,23 +143,36 @@ def bare() -> None:
 
 
 def connect(profile: str | None = typer.Option(None, "--profile", "-p", help="A profile-bound token."),
+            admin: bool = typer.Option(False, "--admin", help="The admin token of /admin/v1 instead (never give "
+                                                              "it to a client)."),
             as_json: bool = JSON_OPTION) -> None:
-    """Print the base URL and the client token (or a profile's token) for clients."""
+    """Print the base URL and the client token (or a profile's, or the admin token) for clients."""
     from broke.control import supervisor
     from broke.control.runfiles import DEFAULT_PORT, TokenStore
+    from broke.control.tokens import admin_token
+    from broke.errors import UsageProblem
     from broke.presets import profiles
 
     home = store().home
     owner = "client"
+    if profile and admin:
+        raise UsageProblem("--admin and --profile do not go together: the admin token belongs to no profile")
     if profile:
         profiles(home).get(profile)
         owner = f"profile:{profile}"
-    token = TokenStore(home).token_for(owner)
+    token = admin_token(home) if admin else TokenStore(home).token_for(owner)
     current = supervisor.status(home)
     record = current.record
     base_url = record.base_url if record else f"http://127.0.0.1:{DEFAULT_PORT}"
     if not any(p.name == "front" and p.alive for p in current.processes):
         warn(f"the gateway is not running: nothing answers at {base_url} until `broke start`")
+    if admin:
+        if as_json:
+            print_json({"base_url": base_url, "admin_token": token, "openapi": f"{base_url}/admin/v1/openapi.json"})
+            return
+        say(f"base URL:    {base_url}/admin/v1\nadmin token: {token}\n[dim]Authorization: Bearer <admin token>; "
+            f"the API is described at {base_url}/admin/v1/openapi.json[/]")
+        return
     if as_json:
         print_json({"base_url": base_url, "token": token, "profile": profile})
         return
@@ -187,7 +200,7 @@ def probe(slot: str = typer.Argument(..., help="A slot or client model name."),
 
 
 def metrics(as_json: bool = JSON_OPTION) -> None:
-    """Requests, errors, failovers and latency per slot and backend since the gateway started."""
+    """Requests, errors, failovers, latency and spend per slot and backend since the gateway started."""
     from broke.control.client import metrics_summary
 
     rows = metrics_summary(store().home)
@@ -197,11 +210,12 @@ def metrics(as_json: bool = JSON_OPTION) -> None:
     if not rows:
         say("no requests yet")
         return
-    t = table("slot", "backend", "requests", "errors", "failovers", "p50 ms", "p99 ms")
+    t = table("slot", "backend", "requests", "errors", "failovers", "p50 ms", "p99 ms", "spent $", "saved $")
     for r in rows:
+        spent = f"{r['cost_usd']:.4f}" + (f" ({r['unpriced']} unpriced)" if r["unpriced"] else "")
         t.add_row(r["slot"], esc(r["backend"]), str(r["requests"]), str(r["errors"]), str(r["failovers"]),
                   str(r["p50_ms"] if r["p50_ms"] is not None else "-"),
-                  str(r["p99_ms"] if r["p99_ms"] is not None else "-"))
+                  str(r["p99_ms"] if r["p99_ms"] is not None else "-"), spent, f"{r['saved_usd']:.4f}")
     show(t)
 
 

@@ -28,6 +28,7 @@ COMMANDS: dict[str, str] = {
     **dict.fromkeys(("claude", "c", "codex", "x", "launch-env"), "launch"),
     **dict.fromkeys(("key-policy", "key-state", "model-policy", "model-state"), "policy"),
     "estimate": "router",
+    "feedback": "router",
     "freeze": "snapshots",
     "benchmark-sequential": "bench",
     "export-baseline": "bench",
@@ -41,6 +42,7 @@ COMMANDS: dict[str, str] = {
     "profile": "teams",
     "snapshot": "snapshots",
     "backend": "backends",
+    "cost": "cost",
     "baseline": "bench",
 }
 

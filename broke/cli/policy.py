@@ -1,15 +1,13 @@
 """`key-policy`, `key-state`, `model-policy`, `model-state`: live policy, applied to the next request."""
 from __future__ import annotations
 
-import re
 import time
 
 import typer
 
 from broke.cli.output import JSON_OPTION, esc, print_json, say, show, status_text, store, table
-from broke.errors import InvalidInputError, UsageProblem
+from broke.errors import UsageProblem
 
-SET_STATUSES = ("healthy", "cooldown", "blocked")
 FOR_OPTION = typer.Option(None, "--for", help="Seconds the status lasts (cooldown default: 60 s).")
 
 
@@ -23,6 +21,8 @@ def key_policy(
     cooldown: int | None = typer.Option(None, "--cooldown", help="Seconds a rate-limited key sits out."),
     retries: int | None = typer.Option(None, "--retries", help="More keys to try after one fails."),
     order: str | None = typer.Option(None, "--order", help="Key variables in order: K1,K2"),
+    budget_usd: float | None = typer.Option(None, "--budget-usd", help="USD each key may spend per period; 0 = none."),
+    budget_period: str | None = typer.Option(None, "--budget-period", help="day | month (default month)."),
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Show key policies, or change one provider's."""
@@ -31,9 +31,10 @@ def key_policy(
     from broke.state.model import KeyPolicy
     from broke.state.schema import unstructure
 
-    if provider is not None and any(v is not None for v in (mode, cooldown, retries, order)):
+    budget = changes.BudgetChange(budget_usd, budget_period)
+    if provider is not None and (any(v is not None for v in (mode, cooldown, retries, order)) or not budget.empty):
         state = changes.set_key_policy(store(), provider, mode=mode, cooldown_s=cooldown, retries=retries,
-                                       order=_split(order))
+                                       order=_split(order), budget=budget)
         say(f"key policy of {provider} updated (generation {state.generation})")
         return
     state = store().load()
@@ -45,88 +46,38 @@ def key_policy(
     if as_json:
         print_json(rows)
         return
-    t = table("provider", "mode", "cooldown s", "retries", "order")
+    t = table("provider", "mode", "cooldown s", "retries", "order", "budget per key")
     for p, policy in rows.items():
+        budget_usd = policy["budget"]["usd"]
         t.add_row(p, policy["mode"], str(policy["cooldown_s"]), str(policy["retries"]),
-                  ", ".join(policy["order"]) or "-")
+                  ", ".join(policy["order"]) or "-",
+                  f"${budget_usd:g} per {policy['budget']['period']}" if budget_usd else "-")
     show(t)
 
 
-def _health_rows(section: str, names: list[str]) -> list[dict]:
-    from broke.catalog import local_model_name
-    from broke.health import HealthStore
-
-    health = HealthStore(store().home).load()
-    now = time.time()
-    records = getattr(health, section)
-    rows = []
-    for name in sorted(set(names) | set(records)):
-        record = records.get(name)
-        if section == "models" and local_model_name(name):
-            record = health.backend_record(name, local_model_name(name))  # a local model: its worker counts
-        rows.append({
-            "name": name,
-            "status": record.effective(now) if record else "unknown",
-            "until": record.until if record and record.until and record.until > now else None,
-            "reason": record.reason if record else "",
-            "failures": record.failures if record else 0,
-        })
-    return rows
-
-
-def _set_health(section: str, name: str, status: str, seconds: float | None, provider: str | None) -> None:
-    import math
-
-    from broke.health import MANUAL, HealthTransitions
-
-    if status not in SET_STATUSES:
-        raise UsageProblem(f"status must be one of {', '.join(SET_STATUSES)}, got '{status}'")
-    if seconds is not None and not (math.isfinite(seconds) and seconds > 0):
-        raise UsageProblem(f"--for takes a number of seconds above 0, got {seconds}")
-    home = store().home
-    transitions = HealthTransitions(home)
-    until = transitions.set_by_hand(section, name, status, seconds)
-    event: dict[str, object] = {"event": "manual", "reason": MANUAL, "status": status}
-    if section == "keys":
-        from broke.control.runfiles import key_ref
-        from broke.keys import provider_env
-
-        value = provider_env(home / ".env").get(name)
-        event.update(provider=provider, key_ref=key_ref(value) if value else None)
-    else:
-        event.update(backend=name)
-    transitions.log.write(**event)
+def _say_set(name: str, status: str, until: float | None) -> None:
     say(f"{esc(name)}: {status}" + (f" for {until - time.time():.0f}s" if until else ""))
 
 
 def key_state(
     action: str | None = typer.Argument(None, metavar="[set]"),
     key: str | None = typer.Argument(None, metavar="[KEY]", help="A key variable, e.g. OPENROUTER_API_KEY_2."),
-    new_status: str | None = typer.Argument(None, metavar="[healthy|cooldown|blocked]"),
+    new_status: str | None = typer.Argument(None, metavar="[healthy|cooldown|blocked|auth_failed]"),
     seconds: float | None = FOR_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """Show every key's state (names only, never values), or set one by hand."""
-    from broke.catalog import load_catalog
-    from broke.keys import key_pool, provider_env
+    """Show every key's state (names only, never values), or set one by hand (auth_failed: a revoked key)."""
+    from dataclasses import asdict
 
-    catalog = load_catalog()
-    env = provider_env(store().home / ".env")
-    prefixes = {name: info.key_env for name, info in catalog.providers.items() if info.key_env}
-    for backend in store().load().backends.values():
-        if backend.key_env:
-            prefixes[backend.provider + ":" + backend.key_env] = backend.key_env
-    owner = {k: p.split(":")[0] for p, prefix in prefixes.items() for k in key_pool(prefix, env)}
+    from broke.changes.health import key_rows, set_key_state
+
     if action is not None:
         if action != "set" or not key or not new_status:
-            raise UsageProblem("use `broke key-state` or `broke key-state set KEY healthy|cooldown|blocked`")
-        if not re.fullmatch(r"[A-Z_][A-Z0-9_]*", key):
-            raise InvalidInputError(f"'{key}' is not a key variable name (such as OPENROUTER_API_KEY_2)")
-        _set_health("keys", key, new_status, seconds, owner.get(key))
+            raise UsageProblem(
+                "use `broke key-state` or `broke key-state set KEY healthy|cooldown|blocked|auth_failed`")
+        _say_set(key, new_status, set_key_state(store().home, key, new_status, seconds))
         return
-    rows = _health_rows("keys", list(owner))
-    for row in rows:
-        row["provider"] = owner.get(row["name"], "?")
+    rows = [asdict(r) for r in key_rows(store().home)]
     if as_json:
         print_json(rows)
         return
@@ -149,12 +100,16 @@ def _show_health(rows: list[dict], noun: str, with_provider: bool = False) -> No
 
 def model_policy(
     slot: str | None = typer.Argument(None, help="Slot to change; none: show every policy."),
-    mode: str | None = typer.Option(None, "--mode", help="ordered | round_robin | fastest (by measured speed)"),
+    mode: str | None = typer.Option(
+        None, "--mode",
+        help="priority_order (or ordered) | round_robin | fastest (by measured speed) | cheapest (by expected cost)"),
     order: str | None = typer.Option(None, "--order", help="Backends to try first, in order: B1,B2"),
     cooldown_last: bool | None = typer.Option(
         None, "--cooldown-last/--no-cooldown-last",
         help="Try candidates in cooldown after every usable one (the default; --no-cooldown-last fails fast; "
              "blocked and auth-failed: never)."),
+    retries: int | None = typer.Option(None, "--retries", help="More backends to try after the first fails."),
+    cooldown: int | None = typer.Option(None, "--cooldown", help="Longest seconds a failed backend sits out."),
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Show model policies, or change one slot's."""
@@ -163,9 +118,9 @@ def model_policy(
     from broke.state.model import ModelPolicy
     from broke.state.schema import unstructure
 
-    if slot is not None and (mode is not None or order is not None or cooldown_last is not None):
+    if slot is not None and any(v is not None for v in (mode, order, cooldown_last, retries, cooldown)):
         state = changes.set_model_policy(store(), slot, mode=mode, order=_split(order),
-                                         cooldown_last=cooldown_last)
+                                         cooldown_last=cooldown_last, retries=retries, cooldown_s=cooldown)
         say(f"model policy of {slot} updated (generation {state.generation})")
         if state.model_policy[changes.check_slot(slot, load_catalog())].mode == "fastest":
             _say_measured(slot)
@@ -176,10 +131,11 @@ def model_policy(
     if as_json:
         print_json(rows)
         return
-    t = table("slot", "mode", "order", "cooldown")
+    t = table("slot", "mode", "order", "cooldown", "retries", "sit-out")
     for s, policy in rows.items():
         t.add_row(s, policy["mode"], esc(", ".join(policy["order"])) or "-",
-                  "tried last" if policy["cooldown_last"] else "never tried")
+                  "tried last" if policy["cooldown_last"] else "never tried", str(policy.get("retries", "all")),
+                  f"{policy['cooldown_s']}s" if "cooldown_s" in policy else "-")
     show(t)
 
 
@@ -199,25 +155,24 @@ def _say_measured(slot: str) -> None:
 def model_state(
     action: str | None = typer.Argument(None, metavar="[set]"),
     backend: str | None = typer.Argument(None, metavar="[BACKEND]"),
-    new_status: str | None = typer.Argument(None, metavar="[healthy|cooldown|blocked]"),
+    new_status: str | None = typer.Argument(None, metavar="[healthy|cooldown|blocked|incompatible]"),
     seconds: float | None = FOR_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """Show every routed backend's state, or set one by hand."""
-    from broke.routing.backends import backend_chain
+    """Show every routed backend's state, or set one by hand (incompatible: it cannot serve its slots)."""
+    from dataclasses import asdict
 
-    state = store().load()
+    from broke.changes.health import model_rows, set_model_state
+
     if action is not None:
         if action != "set" or not backend or not new_status:
-            raise UsageProblem("use `broke model-state` or `broke model-state set BACKEND healthy|cooldown|blocked`")
-        from broke.catalog import load_catalog
-        from broke.changes import check_backend
-
-        check_backend(backend, state, load_catalog())
-        _set_health("models", backend, new_status, seconds, None)
+            raise UsageProblem(
+                "use `broke model-state` or `broke model-state set BACKEND healthy|cooldown|blocked|incompatible`")
+        _say_set(backend, new_status, set_model_state(store().home, backend, new_status, seconds))
         return
-    routed = sorted({b for slot in state.slots for b, _ in backend_chain(slot, state)[0]})
-    rows = _health_rows("models", routed)
+    rows = [asdict(r) for r in model_rows(store().home)]
+    for row in rows:
+        del row["provider"]
     if as_json:
         print_json(rows)
         return

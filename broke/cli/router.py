@@ -1,7 +1,8 @@
-"""`router show|tier|thresholds`: the complexity router's tiers for the `auto` slot."""
+"""`router show|tier|thresholds|calibrate|eval|train|learn|forget`, `estimate`: the complexity router for `auto`."""
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import typer
@@ -15,18 +16,30 @@ router_app = typer.Typer(no_args_is_help=True, help="The complexity router: tier
 @router_app.command("show")
 def router_show(as_json: bool = JSON_OPTION) -> None:
     """Tiers, their backends, and the p_strong at which each starts."""
+    from broke.router.decide import learning_summary
     from broke.state.model import TIERS
     from broke.state.schema import unstructure
 
-    router = store().load().router
+    s = store()
+    router = s.load().router
+    learning = learning_summary(s.home)
     if as_json:
-        print_json(unstructure(router))
+        print_json({**unstructure(router), "learned": learning})
         return
     starts = {"basic": 0.0, "balanced": router.balanced_from, "premium": router.premium_from}
     t = table("tier", "from p_strong", "backends")
     for tier in TIERS:
         t.add_row(tier, f"{starts[tier]:.3f}", esc(", ".join(router.tiers.get(tier, []))) or "[dim]none[/]")
     show(t)
+    if learning["labels"] and learning["prior_strength"] is None:
+        say(f"learned from {learning['labels']} labels, which tell prompts apart no better than the shipped prior "
+            "does: p_strong stays the prior's until more labels say otherwise")
+    elif learning["labels"]:
+        origins = ", ".join(f"{n} from {origin}" for origin, n in sorted(learning["by_origin"].items()))
+        say(f"learned from {learning['labels']} labels ({origins}); near them the labels carry "
+            f"{learning['mean_weight']:.0%} of p_strong on average, the shipped prior the rest")
+    else:
+        say("learned from no labels: p_strong is the shipped prior's (`broke router learn FILE`, `broke feedback`)")
 
 
 @router_app.command("tier")
@@ -59,16 +72,20 @@ def router_thresholds(balanced: float | None = typer.Option(None, "--balanced", 
 def router_calibrate(
         strong_share: float = typer.Option(..., "--strong-share", min=0.0, max=1.0,
                                            help="Share of the reference prompts to send to premium."),
+        own: bool = typer.Option(False, "--own", help="Calibrate on your own `auto` requests (their outcome "
+                                                      "records) instead of the shipped reference prompts."),
 ) -> None:
     """Set the thresholds so about STRONG_SHARE of a reference prompt set goes to premium (RouteLLM-style)."""
     from broke import changes
     from broke.router.data import reference_prompts
-    from broke.router.model import load_or_train
-    from broke.router.tiers import calibrate
+    from broke.router.decide import own_p_strong
+    from broke.router.learned import load
+    from broke.router.tiers import calibrate, calibrate_scores
 
     s = store()
-    with console().status("calibrating on the reference prompts"):
-        thresholds = calibrate(strong_share, reference_prompts(), load_or_train(s.home))
+    with console().status("calibrating"):
+        thresholds = (calibrate_scores(strong_share, own_p_strong(s.home)) if own
+                      else calibrate(strong_share, reference_prompts(), load(s.home)))
     state = changes.set_thresholds(s, balanced_from=thresholds.balanced_from, premium_from=thresholds.premium_from)
     say(f"premium from p_strong {thresholds.premium_from:.3f}, balanced from {thresholds.balanced_from:.3f} "
         f"(generation {state.generation})")
@@ -117,6 +134,71 @@ def router_train() -> None:
     say("router trained")
 
 
+@router_app.command("learn")
+def router_learn(data: Path = typer.Argument(..., metavar="FILE",
+                                            help='JSONL: {"prompt", "weak", "strong"} (scores 0..1) or '
+                                                 '{"prompt", "winner": "weak|strong|tie"} per line.')) -> None:
+    """Learn from an outcome set: `auto` blends the shipped prior with what these labels say near each prompt."""
+    from broke.router.decide import learn_file, learning_summary
+
+    s = store()
+    with console().status("learning"):
+        count, _ = learn_file(s.home, data.expanduser())
+    summary = learning_summary(s.home)
+    say(f"learned {count} labelled prompts from {esc(str(data))}; the router now learns from "
+        f"{summary['labels']} labels (`broke router show`)")
+
+
+@router_app.command("forget")
+def router_forget() -> None:
+    """Forget every label: `auto` goes back to the shipped prior."""
+    from broke.router.decide import forget_learning
+
+    say(f"forgot {forget_learning(store().home)} labels; p_strong is the shipped prior's again")
+
+
+@router_app.command("outcomes")
+def router_outcomes(as_json: bool = JSON_OPTION,
+                    export: Path | None = typer.Option(None, "--export", metavar="FILE",
+                                                       help="Write every record to FILE as JSON lines."),
+                    forget: bool = typer.Option(False, "--forget", help="Delete every outcome record."),
+                    last: int = typer.Option(20, "--last", min=1, help="Records to show (newest first).")) -> None:
+    """The outcome records of requests `auto` routed (never their prompts): tier, backend, p_strong, feedback."""
+    from broke.router import outcomes
+
+    home = store().home
+    if forget:
+        say(f"forgot {outcomes.forget(home)} outcome records (labels stay; `broke router forget` drops them)")
+        return
+    if export is not None:
+        say(f"{outcomes.export(home, export.expanduser())} outcome records written to {esc(str(export))}")
+        return
+    records = list(outcomes.rows(home, last))
+    if as_json:
+        print_json(records)
+        return
+    t = table("request", "time", "client", "tier", "backend", "p_strong", "ms", "tokens", "status", "feedback")
+    for r in records:
+        t.add_row(r["request_id"], time.strftime("%H:%M:%S", time.localtime(r["time"])), esc(r["client"]),
+                  r["tier"] or "-", esc(r["backend"]), "-" if r["p_strong"] is None else f"{r['p_strong']:.3f}",
+                  f"{r['latency_ms'] or 0:.0f}", "-" if r["tokens"] is None else str(r["tokens"]), str(r["status"]),
+                  r["feedback"] or "")
+    show(t)
+    say(f"{outcomes.count(home)} outcome records in all")
+
+
+def feedback(request_id: str = typer.Argument(..., help="The answer's x-broke-request-id."),
+             verdict: str = typer.Argument(..., metavar="good|bad")) -> None:
+    """Say whether a routed answer was good enough: on basic or balanced, `auto` learns from it."""
+    from broke.router.outcomes import give_feedback
+
+    if give_feedback(store().home, request_id, verdict):
+        say(f"{request_id}: {verdict}; the router learned from it")
+    else:
+        say(f"{request_id}: {verdict}; recorded (answered by premium: it says nothing about the weaker tiers, "
+            "so the router does not learn from it)")
+
+
 def estimate(prompt: str | None = typer.Argument(None, help="The prompt (default: read stdin)."),
              batch: Path | None = typer.Option(None, "--batch", help="JSONL file: one {id, prompt} per line."),
              as_json: bool = JSON_OPTION) -> None:
@@ -152,3 +234,4 @@ def estimate(prompt: str | None = typer.Argument(None, help="The prompt (default
 def register(app: typer.Typer) -> None:
     app.add_typer(router_app, name="router")
     app.command("estimate")(estimate)
+    app.command("feedback")(feedback)

@@ -9,6 +9,7 @@ from broke.cli.output import JSON_OPTION, esc, print_json, say, show, status_tex
 
 if TYPE_CHECKING:
     from broke.context import RoutingContext
+    from broke.cost.budgets import Standing
     from broke.routing.resolve import Candidate, Resolution
     from broke.routing.transport import Route
 
@@ -32,9 +33,9 @@ def _resolve(slot: str, profile: str | None, prompt: str | None = None, with_spe
         scope = Scope(profile, access)
     if prompt is None:
         return (ctx.resolve_tiers(slot, scope) if every_tier else ctx.resolve(slot, scope)), ctx
-    from broke.router.model import load_or_train  # only now the router (and scikit-learn) is loaded
+    from broke.router.learned import load  # only now the router is loaded
 
-    return ctx.resolve(slot, scope, prompt, load_or_train(s.home)), ctx
+    return ctx.resolve(slot, scope, prompt, load(s.home)), ctx
 
 
 def _choice_line(resolution: Resolution) -> str:
@@ -69,8 +70,9 @@ def explain(slot: str = typer.Argument(..., help="A slot or a client model name.
     from broke.control.runfiles import read_record
 
     resolution, ctx = _resolve(slot, profile, prompt, with_speeds=True, every_tier=True)
+    budgets = _budgets(ctx, resolution, profile or ctx.state.active_profile)
     if as_json:
-        print_json(resolution.to_dict())
+        print_json({**resolution.to_dict(), "budgets": [b.to_dict() for b in budgets]})
         return
     record = read_record(ctx.home)
     routes = ctx.routes(resolution, record.direct_workers if record else {},
@@ -81,10 +83,16 @@ def explain(slot: str = typer.Argument(..., help="A slot or a client model name.
     if resolution.tier:
         say(f"router: p_strong {resolution.p_strong:.3f} → tier [bold]{resolution.tier}[/]")
     if prompt is not None:
-        from broke.router.decide import prompt_drivers
+        from broke.router.decide import prompt_drivers, prompt_neighbours
 
         drivers = ", ".join(f"{name} {value:+.2f}" for name, value in prompt_drivers(store().home, prompt))
-        say(f"router: p_strong driven by (logit contributions): {esc(drivers)}")
+        say(f"router: prior p_strong driven by (logit contributions): {esc(drivers)}")
+        learned = prompt_neighbours(store().home, prompt)
+        if learned.neighbours:
+            names = ", ".join(f"{esc(n.name)} (similarity {n.similarity:.2f}, strong needed {n.target:.2f}, "
+                              f"pull {n.share:.0%})" for n in learned.neighbours)
+            say(f"router: your labels carry {learned.weight:.0%} here (prior {learned.prior:.3f} → "
+                f"{learned.p_strong:.3f}); nearest labels: {names}")
     t = table("#", "backend", "key", "source", "version", "health", "speed here", "verdict")
     for number, c in enumerate(resolution.candidates, start=1):
         version = {True: "pinned", False: "[yellow]floating[/]", None: "?"}[c.pinned]
@@ -101,10 +109,24 @@ def explain(slot: str = typer.Argument(..., help="A slot or a client model name.
             f"(`broke model-policy {resolution.slot} --cooldown-last` tries cooldown ones last)")
     for note in resolution.notes:
         say(f"[yellow]note:[/] {esc(note)}")
+    for budget in budgets:
+        say(f"{'[red]' if budget.over else '[yellow]' if budget.warning else '[dim]'}budget:[/] "
+            f"{esc(budget.describe())}")
     from broke.local.demo import NEXT_STEP, is_demo
 
     if any(is_demo(c.backend) for c in resolution.candidates):
         say(f"[yellow]demo:[/] {esc(NEXT_STEP)}")
+
+
+def _budgets(ctx: RoutingContext, resolution: Resolution, profile: str) -> list[Standing]:
+    """The budgets a request for the slot is held to: its profile's, and those of its candidates' keys."""
+    import time
+
+    from broke.cost.standing import standings
+
+    owners = {f"profile '{profile}'"} | {f"key {c.key_env}" for c in resolution.candidates if c.key_env}
+    found = standings(ctx.home, ctx.state, ctx.catalog, ctx.env, time.time())
+    return [s for s in found if s.owner in owners]
 
 
 def _verdict(resolution: Resolution, candidate: Candidate, routes: dict[str, Route]) -> str:
@@ -176,6 +198,12 @@ def doctor(as_json: bool = JSON_OPTION,
         report["live"] = live
         report["findings"] += [asdict(f) for f in findings]
         report["ok"] = report["ok"] and not any(f.level == "error" for f in findings)
+    import time
+
+    from broke.cost.standing import standings
+
+    budgets = standings(ctx.home, ctx.state, ctx.catalog, ctx.env, time.time())
+    report["budgets"] = [b.to_dict() for b in budgets]
     if as_json:
         print_json(report)
     else:
@@ -195,6 +223,8 @@ def doctor(as_json: bool = JSON_OPTION,
             line = (f"[green]ok[/]  {resolution['slot']} → {esc(chosen['deployment'])}" if chosen
                     else f"[red]bad[/] {resolution['slot']}: {esc(resolution['reason'])}")
             say("  " + line)
+        for budget in budgets:
+            say(f"[bold]budget[/] {esc(budget.describe())}")
         _findings_table([f for f in report["findings"] if f["code"] != "no_candidate"])
     if not report["ok"]:
         raise typer.Exit(1)

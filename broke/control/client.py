@@ -73,11 +73,13 @@ def parse_metrics(text: str) -> list[tuple[str, dict[str, str], float]]:
 
 
 def metrics_summary(home: Path) -> list[dict]:
-    """Requests, errors, failovers and latency per slot and backend, from the gateway's /metrics."""
+    """Requests, errors, failovers, latency, spend and savings per slot and backend, from the gateway's /metrics
+    (unpriced: answers of backends with no price, not in the spend)."""
     record = running_record(home)
     text = httpx.get(f"{record.base_url}/metrics", timeout=10).text
     rows: dict[tuple[str, str], dict] = defaultdict(
-        lambda: {"requests": 0, "errors": 0, "failovers": 0, "p50_ms": None, "p99_ms": None})
+        lambda: {"requests": 0, "errors": 0, "failovers": 0, "p50_ms": None, "p99_ms": None, "cost_usd": 0.0,
+                 "saved_usd": 0.0, "unpriced": 0})
     for name, labels, value in parse_metrics(text):
         key = (labels.get("slot", ""), labels.get("backend", ""))
         if name == "broke_requests_total":
@@ -88,6 +90,10 @@ def metrics_summary(home: Path) -> list[dict]:
             rows[key]["failovers"] += int(value)
         elif name == "broke_request_seconds" and labels.get("quantile") in ("0.5", "0.99"):
             rows[key]["p50_ms" if labels["quantile"] == "0.5" else "p99_ms"] = round(value * 1000, 1)
+        elif name in ("broke_cost_usd_total", "broke_saved_usd_total"):
+            rows[key]["cost_usd" if name == "broke_cost_usd_total" else "saved_usd"] = round(value, 6)
+        elif name == "broke_unpriced_total":
+            rows[key]["unpriced"] = int(value)
     return [{"slot": s, "backend": b, **v} for (s, b), v in sorted(rows.items())]
 
 

@@ -1,7 +1,6 @@
 """Files under `$BROKE_HOME/run/`: the gateway record, client tokens, the LiteLLM config and logs."""
 from __future__ import annotations
 
-import hashlib
 import json
 import secrets
 from dataclasses import asdict, dataclass, field
@@ -9,6 +8,7 @@ from pathlib import Path
 
 from broke.errors import StateFileError
 from broke.fileio import atomic_write
+from broke.keys import key_ref as key_ref  # re-exported: it lived here
 from broke.paths import ensure_dir
 from broke.procs import ProcessRecord
 
@@ -17,11 +17,6 @@ DEFAULT_PORT = 4000
 
 def run_dir(home: Path) -> Path:
     return ensure_dir(home / "run")
-
-
-def key_ref(value: str) -> str:
-    """A reference to a key that identifies it without revealing it (sha256 prefix of the value)."""
-    return "k-" + hashlib.sha256(value.encode("utf-8")).hexdigest()[:10]
 
 
 @dataclass
@@ -77,7 +72,10 @@ def master_key(home: Path) -> str:
 
 
 def new_master_key(home: Path) -> str:
-    key = "sk-broke-internal-" + secrets.token_urlsafe(24)
+    """The key between the front proxy and LiteLLM: BROKE_INTERNAL_MASTER_KEY if set, else a fresh one."""
+    from broke.control.tokens import MASTER_KEY_ENV, fixed_token
+
+    key = fixed_token(home, MASTER_KEY_ENV) or "sk-broke-internal-" + secrets.token_urlsafe(24)
     atomic_write(run_dir(home) / "litellm_master_key", key.encode())
     return key
 
@@ -102,17 +100,26 @@ class TokenStore:
         return data
 
     def token_for(self, owner: str) -> str:
-        """The owner's token, made (0600) on first use."""
+        """The owner's token, made (0600) on first use; the client's is BROKE_CLIENT_TOKEN when that is set
+        (written here too, so the gateway, which reads only this file, accepts it at once)."""
         from filelock import FileLock
 
+        from broke.control.tokens import CLIENT_TOKEN_ENV, fixed_token
         from broke.paths import FILE_MODE
 
+        fixed = fixed_token(self.home, CLIENT_TOKEN_ENV) if owner == "client" else None
         run_dir(self.home)
         with FileLock(str(self.path) + ".lock", mode=FILE_MODE, timeout=10):
             tokens = self.load()
-            if owner not in tokens:
+            if fixed and tokens.get(owner) != fixed:
+                if fixed in tokens.values():
+                    raise StateFileError(f"{CLIENT_TOKEN_ENV} equals a profile's token; pick another value")
+                tokens[owner] = fixed
+            elif owner not in tokens:
                 tokens[owner] = "broke-" + secrets.token_urlsafe(32)
-                atomic_write(self.path, (json.dumps(tokens, indent=1) + "\n").encode())
+            else:
+                return tokens[owner]
+            atomic_write(self.path, (json.dumps(tokens, indent=1) + "\n").encode())
             return tokens[owner]
 
     def revoke(self, owner: str) -> None:

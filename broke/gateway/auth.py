@@ -17,7 +17,7 @@ from broke.gateway.limits import FailedAuthLimiter
 from broke.gateway.live import Watched
 from broke.presets import profiles
 from broke.routing.resolve import Scope
-from broke.state.model import Access
+from broke.state.model import Access, Budget
 
 PROFILE_HEADER = "x-broke-profile"
 CLIENT = "client"
@@ -37,6 +37,8 @@ class Client:
     scope: Scope | None  # None: the state's own access limits
     #: Also held to the client token's own limits (the state's): X-Broke-Profile narrowed it.
     narrowed: bool = False
+    budget: Budget | None = None  # the profile's spending limit
+    on_budget: str = "refuse"  # what its requests get past it
 
     def limits(self, state_access: Access) -> list[tuple[str, Access]]:
         """Every (rate-limit owner, access limits) the request must satisfy."""
@@ -93,9 +95,10 @@ class Authenticator:
 
     def _profile_client(self, name: str, *, narrowed: bool) -> Client | Refusal:
         try:
-            access = profiles(self.home).get(name).preset.access
+            preset = profiles(self.home).get(name).preset
         except Exception as exc:  # a deleted or broken profile locks its token out, not the gateway
             if narrowed:
                 return Refusal(400, "invalid_request_error", f"X-Broke-Profile '{name}': {exc}", "bad_profile")
             return Refusal(403, "permission_error", f"profile '{name}' is unusable: {exc}", "bad_profile")
-        return Client(f"profile:{name}", Scope(name, access), narrowed)
+        return Client(f"profile:{name}", Scope(name, preset.access), narrowed, preset.budget,
+                      preset.on_budget)

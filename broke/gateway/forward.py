@@ -18,6 +18,7 @@ from starlette.responses import Response
 
 from broke.catalog import Catalog
 from broke.control.runfiles import GatewayRecord
+from broke.cost.usage import UsageMeter, asks_stream_usage, with_stream_usage
 from broke.gateway.litellm import LiteLLM
 from broke.gateway.load import WorkerLoad, worker_key
 from broke.gateway.metrics import Metrics
@@ -141,9 +142,11 @@ class Forwarder:
                     if not blames_key(failure.reason):
                         down.add(candidate.backend)
                     policy = state.key_policy.get(candidate.provider)
+                    model_policy = state.model_policy.get(resolution.slot)
                     await self.recorder.record(AttemptFailed(
                         resolution.slot, candidate, failure, self.record.key_refs.get(candidate.key_env or ""),
-                        cooldown_s=policy.cooldown_s if policy else None))
+                        cooldown_s=policy.cooldown_s if policy else None,
+                        backend_cooldown_s=model_policy.cooldown_s if model_policy else None))
                     break
         finally:
             self.metrics.in_flight -= 1
@@ -166,7 +169,11 @@ class Forwarder:
                 return None, Failure(LITELLM_UNAVAILABLE, None, (503, body, {}))
         lease = self.load.acquire(candidate.backend, attempt.replica) if is_local(candidate.provider, self.catalog) \
             else None
-        upstream, content, failure = await self._send(route.url, encode(self._body(shared.payload, candidate, route)),
+        sent = self._body(shared.payload, candidate, route)
+        strip_usage = asks_stream_usage(shared.path, sent)  # local answers too: their usage shows the savings
+        if strip_usage:
+            sent = with_stream_usage(sent)
+        upstream, content, failure = await self._send(route.url, encode(sent),
                                                       self._headers(route, attempt, shared.headers))
         if upstream is None:
             if lease:
@@ -189,7 +196,8 @@ class Forwarder:
         own = (candidate.definition.model,) if candidate.definition else ()
         stamp = ModelStamp((route.model, *own), shared.payload["model"], local=lease is not None)
         relay = Relay(upstream, answer_headers, shared.resolution.slot, candidate.backend, shared.started, lease,
-                      stamp, trace, shared.spend, content, shared.scrub, self.record.first_byte_timeout_s)
+                      stamp, trace, shared.spend, content, shared.scrub, self.record.first_byte_timeout_s,
+                      UsageMeter(shared.path), strip_usage)
         return await relay.response(self.load, self.metrics, self.recorder, spends=shared.path != COUNT_TOKENS), None
 
     async def _send(self, url: str, body: bytes, headers: dict[str, str]

@@ -26,6 +26,9 @@ class Metrics:
         self.rejected: Counter[tuple[str, int]] = Counter()  # (reason, status)
         self.latency: dict[tuple[str, str], deque[float]] = defaultdict(lambda: deque(maxlen=WINDOW))
         self.in_flight = 0
+        self.cost: defaultdict[tuple[str, str], float] = defaultdict(float)  # (slot, backend) -> USD
+        self.saved: defaultdict[tuple[str, str], float] = defaultdict(float)  # below the reference
+        self.unpriced: Counter[tuple[str, str]] = Counter()  # (slot, backend) -> answers with no price
 
     def answered(self, slot: str, backend: str, status: int, seconds: float) -> None:
         self.requests[(slot, backend, status)] += 1
@@ -33,6 +36,16 @@ class Metrics:
 
     def failed_over(self, slot: str, backend: str, reason: str) -> None:
         self.failovers[(slot, backend, reason)] += 1
+
+    def priced(self, slot: str, backend: str, cost_usd: float | None, reference_usd: float | None) -> None:
+        if backend == "-":
+            return
+        if cost_usd is None:
+            self.unpriced[(slot, backend)] += 1
+            return
+        self.cost[(slot, backend)] += cost_usd
+        if reference_usd is not None:
+            self.saved[(slot, backend)] += reference_usd - cost_usd
 
     def reject(self, reason: str, status: int) -> None:
         self.rejected[(reason, status)] += 1
@@ -52,6 +65,12 @@ class Metrics:
                   "# TYPE broke_rejected_total counter"]
         lines += [f"broke_rejected_total{_labels(reason=r, status=str(c))} {n}"
                   for (r, c), n in sorted(self.rejected.items())]
+        for name, counter, what in (("broke_cost_usd_total", self.cost, "USD spent"),
+                                    ("broke_saved_usd_total", self.saved, "USD saved against each slot's reference"),
+                                    ("broke_unpriced_total", self.unpriced, "Answers of backends with no price")):
+            lines += [f"# HELP {name} {what}, by slot and backend.", f"# TYPE {name} counter"]
+            lines += [f"{name}{_labels(slot=s, backend=b)} {round(value, 9)}"
+                      for (s, b), value in sorted(counter.items())]
         lines += ["# HELP broke_request_seconds Latency of answered requests (newest window).",
                   "# TYPE broke_request_seconds summary"]
         for (s, b), values in sorted(self.latency.items()):

@@ -7,14 +7,19 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from broke.cost.book import CostBook
+from broke.cost.usage import Usage
 from broke.gateway.metrics import Metrics
 from broke.gateway.traffic import Trace, Traffic
 from broke.harness.requests import RunRequests
 from broke.health import BUSY, HealthTransitions, blames_key
 from broke.routing.resolve import Candidate
 from broke.routing.rotation import RotationState
+
+if TYPE_CHECKING:
+    from broke.gateway.routed import OutcomeLog
 
 log = logging.getLogger("broke.gateway")
 
@@ -56,6 +61,7 @@ class Answered:
     status: int
     started: float  # perf_counter at the request's start
     trace: Trace
+    priced: bool = True  # False: token counting, which costs nothing and has no ledger row
 
 
 @dataclass(frozen=True)
@@ -67,6 +73,7 @@ class AttemptFailed:
     failure: Failure
     key_ref: str | None
     cooldown_s: float | None = None  # the key policy's cooldown for a rate-limited key
+    backend_cooldown_s: float | None = None  # the slot's model policy cap on a failed backend's sit-out
     worker: str | None = None  # the replica (NAME@PORT) that failed, for a local model
 
 
@@ -92,8 +99,11 @@ class Recorder:
     """Records every outcome the same way, wherever in the proxy it happened."""
 
     def __init__(self, metrics: Metrics, traffic: Traffic, transitions: HealthTransitions,
-                 rotation: RotationState, runs: RunRequests | None = None) -> None:
+                 rotation: RotationState, costs: CostBook, routed: OutcomeLog | None = None,
+                 runs: RunRequests | None = None) -> None:
         self.metrics, self.traffic, self.transitions, self.rotation = metrics, traffic, transitions, rotation
+        self.costs = costs
+        self.routed = routed  # the `auto` router's outcome records
         self.runs = runs  # the requests of harness runs, kept with their run
 
     @staticmethod
@@ -115,7 +125,11 @@ class Recorder:
                 self.runs.add(outcome.trace)
         elif isinstance(outcome, Answered):
             self.metrics.answered(outcome.slot, outcome.backend, outcome.status, time.perf_counter() - outcome.started)
+            if outcome.priced:
+                self._priced(outcome)
             self.traffic.publish(outcome.trace, outcome.started)
+            if self.routed is not None:
+                self.routed.answered(outcome.trace)
             if self.runs is not None:
                 self.runs.add(outcome.trace)
         elif isinstance(outcome, Succeeded):
@@ -128,6 +142,16 @@ class Recorder:
                                        backend=candidate.backend, reason=BUSY, status=None)
         else:
             await self._failed(outcome)
+
+    def _priced(self, outcome: Answered) -> None:
+        """The answer's cost and its reference's, in its trace, the ledger and the cost counters."""
+        trace = outcome.trace
+        usage = Usage(trace.input_tokens, trace.output_tokens, trace.cache_read_tokens, trace.cache_write_tokens)
+        priced = self.costs.record(request_id=trace.request_id, ts=time.time(), client=trace.client,
+                                   slot=outcome.slot, backend=outcome.backend, key_ref=trace.key_ref,
+                                   usage=usage, status=outcome.status)
+        trace.cost_usd, trace.reference_usd = priced.cost_usd, priced.reference_usd
+        self.metrics.priced(outcome.slot, outcome.backend, priced.cost_usd, priced.reference_usd)
 
     async def _failed(self, outcome: AttemptFailed) -> None:
         candidate, failure, slot = outcome.candidate, outcome.failure, outcome.slot
@@ -145,7 +169,7 @@ class Recorder:
             self.rotation.key_failed(candidate.provider, candidate.key_env)
         else:
             await self._observe(self.transitions.backend_failed, candidate.backend, failure.reason,
-                                failure.retry_after_s)
+                                failure.retry_after_s, outcome.backend_cooldown_s)
         self.transitions.log.write(event="failover", slot=slot, provider=candidate.provider,
                                    backend=candidate.backend, key_ref=outcome.key_ref, reason=failure.reason,
                                    status=failure.status)

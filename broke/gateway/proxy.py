@@ -2,7 +2,9 @@
 rate), the resolution of each request; the attempt loop (forward.py) carries it out."""
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import dataclasses
 import os
 import time
 from collections.abc import AsyncIterator
@@ -14,13 +16,17 @@ import orjson
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from broke.catalog import load_catalog
 from broke.control.runfiles import GatewayRecord
+from broke.cost.book import CostBook, cost_header
+from broke.cost.prices import request_cost, request_tokens
+from broke.gateway.admin import AdminAPI
 from broke.gateway.auth import Authenticator, Client, Refusal, is_loopback
+from broke.gateway.codex_models import CODEX_QUERY, codex_catalog
 from broke.gateway.complexity import RouterModel, decision_headers
 from broke.gateway.dashboard.app import Dashboard, LiveView
 from broke.gateway.dashboard.sessions import host_allowed
@@ -31,6 +37,7 @@ from broke.gateway.live import Watched, watched_speeds
 from broke.gateway.load import WorkerLoad
 from broke.gateway.metrics import Metrics
 from broke.gateway.outcomes import Recorder, Refused
+from broke.gateway.routed import OutcomeLog, take_feedback
 from broke.gateway.traffic import Traffic, new_request_id
 from broke.gateway.watch import WorkerWatch
 from broke.gateway.wire import error_body
@@ -68,7 +75,11 @@ class FrontProxy:
         self.watch = WorkerWatch(home, self.load, self.state)
         self.litellm = LiteLLM(home, record)
         transitions = HealthTransitions(home, self.health.last_good)
-        self.recorder = Recorder(self.metrics, self.traffic, transitions, self.rotation, RunRequests(home))
+        self.costs = CostBook(home, self.catalog, self.state.get)
+        self.routed = OutcomeLog(home)
+        self.runs = RunRequests(home)
+        self.recorder = Recorder(self.metrics, self.traffic, transitions, self.rotation, self.costs, self.routed,
+                                 self.runs)
         self.forwarder = Forwarder(record, self.catalog, keys, master_key, self.load, self.litellm, self.recorder,
                                    self.metrics, self.rotation)
 
@@ -82,9 +93,11 @@ class FrontProxy:
             Route(COUNT_TOKENS, self.count_tokens, methods=["POST"]),
             Route("/v1/responses", self.responses, methods=["POST"]),
             Route("/v1/models", self.models, methods=["GET"]),
+            Route("/v1/broke/feedback", self.feedback, methods=["POST"]),
             Route("/health", self.health_check, methods=["GET"]),
             Route("/metrics", self.metrics_text, methods=["GET"]),
             *Dashboard(view).routes(),
+            *AdminAPI(view).routes(),
         ]
         return Starlette(routes=routes, lifespan=self._lifespan, middleware=[Middleware(self._HeaderLimit, proxy=self)])
 
@@ -123,6 +136,9 @@ class FrontProxy:
         finally:
             watching.cancel()
             await session.close()
+            self.costs.close()
+            await asyncio.to_thread(self.routed.close)
+            await asyncio.to_thread(self.runs.close)
 
     async def chat(self, request: Request) -> Response:
         return await self.handle(request, "/v1/chat/completions")
@@ -157,8 +173,17 @@ class FrontProxy:
             return client
         limits = client.limits(self.state.get().access)
         slots = [s for s in self.catalog.slots if all(access.allows(s) for _, access in limits)]
+        if CODEX_QUERY in request.query_params:  # Codex's discovery: its own catalog shape
+            return JSONResponse(codex_catalog(self.catalog, slots))
         return JSONResponse({"object": "list", "data": [
             {"id": slot, "object": "model", "created": 0, "owned_by": "broke"} for slot in slots]})
+
+    async def feedback(self, request: Request) -> Response:
+        """good|bad on one of this client's `auto` requests (routed.take_feedback)."""
+        client = await self._authenticate(request)
+        if isinstance(client, Response):
+            return client
+        return await take_feedback(request, self.home, client.owner, self.routed, self.router_model)
 
     # ---- admission ------------------------------------------------------------------------------
     async def _refuse(self, metric: str, status: int, code: str, message: str) -> Response:
@@ -201,6 +226,8 @@ class FrontProxy:
         request_id = new_request_id()
         response = await self._handle(request, path, request_id)
         response.headers["x-broke-request-id"] = request_id
+        if not isinstance(response, StreamingResponse):  # a stream is priced when it ends (its trace, the ledger)
+            response.headers.setdefault("x-broke-cost-usd", cost_header(0.0, answered=False))
         return response
 
     async def _handle(self, request: Request, path: str, request_id: str) -> Response:
@@ -228,7 +255,8 @@ class FrontProxy:
         rotation = self.rotation.view(self.load.busy(state, health, now), conversation.key if conversation else None)
         resolution = resolve(requested, state, health, env=self.key_names, now=now, scope=client.scope,
                              catalog=self.catalog, rotation=rotation, conversation=conversation,
-                             estimator=estimator, speeds=self.speeds.get())
+                             estimator=estimator, speeds=self.speeds.get(),
+                             cost=request_cost(state, self.catalog, request_tokens(len(body), payload)))
         if conversation is not None and resolution.tier:
             self.rotation.reached(conversation.key, tier_index(resolution.tier))
         limits = client.limits(state.access)
@@ -238,10 +266,22 @@ class FrontProxy:
         limited = path != COUNT_TOKENS and self.rates.check([(owner, a.rpm, a.tpm) for owner, a in limits], now)
         if limited:
             return await self._refuse("rate_limited", 429, "rate_limit_error", limited)
+        admission = self.costs.admit(client.owner, (client.budget, client.on_budget), resolution.attempts, state,
+                                     self.record.key_refs, now)
+        if admission.refusal:
+            refused = await self._refuse("over_budget", 429, "rate_limit_error", admission.refusal)
+            if admission.resets_at is not None:
+                refused.headers["retry-after"] = str(max(int(admission.resets_at - now), 1))
+            return refused
+        if admission.attempts is not resolution.attempts:  # a budget left some out
+            resolution = dataclasses.replace(resolution, attempts=admission.attempts)
         self.rotation.advance(resolution.slot, (c.provider for c in resolution.candidates), state)
         trace = self.traffic.begin(client.owner, resolution.slot, requested, resolution.generation, request_id)
         trace.tier, trace.p_strong, trace.stream = resolution.tier, resolution.p_strong, bool(payload.get("stream"))
+        self.routed.decided(request_id, resolution.estimate)
         headers = decision_headers(resolution)
+        if admission.warning:
+            headers["x-broke-budget-warning"] = admission.warning
         if resolution.estimate is not None:
             trace.prompt_complexity = resolution.estimate.prompt_complexity
             trace.temperature = headers.get("x-broke-quality-temperature", "")

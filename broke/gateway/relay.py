@@ -10,16 +10,26 @@ import aiohttp
 import orjson
 from starlette.responses import Response, StreamingResponse
 
+from broke.cost.book import cost_header
+from broke.cost.usage import Usage, UsageMeter, without_usage_chunk
 from broke.gateway.load import Lease, WorkerLoad
 from broke.gateway.metrics import Metrics
 from broke.gateway.outcomes import Answered, Recorder
 from broke.gateway.scrub import Scrubber
 from broke.gateway.traffic import Trace
-from broke.gateway.wire import ModelStamp, usage_tokens
+from broke.gateway.wire import ModelStamp
 
 #: What a stream cut after its headers ends with (an SSE error event, read by OpenAI and Anthropic SDKs alike),
 #: and the status it is counted under.
 CUT_STATUS = 502
+
+
+def note_usage(trace: Trace, usage: Usage | None) -> None:
+    """An answer's usage, by kind, in its trace (`tokens`: None when the answer said nothing)."""
+    trace.tokens = usage.total if usage else None
+    if usage:
+        trace.input_tokens, trace.output_tokens = usage.input, usage.output
+        trace.cache_read_tokens, trace.cache_write_tokens = usage.cache_read, usage.cache_write
 
 
 def is_stream(upstream: aiohttp.ClientResponse) -> bool:
@@ -65,6 +75,8 @@ class Relay:
     body: bytes | None  # the whole body of an answer that is not a stream (read by the attempt)
     scrub: Scrubber  # masks secrets in an error answer passed on
     idle_s: float  # the longest gap allowed between a stream's chunks
+    meter: UsageMeter  # reads the answer's usage in its client API's shape
+    strip_usage: bool = False  # the stream's usage chunk was asked for by broke, not by the client
 
     async def response(self, load: WorkerLoad, metrics: Metrics, recorder: Recorder, *,
                        spends: bool = True) -> Response:
@@ -75,11 +87,14 @@ class Relay:
             if self.lease:
                 load.release(self.lease)
             content = self.stamp.whole(self.body) if ok else self.scrub.bytes(self.body)
-            trace.status, trace.tokens = upstream.status, usage_tokens(content) or None
+            trace.status = upstream.status
+            note_usage(trace, self.meter.whole(content))
             if spends:
                 self.spend(trace.tokens or 0)
-            await recorder.record(Answered(self.slot, self.backend, upstream.status, self.started, trace))
-            headers = self.headers if ok else self.scrub.headers(self.headers)
+            await recorder.record(Answered(self.slot, self.backend, upstream.status, self.started, trace,
+                                           priced=spends))
+            headers = {**(self.headers if ok else self.scrub.headers(self.headers)),
+                       "x-broke-cost-usd": cost_header(trace.cost_usd, answered=spends)}
             return Response(content, status_code=upstream.status, headers=headers)
 
         metrics.in_flight += 1  # until the stream ends, not until its headers are sent
@@ -103,10 +118,15 @@ class Relay:
                             status, trace.error = CUT_STATUS, f"upstream stream ended unfinished after {size} bytes"
                         break
                     tail, size = (tail + chunk)[-4096:], size + len(chunk)
+                    self.meter.feed(chunk)
                     lines = self.stamp.feed(chunk) if ok else self.scrub.bytes(self.stamp.feed(chunk))
+                    if self.strip_usage:
+                        lines = without_usage_chunk(lines)
                     if lines:
                         yield lines
                 rest = self.stamp.flush()
+                if self.strip_usage:
+                    rest = without_usage_chunk(rest)
                 if rest:
                     yield rest if ok else self.scrub.bytes(rest)
             finally:
@@ -114,7 +134,8 @@ class Relay:
                 metrics.in_flight -= 1
                 if self.lease:
                     load.release(self.lease)
-                trace.status, trace.tokens = status, usage_tokens(tail) or None
+                trace.status = status
+                note_usage(trace, self.meter.usage)
                 self.spend(trace.tokens or 0)
                 await recorder.record(Answered(self.slot, self.backend, status, self.started, trace))
 

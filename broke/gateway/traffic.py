@@ -41,6 +41,14 @@ class Trace:
     attempts: int = 0
     latency_ms: float = 0.0
     tokens: int | None = None  # None: the answer did not say
+    # the answer's usage by kind (broke.cost.usage), and what it cost and would have cost at the slot's
+    # reference backend (None: unpriced, or not priced yet: a stream is priced when it ends)
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    cost_usd: float | None = None
+    reference_usd: float | None = None
     stream: bool = False
     error: str = ""  # why broke answered with an error of its own (no candidate, all failed)
 

@@ -1,17 +1,14 @@
-"""Bodies on the wire: error answers, request encoding, Anthropic's thinking rule kept, and the token
-usage an answer reports."""
+"""Bodies on the wire: error answers, request encoding, Anthropic's thinking rule kept (the usage an
+answer reports is read by broke.cost.usage)."""
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 import orjson
 from starlette.responses import JSONResponse
 
 from broke.routing.transport import WORKER_MODEL
-
-_USAGE = re.compile(rb'"(total_tokens|input_tokens|output_tokens)"\s*:\s*(\d+)')
 
 
 def error_body(status: int, code: str, message: str) -> JSONResponse:
@@ -25,14 +22,6 @@ def encode(payload: object) -> bytes:
         return orjson.dumps(payload)
     except TypeError:
         return json.dumps(payload).encode("utf-8")
-
-
-def usage_tokens(data: bytes) -> int:
-    """Tokens a response reports using (total, else input + output); 0 when it says nothing."""
-    found: dict[bytes, int] = {}
-    for name, value in _USAGE.findall(data):
-        found[name] = max(found.get(name, 0), int(value))
-    return found.get(b"total_tokens") or found.get(b"input_tokens", 0) + found.get(b"output_tokens", 0)
 
 
 def without_unkept_thinking(payload: dict[str, Any]) -> dict[str, Any]:

@@ -58,6 +58,12 @@ class RunRequests:
                            trace.attempts, trace.latency_ms, trace.tokens))
 
 
+    def close(self) -> None:
+        """Write what is queued (the gateway is stopping)."""
+        if self.appender is not None:
+            self.appender.close()
+
+
 def run_requests(home: Path, run_id: str) -> list[dict[str, Any]]:
     """The requests recorded for `run_id`, oldest first."""
     connection = open_records(home, SCHEMA)

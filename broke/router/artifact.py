@@ -53,6 +53,12 @@ _CODE_FILES = ("features.py", "estimator.py", "model.py", "data.py", "artifact.p
 _LIBRARIES = ("numpy", "scipy", "scikit-learn")
 
 
+#: The prior fitted on the shipped data at release (`tools/router_data/make_prior.py`): a fresh home loads it
+#: instead of training, when it was fitted with this code, data and libraries (its header says).
+SHIPPED_NPZ = Path(__file__).resolve().parent / "data" / "prior.npz"
+SHIPPED_HEADER = SHIPPED_NPZ.with_suffix(".json")
+
+
 def router_dir(home: Path) -> Path:
     return home / "router"
 
@@ -102,6 +108,25 @@ def save(home: Path, expected: dict, router: Router) -> None:
     atomic_write(router_dir(home) / "model.json", json.dumps(header, indent=2, sort_keys=True).encode())
 
 
+def shipped_header(router: Router, expected: dict) -> bytes:
+    """The header `load_shipped` checks: what the prior was fitted with and its arrays' sha256."""
+    header = dict(expected, npz_sha256=hashlib.sha256(to_npz(router)).hexdigest())
+    return json.dumps(header, indent=2, sort_keys=True).encode() + b"\n"
+
+
+def load_shipped(expected: dict) -> Router | None:
+    """The prior shipped in the package if it was fitted with `expected`'s code, data and libraries."""
+    try:
+        header = json.loads(SHIPPED_HEADER.read_text(encoding="utf-8"))
+        blob = SHIPPED_NPZ.read_bytes()
+    except (OSError, ValueError):
+        return None
+    if not isinstance(header, dict) or any(header.get(k) != v for k, v in expected.items()) \
+            or header.get("npz_sha256") != hashlib.sha256(blob).hexdigest():
+        return None
+    return _from_npz(blob)
+
+
 def load(home: Path, expected: dict) -> Router | None:
     """The cached Router if it matches `expected` and is broke's own, intact artifact; else None."""
     folder = router_dir(home)
@@ -117,6 +142,11 @@ def load(home: Path, expected: dict) -> Router | None:
         return None
     if header.get("npz_sha256") != hashlib.sha256(blob).hexdigest():
         return None
+    return _from_npz(blob)
+
+
+def _from_npz(blob: bytes) -> Router | None:
+    """The Router in .npz bytes, if its arrays are well formed."""
     try:
         with np.load(io.BytesIO(blob), allow_pickle=False) as npz:
             arrays = {name: npz[name] for name in _ARRAYS}

@@ -11,6 +11,7 @@ from broke.state.model import State
 
 if TYPE_CHECKING:
     from broke.router.evaluate import Quality
+    from broke.router.learned import Explanation, Learned
 
 
 class _Labelled(TypedDict):
@@ -22,20 +23,93 @@ class _Labelled(TypedDict):
 
 
 def estimate_prompt(home: Path, prompt: str, state: State) -> dict:
-    """The dimensions, p_strong, the tier (with the state's thresholds) and the quality temperature."""
-    from broke.router.model import load_or_train
+    """The dimensions, p_strong (the prior's moved by the user's labels), the tier (with the state's
+    thresholds) and the quality temperature."""
+    from broke.router.learned import load
     from broke.router.tiers import temperature
 
-    estimate = load_or_train(home).estimate(prompt)
+    estimate = load(home).estimate(prompt)
     return {**estimate.to_dict(), "tier": state.router.tier_for(estimate.p_strong),
             "temperature": temperature(estimate)}
 
 
 def prompt_drivers(home: Path, prompt: str) -> list[tuple[str, float]]:
-    """What drove the prompt's p_strong (see Router.drivers): signed logit contributions."""
+    """What drove the prior's p_strong for the prompt (see Router.drivers): signed logit contributions."""
     from broke.router.model import load_or_train
 
     return load_or_train(home).drivers(prompt)
+
+
+def prompt_neighbours(home: Path, prompt: str) -> Explanation:
+    """How the user's labels moved the prompt's p_strong, and the labels that moved it most."""
+    from broke.router.learned import load
+
+    return load(home).explain(prompt)
+
+
+def learn_file(home: Path, path: Path) -> tuple[int, Learned]:
+    """Learn from an outcome set (JSON lines; see labels.parse_outcomes): every line is read and checked
+    before anything is stored, and the router is fitted before this returns. Returns the lines learned
+    and the learned router."""
+    from broke.router.labels import parse_outcomes
+    from broke.router.learned import learn
+
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidInputError(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from None
+    outcomes = parse_outcomes(lines, str(path))
+    if not outcomes:
+        raise InvalidInputError(f"{path}: no labelled prompts; nothing was learned")
+    return len(outcomes), learn(home, outcomes)
+
+
+def learning_summary(home: Path) -> dict:
+    """How many labels the router learned from (by origin), and how much weight they carry on average
+    over those labelled prompts' own neighbourhoods (0: the prior alone)."""
+    import math
+    from collections import Counter
+
+    import numpy as np
+
+    from broke.router.embed import load_vectors
+    from broke.router.labels import read
+    from broke.router.learned import local_model
+
+    dims = load_vectors().vectors.shape[1]
+    local = local_model(home, dims)  # no prior needed: nothing here is estimated
+    origins = dict(Counter(read(home, dims).origins))
+    weight = float(np.mean(local.blend(np.zeros(len(local)), local.vectors)[1])) if len(local) else 0.0
+    strength = None if math.isinf(local.strength) else local.strength  # None: the prior alone
+    return {"labels": len(local), "by_origin": origins, "mean_weight": weight, "prior_strength": strength,
+            "strong_preferred": float(np.mean(local.targets)) if len(local) else None}
+
+
+#: Outcome records `router calibrate --own` needs at least.
+MIN_OWN_PROMPTS = 20
+
+
+def own_p_strong(home: Path) -> list[float]:
+    """The p_strong of the user's recorded `auto` requests as the router estimates them now: each one's
+    prior p_strong (as recorded) moved by the labels the router has now."""
+    import numpy as np
+
+    from broke.router import outcomes
+    from broke.router.learned import load
+
+    prior, vectors = outcomes.priors(home)
+    if len(prior) < MIN_OWN_PROMPTS:
+        raise InvalidInputError(f"{len(prior)} recorded `auto` requests are too few to calibrate on "
+                                f"(at least {MIN_OWN_PROMPTS}); calibrate on the reference prompts meanwhile")
+    p, _ = load(home).local.blend(np.asarray(prior), vectors)
+    return [float(v) for v in p]
+
+
+def forget_learning(home: Path) -> int:
+    """Return to the prior: delete every label; returns how many there were."""
+    from broke.router.labels import forget
+
+    return forget(home)
 
 
 def estimate_batch(home: Path, lines: Iterable[str], state: State, source: str) -> Iterator[dict]:

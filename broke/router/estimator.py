@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -43,15 +43,18 @@ DRIVER_FEATURES = 3
 
 @dataclass(frozen=True)
 class Estimate:
-    """What the router thinks of a prompt; every field is in 0..1."""
+    """What the router thinks of a prompt; every field is in 0..1. `vector` is the prompt's static
+    embedding (what learning from the user's labels compares prompts by; never its text)."""
 
     prompt_complexity: float
     answer_complexity: float
     code_bias: float
     p_strong: float
+    vector: np.ndarray | None = field(default=None, compare=False, repr=False)
 
     def to_dict(self) -> dict[str, float]:
-        return asdict(self)
+        return {"prompt_complexity": self.prompt_complexity, "answer_complexity": self.answer_complexity,
+                "code_bias": self.code_bias, "p_strong": self.p_strong}
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
@@ -150,14 +153,18 @@ class Router:
         return words, hand[None, :], vectors.embed(vectors.ids(toks), self.token_weights)[None, :]
 
     def _one(self, prompt: str) -> tuple[np.ndarray, np.ndarray]:
-        """`_parts` for one prompt."""
+        """The calibrated heads of one prompt (`_parts`' first row) and its embedding."""
         words, hand, embedding = self._inputs(prompt)
-        return self._parts(self._linear(hand) + words, hand, embedding)
+        return self._parts(self._linear(hand) + words, hand, embedding)[0][0], embedding[0]
+
+    def vector_dims(self) -> int:
+        """Dimensions of the prompt embeddings (`Estimate.vector`)."""
+        return len(self.meaning_coef) - len(features.HAND_FEATURES)
 
     def estimate(self, prompt: str) -> Estimate:
         """The estimate for one prompt (the request-time path)."""
-        p_strong, prompt_c, code, answer = self._one(prompt)[0][0]
-        return Estimate(float(prompt_c), float(answer), float(code), float(p_strong))
+        (p_strong, prompt_c, code, answer), vector = self._one(prompt)
+        return Estimate(float(prompt_c), float(answer), float(code), float(p_strong), vector)
 
     def drivers(self, prompt: str) -> list[tuple[str, float]]:
         """What drove p_strong for `prompt`: each BLEND part's weighted, standardised contribution to
@@ -183,6 +190,6 @@ class Router:
         raw = self._linear(hand) + hashed @ self.word_weights.astype(np.float64)
         vectors = embed.load_vectors()
         embedding = vectors.embed_many(prompts, self.token_weights)
-        return [Estimate(float(pc), float(a), float(c), float(p))
-                for p, pc, c, a in self._parts(raw, hand, embedding)[0]]
+        return [Estimate(float(pc), float(a), float(c), float(p), vector)
+                for (p, pc, c, a), vector in zip(self._parts(raw, hand, embedding)[0], embedding, strict=True)]
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import math
 import re
+import struct
 from collections import Counter
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -202,6 +203,34 @@ def _shape(visible: str, toks: list[str], quantities: list[str], arithmetic_word
     ]
 
 
+def murmurhash3_32(text: str) -> int:
+    """MurmurHash3 (x86, 32-bit, seed 0) of the UTF-8 bytes of `text`, signed, as scikit-learn's
+    `murmurhash3_32` gives it (the request path need not import scikit-learn: about a second)."""
+    data = text.encode("utf-8")
+    c1, c2, mask = 0xCC9E2D51, 0x1B873593, 0xFFFFFFFF
+    h = 0
+    full = len(data) & ~3
+    for (k,) in struct.iter_unpack("<I", data[:full]):
+        k = (k * c1) & mask
+        k = ((k << 15) | (k >> 17)) & mask
+        h ^= (k * c2) & mask
+        h = ((h << 13) | (h >> 19)) & mask
+        h = (h * 5 + 0xE6546B64) & mask
+    tail = data[full:]
+    if tail:
+        k = int.from_bytes(tail, "little")
+        k = (k * c1) & mask
+        k = ((k << 15) | (k >> 17)) & mask
+        h ^= (k * c2) & mask
+    h ^= len(data)
+    h ^= h >> 16
+    h = (h * 0x85EBCA6B) & mask
+    h ^= h >> 13
+    h = (h * 0xC2B2AE35) & mask
+    h ^= h >> 16
+    return h - (1 << 32) if h & 0x80000000 else h
+
+
 def hashed_indices(toks: list[str]) -> np.ndarray:
     """Sorted unique hashed columns of `toks`, exactly as HashingVectorizer computes them.
 
@@ -209,13 +238,11 @@ def hashed_indices(toks: list[str]) -> np.ndarray:
     which is 2**31 % N_HASH: the int64 abs below. Each word's column is remembered per process
     (up to HASH_CACHE words): the request path hashes most words once.
     """
-    from sklearn.utils import murmurhash3_32
-
     columns = list(map(_HASHED.get, toks))
     if None in columns:
         for i, tok in enumerate(toks):
             if columns[i] is None:
-                column = abs(int(murmurhash3_32(tok))) % N_HASH
+                column = abs(murmurhash3_32(tok)) % N_HASH
                 columns[i] = column
                 if len(_HASHED) < HASH_CACHE:
                     _HASHED[tok] = column

@@ -292,7 +292,8 @@ _LOADING = threading.Lock()
 
 def load_or_train(home: Path | None = None, data_path: Path = DATA_FILE) -> Router:
     """The Router for `home` (default $BROKE_HOME): loaded once per process from the cached
-    artifact, or trained and cached when the artifact is missing, stale or not broke's own."""
+    artifact, else the prior shipped in the package (`artifact.load_shipped`, for the shipped data),
+    else one trained here and cached (the artifact was missing, stale or not broke's own)."""
     from broke.paths import broke_home
 
     home = (home or broke_home()).resolve()
@@ -301,6 +302,8 @@ def load_or_train(home: Path | None = None, data_path: Path = DATA_FILE) -> Rout
         if key not in _LOADED:
             version = artifact.version(data_version(data_path))
             router = artifact.load(home, version)
+            if router is None and data_path.resolve() == DATA_FILE.resolve():
+                router = artifact.load_shipped(version)  # the package's own: nothing to cache
             if router is None:
                 router = train(load_rows(data_path))
                 artifact.save(home, version, router)

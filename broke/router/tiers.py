@@ -22,6 +22,7 @@ from broke.state.model import Tier, tier_at
 
 if TYPE_CHECKING:
     from broke.router.estimator import Router
+    from broke.router.learned import Learned
     from broke.routing.resolve import Estimate
 
 Temperature = Literal["green", "yellow", "orange", "red"]
@@ -45,20 +46,28 @@ class Thresholds:
         return tier_at(p_strong, self.balanced_from, self.premium_from)
 
 
-def calibrate(strong_share: float, reference_prompts: Sequence[str], router: Router | None = None) -> Thresholds:
+def calibrate(strong_share: float, reference_prompts: Sequence[str],
+              router: Router | Learned | None = None) -> Thresholds:
     """Thresholds sending about `strong_share` (0..1) of `reference_prompts` to premium.
 
     `router` defaults to the one `load_or_train()` gives for $BROKE_HOME.
     """
-    if not 0.0 <= strong_share <= 1.0:
-        raise ValueError(f"strong_share must be within 0..1, got {strong_share}")
     if not reference_prompts:
         raise ValueError("calibrate needs at least one reference prompt")
     if router is None:
         from broke.router.model import load_or_train
 
         router = load_or_train()
-    scores = np.array([e.p_strong for e in router.estimate_many(reference_prompts)])
+    return calibrate_scores(strong_share, [e.p_strong for e in router.estimate_many(reference_prompts)])
+
+
+def calibrate_scores(strong_share: float, p_strong: Sequence[float]) -> Thresholds:
+    """Thresholds sending about `strong_share` (0..1) of prompts with these p_strong to premium."""
+    if not 0.0 <= strong_share <= 1.0:
+        raise ValueError(f"strong_share must be within 0..1, got {strong_share}")
+    if not len(p_strong):
+        raise ValueError("calibrate needs at least one prompt")
+    scores = np.asarray(p_strong, dtype=np.float64)
     premium = 1.0 if strong_share == 0.0 else float(np.quantile(scores, 1.0 - strong_share, method="higher"))
     return Thresholds(balanced_from=premium * BALANCED_FRACTION, premium_from=premium)
 

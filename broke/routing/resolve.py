@@ -6,7 +6,7 @@ For a slot routed by complexity (`auto`) the estimate of the conversation is mad
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Protocol
 
@@ -160,20 +160,31 @@ def _policy_ordered(items: list[str], order: Sequence[str]) -> list[str]:
     return first + [name for name in items if name not in first]
 
 
+def _within_groups(items: list[str], sources: Mapping[str, str], rank: Callable[[str], float]) -> list[str]:
+    """`items` by `rank` within each router tier (and within the slot's own chain); ties keep their order."""
+    def group(backend: str) -> str:
+        return sources[backend] if sources[backend].startswith("tier ") else ""
+
+    groups = list(dict.fromkeys(group(b) for b in items))
+    return sorted(items, key=lambda b: (groups.index(group(b)), rank(b)))
+
+
 def _fastest_first(items: list[str], sources: Mapping[str, str], speeds: Mapping[str, Speed]) -> list[str]:
-    """Within each router tier (and within the slot's own chain) the fastest measured backend first.
-
-    Backends without a measurement keep their order, after the measured ones of their group.
-    """
-    groups = list(dict.fromkeys(sources[b] if sources[b].startswith("tier ") else "" for b in items))
-
-    def rank(backend: str) -> tuple[int, float]:
-        group = sources[backend] if sources[backend].startswith("tier ") else ""
+    """The fastest measured backend first; unmeasured ones keep their order, after the measured ones."""
+    def rank(backend: str) -> float:
         speed = speeds.get(backend)
-        decode = speed.decode_tps if speed and speed.decode_tps else None
-        return groups.index(group), -decode if decode else float("inf")
+        return -speed.decode_tps if speed and speed.decode_tps else float("inf")
 
-    return sorted(items, key=rank)
+    return _within_groups(items, sources, rank)
+
+
+def _cheapest_first(items: list[str], sources: Mapping[str, str], cost: Callable[[str], float | None]) -> list[str]:
+    """The cheapest backend for the request first; unpriced ones keep their order, after the priced ones."""
+    def rank(backend: str) -> float:
+        usd = cost(backend)
+        return float("inf") if usd is None else usd
+
+    return _within_groups(items, sources, rank)
 
 
 def _rotated(items: list[str], turn: int) -> list[str]:
@@ -309,13 +320,15 @@ def resolve(
     conversation: Conversation | None = None,
     estimator: Estimator | None = None,
     speeds: Mapping[str, Speed] | None = None,
+    cost: Callable[[str], float | None] | None = None,
 ) -> Resolution:
     """Resolve a requested model name (slot or client alias) to ordered candidates and a choice.
 
     A slot routed by complexity picks its tier from `p_strong`, or from `estimator`'s estimate of
     `conversation` (within a conversation, `rotation.tier_floors` keeps the tier from moving down).
     `speeds`: backend id -> what it measured on this machine; shown on candidates, and the order
-    of a slot whose model policy is `fastest`.
+    of a slot whose model policy is `fastest`. `cost`: what the request is expected to cost on a backend
+    (None: unpriced), the order of a slot whose model policy is `cheapest`.
 
     Raises NotFoundError for a name that maps to no slot.
     """
@@ -341,6 +354,8 @@ def resolve(
         order = _rotated(order, rotation.turns.get(f"slot:{slot}", 0))
     elif policy and policy.mode == "fastest":
         order = _fastest_first(order, sources, speeds or {})
+    elif policy and policy.mode == "cheapest":
+        order = _cheapest_first(order, sources, cost or (lambda _: None))
     pinned_slot = state.slots[slot].pinned
     candidates = tuple(
         candidate
@@ -352,6 +367,9 @@ def resolve(
         candidates = _scoped(candidates, slot, state, scope)
     cooldown_last = policy.cooldown_last if policy else DEFAULT_COOLDOWN_LAST
     attempts = attempt_order(candidates, state, cooldown_last)
+    if policy and policy.retries is not None:  # the first backend, then at most `retries` more
+        tried = list(dict.fromkeys(c.backend for c in attempts))[:policy.retries + 1]
+        attempts = tuple(c for c in attempts if c.backend in tried)
     reason = ""
     allowed = scope.access.allows(slot)
     if not allowed:

@@ -7,7 +7,11 @@ from typing import Literal
 SCHEMA_VERSION = 1
 
 KEY_POLICY_MODES = ("round_robin", "priority", "sticky", "rotate_on_rate_limit")
-MODEL_POLICY_MODES = ("ordered", "round_robin", "fastest")
+#: "priority_order" and "ordered" (its older name) try the chain in order.
+MODEL_POLICY_MODES = ("priority_order", "ordered", "round_robin", "fastest", "cheapest")
+BUDGET_PERIODS = ("day", "month")
+#: What a request of an owner whose budget is spent gets: a 429, or only candidates that cost nothing.
+ON_BUDGET = ("refuse", "fallback")
 Tier = Literal["basic", "balanced", "premium"]
 TIERS: tuple[Tier, ...] = ("basic", "balanced", "premium")
 
@@ -36,6 +40,24 @@ class Access:
         return not self.slots or slot in self.slots
 
 
+@dataclass
+class Budget:
+    """A spending limit in USD per period (UTC day or month); 0: none."""
+
+    usd: float = field(default=0.0, metadata={"min": 0.0})
+    period: str = field(default="month", metadata={"choices": BUDGET_PERIODS})
+
+
+@dataclass
+class Price:
+    """A backend's own prices in USD per million tokens, over LiteLLM's price map; None: the map's."""
+
+    input: float | None = field(default=None, metadata={"min": 0.0})
+    output: float | None = field(default=None, metadata={"min": 0.0})
+    cache_read: float | None = field(default=None, metadata={"min": 0.0})
+    cache_write: float | None = field(default=None, metadata={"min": 0.0})
+
+
 #: How long a rate-limited key sits out unless its provider's key policy says otherwise.
 DEFAULT_KEY_COOLDOWN_S = 60
 
@@ -48,6 +70,8 @@ class KeyPolicy:
     cooldown_s: int = field(default=DEFAULT_KEY_COOLDOWN_S, metadata={"min": 0})
     retries: int = field(default=2, metadata={"min": 0})
     order: list[str] = field(default_factory=list)
+    #: Each key of the provider may spend this much per period; a key past it sits out.
+    budget: Budget = field(default_factory=Budget)
 
 
 #: Whether a slot tries its candidates in cooldown last (model policy `cooldown_last`) unless told not to.
@@ -68,6 +92,10 @@ class ModelPolicy:
     #: slot's only backend never becomes an outage; when false a request with nothing usable left
     #: fails at once. Blocked and auth-failed candidates are never tried.
     cooldown_last: bool = DEFAULT_COOLDOWN_LAST
+    #: At most this many more backends after the first (None: every one in the chain).
+    retries: int | None = field(default=None, metadata={"min": 0})
+    #: The longest a failed backend of this slot sits out (None: the gateway's own cap).
+    cooldown_s: int | None = field(default=None, metadata={"min": 0})
 
 
 @dataclass
@@ -139,6 +167,8 @@ class State:
     backends: dict[str, CustomBackend] = field(default_factory=dict)
     nodes: dict[str, Node] = field(default_factory=dict)
     router: RouterConfig = field(default_factory=RouterConfig)
+    prices: dict[str, Price] = field(default_factory=dict)  # backend id -> its own prices
+    cost_reference: dict[str, str] = field(default_factory=dict)  # slot -> the backend savings are measured against
     #: The sandbox profile each client launches in by default (client -> normal / hardened / strict).
     sandbox: dict[str, str] = field(default_factory=dict)
     harness: HarnessConfig = field(default_factory=HarnessConfig)

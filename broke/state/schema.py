@@ -66,7 +66,7 @@ def _check_metadata(field: dataclasses.Field[Any], value: Any, path: tuple[str, 
     if choices and value not in choices:
         raise SchemaError(path, f"{'.'.join(path)} must be one of {', '.join(choices)}, got '{value}'")
     minimum = field.metadata.get("min")
-    if minimum is not None and value < minimum:
+    if minimum is not None and value is not None and value < minimum:
         raise SchemaError(path, f"{'.'.join(path)} must be >= {minimum}, got {value}")
 
 

@@ -97,12 +97,14 @@ class Dashboard:
             Route("/ui/api/health", api(self.health), methods=["GET"]),
             Route("/ui/api/local", api(self.local), methods=["GET"]),
             Route("/ui/api/harness", api(self.harness), methods=["GET"]),
+            Route("/ui/api/cost", api(self.cost), methods=["GET"]),
             Route("/ui/api/events", api(self.events), methods=["GET"]),
             Route("/ui/api/swap", change(self.swap), methods=["POST"]),
             Route("/ui/api/fallbacks", change(self.fallbacks), methods=["POST"]),
             Route("/ui/api/team", change(self.team), methods=["POST"]),
             Route("/ui/api/profile", change(self.profile), methods=["POST"]),
             Route("/ui/api/freeze", change(self.freeze), methods=["POST"]),
+            Route("/ui/api/feedback", change(self.feedback), methods=["POST"]),
         ]
 
     # ---- who may ask ----------------------------------------------------------------------------
@@ -262,6 +264,9 @@ class Dashboard:
         except BrokeError as exc:
             return _error(500, str(exc), type(exc).__name__)
 
+    async def cost(self, request: Request) -> Response:
+        return JSONResponse(await asyncio.to_thread(views.cost_view, self.home, self.proxy.state.get()))
+
     def _generations(self) -> tuple[int, int]:
         try:
             return self.proxy.state.get().generation, self.proxy.health.get().generation
@@ -339,6 +344,23 @@ class Dashboard:
 
     async def profile(self, request: Request) -> Response:
         return await self._apply(request, lambda b: changes.load_profile(self._store(), self._text(b, "name")))
+
+    async def feedback(self, request: Request) -> Response:
+        """Thumbs on an `auto` decision: good|bad on its request (broke.router.outcomes.give_feedback)."""
+        from broke.router.outcomes import give_feedback
+
+        try:
+            body = orjson.loads(await request.body())
+            learned = await asyncio.to_thread(give_feedback, self.home, self._text(body, "request_id"),
+                                              self._text(body, "verdict"))
+        except (orjson.JSONDecodeError, AttributeError, ValueError) as exc:
+            return _error(400, str(exc) if isinstance(exc, ValueError) else "the body must be a JSON object",
+                          "invalid_request_error")
+        except NotFoundError as exc:
+            return _error(404, str(exc), "not_found")
+        except BrokeError as exc:
+            return _error(400, str(exc), "invalid_input")
+        return JSONResponse({"learned": learned})
 
     async def freeze(self, request: Request) -> Response:
         def call(body: dict) -> State:

@@ -136,3 +136,21 @@ def baselines_view(home: Path, metrics: Iterable[str] = ("decode", "ttft")) -> d
     except BrokeError as exc:
         out["error"] = str(exc)
     return out
+
+
+def cost_view(home: Path, state: State) -> dict:
+    """Spend and savings (what `broke cost` reads): in total, per slot and per day, and every budget."""
+    import time
+
+    from broke.catalog import load_catalog
+    from broke.cost.ledger import summarize
+    from broke.cost.standing import standings
+    from broke.keys import provider_env
+
+    try:
+        by_slot = summarize(home, by="slot")
+        by_day = summarize(home, by="day", since=time.time() - 14 * 86400)
+        budgets = standings(home, state, load_catalog(), provider_env(home / ".env"), time.time())
+    except BrokeError as exc:
+        return {"error": str(exc)}
+    return {**by_slot.to_dict(), "days": by_day.rows, "budgets": [b.to_dict() for b in budgets]}

@@ -127,7 +127,31 @@ function requestRow(r) {
     el("td", { class: good ? "ok" : "bad", title: r.error }, r.status, r.error ? el("div", { class: "why" }, r.error) : null),
     el("td", { class: "num" }, r.attempts),
     el("td", { class: "num" }, r.latency_ms.toFixed(0)), el("td", { class: "num" }, r.tokens ?? "–"),
-    el("td", {}, r.tier || ""));
+    el("td", { class: "num" }, usd(r.cost_usd, r.backend !== "-" && r.tokens)), el("td", {}, r.tier || ""));
+}
+
+// ---- cost -----------------------------------------------------------------------------------------
+function usd(value, unpricedIfNull = false) {
+  if (value === null || value === undefined) return unpricedIfNull ? "unpriced" : "–";
+  return value.toFixed(4);
+}
+
+function costRow(name) {
+  return (r) => el("tr", {}, el("td", {}, r[name]), el("td", { class: "num" }, r.requests),
+    el("td", { class: "num" }, usd(r.total_usd)), el("td", { class: "num" }, usd(r.saved_usd)),
+    el("td", { class: "num" }, r.unpriced || "–"));
+}
+
+async function loadCost() {
+  const data = await getJSON("/ui/api/cost");
+  if (data.error) { $("#cost-total").textContent = data.error; return; }
+  $("#cost-total").textContent = `${data.requests} requests: spent $${usd(data.total_usd)}, saved $${usd(data.saved_usd)}` +
+    (data.unpriced ? ` (${data.unpriced} unpriced, not counted)` : "");
+  fill($("#cost-slots tbody"), data.rows.map(costRow("slot")), "no requests yet");
+  fill($("#cost-days tbody"), data.days.slice().reverse().map(costRow("day")), "no requests yet");
+  fill($("#budgets tbody"), data.budgets.map((b) => el("tr", {}, el("td", {}, b.owner),
+    el("td", { class: "num" }, b.budget_usd), el("td", {}, b.period), el("td", { class: "num" }, usd(b.spent_usd)),
+    el("td", { class: b.left_usd > 0 ? "num" : "num bad" }, usd(b.left_usd)), el("td", {}, b.resets_at))), "no budgets");
 }
 
 function bar(fraction, kind) {
@@ -191,7 +215,7 @@ function onRequest(entry) {
   while (body.rows.length > MAX_ROWS) body.deleteRow(-1);
   body.querySelector("tr.empty")?.remove();
   if (entry.tier) { $("#decisions tbody tr.empty")?.remove(); $("#decisions tbody").prepend(decisionRow(entry)); }
-  if (!statsTimer) statsTimer = setTimeout(() => { statsTimer = null; loadTraffic(); }, 1000);
+  if (!statsTimer) statsTimer = setTimeout(() => { statsTimer = null; loadTraffic(); loadCost(); }, 1000);
 }
 
 // ---- health ---------------------------------------------------------------------------------------
@@ -241,10 +265,26 @@ function chart(target, figures) {
     el("span", { class: "value" }, `${value.toFixed(value < 10 ? 2 : 0)} ${figures.unit}`))));
 }
 
+async function thumb(cell, requestId, verdict) {
+  const answer = await fetch("/ui/api/feedback", {
+    method: "POST", credentials: "same-origin",
+    headers: { "content-type": "application/json", "x-broke-csrf": csrf },
+    body: JSON.stringify({ request_id: requestId, verdict }),
+  });
+  const data = await answer.json();
+  if (!answer.ok) { notice(`refused: ${data.error ? data.error.message : `HTTP ${answer.status}`}`, true); return; }
+  cell.textContent = verdict === "good" ? "👍" : "👎";
+  notice(`${requestId}: ${verdict}${data.learned ? "; the router learned from it" : " (recorded; premium answers teach nothing)"}`, false);
+}
+
 function decisionRow(d) {
   const number = (v) => (v === null || v === undefined ? "–" : v.toFixed(3));
+  const cell = el("td", { class: "thumbs" });
+  for (const [verdict, face] of [["good", "👍"], ["bad", "👎"]]) {
+    cell.append(el("button", { title: `the answer was ${verdict}`, onclick: () => thumb(cell, d.request_id, verdict) }, face));
+  }
   return el("tr", {}, el("td", {}, clock(d.ts)), el("td", {}, d.slot), el("td", {}, d.tier), el("td", { class: "num" }, number(d.p_strong)),
-    el("td", { class: "num" }, number(d.prompt_complexity)), el("td", {}, d.temperature), el("td", {}, d.backend));
+    el("td", { class: "num" }, number(d.prompt_complexity)), el("td", {}, d.temperature), el("td", {}, d.backend), cell);
 }
 
 async function loadLocal() {
@@ -301,7 +341,7 @@ async function main() {
     await fetch("/ui/logout", { method: "POST", credentials: "same-origin", headers: { "x-broke-csrf": csrf } });
     location.href = "/ui/login";
   });
-  await Promise.all([loadOverview(), loadTraffic(), loadHealth(), loadLocal(), loadHarness()]);
+  await Promise.all([loadOverview(), loadTraffic(), loadHealth(), loadLocal(), loadCost(), loadHarness()]);
   listen();
   setInterval(renderHealth, 1000);  // cooldowns count down
   setInterval(loadHealth, 5000);

@@ -1,0 +1,1 @@
+"""What requests cost: prices, token usage by kind, the ledger, savings references and budgets."""
