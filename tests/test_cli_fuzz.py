@@ -30,6 +30,7 @@ SKIPPED = {
     "router eval": "evaluates the router model", "router train": "trains the router model",
     "local make-tiny": "writes model weights", "worker start": "starts a model server",
     "worker logs": "follows a log",
+    "harness run": "runs a client", "harness evaluate": "starts the gateway to ask the review lanes",
 }
 
 

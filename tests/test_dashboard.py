@@ -102,7 +102,7 @@ def test_every_page_and_call_needs_the_token(gw):
     page = httpx.get(gw["url"] + "/ui")
     assert page.status_code == 303 and page.headers["location"] == "/ui/login"
     for path in ("/ui/api/overview", "/ui/api/traffic", "/ui/api/health", "/ui/api/local", "/ui/api/events",
-                 "/ui/static/app.js"):
+                 "/ui/api/harness", "/ui/static/app.js"):
         assert httpx.get(gw["url"] + path).status_code == 401, path
     assert httpx.post(gw["url"] + "/ui/api/freeze", json={"frozen": True}).status_code == 401
     profile_token = json.loads(run_cli("connect", "--profile", "ci", "--json").stdout)["token"]
@@ -307,6 +307,23 @@ def test_browser_explains_a_refused_change_when_frozen(page, gw, tmp_path):
     page.screenshot(path=str(target), full_page=True)
     assert target.stat().st_size > 10_000
     run_cli("fallback", "sonnet", "--clear")
+
+
+def test_the_harness_panel_lists_recent_runs_and_lane_health(gw):
+    from broke.harness.ledger import Ledger
+
+    ledger = Ledger(gw["home"], "20260102-030405-abcdef").create()
+    ledger.append("started", run=ledger.run_id, pid=None, client="claude", task="fix the bug", policy="balanced")
+    ledger.append("checkpoint", attempt=0, exit=0, complete=True)
+    ledger.append("review", attempt=0, verdict="ACCEPT_WITH_WARNINGS",
+                  lanes={"verifier": {"verdict": "ACCEPT"}, "adversary": {"verdict": "DEGRADED"}})
+    ledger.append("finished", verdict="ACCEPT_WITH_WARNINGS", complete=True)
+    answer = httpx.get(gw["url"] + "/ui/api/harness", headers=bearer(gw))
+    assert answer.status_code == 200
+    data = answer.json()
+    run = next(r for r in data["runs"] if r["run"] == ledger.run_id)
+    assert run["status"] == "finished" and run["verdict"] == "ACCEPT_WITH_WARNINGS" and run["task"] == "fix the bug"
+    assert data["lanes"]["adversary"]["DEGRADED"] >= 1
 
 
 def test_thumbs_on_an_auto_decision_record_feedback(gw):

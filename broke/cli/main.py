@@ -34,6 +34,7 @@ COMMANDS: dict[str, str] = {
     "export-baseline": "bench",
     "router": "router",
     "sandbox": "sandbox",
+    "harness": "harness",
     "local": "local",
     "worker": "local",
     "node": "nodes",

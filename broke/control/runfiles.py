@@ -121,3 +121,14 @@ class TokenStore:
                 return tokens[owner]
             atomic_write(self.path, (json.dumps(tokens, indent=1) + "\n").encode())
             return tokens[owner]
+
+    def revoke(self, owner: str) -> None:
+        """Remove the owner's token (a harness run's, when the run ends): requests with it are refused."""
+        from filelock import FileLock
+
+        from broke.paths import FILE_MODE
+
+        with FileLock(str(self.path) + ".lock", mode=FILE_MODE, timeout=10):
+            tokens = self.load()
+            if tokens.pop(owner, None) is not None:
+                atomic_write(self.path, (json.dumps(tokens, indent=1) + "\n").encode())

@@ -13,6 +13,7 @@ from broke.cost.book import CostBook
 from broke.cost.usage import Usage
 from broke.gateway.metrics import Metrics
 from broke.gateway.traffic import Trace, Traffic
+from broke.harness.requests import RunRequests
 from broke.health import BUSY, HealthTransitions, blames_key
 from broke.routing.resolve import Candidate
 from broke.routing.rotation import RotationState
@@ -98,10 +99,12 @@ class Recorder:
     """Records every outcome the same way, wherever in the proxy it happened."""
 
     def __init__(self, metrics: Metrics, traffic: Traffic, transitions: HealthTransitions,
-                 rotation: RotationState, costs: CostBook, routed: OutcomeLog | None = None) -> None:
+                 rotation: RotationState, costs: CostBook, routed: OutcomeLog | None = None,
+                 runs: RunRequests | None = None) -> None:
         self.metrics, self.traffic, self.transitions, self.rotation = metrics, traffic, transitions, rotation
         self.costs = costs
         self.routed = routed  # the `auto` router's outcome records
+        self.runs = runs  # the requests of harness runs, kept with their run
 
     @staticmethod
     async def _observe(write: Callable[..., object], *args: Any) -> None:
@@ -118,6 +121,8 @@ class Recorder:
         elif isinstance(outcome, Unrouted):
             self.metrics.reject(outcome.metric, outcome.status)
             self.traffic.publish(outcome.trace, outcome.started)
+            if self.runs is not None:
+                self.runs.add(outcome.trace)
         elif isinstance(outcome, Answered):
             self.metrics.answered(outcome.slot, outcome.backend, outcome.status, time.perf_counter() - outcome.started)
             if outcome.priced:
@@ -125,6 +130,8 @@ class Recorder:
             self.traffic.publish(outcome.trace, outcome.started)
             if self.routed is not None:
                 self.routed.answered(outcome.trace)
+            if self.runs is not None:
+                self.runs.add(outcome.trace)
         elif isinstance(outcome, Succeeded):
             if outcome.forgiven:
                 await self._observe(self.transitions.forgive, outcome.forgiven)

@@ -41,6 +41,7 @@ from broke.gateway.routed import OutcomeLog, take_feedback
 from broke.gateway.traffic import Traffic, new_request_id
 from broke.gateway.watch import WorkerWatch
 from broke.gateway.wire import error_body
+from broke.harness.requests import RunRequests
 from broke.health import Health, HealthTransitions, load_health
 from broke.routing.backends import routes_by_complexity
 from broke.routing.conversation import user_turns
@@ -77,7 +78,9 @@ class FrontProxy:
         transitions = HealthTransitions(home, self.health.last_good)
         self.costs = CostBook(home, self.catalog, self.state.get)
         self.routed = OutcomeLog(home)
-        self.recorder = Recorder(self.metrics, self.traffic, transitions, self.rotation, self.costs, self.routed)
+        self.runs = RunRequests(home)
+        self.recorder = Recorder(self.metrics, self.traffic, transitions, self.rotation, self.costs, self.routed,
+                                 self.runs)
         self.forwarder = Forwarder(record, self.catalog, keys, master_key, self.load, self.litellm, self.recorder,
                                    self.metrics, self.rotation)
 
@@ -136,6 +139,7 @@ class FrontProxy:
             await session.close()
             self.costs.close()
             await asyncio.to_thread(self.routed.close)
+            await asyncio.to_thread(self.runs.close)
 
     async def chat(self, request: Request) -> Response:
         return await self.handle(request, "/v1/chat/completions")

@@ -44,15 +44,19 @@ def _hidden_args(policy: Policy) -> list[str]:
 def bwrap_argv(bwrap: str, policy: Policy, command: Sequence[str], socket: Path | None = None) -> list[str]:
     """The bwrap command line running `command` under `policy`; a strict policy needs the bridge's
     `socket`, and runs the command behind the forwarder that listens on the gateway's port inside."""
+    home = ["--bind", str(policy.home_dir)] if policy.home_dir else ["--tmpfs"]
     argv = [bwrap, "--die-with-parent", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
             "--unshare-cgroup-try", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
-            "--tmpfs", PRIVATE_TMP, "--tmpfs", str(policy.home)]
-    for path in policy.readable:
-        argv += ["--ro-bind", str(path), str(path)]
-    for path in policy.writable:
-        argv += ["--bind", str(path), str(path)]
+            "--tmpfs", PRIVATE_TMP, *home, str(policy.home)]
+    binds = [("--ro-bind", path) for path in policy.readable] + [("--bind", path) for path in policy.writable]
+    # a path granted inside a hidden one (a harness run's directory in broke's home) is bound after the hiding
+    late = [(how, p) for how, p in binds if any(p.is_relative_to(h) for h in policy.hidden)]
+    for how, path in [b for b in binds if b not in late]:
+        argv += [how, str(path), str(path)]
     argv += ["--bind", str(policy.cwd), str(policy.cwd)]
     argv += _hidden_args(policy)
+    for how, path in late:
+        argv += [how, str(path), str(path)]
     if policy.strict:
         if socket is None:
             raise ValueError("a strict policy needs the bridge's socket")

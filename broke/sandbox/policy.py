@@ -26,8 +26,9 @@ SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSW|CREDENTIAL|COOKIE|SESSION|^AWS
 @dataclass(frozen=True)
 class Policy:
     """One confined run: read-only system, `writable` paths read-write, `readable` paths read-only, the
-    rest of `home` (the user's) hidden, `hidden` paths invisible, `sockets` (the host's Unix sockets, such
-    as docker.sock) unconnectable; `gateway_port` set: only it is reachable."""
+    rest of `home` (the user's) hidden (an empty home, kept in `home_dir` if set), `hidden` paths invisible,
+    `sockets` (the host's Unix sockets, such as docker.sock) unconnectable; `gateway_port` set: only it is
+    reachable."""
 
     profile: str
     home: Path
@@ -37,6 +38,9 @@ class Policy:
     hidden: tuple[Path, ...] = ()
     gateway_port: int | None = None
     sockets: tuple[Path, ...] = ()
+    #: Where writes to the sandbox's home land (a harness run keeps them to find boundary violations);
+    #: None: an empty tmpfs, gone with the sandbox.
+    home_dir: Path | None = None
 
     @property
     def strict(self) -> bool:

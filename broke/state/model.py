@@ -143,6 +143,16 @@ def tier_at(p_strong: float, balanced_from: float, premium_from: float) -> Tier:
 
 
 @dataclass
+class HarnessConfig:
+    """Harness mode's defaults: the review policy, and the slots its verifier and adversary lanes ask."""
+
+    policy: str = field(default="balanced", metadata={"choices": ("off", "throughput", "balanced",
+                                                                  "high_assurance")})
+    verifier: str = "opus"
+    adversary: str = "gpt-5"
+
+
+@dataclass
 class State:
     schema_version: int = SCHEMA_VERSION
     generation: int = field(default=0, metadata={"min": 0})
@@ -161,3 +171,4 @@ class State:
     cost_reference: dict[str, str] = field(default_factory=dict)  # slot -> the backend savings are measured against
     #: The sandbox profile each client launches in by default (client -> normal / hardened / strict).
     sandbox: dict[str, str] = field(default_factory=dict)
+    harness: HarnessConfig = field(default_factory=HarnessConfig)

@@ -96,6 +96,7 @@ class Dashboard:
             Route("/ui/api/traffic", api(self.traffic), methods=["GET"]),
             Route("/ui/api/health", api(self.health), methods=["GET"]),
             Route("/ui/api/local", api(self.local), methods=["GET"]),
+            Route("/ui/api/harness", api(self.harness), methods=["GET"]),
             Route("/ui/api/cost", api(self.cost), methods=["GET"]),
             Route("/ui/api/events", api(self.events), methods=["GET"]),
             Route("/ui/api/swap", change(self.swap), methods=["POST"]),
@@ -254,6 +255,14 @@ class Dashboard:
         baselines = await asyncio.to_thread(views.baselines_view, self.home)
         decisions = [t for t in self.proxy.traffic.recent if t["tier"]]
         return JSONResponse({"baselines": baselines, "decisions": decisions[-50:]})
+
+    async def harness(self, request: Request) -> Response:
+        from broke.harness.inspect import dashboard_view
+
+        try:
+            return JSONResponse(await asyncio.to_thread(dashboard_view, self.home))
+        except BrokeError as exc:
+            return _error(500, str(exc), type(exc).__name__)
 
     async def cost(self, request: Request) -> Response:
         return JSONResponse(await asyncio.to_thread(views.cost_view, self.home, self.proxy.state.get()))

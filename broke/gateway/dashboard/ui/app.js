@@ -299,6 +299,21 @@ async function loadLocal() {
     "no request has been routed by complexity yet");
 }
 
+function runRow(r) {
+  const lanes = Object.entries(r.lanes).map(([lane, said]) => `${lane} ${said}`).join(", ");
+  return el("tr", {}, el("td", {}, r.run), el("td", {}, r.client || "–"), el("td", {}, r.status),
+    el("td", {}, r.verdict || "–"), el("td", {}, lanes || "–"), el("td", { class: "num" }, String(r.commands)),
+    el("td", { class: "num" }, String(r.requests)), el("td", {}, r.task));
+}
+
+async function loadHarness() {
+  const data = await getJSON("/ui/api/harness");
+  fill($("#runs tbody"), data.runs.map(runRow), "no harness runs yet (`broke harness run -- COMMAND`)");
+  const health = Object.entries(data.lanes).map(([lane, counts]) =>
+    `${lane}: ` + Object.entries(counts).map(([said, n]) => `${n} ${said}`).join(", "));
+  $("#lane-health").textContent = health.length ? `lane health over these runs — ${health.join("; ")}` : "";
+}
+
 // ---- live -----------------------------------------------------------------------------------------
 function listen() {
   const source = new EventSource("/ui/api/events");
@@ -326,10 +341,11 @@ async function main() {
     await fetch("/ui/logout", { method: "POST", credentials: "same-origin", headers: { "x-broke-csrf": csrf } });
     location.href = "/ui/login";
   });
-  await Promise.all([loadOverview(), loadTraffic(), loadHealth(), loadLocal(), loadCost()]);
+  await Promise.all([loadOverview(), loadTraffic(), loadHealth(), loadLocal(), loadCost(), loadHarness()]);
   listen();
   setInterval(renderHealth, 1000);  // cooldowns count down
   setInterval(loadHealth, 5000);
+  setInterval(loadHarness, 5000);
   document.body.dataset.ready = "1";
 }
 
