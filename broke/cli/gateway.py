@@ -68,13 +68,17 @@ def stop() -> None:
 
 
 def restart(port: int | None = PORT_OPTION, force: bool = FORCE_OPTION) -> None:
-    """Stop, then start (re-reads keys and custom backends), on the port the gateway had unless --port says."""
+    """Stop, then start (re-reads keys and custom backends), on the port the gateway had unless --port says;
+    this machine's workers (replicas included) keep running and serve the new gateway."""
     from broke.control.runfiles import read_record
 
     home = store().home
     _preflight(home, force)  # before stopping: a refused restart leaves the gateway as it was
     record = read_record(home)
-    stop()
+    from broke.control import supervisor
+
+    done = supervisor.stop(home, keep_workers=True)  # every worker goes on, and joins the new gateway
+    say("\n".join(done) if done else "the gateway was not running")
     _start(port or (record.front.port if record else None), False)
 
 

@@ -14,12 +14,12 @@ def node_add(name: str = typer.Argument(...),
              url: str = typer.Argument(..., help="The worker's API base, e.g. http://studio.local:8081/v1"),
              model: str | None = typer.Option(None, "--model", help="Local model it serves (default: NAME)."),
              token_env: str | None = typer.Option(None, "--token-env", help="Variable holding its token.")) -> None:
-    """Add a remote worker; it joins the pool of backend mlx/MODEL (restart the gateway to use it)."""
+    """Add a remote worker; it joins the pool of backend mlx/MODEL (a running gateway uses it from the next request)."""
     from broke import changes
 
     state = changes.add_node(store(), name, url, model=model or name, token_env=token_env)
     say(f"node [bold]{esc(name)}[/] added to the pool of mlx/{esc(model or name)} "
-        f"(generation {state.generation}); `broke restart` to use it")
+        f"(generation {state.generation}); a running gateway sends it requests from now on")
 
 
 @node_app.command("list")
@@ -43,7 +43,7 @@ def node_list(as_json: bool = JSON_OPTION) -> None:
 
 @node_app.command("remove")
 def node_remove(name: str = typer.Argument(...)) -> None:
-    """Remove a remote worker."""
+    """Remove a remote worker: a running gateway sends it no new request, those in flight finish."""
     from broke import changes
 
     state = changes.remove_node(store(), name)

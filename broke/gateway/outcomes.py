@@ -120,6 +120,8 @@ class Recorder:
             self.traffic.publish(outcome.trace, outcome.started)
         elif isinstance(outcome, Answered):
             self.metrics.answered(outcome.slot, outcome.backend, outcome.status, time.perf_counter() - outcome.started)
+            if outcome.trace.node:
+                self.metrics.ran_on(outcome.backend, outcome.trace.node, outcome.trace.replica, outcome.status)
             if outcome.priced:
                 self._priced(outcome)
             self.traffic.publish(outcome.trace, outcome.started)

@@ -17,9 +17,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from broke.catalog import local_backend_id
 from broke.errors import BrokeError
 from broke.gateway.live import Watched
-from broke.gateway.load import WorkerLoad
+from broke.gateway.load import Seat, WorkerLoad
 from broke.health import rotation_log
 from broke.local import workers
 from broke.local.workers import WorkerRecord
@@ -85,7 +86,9 @@ class WorkerWatch:
         for record, _ in seen:
             if not record.exposed:  # a worker for other machines joins a gateway as a node
                 local.setdefault(record.backend, []).append(record.api_base)
-        for change in self.load.refresh(local, {node.url for node in self.state.get().nodes.values()}):
+        nodes = {node.url: Seat(local_backend_id(node.model), name, node.token_env)
+                 for name, node in self.state.get().nodes.items()}
+        for change in self.load.refresh(local, nodes):
             log.info("worker pool: %s", change)
         now = time.monotonic()
         for key in set(self.revivals) - {record.key for record, _ in seen}:

@@ -1,0 +1,75 @@
+"""Nodes joining and leaving a running gateway: a real MLX worker of a second home (tiny model, CPU)
+added as a node while the real gateway runs gets traffic, and its answers say where they ran."""
+from __future__ import annotations
+
+import time
+
+import httpx
+import pytest
+
+from broke.procs import free_port
+from conftest import add_fake_backends, run_cli, serving
+from fake_provider import FakeProvider
+
+pytestmark = pytest.mark.timeout(600)
+ANSWER = "one two three"
+
+
+def ask(url: str, token: str) -> httpx.Response:
+    body = {"model": "haiku", "max_tokens": 16, "messages": [{"role": "user", "content": "what do you say?"}]}
+    return httpx.post(url + "/v1/chat/completions", json=body, timeout=60,
+                      headers={"authorization": f"Bearer {token}"})
+
+
+def test_a_node_added_while_the_gateway_runs_gets_traffic_and_drains_when_removed(broke_home, tmp_path,
+                                                                                monkeypatch):
+    fake = FakeProvider().start()
+    worker_home = tmp_path / "studio-home"
+    port = free_port()
+    try:
+        add_fake_backends(broke_home, fake, "cloud")
+        run_cli("swap", "haiku=fake/cloud")
+        with serving() as (gateway_port, token):
+            url = f"http://127.0.0.1:{gateway_port}"
+            first = ask(url, token)
+            assert first.headers["x-broke-backend"] == "fake/cloud"
+            assert "x-broke-node" not in first.headers  # not a worker's answer
+            # a worker on another home (another machine's), behind a token
+            monkeypatch.setenv("BROKE_HOME", str(worker_home))
+            run_cli("local", "make-tiny", str(tmp_path / "tiny-n"), "--answer", ANSWER, "--add", "tiny-n")
+            run_cli("worker", "start", "tiny-n", "--host", "127.0.0.2", "--port", str(port), "--token", "node-secret")
+            monkeypatch.setenv("BROKE_HOME", str(broke_home))
+            with (broke_home / ".env").open("a") as env:
+                env.write("NODE_TOKEN=node-secret\n")  # the running gateway was started without it
+            added = run_cli("node", "add", "studio", f"http://127.0.0.2:{port}/v1", "--model", "tiny-n",
+                            "--token-env", "NODE_TOKEN")
+            assert "restart" not in added.stdout
+            run_cli("swap", "haiku=mlx/tiny-n")
+            run_cli("fallback", "haiku", "fake/cloud")
+            deadline, answer = time.monotonic() + 5, None
+            while time.monotonic() < deadline:
+                answer = ask(url, token)
+                if answer.headers.get("x-broke-node") == "studio":
+                    break
+                time.sleep(0.2)
+            assert answer is not None and answer.status_code == 200, answer and answer.text
+            assert answer.headers["x-broke-node"] == "studio"
+            assert answer.headers["x-broke-replica"] == f"127.0.0.2:{port}"
+            assert answer.headers["x-broke-backend"] == "mlx/tiny-n"
+            assert ANSWER in answer.json()["choices"][0]["message"]["content"]
+            assert "node-secret" not in answer.text
+            metrics = httpx.get(url + "/metrics", timeout=10).text
+            assert (f'broke_replica_requests_total{{backend="mlx/tiny-n",node="studio",'
+                    f'replica="127.0.0.2:{port}",status="200"}}') in metrics
+            recent = httpx.get(url + "/ui/api/traffic", headers={"authorization": f"Bearer {token}"}).json()["recent"]
+            assert recent[-1]["node"] == "studio" and recent[-1]["replica"] == f"127.0.0.2:{port}"
+            # removed: the next requests go to the fallback, none to the node
+            run_cli("node", "remove", "studio")
+            time.sleep(1.5)
+            after = [ask(url, token) for _ in range(3)]
+            assert [r.headers["x-broke-backend"] for r in after] == ["fake/cloud"] * 3
+            assert all("x-broke-node" not in r.headers for r in after)
+    finally:
+        monkeypatch.setenv("BROKE_HOME", str(worker_home))
+        run_cli("worker", "stop", "tiny-n")
+        fake.stop()
