@@ -264,6 +264,13 @@ def _start_litellm(home: Path, record: GatewayRecord, env: dict[str, str], maste
     write_record(home, record)
 
 
+def _shared_env(env: dict[str, str]) -> dict[str, str]:
+    """BROKE_REDIS_URL, when set: the front proxy shares cooldowns and rate windows through it."""
+    from broke.shared import URL_ENV
+
+    return {URL_ENV: env[URL_ENV]} if env.get(URL_ENV) else {}
+
+
 def _start_front(home: Path, record: GatewayRecord, env: dict[str, str], progress: Progress) -> None:
     """Spawn the front proxy (it reads the record) and record its PID.
 
@@ -272,7 +279,8 @@ def _start_front(home: Path, record: GatewayRecord, env: dict[str, str], progres
     """
     progress("starting the front proxy")
     started = spawn([sys.executable, "-m", "broke.gateway.serve"],
-                    child_env({**_record_keys(record, env), "BROKE_HOME": str(home)}, outbound=True),
+                    child_env({**_record_keys(record, env), **_shared_env(env), "BROKE_HOME": str(home)},
+                              outbound=True),
                     Path(record.front.log))
     record.front = replace(started, port=record.front.port)
     write_record(home, record)
