@@ -73,3 +73,25 @@ def test_a_node_added_while_the_gateway_runs_gets_traffic_and_drains_when_remove
         monkeypatch.setenv("BROKE_HOME", str(worker_home))
         run_cli("worker", "stop", "tiny-n")
         fake.stop()
+
+
+def test_a_removed_node_drains_its_requests_in_flight_finish():
+    """The pool's own bookkeeping: a node removed while it serves gets no new request; the one in
+    flight ends normally (its lease is released), and a node added later joins the pool."""
+    from broke.gateway.load import LOCAL, Seat, WorkerLoad
+    from broke.health import Health
+
+    here, studio = "http://127.0.0.1:9001/v1", "http://10.0.0.7:8081/v1"
+    load = WorkerLoad({})
+    changes = load.refresh({"mlx/m": [here]}, {studio: Seat("mlx/m", "studio", "NODE_TOKEN")})
+    assert sorted(changes) == sorted([f"{here} joined mlx/m", f"{studio} joined mlx/m"])
+    assert (load.where(here), load.where(studio)) == (LOCAL, "studio")
+    lease = load.acquire("mlx/m", studio)
+    assert load.refresh({"mlx/m": [here]}, {}) == [f"{studio} left mlx/m"]
+    assert {load.pick("mlx/m", Health(), 0.0, set()) for _ in range(4)} == {here}
+    load.release(lease)  # the request in flight finished
+    assert load.on_worker[studio] == 0 and load.on_backend["mlx/m"] == 0
+    # the only worker of a model removed: nothing is left to send to (the next candidate answers)
+    load.refresh({}, {studio: Seat("mlx/n", "studio")})
+    assert load.refresh({}, {}) == [f"{studio} left mlx/n"]
+    assert load.pick("mlx/n", Health(), 0.0, set()) is None
