@@ -95,3 +95,32 @@ def test_a_removed_node_drains_its_requests_in_flight_finish():
     load.refresh({}, {studio: Seat("mlx/n", "studio")})
     assert load.refresh({}, {}) == [f"{studio} left mlx/n"]
     assert load.pick("mlx/n", Health(), 0.0, set()) is None
+
+
+def test_replicas_take_load_by_their_weight():
+    """A machine measured three times as fast takes three requests in flight for the other's one."""
+    from broke.gateway.load import WorkerLoad
+    from broke.health import Health
+
+    fast, slow = "http://10.0.0.7:8081/v1", "http://10.0.0.8:8081/v1"
+    load = WorkerLoad({"mlx/m": [slow, fast]})
+    load.weights = {fast: 30.0, slow: 10.0}
+    for _ in range(8):
+        load.acquire("mlx/m", load.pick("mlx/m", Health(), 0.0, set()))
+    assert (load.on_worker[fast], load.on_worker[slow]) == (6, 2)
+
+
+def test_explain_shows_each_replicas_weight_and_why(broke_home):
+    from typer.testing import CliRunner
+
+    from broke.cli.main import app
+
+    run_cli("node", "add", "studio", "http://10.0.0.7:8081/v1", "--model", "m")
+    run_cli("node", "add", "mini", "http://10.0.0.8:8081/v1", "--model", "m", "--machine", "abc123")
+    run_cli("swap", "haiku=mlx/m")
+    out = " ".join(CliRunner().invoke(app, ["explain", "haiku"]).stdout.split())
+    assert "pool mlx/m: http://10.0.0.7:8081/v1 weight 1.0 (50% of the traffic when idle)" in out
+    assert "node studio: no machine given (`node add --machine`)" in out
+    assert "node mini: no baseline of this model there" in out
+    bad = CliRunner().invoke(app, ["node", "add", "x", "http://10.0.0.9:1/v1", "--machine", "a b"])
+    assert bad.exit_code == 1 and "--machine must be a baseline machine id" in bad.stderr

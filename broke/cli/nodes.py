@@ -13,11 +13,14 @@ node_app = typer.Typer(no_args_is_help=True, help="Workers on other machines (st
 def node_add(name: str = typer.Argument(...),
              url: str = typer.Argument(..., help="The worker's API base, e.g. http://studio.local:8081/v1"),
              model: str | None = typer.Option(None, "--model", help="Local model it serves (default: NAME)."),
-             token_env: str | None = typer.Option(None, "--token-env", help="Variable holding its token.")) -> None:
+             token_env: str | None = typer.Option(None, "--token-env", help="Variable holding its token."),
+             machine: str | None = typer.Option(None, "--machine", help="Its machine id in baselines (its "
+                                                "`export-baseline` record, imported here): weighs it by "
+                                                "measured speed.")) -> None:
     """Add a remote worker; it joins the pool of backend mlx/MODEL (a running gateway uses it from the next request)."""
     from broke import changes
 
-    state = changes.add_node(store(), name, url, model=model or name, token_env=token_env)
+    state = changes.add_node(store(), name, url, model=model or name, token_env=token_env, machine=machine)
     say(f"node [bold]{esc(name)}[/] added to the pool of mlx/{esc(model or name)} "
         f"(generation {state.generation}); a running gateway sends it requests from now on")
 

@@ -57,6 +57,7 @@ class WorkerLoad:
     def __init__(self, pools: Mapping[str, list[str]]) -> None:
         self.pools = {backend: list(urls) for backend, urls in pools.items()}  # backend -> worker URLs
         self.nodes: dict[str, Seat] = {}  # a node's URL -> its seat (the state's nodes, as last refreshed)
+        self.weights: dict[str, float] = {}  # worker URL -> its measured speed for its model (pool weights)
         self.on_worker: Counter[str] = Counter()  # worker URL -> requests in flight there
         self.on_backend: Counter[str] = Counter()  # backend -> requests in flight (any path)
         self.turns: Counter[str] = Counter()
@@ -116,8 +117,9 @@ class WorkerLoad:
         return frozenset(out)
 
     def pick(self, backend: str, health: Health, now: float, failed: set[str]) -> str | None:
-        """The live worker with the fewest requests in flight (in turn among equals); when health
-        benches them all (a last resort), any that has not failed this request; None: none left."""
+        """The live worker with the fewest requests in flight for its weight (its measured speed: a
+        machine twice as fast takes twice the load; in turn among equals); when health benches them
+        all (a last resort), any that has not failed this request; None: none left."""
         live = self.live(backend, health, now, failed) or [
             url for url in self.pools.get(backend, []) if url not in failed]
         if not live:
@@ -125,7 +127,7 @@ class WorkerLoad:
         turn = self.turns[backend]
         self.turns[backend] += 1
         ordered = live[turn % len(live):] + live[:turn % len(live)]
-        return min(ordered, key=lambda url: self.on_worker[url])
+        return min(ordered, key=lambda url: (self.on_worker[url] + 1) / self.weights.get(url, 1.0))
 
     def acquire(self, backend: str, url: str | None) -> Lease:
         self.on_backend[backend] += 1
