@@ -129,7 +129,7 @@ def _pool_lines(ctx: RoutingContext, resolution: Resolution) -> None:
         pool = pools.get(c.backend)
         if not pool:
             continue
-        total = sum(w.value for w in pool.values())
+        total = sum(w.value for w in pool.values()) or 1.0
         for url, weight in pool.items():
             say(f"pool {esc(c.backend)}: {esc(url)} weight {weight.value:.1f} "
                 f"({weight.value / total:.0%} of the traffic when idle) — {esc(weight.why)}")

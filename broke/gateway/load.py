@@ -98,12 +98,14 @@ class WorkerLoad:
 
     def live(self, backend: str, health: Health, now: float, failed: frozenset[str] | set[str] = frozenset(),
              ) -> list[str]:
-        """The model's worker URLs that health does not bench and that have not failed this request."""
+        """The model's worker URLs that health does not bench, that can hold the model (weight above
+        0) and that have not failed this request."""
         def benched(url: str) -> bool:
             record = health.workers.get(worker_key(backend, url))
             return record is not None and record.effective(now) in UNUSABLE
 
-        return [url for url in self.pools.get(backend, []) if url not in failed and not benched(url)]
+        return [url for url in self.pools.get(backend, [])
+                if url not in failed and not benched(url) and self.weights.get(url, 1.0) > 0]
 
     def busy(self, state: State, health: Health, now: float) -> frozenset[str]:
         """Local models whose live workers all serve their concurrency limit."""
@@ -121,7 +123,7 @@ class WorkerLoad:
         machine twice as fast takes twice the load; in turn among equals); when health benches them
         all (a last resort), any that has not failed this request; None: none left."""
         live = self.live(backend, health, now, failed) or [
-            url for url in self.pools.get(backend, []) if url not in failed]
+            url for url in self.pools.get(backend, []) if url not in failed and self.weights.get(url, 1.0) > 0]
         if not live:
             return None
         turn = self.turns[backend]
