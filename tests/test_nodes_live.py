@@ -164,3 +164,42 @@ def test_a_node_that_cannot_hold_the_model_is_never_chosen_and_speed_weighs(brok
     out = " ".join(CliRunner().invoke(app, ["explain", "haiku"]).stdout.split())
     assert "40.0 tok/s measured on node studio" in out
     assert "node mini cannot hold it: 10.0 GiB of weights, 8 GiB of memory; never chosen" in out
+
+
+def test_an_advertised_worker_is_discovered_and_added_with_its_token(broke_home, tmp_path, monkeypatch):
+    """DNS-SD on this machine's loopback multicast: a real worker announces itself, `node discover`
+    lists it, `node add --discovered` takes its URL and model but still needs the token's variable."""
+    import json as json_
+
+    from typer.testing import CliRunner
+
+    from broke.cli.main import app
+
+    worker_home, port = tmp_path / "studio-home", free_port()
+    monkeypatch.setenv("BROKE_HOME", str(worker_home))
+    run_cli("local", "make-tiny", str(tmp_path / "tiny-d"), "--answer", ANSWER, "--add", "tiny-d")
+    refused = CliRunner().invoke(app, ["worker", "start", "tiny-d", "--advertise"])
+    assert refused.exit_code == 1 and "give it --host and --token" in refused.stderr
+    run_cli("worker", "start", "tiny-d", "--host", "127.0.0.2", "--port", str(port), "--token", "node-secret",
+            "--advertise")
+    try:
+        monkeypatch.setenv("BROKE_HOME", str(broke_home))
+        found = []
+        for _ in range(3):  # the announcement follows the worker's readiness by a moment
+            found = [f for f in json_.loads(run_cli("node", "discover", "--json").stdout)
+                     if f["name"] == f"tiny-d@{port}"]
+            if found:
+                break
+        assert found and found[0]["model"] == "tiny-d" and found[0]["url"] == f"http://127.0.0.2:{port}/v1"
+        assert found[0]["hardware"] and "node-secret" not in json_.dumps(found)
+        no_token = CliRunner().invoke(app, ["node", "add", "studio", "--discovered", f"tiny-d@{port}"])
+        assert no_token.exit_code == 1 and "discovery grants no access" in no_token.stderr
+        run_cli("node", "add", "studio", "--discovered", f"tiny-d@{port}", "--token-env", "NODE_TOKEN")
+        node = json_.loads(run_cli("node", "list", "--json").stdout)["studio"]
+        assert (node["url"], node["model"], node["token_env"]) == (f"http://127.0.0.2:{port}/v1", "tiny-d",
+                                                                 "NODE_TOKEN")
+        both = CliRunner().invoke(app, ["node", "add", "x", "http://10.0.0.1:1/v1", "--discovered", "y"])
+        assert both.exit_code == 2 and "one of them" in both.stderr
+    finally:
+        monkeypatch.setenv("BROKE_HOME", str(worker_home))
+        run_cli("worker", "stop", "tiny-d")
