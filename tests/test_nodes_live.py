@@ -2,8 +2,6 @@
 added as a node while the real gateway runs gets traffic, and its answers say where they ran."""
 from __future__ import annotations
 
-import time
-
 import httpx
 import pytest
 
@@ -46,13 +44,8 @@ def test_a_node_added_while_the_gateway_runs_gets_traffic_and_drains_when_remove
             assert "restart" not in added.stdout
             run_cli("swap", "haiku=mlx/tiny-n")
             run_cli("fallback", "haiku", "fake/cloud")
-            deadline, answer = time.monotonic() + 5, None
-            while time.monotonic() < deadline:
-                answer = ask(url, token)
-                if answer.headers.get("x-broke-node") == "studio":
-                    break
-                time.sleep(0.2)
-            assert answer is not None and answer.status_code == 200, answer and answer.text
+            answer = ask(url, token)  # the very next request sees the node (a new state generation)
+            assert answer.status_code == 200, answer.text
             assert answer.headers["x-broke-node"] == "studio"
             assert answer.headers["x-broke-replica"] == f"127.0.0.2:{port}"
             assert answer.headers["x-broke-backend"] == "mlx/tiny-n"
@@ -65,7 +58,6 @@ def test_a_node_added_while_the_gateway_runs_gets_traffic_and_drains_when_remove
             assert recent[-1]["node"] == "studio" and recent[-1]["replica"] == f"127.0.0.2:{port}"
             # removed: the next requests go to the fallback, none to the node
             run_cli("node", "remove", "studio")
-            time.sleep(1.5)
             after = [ask(url, token) for _ in range(3)]
             assert [r.headers["x-broke-backend"] for r in after] == ["fake/cloud"] * 3
             assert all("x-broke-node" not in r.headers for r in after)

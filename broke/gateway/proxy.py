@@ -261,6 +261,7 @@ class FrontProxy:
             return await self._refuse("invalid_model", 400, "invalid_model",
                                       f"unknown model '{requested}'; ask for a slot: {', '.join(self.catalog.slots)}")
         state, now = self.state.get(), time.time()
+        self.watch.follow(state)  # nodes added or removed since the last request
         health = await self.shared.overlay(self.health.get(), self.record.key_refs, now)
         conversation, estimator = await self._conversation(slot, state, payload, client.owner)
         rotation = self.rotation.view(self.load.busy(state, health, now), conversation.key if conversation else None)

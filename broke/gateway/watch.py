@@ -61,6 +61,8 @@ class WorkerWatch:
         self.revivals: dict[str, Revival] = {}
         self.tasks: set[asyncio.Task[None]] = set()
         self.weighed: tuple = ()  # what the pools' weights were last worked out from
+        self.local: dict[str, list[str]] = {}  # this machine's workers, as the last look found them
+        self.followed = -1  # the state generation whose nodes the pools hold
 
     async def start(self) -> asyncio.Task[None]:
         """One look before the proxy serves (its pools as the records are now), then one every POLL_S
@@ -90,10 +92,8 @@ class WorkerWatch:
         for record, _ in seen:
             if not record.exposed:  # a worker for other machines joins a gateway as a node
                 local.setdefault(record.backend, []).append(record.api_base)
-        nodes = {node.url: Seat(local_backend_id(node.model), name, node.token_env)
-                 for name, node in self.state.get().nodes.items()}
-        for change in self.load.refresh(local, nodes):
-            log.info("worker pool: %s", change)
+        self.local = local
+        self.follow(self.state.get(), force=True)
         await self._weigh(local)
         now = time.monotonic()
         for key in set(self.revivals) - {record.key for record, _ in seen}:
@@ -125,6 +125,17 @@ class WorkerWatch:
             task = asyncio.create_task(self._revive(record, revival))
             self.tasks.add(task)
             task.add_done_callback(self.tasks.discard)
+
+    def follow(self, state: State, *, force: bool = False) -> None:
+        """The state's nodes into the pools: called by every request (a new generation costs one
+        refresh, so a node added or removed is seen by the next request) and by every look."""
+        if state.generation == self.followed and not force:
+            return
+        self.followed = state.generation
+        nodes = {node.url: Seat(local_backend_id(node.model), name, node.token_env)
+                 for name, node in state.nodes.items()}
+        for change in self.load.refresh(self.local, nodes):
+            log.info("worker pool: %s", change)
 
     async def _weigh(self, local: dict[str, list[str]]) -> None:
         """The pools' weights, worked out again when the pools, the nodes or the baselines change."""
