@@ -132,6 +132,19 @@ if [ "$dev" = 1 ] && [ "$offline" = 0 ] && [ "$(uname -s)" = Linux ] && ! comman
   fi
 fi
 
+# --- dev: redis-server, the shared store several gateways use (BROKE_REDIS_URL) and its tests start --------
+# Debian's redis-server, installed as root where apt-get exists, as above; elsewhere only a note: the
+# shared-state tests are skipped. The package's own service is not used: tests start their own on loopback.
+if [ "$dev" = 1 ] && [ "$offline" = 0 ] && [ "$(uname -s)" = Linux ] && ! command -v redis-server >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    say "installing redis-server for the shared-state tests (apt-get install redis-server)"
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server; } >/dev/null ||
+      die "apt-get install redis-server failed (see above); install it by hand"
+  else
+    say "note: no redis-server on PATH: the shared-state tests will be skipped (apt-get install redis-server)"
+  fi
+fi
+
 # --offline needs the mirror; fail before touching .venv if there is none.
 if [ "$offline" = 1 ] && ! ls "$WHEELS"/*.whl >/dev/null 2>&1; then
   die "$WHEELS is missing or holds no wheels. On a machine with network access and the same OS/CPU/Python, run: ./install.sh --mirror-wheels$([ "$dev" = 1 ] && echo ' --dev'), then copy vendor/wheels here."

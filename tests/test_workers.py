@@ -99,6 +99,23 @@ def test_two_workers_of_one_model_both_serve(lg):
     after = served_counts(lg["home"])
     assert len(after) == 2
     assert all(after[log] > before.get(log, 0) for log in after), after
+    # every answer names where it ran: this machine, and which of the two replicas
+    ports = sorted(w.port for w in read_workers(lg["home"]) if w.backend == "mlx/tiny-a")
+    assert {a.headers["x-broke-node"] for a in answers} == {"local"}
+    assert {a.headers["x-broke-replica"] for a in answers} == {f"tiny-a@{p}" for p in ports}
+    metrics = httpx.get(lg["url"] + "/metrics", timeout=10).text
+    for p in ports:
+        assert f'broke_replica_requests_total{{backend="mlx/tiny-a",node="local",replica="tiny-a@{p}"' in metrics
+
+
+def test_restart_keeps_every_worker_replicas_included(lg):
+    before = sorted((w.backend, w.pid, w.port) for w in read_workers(lg["home"]))
+    assert len([b for b, _, _ in before if b == "mlx/tiny-a"]) == 2
+    run_cli("restart")
+    assert sorted((w.backend, w.pid, w.port) for w in read_workers(lg["home"])) == before
+    answer = ask(lg)
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["x-broke-node"] == "local"
 
 
 @pytest.mark.parametrize("stream", [False, True])

@@ -33,7 +33,8 @@ def add_local_model(store: StateStore, name: str, model_ref: str, *, concurrency
     return store.update(apply)[0]
 
 
-def add_node(store: StateStore, name: str, url: str, *, model: str, token_env: str | None) -> State:
+def add_node(store: StateStore, name: str, url: str, *, model: str, token_env: str | None,
+             machine: str | None = None) -> State:
     """A worker on another machine joins the pool of local model `model` (backend mlx/MODEL)."""
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", name):
         raise InvalidInputError(f"node name '{name}' must be letters, digits, '.', '_' or '-'")
@@ -41,6 +42,9 @@ def add_node(store: StateStore, name: str, url: str, *, model: str, token_env: s
         raise InvalidInputError(f"node URL must be an http:// or https:// URL, got '{url}'")
     if token_env is not None and not ENV_NAME.fullmatch(token_env):
         raise InvalidInputError(f"--token-env must be an environment variable name, got '{token_env}'")
+    if machine is not None and not re.fullmatch(r"[A-Za-z0-9._-]{1,64}", machine):
+        raise InvalidInputError(f"--machine must be a baseline machine id (letters, digits, '.', '_', '-'), "
+                                f"got '{machine}'")
     backend_id = local_backend_id(model)
 
     def apply(state: State) -> None:
@@ -48,7 +52,7 @@ def add_node(store: StateStore, name: str, url: str, *, model: str, token_env: s
             raise InvalidInputError(f"node '{name}' exists; `broke node remove {name}` first")
         if find_backend(backend_id, state, load_catalog()) is None:
             state.backends[backend_id] = CustomBackend("mlx", model, pinned=True)
-        state.nodes[name] = Node(url.rstrip("/"), model, token_env)
+        state.nodes[name] = Node(url.rstrip("/"), model, token_env, machine)
 
     return store.update(apply)[0]
 

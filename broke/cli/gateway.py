@@ -68,13 +68,17 @@ def stop() -> None:
 
 
 def restart(port: int | None = PORT_OPTION, force: bool = FORCE_OPTION) -> None:
-    """Stop, then start (re-reads keys and custom backends), on the port the gateway had unless --port says."""
+    """Stop, then start (re-reads keys and custom backends), on the port the gateway had unless --port says;
+    this machine's workers (replicas included) keep running and serve the new gateway."""
     from broke.control.runfiles import read_record
 
     home = store().home
     _preflight(home, force)  # before stopping: a refused restart leaves the gateway as it was
     record = read_record(home)
-    stop()
+    from broke.control import supervisor
+
+    done = supervisor.stop(home, keep_workers=True)  # every worker goes on, and joins the new gateway
+    say("\n".join(done) if done else "the gateway was not running")
     _start(port or (record.front.port if record else None), False)
 
 
@@ -85,15 +89,18 @@ def status(as_json: bool = JSON_OPTION) -> None:
     from broke.control import supervisor
     from broke.control.checks import health_file
     from broke.local.workers import Restarts, inspect_worker, read_workers, restart_history
+    from broke.shared import shared_status
 
     home = store().home
     current = supervisor.status(home)
     views = [inspect_worker(home, w) for w in read_workers(home)]
     history = restart_history(home, current.record.started_at if current.record else 0.0)
     health = health_file(home)
+    shared = shared_status(home)
     if as_json:
         print_json({
             "health_file": health,
+            "shared": shared,
             "running": current.running,
             "stale": current.stale,
             "missing": [p.name for p in current.missing],
@@ -125,6 +132,8 @@ def status(as_json: bool = JSON_OPTION) -> None:
             t.add_row(esc(v.record.key), str(v.record.pid), str(v.record.port), v.state,
                       str(done.count) + (" [red](gave up)[/]" if done.gave_up else ""))
         show(t)
+    if shared != "off":
+        say("shared state: " + ("[green]Redis ok[/]" if shared == "ok" else f"[yellow]{esc(shared)}[/]"))
     if health["problem"]:
         say(f"[red]health.json is unreadable[/]: {esc(health['problem'])}; the gateway serves from memory and "
             "rewrites it on its next health change (see `broke doctor`)")

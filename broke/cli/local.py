@@ -98,6 +98,8 @@ def worker_start(
     model: str = typer.Argument(..., help="NAME or mlx/NAME."),
     port: int | None = typer.Option(None, "--port", help="Port (default: a free one)."),
     replica: bool = typer.Option(False, "--replica", help="Add another worker to the model's pool."),
+    advertise: bool = typer.Option(False, "--advertise", help="Announce it on the LAN (DNS-SD) for "
+                                                              "`broke node discover`; needs --host and --token."),
     host: str = typer.Option("127.0.0.1", "--host", help="Listen address; beyond loopback needs --token."),
     token: str | None = typer.Option(None, "--token", envvar="BROKE_WORKER_TOKEN",
                                      help="Token other machines must present (or $BROKE_WORKER_TOKEN)."),
@@ -107,7 +109,7 @@ def worker_start(
 
     with console().status("starting the worker") as spinner:
         record, started = start_worker(store().home, model, port=port, replica=replica, host=host,
-                                       token=token, progress=spinner.update)
+                                       token=token, advertise=advertise, progress=spinner.update)
     where = f"{record.host}:{record.port}" + (" (token required)" if record.exposed else "")
     say(f"worker of [bold]{esc(record.backend)}[/] {'started' if started else 'already running'} "
         f"on {where} (pid {record.pid})")

@@ -11,15 +11,55 @@ node_app = typer.Typer(no_args_is_help=True, help="Workers on other machines (st
 
 @node_app.command("add")
 def node_add(name: str = typer.Argument(...),
-             url: str = typer.Argument(..., help="The worker's API base, e.g. http://studio.local:8081/v1"),
+             url: str | None = typer.Argument(None, help="The worker's API base, e.g. http://studio.local:8081/v1"),
+             discovered: str | None = typer.Option(None, "--discovered", help="Take URL and model from the "
+                                                   "announced worker of this name (`broke node discover`)."),
              model: str | None = typer.Option(None, "--model", help="Local model it serves (default: NAME)."),
-             token_env: str | None = typer.Option(None, "--token-env", help="Variable holding its token.")) -> None:
-    """Add a remote worker; it joins the pool of backend mlx/MODEL (restart the gateway to use it)."""
+             token_env: str | None = typer.Option(None, "--token-env", help="Variable holding its token."),
+             machine: str | None = typer.Option(None, "--machine", help="Its machine id in baselines (its "
+                                                "`export-baseline` record, imported here): weighs it by "
+                                                "measured speed.")) -> None:
+    """Add a remote worker; it joins the pool of backend mlx/MODEL (a running gateway uses it from the next request)."""
     from broke import changes
+    from broke.errors import InvalidInputError, NotFoundError
 
-    state = changes.add_node(store(), name, url, model=model or name, token_env=token_env)
+    if (url is None) == (discovered is None):
+        raise typer.BadParameter("give the worker's URL or --discovered NAME (one of them)")
+    if discovered is not None:
+        from broke.local.discovery import browse
+
+        found = {f.name: f for f in browse()}
+        if discovered not in found:
+            raise NotFoundError(f"no worker '{discovered}' announced on the LAN; `broke node discover` lists them")
+        if not token_env:
+            raise InvalidInputError("discovery grants no access: give the worker's token with --token-env VAR")
+        url, model = found[discovered].url, model or found[discovered].model
+    assert url is not None
+    state = changes.add_node(store(), name, url, model=model or name, token_env=token_env, machine=machine)
     say(f"node [bold]{esc(name)}[/] added to the pool of mlx/{esc(model or name)} "
-        f"(generation {state.generation}); `broke restart` to use it")
+        f"(generation {state.generation}); a running gateway sends it requests from now on")
+
+
+@node_app.command("discover")
+def node_discover(seconds: float = typer.Option(2.0, "--seconds", min=0.2, max=30, help="How long to listen."),
+                  as_json: bool = JSON_OPTION) -> None:
+    """Workers announced on the LAN (`broke worker start … --advertise`): name, model, URL, hardware."""
+    from dataclasses import asdict
+
+    from broke.local.discovery import browse
+
+    found = browse(seconds)
+    if as_json:
+        print_json([asdict(f) for f in found])
+        return
+    if not found:
+        say(f"no worker announced on the LAN within {seconds:g} s (multicast may be blocked on this network)")
+        return
+    t = table("name", "model", "url", "hardware")
+    for f in found:
+        t.add_row(esc(f.name), esc(f.model), esc(f.url), esc(f.hardware))
+    show(t)
+    say("[dim]`broke node add NODE --discovered NAME --token-env VAR` adds one (its token is still needed)[/]")
 
 
 @node_app.command("list")
@@ -43,7 +83,7 @@ def node_list(as_json: bool = JSON_OPTION) -> None:
 
 @node_app.command("remove")
 def node_remove(name: str = typer.Argument(...)) -> None:
-    """Remove a remote worker."""
+    """Remove a remote worker: a running gateway sends it no new request, those in flight finish."""
     from broke import changes
 
     state = changes.remove_node(store(), name)

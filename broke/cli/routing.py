@@ -109,6 +109,7 @@ def explain(slot: str = typer.Argument(..., help="A slot or a client model name.
             f"(`broke model-policy {resolution.slot} --cooldown-last` tries cooldown ones last)")
     for note in resolution.notes:
         say(f"[yellow]note:[/] {esc(note)}")
+    _pool_lines(ctx, resolution)
     for budget in budgets:
         say(f"{'[red]' if budget.over else '[yellow]' if budget.warning else '[dim]'}budget:[/] "
             f"{esc(budget.describe())}")
@@ -116,6 +117,22 @@ def explain(slot: str = typer.Argument(..., help="A slot or a client model name.
 
     if any(is_demo(c.backend) for c in resolution.candidates):
         say(f"[yellow]demo:[/] {esc(NEXT_STEP)}")
+
+
+def _pool_lines(ctx: RoutingContext, resolution: Resolution) -> None:
+    """Each local candidate's pool: its replicas' weights (share of the traffic) and why."""
+    from broke.local.weights import pool_weights
+    from broke.local.workers import local_bases
+
+    pools = pool_weights(ctx.home, ctx.state, local_bases(ctx.home))
+    for c in resolution.candidates:
+        pool = pools.get(c.backend)
+        if not pool:
+            continue
+        total = sum(w.value for w in pool.values()) or 1.0
+        for url, weight in pool.items():
+            say(f"pool {esc(c.backend)}: {esc(url)} weight {weight.value:.1f} "
+                f"({weight.value / total:.0%} of the traffic when idle) — {esc(weight.why)}")
 
 
 def _budgets(ctx: RoutingContext, resolution: Resolution, profile: str) -> list[Standing]:

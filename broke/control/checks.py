@@ -67,6 +67,12 @@ def live_checks(ctx: RoutingContext, resolutions: list[Resolution]) -> tuple[dic
                                         f"{r.chosen.deployment} is not in the running gateway; `broke restart`"))
     else:
         findings.append(Finding("info", "gateway_down", "gateway", "the gateway is not running (`broke start`)"))
+    from broke.shared import shared_status
+
+    report["shared"] = shared_status(ctx.home)
+    if report["shared"] not in ("off", "ok"):
+        findings.append(Finding("warning", "shared_state_down", "redis", report["shared"] +
+                                "; it shares again when Redis answers"))
     from broke.local.workers import inspect_worker, read_workers
 
     report["workers"] = []

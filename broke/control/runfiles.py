@@ -33,8 +33,6 @@ class GatewayRecord:
     #: local model -> its workers' API bases (this machine's and nodes'), for chat completions sent
     #: to them directly
     direct_workers: dict[str, list[str]] = field(default_factory=dict)
-    #: a node's API base -> the variable holding the token it requires
-    worker_tokens: dict[str, str] = field(default_factory=dict)
     #: forward requests that need no translation to the provider directly (BROKE_NATIVE=0: all via LiteLLM)
     native_forwarding: bool = True
     started_at: float = 0.0
@@ -57,6 +55,7 @@ def read_record(home: Path) -> GatewayRecord | None:
     path = record_path(home)
     try:
         data = json.loads(path.read_text())
+        data.pop("worker_tokens", None)  # written by earlier versions: the proxy now reads nodes' tokens from the state
         return GatewayRecord(
             front=ProcessRecord(**data.pop("front")), litellm=ProcessRecord(**data.pop("litellm")), **data
         )

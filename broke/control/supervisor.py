@@ -184,13 +184,10 @@ def start(home: Path, *, port: int | None = None, first_byte_timeout_s: float | 
     bases = workers.local_bases(home)
     items = deployments(state, load_catalog(), env, bases)
     pools = {b: list(urls) for b, urls in bases.items()}
-    worker_tokens = {}
-    for node in state.nodes.values():  # workers on other machines join the pool, with their token
+    for node in state.nodes.values():  # workers on other machines join the pool (the proxy follows the state)
         if node.token_env and node.token_env not in env:
             continue  # cannot be reached from here, as in the LiteLLM config
         pools.setdefault(local_backend_id(node.model), []).append(node.url)
-        if node.token_env:
-            worker_tokens[node.url] = node.token_env
     key_vars = sorted({d.key_env for d in items if d.key_env} |
                       {n.token_env for n in state.nodes.values() if n.token_env and n.token_env in env})
     run = run_dir(home)
@@ -204,7 +201,7 @@ def start(home: Path, *, port: int | None = None, first_byte_timeout_s: float | 
                            key_refs={k: key_ref(env[k]) for k in key_vars},
                            first_byte_timeout_s=first_byte_timeout_s, body_limit_bytes=body_limit_bytes,
                            local_max_tokens=int(_env_number("BROKE_LOCAL_MAX_TOKENS", 4096)),
-                           direct_workers=pools, worker_tokens=worker_tokens,
+                           direct_workers=pools,
                            native_forwarding=os.environ.get("BROKE_NATIVE", "1") != "0",
                            started_at=time.time())
     try:
@@ -267,6 +264,13 @@ def _start_litellm(home: Path, record: GatewayRecord, env: dict[str, str], maste
     write_record(home, record)
 
 
+def _shared_env(env: dict[str, str]) -> dict[str, str]:
+    """BROKE_REDIS_URL, when set: the front proxy shares cooldowns and rate windows through it."""
+    from broke.shared import URL_ENV
+
+    return {URL_ENV: env[URL_ENV]} if env.get(URL_ENV) else {}
+
+
 def _start_front(home: Path, record: GatewayRecord, env: dict[str, str], progress: Progress) -> None:
     """Spawn the front proxy (it reads the record) and record its PID.
 
@@ -275,7 +279,8 @@ def _start_front(home: Path, record: GatewayRecord, env: dict[str, str], progres
     """
     progress("starting the front proxy")
     started = spawn([sys.executable, "-m", "broke.gateway.serve"],
-                    child_env({**_record_keys(record, env), "BROKE_HOME": str(home)}, outbound=True),
+                    child_env({**_record_keys(record, env), **_shared_env(env), "BROKE_HOME": str(home)},
+                              outbound=True),
                     Path(record.front.log))
     record.front = replace(started, port=record.front.port)
     write_record(home, record)
@@ -331,8 +336,10 @@ def _revive_workers(home: Path, progress: Progress) -> None:
             log.warning("the worker %s did not come back: %s", record.key, exc)
 
 
-def stop(home: Path) -> list[str]:
-    """Stop the recorded processes that are still ours; returns what was done, one line each."""
+def stop(home: Path, *, keep_workers: bool = False) -> list[str]:
+    """Stop the recorded processes that are still ours; returns what was done, one line each.
+    `keep_workers` (a restart): this machine's workers go on (replicas and workers for other
+    machines included), and the next start finds them running."""
     current = status(home)
     done = []
     for process in current.processes:
@@ -343,6 +350,8 @@ def stop(home: Path) -> list[str]:
             done.append(f"{process.name} (pid {process.record.pid}) was already gone")
     record_path(home).unlink(missing_ok=True)
     (home / "run" / "litellm_master_key").unlink(missing_ok=True)
+    if keep_workers:
+        return done
     from broke.local.workers import stop_all
 
     return done + stop_all(home)

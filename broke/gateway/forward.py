@@ -21,7 +21,7 @@ from broke.control.runfiles import GatewayRecord
 from broke.cost.usage import UsageMeter, asks_stream_usage, with_stream_usage
 from broke.errors import InvalidInputError
 from broke.gateway.litellm import LiteLLM
-from broke.gateway.load import WorkerLoad, worker_key
+from broke.gateway.load import WorkerLoad, replica_name, worker_key
 from broke.gateway.metrics import Metrics
 from broke.gateway.outcomes import Answered, AttemptFailed, Failure, PassedOver, Recorder, Succeeded, Unrouted
 from broke.gateway.relay import Relay, is_stream, response_headers
@@ -32,6 +32,7 @@ from broke.gateway.translate.messages_chat import count_estimate
 from broke.gateway.unserved import unserved
 from broke.gateway.wire import ModelStamp, encode, error_body, without_unkept_thinking
 from broke.health import ERROR, TIMEOUT, Health, blames_key, reason_for_status
+from broke.keys import provider_env
 from broke.routing.backends import is_local
 from broke.routing.resolve import Candidate, Resolution
 from broke.routing.rotation import RotationState
@@ -82,7 +83,7 @@ class Forwarder:
     def __init__(self, record: GatewayRecord, catalog: Catalog, keys: Mapping[str, str], master_key: str,
                  load: WorkerLoad, litellm: LiteLLM, recorder: Recorder, metrics: Metrics,
                  rotation: RotationState) -> None:
-        self.record, self.catalog, self.keys, self.master_key = record, catalog, keys, master_key
+        self.record, self.catalog, self.keys, self.master_key = record, catalog, dict(keys), master_key
         self.load, self.litellm, self.recorder, self.metrics, self.rotation = load, litellm, recorder, metrics, rotation
         self.deployments = set(record.deployments)
         self.session: aiohttp.ClientSession | None = None  # made in the server's event loop
@@ -203,10 +204,14 @@ class Forwarder:
                           "x-broke-via": route.via if route.via in ("litellm", "translated") else "native"}
         self.rotation.succeeded(candidate.provider, candidate.key_env)
         worker = worker_key(candidate.backend, attempt.replica) if attempt.replica else None
+        trace = shared.trace
+        if attempt.replica:  # where it ran: the node (or this machine) and the replica
+            trace.node = self.load.where(attempt.replica)
+            trace.replica = replica_name(candidate.backend, attempt.replica, trace.node)
+            answer_headers.update({"x-broke-node": trace.node, "x-broke-replica": trace.replica})
         forgiven = self.recorder.transitions.to_forgive(candidate.backend, candidate.key_env, worker, shared.health)
         if forgiven:
             await self.recorder.record(Succeeded(forgiven))
-        trace = shared.trace
         trace.backend, trace.attempts = candidate.backend, attempt.number
         trace.key_ref = self.record.key_refs.get(candidate.key_env or "")
         own = (candidate.definition.model,) if candidate.definition else ()
@@ -333,7 +338,8 @@ class Forwarder:
             return {**client, "authorization": f"Bearer {self.master_key}"}
         headers = {k: v for k, v in client.items() if k not in ("authorization", "x-api-key")}
         if route.auth == "worker-token":
-            token = self.keys.get(self.record.worker_tokens.get(attempt.replica or "", ""))
+            seat = self.load.nodes.get(attempt.replica or "")
+            token = self._node_token(seat.token_env) if seat and seat.token_env else None
             if token:  # a node on another machine, behind its token check
                 headers["authorization"] = f"Bearer {token}"
             return headers
@@ -345,6 +351,17 @@ class Forwarder:
         elif key:
             headers["authorization"] = f"Bearer {key}"
         return headers
+
+    def _node_token(self, env: str) -> str | None:
+        """A node's token: from this process's keys, or (a node added while the gateway runs) from the
+        home's `.env`, read once and then masked in errors like every other secret."""
+        if env not in self.keys:
+            token = provider_env(self.litellm.home / ".env").get(env)
+            if not token:
+                return None
+            self.keys[env] = token
+            self.scrubber = Scrubber([*self.keys.values(), self.master_key])
+        return self.keys[env]
 
     async def _overflowed(self, resolution: Resolution, first: Candidate) -> None:
         """Busy local models that a request passes over for a later candidate: counted and logged."""

@@ -25,6 +25,7 @@ class Metrics:
         self.failovers: Counter[tuple[str, str, str]] = Counter()  # (slot, backend, reason)
         self.rejected: Counter[tuple[str, int]] = Counter()  # (reason, status)
         self.latency: dict[tuple[str, str], deque[float]] = defaultdict(lambda: deque(maxlen=WINDOW))
+        self.on_replica: Counter[tuple[str, str, str, int]] = Counter()  # (backend, node, replica, status)
         self.in_flight = 0
         self.cost: defaultdict[tuple[str, str], float] = defaultdict(float)  # (slot, backend) -> USD
         self.saved: defaultdict[tuple[str, str], float] = defaultdict(float)  # below the reference
@@ -33,6 +34,10 @@ class Metrics:
     def answered(self, slot: str, backend: str, status: int, seconds: float) -> None:
         self.requests[(slot, backend, status)] += 1
         self.latency[(slot, backend)].append(seconds)
+
+    def ran_on(self, backend: str, node: str, replica: str, status: int) -> None:
+        """An answer of a local model's worker: where it ran."""
+        self.on_replica[(backend, node, replica, status)] += 1
 
     def failed_over(self, slot: str, backend: str, reason: str) -> None:
         self.failovers[(slot, backend, reason)] += 1
@@ -57,6 +62,10 @@ class Metrics:
         ]
         lines += [f"broke_requests_total{_labels(slot=s, backend=b, status=str(c))} {n}"
                   for (s, b, c), n in sorted(self.requests.items())]
+        lines += ["# HELP broke_replica_requests_total Answers of local models' workers, by node and replica.",
+                  "# TYPE broke_replica_requests_total counter"]
+        lines += [f"broke_replica_requests_total{_labels(backend=b, node=n, replica=r, status=str(c))} {k}"
+                  for (b, n, r, c), k in sorted(self.on_replica.items())]
         lines += ["# HELP broke_failovers_total Attempts that failed before the first byte and moved on.",
                   "# TYPE broke_failovers_total counter"]
         lines += [f"broke_failovers_total{_labels(slot=s, backend=b, reason=r)} {n}"

@@ -14,12 +14,13 @@ from broke.cost.usage import Usage
 from broke.gateway.metrics import Metrics
 from broke.gateway.traffic import Trace, Traffic
 from broke.harness.requests import RunRequests
-from broke.health import BUSY, HealthTransitions, blames_key
+from broke.health import BUSY, HealthRecord, HealthTransitions, blames_key
 from broke.routing.resolve import Candidate
 from broke.routing.rotation import RotationState
 
 if TYPE_CHECKING:
     from broke.gateway.routed import OutcomeLog
+    from broke.shared import Shared
 
 log = logging.getLogger("broke.gateway")
 
@@ -100,20 +101,22 @@ class Recorder:
 
     def __init__(self, metrics: Metrics, traffic: Traffic, transitions: HealthTransitions,
                  rotation: RotationState, costs: CostBook, routed: OutcomeLog | None = None,
-                 runs: RunRequests | None = None) -> None:
+                 runs: RunRequests | None = None, shared: Shared | None = None) -> None:
         self.metrics, self.traffic, self.transitions, self.rotation = metrics, traffic, transitions, rotation
         self.costs = costs
         self.routed = routed  # the `auto` router's outcome records
         self.runs = runs  # the requests of harness runs, kept with their run
+        self.shared = shared  # other gateways on the same Redis learn of cooldowns from it
 
     @staticmethod
-    async def _observe(write: Callable[..., object], *args: Any) -> None:
+    async def _observe(write: Callable[..., object], *args: Any) -> object:
         """A health write, off the event loop; if it fails (a full disk, a lock held too long) the
         request goes on: a runtime observation never takes the request path down."""
         try:
-            await asyncio.to_thread(write, *args)
+            return await asyncio.to_thread(write, *args)
         except Exception:
             log.exception("health not recorded (%s); the request goes on", getattr(write, "__name__", write))
+            return None
 
     async def record(self, outcome: Outcome) -> None:
         if isinstance(outcome, Refused):
@@ -125,6 +128,8 @@ class Recorder:
                 self.runs.add(outcome.trace)
         elif isinstance(outcome, Answered):
             self.metrics.answered(outcome.slot, outcome.backend, outcome.status, time.perf_counter() - outcome.started)
+            if outcome.trace.node:
+                self.metrics.ran_on(outcome.backend, outcome.trace.node, outcome.trace.replica, outcome.status)
             if outcome.priced:
                 self._priced(outcome)
             self.traffic.publish(outcome.trace, outcome.started)
@@ -164,12 +169,16 @@ class Recorder:
             log.warning("slot %s: worker %s failed (%s); trying another", slot, outcome.worker, failure.reason)
             return
         if blames_key(failure.reason) and candidate.key_env:
-            await self._observe(self.transitions.key_failed, candidate.key_env, failure.reason,
-                                outcome.cooldown_s, failure.retry_after_s)
+            record = await self._observe(self.transitions.key_failed, candidate.key_env, failure.reason,
+                                         outcome.cooldown_s, failure.retry_after_s)
             self.rotation.key_failed(candidate.provider, candidate.key_env)
+            if self.shared and outcome.key_ref and isinstance(record, HealthRecord):
+                await self.shared.cooled("keys", outcome.key_ref, record)
         else:
-            await self._observe(self.transitions.backend_failed, candidate.backend, failure.reason,
-                                failure.retry_after_s, outcome.backend_cooldown_s)
+            record = await self._observe(self.transitions.backend_failed, candidate.backend, failure.reason,
+                                         failure.retry_after_s, outcome.backend_cooldown_s)
+            if self.shared and isinstance(record, HealthRecord):
+                await self.shared.cooled("models", candidate.backend, record)
         self.transitions.log.write(event="failover", slot=slot, provider=candidate.provider,
                                    backend=candidate.backend, key_ref=outcome.key_ref, reason=failure.reason,
                                    status=failure.status)

@@ -48,6 +48,7 @@ from broke.routing.conversation import user_turns
 from broke.routing.resolve import Conversation, resolve, tier_index
 from broke.routing.rotation import RotationState
 from broke.routing.transport import COUNT_TOKENS
+from broke.shared import Shared, redis_url
 from broke.state.model import State
 from broke.state.store import StateStore, default_state
 
@@ -71,6 +72,8 @@ class FrontProxy:
         self.metrics = Metrics()
         self.traffic = Traffic()
         self.rates = RateLimiter()
+        self.shared = Shared(redis_url(home))  # cooldowns and rate windows shared with other gateways
+        self.pending: set[asyncio.Task[None]] = set()  # shared token counts being written
         self.rotation = RotationState()
         self.load = WorkerLoad(record.direct_workers)
         self.watch = WorkerWatch(home, self.load, self.state)
@@ -80,7 +83,7 @@ class FrontProxy:
         self.routed = OutcomeLog(home)
         self.runs = RunRequests(home)
         self.recorder = Recorder(self.metrics, self.traffic, transitions, self.rotation, self.costs, self.routed,
-                                 self.runs)
+                                 self.runs, self.shared)
         self.forwarder = Forwarder(record, self.catalog, keys, master_key, self.load, self.litellm, self.recorder,
                                    self.metrics, self.rotation)
 
@@ -137,6 +140,7 @@ class FrontProxy:
         finally:
             watching.cancel()
             await session.close()
+            await self.shared.close()
             self.costs.close()
             await asyncio.to_thread(self.routed.close)
             await asyncio.to_thread(self.runs.close)
@@ -159,7 +163,7 @@ class FrontProxy:
             return error_body(403, "forbidden", "/health answers loopback clients (and loopback Host names) only")
         litellm = await self.litellm.state()
         body = {"status": "ok" if litellm != "down" else "degraded", "litellm": litellm,
-                "generation": self.state.get().generation}
+                "generation": self.state.get().generation, "shared": self.shared.status()}
         return JSONResponse(body, status_code=200 if litellm != "down" else 503)
 
     async def metrics_text(self, request: Request) -> Response:
@@ -187,6 +191,14 @@ class FrontProxy:
         return await take_feedback(request, self.home, client.owner, self.routed, self.router_model)
 
     # ---- admission ------------------------------------------------------------------------------
+    async def _rate_limited(self, limits: list[tuple[str, int, int]], now: float) -> str:
+        """Why the request is over a rate limit, or "": in the windows shared through Redis, or (no
+        Redis, or none reachable now) in this gateway's own."""
+        if not any(rpm or tpm for _, rpm, tpm in limits):
+            return ""
+        shared = await self.shared.admit(limits, now) if self.shared.url else None
+        return self.rates.check(limits, now) if shared is None else shared
+
     async def _refuse(self, metric: str, status: int, code: str, message: str) -> Response:
         await self.recorder.record(Refused(metric, status))
         return error_body(status, code, message)
@@ -251,7 +263,9 @@ class FrontProxy:
         if slot is None:
             return await self._refuse("invalid_model", 400, "invalid_model",
                                       f"unknown model '{requested}'; ask for a slot: {', '.join(self.catalog.slots)}")
-        state, health, now = self.state.get(), self.health.get(), time.time()
+        state, now = self.state.get(), time.time()
+        self.watch.follow(state)  # nodes added or removed since the last request
+        health = await self.shared.overlay(self.health.get(), self.record.key_refs, now)
         conversation, estimator = await self._conversation(slot, state, payload, client.owner)
         rotation = self.rotation.view(self.load.busy(state, health, now), conversation.key if conversation else None)
         resolution = resolve(requested, state, health, env=self.key_names, now=now, scope=client.scope,
@@ -264,7 +278,7 @@ class FrontProxy:
         if not resolution.allowed or not all(access.allows(resolution.slot) for _, access in limits):
             return await self._refuse("slot_not_allowed", 403, "permission_error", resolution.reason or
                                       f"slot '{resolution.slot}' is not allowed by this token's own access limits")
-        limited = path != COUNT_TOKENS and self.rates.check([(owner, a.rpm, a.tpm) for owner, a in limits], now)
+        limited = path != COUNT_TOKENS and await self._rate_limited([(owner, a.rpm, a.tpm) for owner, a in limits], now)
         if limited:
             return await self._refuse("rate_limited", 429, "rate_limit_error", limited)
         admission = self.costs.admit(client.owner, (client.budget, client.on_budget), resolution.attempts, state,
@@ -291,6 +305,10 @@ class FrontProxy:
             """Tokens an answer used, counted for every owner whose limits the request was held to."""
             for owner, _ in client.limits(self.state.get().access):
                 self.rates.spent(owner, tokens, time.time())
+                if self.shared.url and tokens > 0:
+                    task = asyncio.get_running_loop().create_task(self.shared.spent(owner, tokens, time.time()))
+                    self.pending.add(task)
+                    task.add_done_callback(self.pending.discard)
 
         response = await self.forwarder.forward(request, path, payload, resolution, state, health, started, trace,
                                                 spend)

@@ -36,6 +36,8 @@ class Trace:
     prompt_complexity: float | None = None
     temperature: str = ""
     backend: str = "-"
+    node: str = ""  # where a local model's answer ran: a node's name or "local" ("": not on a worker)
+    replica: str = ""  # which of its workers: NAME@PORT here, host:port on a node
     key_ref: str | None = None
     status: int = 0
     attempts: int = 0

@@ -13,15 +13,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from broke.baselines import baselines_dir
+from broke.catalog import local_backend_id
 from broke.errors import BrokeError
 from broke.gateway.live import Watched
-from broke.gateway.load import WorkerLoad
+from broke.gateway.load import Seat, WorkerLoad
 from broke.health import rotation_log
 from broke.local import workers
+from broke.local.weights import pool_weights
 from broke.local.workers import WorkerRecord
 from broke.procs import end_group
 from broke.state.model import State
@@ -56,6 +60,9 @@ class WorkerWatch:
         self.events = rotation_log(home)
         self.revivals: dict[str, Revival] = {}
         self.tasks: set[asyncio.Task[None]] = set()
+        self.weighed: tuple = ()  # what the pools' weights were last worked out from
+        self.local: dict[str, list[str]] = {}  # this machine's workers, as the last look found them
+        self.followed = -1  # the state generation whose nodes the pools hold
 
     async def start(self) -> asyncio.Task[None]:
         """One look before the proxy serves (its pools as the records are now), then one every POLL_S
@@ -85,8 +92,9 @@ class WorkerWatch:
         for record, _ in seen:
             if not record.exposed:  # a worker for other machines joins a gateway as a node
                 local.setdefault(record.backend, []).append(record.api_base)
-        for change in self.load.refresh(local, {node.url for node in self.state.get().nodes.values()}):
-            log.info("worker pool: %s", change)
+        self.local = local
+        self.follow(self.state.get(), force=True)
+        await self._weigh(local)
         now = time.monotonic()
         for key in set(self.revivals) - {record.key for record, _ in seen}:
             if not self.revivals[key].busy:
@@ -117,6 +125,31 @@ class WorkerWatch:
             task = asyncio.create_task(self._revive(record, revival))
             self.tasks.add(task)
             task.add_done_callback(self.tasks.discard)
+
+    def follow(self, state: State, *, force: bool = False) -> None:
+        """The state's nodes into the pools: called by every request (a new generation costs one
+        refresh, so a node added or removed is seen by the next request) and by every look."""
+        if state.generation == self.followed and not force:
+            return
+        self.followed = state.generation
+        nodes = {node.url: Seat(local_backend_id(node.model), name, node.token_env)
+                 for name, node in state.nodes.items()}
+        for change in self.load.refresh(self.local, nodes):
+            log.info("worker pool: %s", change)
+
+    async def _weigh(self, local: dict[str, list[str]]) -> None:
+        """The pools' weights, worked out again when the pools, the nodes or the baselines change."""
+        state = self.state.get()
+        try:
+            stamp: tuple = (os.stat(baselines_dir(self.home)).st_mtime_ns,)
+        except FileNotFoundError:
+            stamp = (0,)
+        stamp += (state.generation, tuple(sorted((b, tuple(u)) for b, u in local.items())))
+        if stamp == self.weighed:
+            return
+        self.weighed = stamp
+        weights = await asyncio.to_thread(pool_weights, self.home, state, local)
+        self.load.weights = {url: w.value for pool in weights.values() for url, w in pool.items()}
 
     def _records(self) -> list[tuple[WorkerRecord, bool]]:
         """Every worker record, and whether its supervisor runs."""

@@ -23,7 +23,8 @@ import httpx
 
 from broke.fileio import atomic_write
 from broke.health import HealthTransitions
-from broke.local.workers import server_record_path
+from broke.local.discovery import Announcer
+from broke.local.workers import ADVERTISE_ENV, server_record_path
 from broke.paths import broke_home
 from broke.procs import create_time, free_port
 
@@ -58,6 +59,19 @@ def record_server(name: str, pid: int) -> None:
     atomic_write(server_record_path(broke_home(), name), json.dumps({"pid": pid, "create_time": started}).encode())
 
 
+def announce(name: str, host: str, port: int) -> Announcer | None:
+    """Announce the worker on the LAN (DNS-SD); a LAN that refuses multicast costs the announcement only."""
+    from broke.machine import hardware, machine_label
+
+    try:
+        announcer = Announcer(name, name.rpartition("@")[0] or name, host, port, machine_label(hardware()))
+    except Exception as exc:  # zeroconf's own errors, or an OSError from a socket
+        log(f"could not announce the worker on the LAN: {type(exc).__name__}: {exc}")
+        return None
+    log(f"announced on the LAN as {announcer.info.name}")
+    return announcer
+
+
 def main(name: str, model_dir: str, port: int, host: str = "127.0.0.1", concurrency: int = 0) -> int:
     health = HealthTransitions(broke_home())
     stopping = False
@@ -81,6 +95,7 @@ def main(name: str, model_dir: str, port: int, host: str = "127.0.0.1", concurre
                                  stdin=subprocess.PIPE)
     server_env = {k: v for k, v in os.environ.items() if k != "BROKE_WORKER_TOKEN"}
     restarts = 0
+    announcer = None
     while not stopping:
         log(f"starting mlx_lm.server for {name} on {host}:{port}" + (" (token required)" if exposed else ""))
         server = subprocess.Popen(argv, stdin=subprocess.PIPE, env=server_env)
@@ -89,6 +104,8 @@ def main(name: str, model_dir: str, port: int, host: str = "127.0.0.1", concurre
         if wait_ready(server, server_port):
             health.worker_ready(name)
             log("ready")
+            if exposed and announcer is None and os.environ.get(ADVERTISE_ENV) == "1":
+                announcer = announce(name, host, port)
         while not stopping and server.poll() is None:
             time.sleep(0.2)
         if stopping:
@@ -110,6 +127,8 @@ def main(name: str, model_dir: str, port: int, host: str = "127.0.0.1", concurre
         deadline = time.monotonic() + delay
         while not stopping and time.monotonic() < deadline:
             time.sleep(0.1)
+    if announcer is not None:
+        announcer.close()
     if front is not None:
         front.terminate()
         front.wait(timeout=10)

@@ -32,6 +32,10 @@ class WorkerError(BrokeError):
     """A worker could not be started or found."""
 
 
+#: Set for a worker's supervisor that announces it (DNS-SD) once it answers.
+ADVERTISE_ENV = "BROKE_WORKER_ADVERTISE"
+
+
 @dataclass
 class WorkerRecord:
     name: str  # the model name: backend id without "mlx/"
@@ -171,7 +175,7 @@ def _model_dir(home: Path, state: State, backend_id: str) -> Path:
 
 
 def start_worker(home: Path, model: str, *, port: int | None = None, replica: bool = False,
-                 host: str = LOOPBACK, token: str | None = None,
+                 host: str = LOOPBACK, token: str | None = None, advertise: bool = False,
                  progress: Progress = lambda _: None) -> tuple[WorkerRecord, bool]:
     """Start (or find running) a worker of a local model; returns (record, started_now).
 
@@ -181,13 +185,15 @@ def start_worker(home: Path, model: str, *, port: int | None = None, replica: bo
     backend_id = local_backend_id(model)
     if host != LOOPBACK and not token:
         raise WorkerError("a worker listening beyond loopback needs --token (other machines must present it)")
+    if advertise and host == LOOPBACK:
+        raise WorkerError("--advertise announces a worker to other machines: give it --host and --token")
     for current in workers_of(home, backend_id):
         if not worker_running(current):
             stop_record(home, current)  # ends what is left of its group (an orphaned server) and forgets it
         elif not replica and current.host == host:
             return current, False
     with _lock(home):
-        record = _spawn(home, backend_id, port or free_port(), host, token, progress)
+        record = _spawn(home, backend_id, port or free_port(), host, token, progress, advertise)
     try:
         wait_ready(record, progress)
     except BaseException:  # not ready, or Ctrl-C while waiting: leave nothing running
@@ -204,7 +210,7 @@ def _lock(home: Path) -> FileLock:
 
 
 def _spawn(home: Path, backend_id: str, port: int, host: str, token: str | None,
-           progress: Progress) -> WorkerRecord:
+           progress: Progress, advertise: bool = False) -> WorkerRecord:
     """Start a worker's supervisor on `port` and record it (not waiting for it to answer)."""
     state = StateStore(home).load()
     model_dir = _model_dir(home, state, backend_id)
@@ -218,6 +224,8 @@ def _spawn(home: Path, backend_id: str, port: int, host: str, token: str | None,
     extra = {"BROKE_HOME": str(home), "HF_HUB_CACHE": str(cache), "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
     if token:
         extra["BROKE_WORKER_TOKEN"] = token  # in the environment, not argv: `ps` shows argv to everyone
+    if advertise:
+        extra[ADVERTISE_ENV] = "1"  # the supervisor announces it on the LAN once it answers
     progress(f"starting a worker of {backend_id}")
     custom = state.backends.get(backend_id)
     concurrency = custom.concurrency if custom else 0

@@ -119,6 +119,7 @@ class Node:
     url: str
     model: str
     token_env: str | None = None
+    machine: str | None = None  # its machine id in baselines (from its exported record), for pool weights
 
 
 @dataclass

@@ -123,7 +123,7 @@ function requestRow(r) {
   const good = r.status >= 200 && r.status < 400;
   return el("tr", { class: "request", dataset: { slot: r.slot, backend: r.backend, status: String(r.status) } },
     el("td", {}, clock(r.ts)), el("td", {}, r.client), el("td", {}, r.slot),
-    el("td", { class: "backend" }, r.backend), el("td", {}, r.key_ref || "–"),
+    el("td", { class: "backend", title: r.replica || "" }, r.node ? `${r.backend} @ ${r.node}` : r.backend), el("td", {}, r.key_ref || "–"),
     el("td", { class: good ? "ok" : "bad", title: r.error }, r.status, r.error ? el("div", { class: "why" }, r.error) : null),
     el("td", { class: "num" }, r.attempts),
     el("td", { class: "num" }, r.latency_ms.toFixed(0)), el("td", { class: "num" }, r.tokens ?? "–"),
