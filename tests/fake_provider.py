@@ -676,9 +676,12 @@ class FakeProvider:
 
         A newer script for the same model replaces the older one; ``clear_scripts()`` removes all.
         """
-        script = Script(list(steps), model)
+        return self.use(Script(list(steps), model))
+
+    def use(self, script: Script) -> Script:
+        """Answer with `script` (a Script, or a subclass whose `step_for` decides per request)."""
         with self._scripts_lock:
-            self._scripts = [s for s in self._scripts if s.model != model] + [script]
+            self._scripts = [s for s in self._scripts if s.model != script.model] + [script]
         return script
 
     def clear_scripts(self) -> None:

@@ -196,11 +196,12 @@ def litellm() -> Iterator[FakeLiteLLM]:
 @pytest.fixture
 def start_proxy(broke_home: Path, store: StateStore, litellm: FakeLiteLLM) -> Iterator[Callable[..., Proxy]]:
     """`start_proxy(workers=..., first_byte_timeout_s=...)`: the front proxy for the state as it is
-    now, its lifespan running (TestClient); `workers` maps a local backend to its worker FakeProviders."""
+    now, its lifespan running (TestClient); `workers` maps a local backend to its worker FakeProviders;
+    `wrap(app)` is served instead of the app (an ASGI middleware that watches what is sent)."""
     running = ExitStack()
 
     def start(*, workers: dict[str, list[FakeProvider]] | None = None,
-              first_byte_timeout_s: float = 5.0) -> Proxy:
+              first_byte_timeout_s: float = 5.0, wrap: Callable[[Any], Any] | None = None) -> Proxy:
         pools = {backend: [w.base_url for w in fakes] for backend, fakes in (workers or {}).items()}
         env = provider_env(broke_home / ".env")
         items = deployments(store.load(), load_catalog(), env, pools)
@@ -214,7 +215,8 @@ def start_proxy(broke_home: Path, store: StateStore, litellm: FakeLiteLLM) -> It
         token = TokenStore(broke_home).token_for(CLIENT)
         # Entered, the TestClient runs the app's lifespan (the proxy's aiohttp session) until teardown.
         front = FrontProxy(broke_home, record, MASTER_KEY)
-        client = running.enter_context(TestClient(front.app()))
+        app = front.app()
+        client = running.enter_context(TestClient(wrap(app) if wrap else app))
         return Proxy(broke_home, client, record, token, MASTER_KEY, front)
 
     with running:

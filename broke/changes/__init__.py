@@ -12,6 +12,7 @@ from broke.changes.backends import (
 from broke.changes.costs import BudgetChange, set_cost_reference, set_prices, set_profile_budget
 from broke.changes.harness import set_harness_policy, set_lanes
 from broke.changes.health import set_key_state, set_model_state
+from broke.changes.judge import judge_off, set_judge
 from broke.changes.local import add_local_model, add_node, remove_node
 from broke.changes.presets import ProfileChange, load_profile, load_team, save_team, write_profile
 from broke.changes.routes import set_route

@@ -1,14 +1,19 @@
-"""`router show|tier|thresholds|calibrate|eval|train|learn|forget`, `estimate`: the complexity router for `auto`."""
+"""`router show|tier|thresholds|calibrate|eval|train|learn|forget|judge`, `estimate`: the complexity router
+for `auto`."""
 from __future__ import annotations
 
 import json
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from broke.cli.output import JSON_OPTION, console, esc, print_json, say, show, store, table
 from broke.errors import UsageProblem
+
+if TYPE_CHECKING:
+    from broke.state.model import JudgeConfig
 
 router_app = typer.Typer(no_args_is_help=True, help="The complexity router: tiers and thresholds for `auto`.")
 
@@ -17,14 +22,18 @@ router_app = typer.Typer(no_args_is_help=True, help="The complexity router: tier
 def router_show(as_json: bool = JSON_OPTION) -> None:
     """Tiers, their backends, and the p_strong at which each starts."""
     from broke.router.decide import learning_summary
+    from broke.router.judging import spending
     from broke.state.model import TIERS
     from broke.state.schema import unstructure
 
     s = store()
     router = s.load().router
     learning = learning_summary(s.home)
+    judged, spent, needs = spending(s.home)
     if as_json:
-        print_json({**unstructure(router), "learned": learning})
+        print_json({**unstructure(router), "learned": learning,
+                    "judging": {"judged": judged, "spent_usd": spent,
+                                "stopped": stopped(router.judge, spent, needs)}})
         return
     starts = {"basic": 0.0, "balanced": router.balanced_from, "premium": router.premium_from}
     t = table("tier", "from p_strong", "backends")
@@ -40,6 +49,42 @@ def router_show(as_json: bool = JSON_OPTION) -> None:
             f"{learning['mean_weight']:.0%} of p_strong on average, the shipped prior the rest")
     else:
         say("learned from no labels: p_strong is the shipped prior's (`broke router learn FILE`, `broke feedback`)")
+    say(judging_line(router.judge, judged, spent, needs))
+
+
+def stopped(judge: JudgeConfig, spent: float, needs: float) -> bool:
+    """Whether judging has stopped for its budget: what is left is less than a judgement holds."""
+    return bool(judge.slot) and judge.budget_usd - spent < max(needs, 1e-9)
+
+
+def judging_line(judge: JudgeConfig, judged: int, spent: float, needs: float) -> str:
+    """What `router show` says about judged samples."""
+    if not judge.slot:
+        return f"judging: off ({judged} judged, ${spent:.4f} spent; `broke router judge --slot SLOT`)"
+    used = " — the budget is used: judging has stopped" if stopped(judge, spent, needs) else ""
+    return (f"judging: {judge.rate:.0%} of `auto` chat requests by slot {esc(judge.slot)}, {judged} judged, "
+            f"${spent:.4f} of ${judge.budget_usd:.2f} spent{used}")
+
+
+@router_app.command("judge")
+def router_judge(slot: str | None = typer.Option(None, "--slot", help="The slot that judges."),
+                 rate: float | None = typer.Option(None, "--rate", help="Share of `auto` requests judged, 0..1."),
+                 budget: float | None = typer.Option(None, "--budget-usd", help="USD judging may spend in all."),
+                 off: bool = typer.Option(False, "--off", help="Stop judging.")) -> None:
+    """Judge a sample of `auto` requests: ask the other tier too and let the judge slot say which was enough."""
+    from broke import changes
+
+    if off:
+        if slot is not None or rate is not None or budget is not None:
+            raise UsageProblem("--off takes no --slot, --rate or --budget-usd")
+        changes.judge_off(store())
+        say("judging: off (labels it gave stay; `broke router forget` drops them)")
+        return
+    if slot is None or rate is None or budget is None:
+        raise UsageProblem("give --slot SLOT --rate R --budget-usd N (or --off)")
+    state = changes.set_judge(store(), slot, rate, budget)
+    say(f"judging {rate:.0%} of `auto` chat requests with slot {esc(slot)}, at most ${budget:.2f} in all "
+        f"(generation {state.generation})")
 
 
 @router_app.command("tier")

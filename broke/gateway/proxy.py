@@ -31,6 +31,7 @@ from broke.gateway.complexity import RouterModel, decision_headers
 from broke.gateway.dashboard.app import Dashboard, LiveView
 from broke.gateway.dashboard.sessions import host_allowed
 from broke.gateway.forward import Forwarder
+from broke.gateway.judged import Judge
 from broke.gateway.limits import RateLimiter, header_problem
 from broke.gateway.litellm import LiteLLM
 from broke.gateway.live import Watched, watched_speeds
@@ -86,6 +87,8 @@ class FrontProxy:
                                  self.runs, self.shared)
         self.forwarder = Forwarder(record, self.catalog, keys, master_key, self.load, self.litellm, self.recorder,
                                    self.metrics, self.rotation)
+        self.judge = Judge(home, self.catalog, self.costs, self.traffic, self.forwarder.forward, self.key_names,
+                           self.router_model.refit_soon)
 
     # ---- the ASGI app ---------------------------------------------------------------------------
     def app(self) -> Starlette:
@@ -313,4 +316,5 @@ class FrontProxy:
         response = await self.forwarder.forward(request, path, payload, resolution, state, health, started, trace,
                                                 spend)
         response.headers.update(headers)
+        self.judge.after(response, request_id, path, payload, resolution, state, health)
         return response

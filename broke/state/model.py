@@ -123,6 +123,15 @@ class Node:
 
 
 @dataclass
+class JudgeConfig:
+    """Judged samples of `auto` (off unless `slot` is set): the share of requests judged and the USD cap."""
+
+    slot: str = ""
+    rate: float = field(default=0.0, metadata={"min": 0.0})
+    budget_usd: float = field(default=0.0, metadata={"min": 0.0})
+
+
+@dataclass
 class RouterConfig:
     """The complexity router: each tier's backends, and the p_strong at which a tier starts."""
 
@@ -130,6 +139,7 @@ class RouterConfig:
     # Defaults: `broke router calibrate --strong-share 0.3` with the shipped model (about 30% premium).
     balanced_from: float = field(default=0.152, metadata={"min": 0.0})
     premium_from: float = field(default=0.305, metadata={"min": 0.0})
+    judge: JudgeConfig = field(default_factory=JudgeConfig)
 
     def tier_for(self, p_strong: float) -> Tier:
         """The cheapest tier likely good enough for a prompt whose p_strong is given."""
