@@ -29,6 +29,10 @@ pytestmark = pytest.mark.timeout(120)
 StartProxy = Callable[..., "Proxy"]
 MODEL_A, MODEL_B = "fake/model-a", "fake/model-b"
 PROMPT = "Write a SQL query joining orders and customers to find the top 7 customers by revenue in 2023"
+SQL = [f"Write a SQL query joining orders and customers to find the top {n} customers by revenue in {y}"
+       for n, y in zip(range(3, 13), range(2001, 2011), strict=True)]
+CHAT = [f"Say hello to my friend number {n} and wish them a nice {d}" for n, d in
+        zip(range(10), ["day", "week", "weekend", "evening", "morning"] * 2, strict=True)]
 ASK = {"messages": [{"role": "user", "content": PROMPT}]}
 
 
@@ -64,12 +68,15 @@ def routed(home: Path, cloud: FakeProvider, store: StateStore) -> StateStore:
 
 @dataclass(frozen=True)
 class PrefersPremium(Script):
-    """A judge that prefers model-b's answer in either place; other requests get the default answer."""
+    """A judge that prefers model-b's answer in either place to a SQL question, and calls any other a tie;
+    other requests get the default answer."""
 
     def step_for(self, api: str, payload: dict[str, Any]) -> Step | None:
         text = json.dumps(payload.get("messages"))
         if "impartial judge" not in text:
             return None  # asked as the premium tier
+        if "SQL" not in text:
+            return Reply("Both will do. [[C]]")
         first = text.split("Assistant A's Answer]")[1].removeprefix("\\n")
         return Reply("Premium is better. [[A]]" if first.startswith("fake:model-b") else "Premium is better. [[B]]")
 
@@ -98,6 +105,7 @@ def test_a_sampled_request_is_judged_in_both_orders_and_teaches_the_router(
         return watched
 
     proxy = start_proxy(wrap=wrap)
+    before = cli_json("estimate", PROMPT)[1]["p_strong"]
     answer = proxy.chat("auto", **ASK)
     assert answer.status_code == 200 and answer.headers["x-broke-tier"] == "basic"
     assert sent_at == [1]  # the client's answer was sent before any judging request
@@ -111,7 +119,13 @@ def test_a_sampled_request_is_judged_in_both_orders_and_teaches_the_router(
     assert code == 0 and shown["learned"]["by_origin"] == {"judge": 1}
     assert shown["judging"]["judged"] == 1 and 0 < shown["judging"]["spent_usd"] < 1
     assert shown["learned"]["strong_preferred"] == 1.0  # premium won in both orders: strong was needed
-    assert "judging: 100% of `auto` chat requests by slot opus, 1 judged" in cli("router", "show").output
+
+    for prompt in SQL + CHAT:  # more judged labels: the router learns that SQL needs the strong tier
+        assert proxy.chat("auto", messages=[{"role": "user", "content": prompt}]).status_code == 200
+    wait_settled(home, 21)
+    assert cli_json("estimate", PROMPT)[1]["p_strong"] > before
+    assert cli_json("router", "show")[1]["learned"]["by_origin"] == {"judge": 21}
+    assert "judging: 100% of `auto` chat requests by slot opus, 21 judged" in cli("router", "show").output
 
 
 def test_judging_stops_when_the_budget_would_be_passed(
@@ -138,9 +152,11 @@ def test_rate_zero_and_off_judge_nothing(
     proxy = start_proxy()
     for _ in range(3):
         assert proxy.chat("auto", **ASK).status_code == 200
+    assert cli("router", "judge", "--slot", "opus", "--rate", "1", "--budget-usd", "5").exit_code == 0
+    assert proxy.chat("auto", stream=True, **ASK).status_code == 200  # streamed: never judged
     assert cli("router", "judge", "--off").exit_code == 0
     assert proxy.chat("auto", **ASK).status_code == 200
-    assert [r["model"] for r in cloud.requests] == ["model-a"] * 4
+    assert [r["model"] for r in cloud.requests] == ["model-a"] * 5
     assert judging.spending(home)[0] == 0
     assert "judging: off" in cli("router", "show").output
 

@@ -82,7 +82,8 @@ class Judge:
                 or estimate is None or getattr(estimate, "vector", None) is None or response.status_code != 200
                 or self.random.random() >= judge.rate):
             return
-        answer = answer_text(bytes(response.body))
+        body = getattr(response, "body", None)  # a streamed answer has none: not judged
+        answer = answer_text(bytes(body)) if isinstance(body, bytes | memoryview) else None
         if answer is None:
             return
         task = BackgroundTask(self.judge, request_id, payload, resolution, answer, state, health)
