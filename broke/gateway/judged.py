@@ -75,7 +75,15 @@ class Judge:
 
     def after(self, response: Response, request_id: str, path: str, payload: dict[str, Any],
               resolution: Resolution, state: State, health: Health) -> None:
-        """Sample this answered request; if it is judged, run the judgement after the response is sent."""
+        """Sample this answered request; if it is judged, run the judgement after the response is sent.
+        Never fails the client's answer."""
+        try:
+            self._sample(response, request_id, path, payload, resolution, state, health)
+        except Exception:
+            log.exception("request %s was not sampled for judging", request_id)
+
+    def _sample(self, response: Response, request_id: str, path: str, payload: dict[str, Any],
+                resolution: Resolution, state: State, health: Health) -> None:
         judge = state.router.judge
         estimate = resolution.estimate
         if (not judge.slot or judge.rate <= 0 or path != CHAT or payload.get("stream") or not resolution.tier
