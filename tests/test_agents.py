@@ -24,6 +24,7 @@ pytestmark = pytest.mark.timeout(600)
 
 CLAUDE_SLOTS = ("sonnet", "opus", "haiku", "subagent")
 CODEX_SLOTS = ("gpt-5-codex", "gpt-5", "gpt-5-mini")
+GEMINI_SLOTS = ("gemini-pro", "gemini-flash")
 #: The Anthropic-native backend serves a model LiteLLM knows, so it applies that model's capabilities
 #: (thinking) as it would for the real provider.
 ANTHROPIC_MODEL = "claude-sonnet-4-5-20250929"
@@ -425,7 +426,7 @@ def chat_only(tmp_path_factory):
         mp.setenv("BROKE_HOME", str(home))
         add_fake_backends(home, fake, "model-a")
         run_cli("node", "add", "fake-worker", fake.base_url, "--model", "tiny-remote")
-        every = (*CLAUDE_SLOTS, "custom", *CODEX_SLOTS, "auto")
+        every = (*CLAUDE_SLOTS, "custom", *CODEX_SLOTS, *GEMINI_SLOTS, "auto")
         run_cli("swap", *[f"{slot}=fake/model-a" for slot in every])
         for slot in every:
             run_cli("fallback", slot, "--clear")
