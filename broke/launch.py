@@ -40,10 +40,13 @@ CODEX_DEFAULT_MODEL = "gpt-5-codex"
 COMMAND = "command"
 AUDIT_LOG = "launch_audit.log"
 #: Gemini CLI's system settings for a launch (its highest-precedence file), kept in its own directory
-#: (~/.gemini, which a sandbox lets it read): gateway auth even when the user's own settings chose a
-#: Google login; no usage statistics, telemetry or update checks.
+#: (~/.gemini, which a sandbox lets it read; Gemini CLI skips it if a parent directory is writable by
+#: others): API-key auth, whose base URL is GOOGLE_GEMINI_BASE_URL, even when the user's own settings
+#: chose a Google login (its "gateway" auth, picked from the environment alone, fails its own
+#: validation in headless mode); no usage statistics, telemetry or update checks.
 GEMINI_SETTINGS = "broke-system-settings.json"
-GEMINI_SYSTEM_SETTINGS = {"security": {"auth": {"selectedType": "gateway"}},
+GEMINI_AUTH = "gemini-api-key"
+GEMINI_SYSTEM_SETTINGS = {"security": {"auth": {"selectedType": GEMINI_AUTH}},
                           "privacy": {"usageStatisticsEnabled": False}, "telemetry": {"enabled": False},
                           "general": {"enableAutoUpdate": False, "enableAutoUpdateNotification": False}}
 
@@ -169,8 +172,8 @@ def client_vars(client: str, base_url: str, token: str, settings: Path | None = 
 
 
 def _gemini_vars(base_url: str, token: str) -> dict[str, str]:
-    """Gemini CLI's gateway mode: Google's API at broke, the token as its API key (x-goog-api-key)."""
-    return {"GOOGLE_GEMINI_BASE_URL": base_url, "GEMINI_API_KEY": token, "GEMINI_DEFAULT_AUTH_TYPE": "gateway"}
+    """Gemini CLI pointed at broke: Google's API at the gateway, the token as its API key (x-goog-api-key)."""
+    return {"GOOGLE_GEMINI_BASE_URL": base_url, "GEMINI_API_KEY": token, "GEMINI_DEFAULT_AUTH_TYPE": GEMINI_AUTH}
 
 
 def _toml_string(value: str) -> str:

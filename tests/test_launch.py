@@ -75,8 +75,8 @@ def test_gemini_env_points_gemini_cli_at_broke_in_gateway_mode(tmp_path):
               "GOOGLE_GENAI_USE_VERTEXAI": "true", "GOOGLE_CLOUD_PROJECT": "p", "GOOGLE_APPLICATION_CREDENTIALS": "/c"}
     settings = tmp_path / "s.json"
     plan = launch.build_plan("gemini", URL, TOKEN, ["-p", "hi"], {**CALLER, **google}, settings=settings)
-    assert plan.set == {"GOOGLE_GEMINI_BASE_URL": URL, "GEMINI_API_KEY": TOKEN, "GEMINI_DEFAULT_AUTH_TYPE": "gateway",
-                        "GEMINI_CLI_SYSTEM_SETTINGS_PATH": str(settings)}
+    assert plan.set == {"GOOGLE_GEMINI_BASE_URL": URL, "GEMINI_API_KEY": TOKEN,
+                        "GEMINI_DEFAULT_AUTH_TYPE": "gemini-api-key", "GEMINI_CLI_SYSTEM_SETTINGS_PATH": str(settings)}
     assert {"GOOGLE_API_KEY", "GOOGLE_GENAI_USE_VERTEXAI", "GOOGLE_CLOUD_PROJECT",
             "GOOGLE_APPLICATION_CREDENTIALS", "ANTHROPIC_API_KEY"} <= set(plan.removed)
     assert "AIza-stale" not in plan.env.values() and plan.env["EDITOR"] == "vim"
@@ -88,7 +88,7 @@ def test_gemini_settings_choose_the_gateway_whatever_the_user_chose(tmp_path):
     assert path == tmp_path / ".gemini" / "broke-system-settings.json"
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     settings = json.loads(path.read_text())
-    assert settings["security"]["auth"]["selectedType"] == "gateway"
+    assert settings["security"]["auth"]["selectedType"] == "gemini-api-key"
     assert settings["privacy"]["usageStatisticsEnabled"] is False
 
 
