@@ -506,7 +506,10 @@ def test_gemini_cli_does_tool_work_on_chat_backends_with_no_litellm_process(chat
     # is in the user's cache; the user trusts the working directory (else --yolo is turned off)
     env = {"GEMINI_API_KEY": "AIza-stale-secret", "GOOGLE_GENAI_USE_VERTEXAI": "true", "HOME": str(gemini_home),
            "GEMINI_CLI_TRUST_WORKSPACE": "true"}
-    done = run_broke(chat_only, tmp_path, gemini_bin, "gemini", "-p", "make the file", "--yolo", env=env)
+    # A named model: Gemini CLI's default ("auto") first asks a classifier for JSON, which the fake's
+    # scripted text is not (the CLI retries for ~90 s, then goes on with its default model)
+    done = run_broke(chat_only, tmp_path, gemini_bin, "gemini", "-m", "gemini-2.5-pro", "-p", "make the file",
+                     "--yolo", env=env)
     assert_done(chat_only, done, f"done, wrote {marker}")
     assert target.read_text() == marker
     asked, answered = scripted(fake)
