@@ -13,6 +13,7 @@ import psutil
 import pytest
 from typer.testing import CliRunner
 
+from broke.catalog import load_catalog
 from broke.cli.main import app
 from broke.control import supervisor
 from broke.control.runfiles import TokenStore, read_record
@@ -256,8 +257,8 @@ def test_codex_swapped_between_turns_resumes_on_the_new_backend(agent, tmp_path,
 
 def test_count_tokens_answers_for_every_slot(agent, slots):
     route(CLAUDE_SLOTS + ("custom",), "fakeant/claude-fake")
-    route(CODEX_SLOTS, "fakeoai/gpt-fake")
-    route(("auto",), "fake/model-a")
+    route(next(f.slots for f in load_catalog().families if f.name == "codex"), "fakeoai/gpt-fake")  # every lane
+    route(("auto", *GEMINI_SLOTS), "fake/model-a")
     if not supervisor.status(agent["home"]).running:
         run_cli("start", "--port", str(agent["port"]))
     token = TokenStore(agent["home"]).token_for("client")
