@@ -1,4 +1,4 @@
-"""Launch Claude Code or Codex through the gateway: the argv, a sanitised environment, an audit line.
+"""Launch Claude Code, Codex or Gemini CLI through the gateway: the argv, a sanitised environment, an audit line.
 
 Everything here but `prepare` and `exec_client` is pure: it takes the caller's environment as a
 mapping, so what a client would get can be computed and tested without starting anything.
@@ -21,9 +21,13 @@ from broke.control.tokens import CLIENT_TOKEN_ENV, MASTER_KEY_ENV
 from broke.errors import BrokeError, UsageProblem
 
 #: Prefixes and names of caller variables that would point a client somewhere other than broke.
-STALE_PREFIXES = ("ANTHROPIC_", "OPENAI_")
+STALE_PREFIXES = ("ANTHROPIC_", "OPENAI_", "GOOGLE_GEMINI_", "GOOGLE_GENAI_", "GOOGLE_VERTEX_")
 #: broke's own fixed tokens are the gateway's too: a client gets its token in its own variable only.
-STALE_NAMES = frozenset({"CLAUDE_CODE_USE_BEDROCK", "CLAUDE_CODE_USE_VERTEX", CLIENT_TOKEN_ENV, MASTER_KEY_ENV})
+#: Google's project, credentials and auth choices would send Gemini CLI to Vertex AI or Code Assist.
+STALE_NAMES = frozenset({"CLAUDE_CODE_USE_BEDROCK", "CLAUDE_CODE_USE_VERTEX", CLIENT_TOKEN_ENV, MASTER_KEY_ENV,
+                         "GOOGLE_CLOUD_PROJECT", "GOOGLE_CLOUD_PROJECT_ID", "GOOGLE_CLOUD_LOCATION",
+                         "GOOGLE_APPLICATION_CREDENTIALS", "GEMINI_CLI_USE_COMPUTE_ADC", "GEMINI_DEFAULT_AUTH_TYPE",
+                         "GEMINI_API_KEY_AUTH_MECHANISM", "CLOUD_SHELL", "CODE_ASSIST_ENDPOINT"})
 #: Proxy variables (matched case-insensitively) are kept, but loopback must bypass them.
 PROXY_NAMES = frozenset({"http_proxy", "https_proxy", "all_proxy"})
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost")
@@ -35,6 +39,16 @@ CODEX_DEFAULT_MODEL = "gpt-5-codex"
 #: The pseudo-client of `broke sandbox exec`: any command, given the variables of every client API.
 COMMAND = "command"
 AUDIT_LOG = "launch_audit.log"
+#: Gemini CLI's system settings for a launch (its highest-precedence file), kept in its own directory
+#: (~/.gemini, which a sandbox lets it read; Gemini CLI skips it if a parent directory is writable by
+#: others): API-key auth, whose base URL is GOOGLE_GEMINI_BASE_URL, even when the user's own settings
+#: chose a Google login (its "gateway" auth, picked from the environment alone, fails its own
+#: validation in headless mode); no usage statistics, telemetry or update checks.
+GEMINI_SETTINGS = "broke-system-settings.json"
+GEMINI_AUTH = "gemini-api-key"
+GEMINI_SYSTEM_SETTINGS = {"security": {"auth": {"selectedType": GEMINI_AUTH}},
+                          "privacy": {"usageStatisticsEnabled": False}, "telemetry": {"enabled": False},
+                          "general": {"enableAutoUpdate": False, "enableAutoUpdateNotification": False}}
 
 Progress = Callable[[str], None]
 
@@ -49,6 +63,7 @@ class Client:
 CLIENTS = {
     "claude": Client("claude", "claude", "npm i -g @anthropic-ai/claude-code"),
     "codex": Client("codex", "codex", "npm i -g @openai/codex"),
+    "gemini": Client("gemini", "gemini", "npm i -g @google/gemini-cli"),
 }
 
 
@@ -134,11 +149,14 @@ def _no_proxy_vars(environ: Mapping[str, str]) -> dict[str, str]:
     return out
 
 
-def client_vars(client: str, base_url: str, token: str) -> dict[str, str]:
-    """The variables broke sets for `client` (for any command: those of the Anthropic and OpenAI APIs)."""
+def client_vars(client: str, base_url: str, token: str, settings: Path | None = None) -> dict[str, str]:
+    """The variables broke sets for `client` (for any command: those of the Anthropic, OpenAI and Google APIs)."""
     if client == COMMAND:
         return {"ANTHROPIC_BASE_URL": base_url, "ANTHROPIC_AUTH_TOKEN": token,
-                "OPENAI_BASE_URL": f"{base_url}/v1", "OPENAI_API_KEY": token}
+                "OPENAI_BASE_URL": f"{base_url}/v1", "OPENAI_API_KEY": token, **_gemini_vars(base_url, token)}
+    if client_named(client).name == "gemini":
+        return {**_gemini_vars(base_url, token),
+                **({"GEMINI_CLI_SYSTEM_SETTINGS_PATH": str(settings)} if settings else {})}
     if client_named(client).name == "claude":
         return {
             "ANTHROPIC_BASE_URL": base_url,
@@ -151,6 +169,11 @@ def client_vars(client: str, base_url: str, token: str) -> dict[str, str]:
             "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
         }
     return {CODEX_KEY_ENV: token}
+
+
+def _gemini_vars(base_url: str, token: str) -> dict[str, str]:
+    """Gemini CLI pointed at broke: Google's API at the gateway, the token as its API key (x-goog-api-key)."""
+    return {"GOOGLE_GEMINI_BASE_URL": base_url, "GEMINI_API_KEY": token, "GEMINI_DEFAULT_AUTH_TYPE": GEMINI_AUTH}
 
 
 def _toml_string(value: str) -> str:
@@ -171,8 +194,8 @@ def client_argv(client: str, base_url: str, args: Sequence[str]) -> list[str]:
     """The command line: the user's arguments untouched, after what points the client at broke."""
     if client == COMMAND:
         return list(args)
-    if client_named(client).name == "claude":
-        return ["claude", *args]
+    if client_named(client).name in ("claude", "gemini"):
+        return [client_named(client).binary, *args]
     provider = ",".join(f"{k}={_toml_string(v)}" for k, v in (
         ("name", "broke"), ("base_url", f"{base_url}/v1"), ("env_key", CODEX_KEY_ENV), ("wire_api", "responses"),
         ("model_catalog_url", f"{base_url}/v1/models")))  # Codex's model discovery: the lanes it may pick
@@ -184,11 +207,12 @@ def client_argv(client: str, base_url: str, args: Sequence[str]) -> list[str]:
 
 def build_plan(client: str, base_url: str, token: str, args: Sequence[str],
                environ: Mapping[str, str], profile: str | None = None,
-               key_vars: frozenset[str] | None = None) -> LaunchPlan:
+               key_vars: frozenset[str] | None = None, settings: Path | None = None) -> LaunchPlan:
     """The launch of `client` from a caller whose environment is `environ`; `key_vars`: the
-    provider key variables to remove besides *_API_KEY (default: the catalog's)."""
+    provider key variables to remove besides *_API_KEY (default: the catalog's); `settings`: Gemini
+    CLI's system settings file."""
     keys = key_variables() if key_vars is None else key_vars
-    setting = {**_no_proxy_vars(environ), **client_vars(client, base_url, token)}
+    setting = {**_no_proxy_vars(environ), **client_vars(client, base_url, token, settings)}
     env = {k: v for k, v in environ.items() if not _is_stale(k, keys)}
     env.update(setting)
     removed = sorted(k for k in environ if _is_stale(k, keys) and k not in setting)
@@ -219,6 +243,15 @@ def require_client(client: str, environ: Mapping[str, str], args: Sequence[str] 
         raise ClientNotFoundError(f"`{spec.binary}` is not on PATH; install it with `{spec.install}`")
 
 
+def gemini_settings(environ: Mapping[str, str]) -> Path:
+    """Write Gemini CLI's system settings for launches (0600) and return their path."""
+    from broke.fileio import atomic_write
+
+    path = Path(environ.get("HOME") or Path.home()) / ".gemini" / GEMINI_SETTINGS
+    atomic_write(path, json.dumps(GEMINI_SYSTEM_SETTINGS, indent=2).encode())
+    return path
+
+
 def planned_base_url(home: Path) -> str:
     """The running gateway's base URL, else the one `broke start` would use."""
     from broke.control import supervisor
@@ -236,7 +269,8 @@ def preview(home: Path, client: str, profile: str | None, environ: Mapping[str, 
 
     client_named(client)
     token = TokenStore(home).token_for(token_owner(home, profile))
-    return build_plan(client, planned_base_url(home), token, [], environ, profile, key_variables(home))
+    settings = gemini_settings(environ) if client == "gemini" else None
+    return build_plan(client, planned_base_url(home), token, [], environ, profile, key_variables(home), settings)
 
 
 def prepare(home: Path, client: str, args: Sequence[str], *, profile: str | None,
@@ -249,7 +283,9 @@ def prepare(home: Path, client: str, args: Sequence[str], *, profile: str | None
     owner = token_owner(home, profile)
     record, started = supervisor.start(home, progress=progress)
     token = TokenStore(home).token_for(owner)
-    return build_plan(client, record.base_url, token, args, environ, profile, key_variables(home)), started
+    settings = gemini_settings(environ) if client == "gemini" else None
+    return build_plan(client, record.base_url, token, args, environ, profile, key_variables(home),
+                      settings), started
 
 
 def audit(home: Path, plan: LaunchPlan, sandbox: str = "normal") -> None:

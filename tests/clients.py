@@ -1,4 +1,5 @@
-"""The real clients for end-to-end tests: Claude Code and Codex from npm, and `broke` run as a user runs it."""
+"""The real clients for end-to-end tests: Claude Code, Codex and Gemini CLI from npm, and `broke` run as a
+user runs it."""
 from __future__ import annotations
 
 import os
@@ -13,6 +14,7 @@ import pytest
 # The real clients the end-to-end tests install (bump both together; the cache is keyed by them).
 CLAUDE_CODE_VERSION = "2.1.197"
 CODEX_VERSION = "0.169.0"
+GEMINI_CLI_VERSION = "0.61.0"
 CLIENT_TIMEOUT_S = 120
 BROKE = Path(sys.executable).parent / "broke"
 #: Provider settings a user may have lying around; launches must not be fooled by them.
@@ -27,17 +29,27 @@ def _cache_root() -> Path:
 
 def install_clients() -> Path:
     """The bin directory of Claude Code and Codex installed from npm, cached by version across runs."""
+    return _install(f"claude-code-{CLAUDE_CODE_VERSION}_codex-{CODEX_VERSION}", {
+        "claude": f"@anthropic-ai/claude-code@{CLAUDE_CODE_VERSION}", "codex": f"@openai/codex@{CODEX_VERSION}"})
+
+
+def install_gemini() -> Path:
+    """The bin directory of Gemini CLI installed from npm, cached by version across runs."""
+    return _install(f"gemini-cli-{GEMINI_CLI_VERSION}", {"gemini": f"@google/gemini-cli@{GEMINI_CLI_VERSION}"})
+
+
+def _install(name: str, packages: dict[str, str]) -> Path:
+    """npm packages (program -> package@version) installed once under the cache's `name`."""
     npm = shutil.which("npm")
     if npm is None:
-        pytest.skip("npm is not on PATH: cannot install Claude Code and Codex for the end-to-end tests")
-    target = _cache_root() / f"claude-code-{CLAUDE_CODE_VERSION}_codex-{CODEX_VERSION}"
+        pytest.skip(f"npm is not on PATH: cannot install {', '.join(packages)} for the end-to-end tests")
+    target = _cache_root() / name
     bin_dir = target / "node_modules" / ".bin"
-    if not ((bin_dir / "claude").exists() and (bin_dir / "codex").exists()):
+    if not all((bin_dir / program).exists() for program in packages):
         target.parent.mkdir(parents=True, exist_ok=True)
         scratch = Path(tempfile.mkdtemp(prefix=".install-", dir=target.parent))
         done = subprocess.run(
-            [npm, "install", "--prefix", str(scratch), "--no-audit", "--no-fund",
-             f"@anthropic-ai/claude-code@{CLAUDE_CODE_VERSION}", f"@openai/codex@{CODEX_VERSION}"],
+            [npm, "install", "--prefix", str(scratch), "--no-audit", "--no-fund", *packages.values()],
             capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL)
         assert done.returncode == 0, f"npm install failed:\n{done.stdout}\n{done.stderr}"
         try:

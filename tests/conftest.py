@@ -60,6 +60,14 @@ def client_bin() -> Path:
     return install_clients()
 
 
+@pytest.fixture(scope="session")
+def gemini_bin() -> Path:
+    """The bin directory of the pinned Gemini CLI (installed from npm once, cached by version)."""
+    from clients import install_gemini
+
+    return install_gemini()
+
+
 @pytest.fixture
 def slots() -> tuple[str, ...]:
     return load_catalog().slots

@@ -3,13 +3,17 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
+import tempfile
 import uuid
+from pathlib import Path
 
 import httpx
 import psutil
 import pytest
 from typer.testing import CliRunner
 
+from broke.catalog import load_catalog
 from broke.cli.main import app
 from broke.control import supervisor
 from broke.control.runfiles import TokenStore, read_record
@@ -24,6 +28,7 @@ pytestmark = pytest.mark.timeout(600)
 
 CLAUDE_SLOTS = ("sonnet", "opus", "haiku", "subagent")
 CODEX_SLOTS = ("gpt-5-codex", "gpt-5", "gpt-5-mini")
+GEMINI_SLOTS = ("gemini-pro", "gemini-flash")
 #: The Anthropic-native backend serves a model LiteLLM knows, so it applies that model's capabilities
 #: (thinking) as it would for the real provider.
 ANTHROPIC_MODEL = "claude-sonnet-4-5-20250929"
@@ -252,8 +257,8 @@ def test_codex_swapped_between_turns_resumes_on_the_new_backend(agent, tmp_path,
 
 def test_count_tokens_answers_for_every_slot(agent, slots):
     route(CLAUDE_SLOTS + ("custom",), "fakeant/claude-fake")
-    route(CODEX_SLOTS, "fakeoai/gpt-fake")
-    route(("auto",), "fake/model-a")
+    route(next(f.slots for f in load_catalog().families if f.name == "codex"), "fakeoai/gpt-fake")  # every lane
+    route(("auto", *GEMINI_SLOTS), "fake/model-a")
     if not supervisor.status(agent["home"]).running:
         run_cli("start", "--port", str(agent["port"]))
     token = TokenStore(agent["home"]).token_for("client")
@@ -425,7 +430,7 @@ def chat_only(tmp_path_factory):
         mp.setenv("BROKE_HOME", str(home))
         add_fake_backends(home, fake, "model-a")
         run_cli("node", "add", "fake-worker", fake.base_url, "--model", "tiny-remote")
-        every = (*CLAUDE_SLOTS, "custom", *CODEX_SLOTS, "auto")
+        every = (*CLAUDE_SLOTS, "custom", *CODEX_SLOTS, *GEMINI_SLOTS, "auto")
         run_cli("swap", *[f"{slot}=fake/model-a" for slot in every])
         for slot in every:
             run_cli("fallback", slot, "--clear")
@@ -473,3 +478,47 @@ def test_agents_do_tool_work_on_chat_backends_with_no_litellm_process(chat_only,
     record = read_record(chat_only["home"])
     assert record is not None and record.litellm.pid == 0
     assert litellm_processes(chat_only["home"]) == []  # none started, none running
+
+
+@pytest.fixture
+def gemini_home():
+    """A home for Gemini CLI whose parent directories only their owner may write."""
+    parent = Path.home() / ".cache" / "broke-test-clients"
+    parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    home = Path(tempfile.mkdtemp(prefix="gemini-home-", dir=parent))
+    yield home
+    shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.mark.parametrize("backend", ["fake/model-a", "mlx/tiny-remote"], ids=["openai-compatible", "local-worker"])
+def test_gemini_cli_does_tool_work_on_chat_backends_with_no_litellm_process(chat_only, monkeypatch, tmp_path,
+                                                                            gemini_bin, gemini_home, backend):
+    """The real Gemini CLI, launched by `broke gemini`, speaks Google's API to broke; broke translates it
+    to chat completions, and the CLI runs the shell command the model asks for and sends back its result."""
+    monkeypatch.setenv("BROKE_HOME", str(chat_only["home"]))
+    fake, marker, target = chat_only["fake"], uuid.uuid4().hex, tmp_path / "made-by-agent.txt"
+    fake.clear_scripts()
+    fake.reset_requests()
+    route(GEMINI_SLOTS, backend)
+    call = ToolCall("run_shell_command", {"command": f"printf %s {marker} > {target.name} && echo wrote-{marker}",
+                                          "description": "write the marker"})
+    fake.script(call, Reply(f"done, wrote {marker}"))
+    # Gemini CLI skips a settings file under a directory others may write (tmp_path is in /tmp): its home
+    # is in the user's cache; the user trusts the working directory (else --yolo is turned off)
+    env = {"GEMINI_API_KEY": "AIza-stale-secret", "GOOGLE_GENAI_USE_VERTEXAI": "true", "HOME": str(gemini_home),
+           "GEMINI_CLI_TRUST_WORKSPACE": "true"}
+    # A named model: Gemini CLI's default ("auto") first asks a classifier for JSON, which the fake's
+    # scripted text is not (the CLI retries for ~90 s, then goes on with its default model)
+    done = run_broke(chat_only, tmp_path, gemini_bin, "gemini", "-m", "gemini-2.5-pro", "-p", "make the file",
+                     "--yolo", env=env)
+    assert_done(chat_only, done, f"done, wrote {marker}")
+    assert target.read_text() == marker
+    asked, answered = scripted(fake)
+    assert asked["api"] == answered["api"] == "chat" and asked["stream"] and answered["stream"]
+    assert len(answered["tool_results"]) == 1 and f"wrote-{marker}" in answered["tool_results"][0]
+    assert sent_back_call(answered)["command"] == call.arguments["command"]
+    expected_model = "default_model" if backend.startswith("mlx/") else "model-a"
+    assert {r["model"] for r in fake.requests} == {expected_model}  # every request, side requests included
+    record = read_record(chat_only["home"])
+    assert record is not None and record.litellm.pid == 0
+    assert litellm_processes(chat_only["home"]) == []

@@ -109,7 +109,7 @@ def test_doctor_counts_keys_of_custom_backends(cli, cli_json, monkeypatch):
 
 
 def test_validate_passes_when_every_slot_resolves(cli, cli_json, monkeypatch):
-    for var in ("ANTHROPIC_API_KEY", "OPENAI_API_KEY", "OPENROUTER_API_KEY"):
+    for var in ("ANTHROPIC_API_KEY", "OPENAI_API_KEY", "OPENROUTER_API_KEY", "GEMINI_API_KEY"):
         monkeypatch.setenv(var, "k")
     code, report = cli_json("validate")
     assert code == 0 and report["ok"] is True

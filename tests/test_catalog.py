@@ -41,7 +41,8 @@ def test_slots_are_every_family_slot_in_order_without_duplicates(catalog):
     assert len(set(catalog.slots)) == len(catalog.slots)
     assert set(catalog.slots) == {
         "sonnet", "opus", "haiku", "subagent", "custom", "gpt-5-codex", "gpt-5", "gpt-5-mini", "gpt54",
-        "gpt54mini", "gpt53codex", "gpt52codex", "gpt52", "gpt51codexmax", "gpt51codexmini", "auto",
+        "gpt54mini", "gpt53codex", "gpt52codex", "gpt52", "gpt51codexmax", "gpt51codexmini", "gemini-pro",
+        "gemini-flash", "auto",
     }
 
 
@@ -51,6 +52,7 @@ def test_slots_fixture_matches_catalog(slots, catalog):
 
 @pytest.mark.parametrize("slot, family", [
     ("sonnet", "claude"), ("custom", "claude"), ("gpt-5", "codex"), ("gpt-5-mini", "codex"),
+    ("gemini-pro", "gemini"), ("gemini-flash", "gemini"),
 ])
 def test_family_of(catalog, slot, family):
     assert catalog.family_of(slot) == family
@@ -87,6 +89,11 @@ def test_auto_is_its_own_family(catalog):
     ("gpt-5.1-codex-mini", "gpt51codexmini"), ("gpt-5.1-codex-mini-2025-11-13", "gpt51codexmini"),
     # the cheap mini lane never lands on the premium codex slot; a longer version number is no lane's
     ("gpt-5.45", "gpt-5"), ("gpt-5.1-codex", "gpt-5-codex"),
+    # Gemini CLI's names, preview, dated, lite and -latest variants, with or without `models/`
+    ("gemini-2.5-pro", "gemini-pro"), ("gemini-3-pro-preview", "gemini-pro"),
+    ("gemini-2.5-pro-preview-06-05", "gemini-pro"), ("models/gemini-2.5-pro", "gemini-pro"),
+    ("gemini-2.5-flash", "gemini-flash"), ("gemini-2.5-flash-lite", "gemini-flash"),
+    ("gemini-flash-latest", "gemini-flash"), ("gemini-2.0-flash-001", "gemini-flash"),
 ])
 def test_alias_patterns(catalog, requested, slot):
     assert catalog.slot_for_model(requested) == slot

@@ -70,6 +70,28 @@ def test_codex_env_has_only_its_key_from_broke():
     assert plan.env["EDITOR"] == "vim"
 
 
+def test_gemini_env_points_gemini_cli_at_broke_in_gateway_mode(tmp_path):
+    google = {"GEMINI_API_KEY": "AIza-stale", "GOOGLE_API_KEY": "AIza-other", "GOOGLE_GEMINI_BASE_URL": "https://x",
+              "GOOGLE_GENAI_USE_VERTEXAI": "true", "GOOGLE_CLOUD_PROJECT": "p", "GOOGLE_APPLICATION_CREDENTIALS": "/c"}
+    settings = tmp_path / "s.json"
+    plan = launch.build_plan("gemini", URL, TOKEN, ["-p", "hi"], {**CALLER, **google}, settings=settings)
+    assert plan.set == {"GOOGLE_GEMINI_BASE_URL": URL, "GEMINI_API_KEY": TOKEN,
+                        "GEMINI_DEFAULT_AUTH_TYPE": "gemini-api-key", "GEMINI_CLI_SYSTEM_SETTINGS_PATH": str(settings)}
+    assert {"GOOGLE_API_KEY", "GOOGLE_GENAI_USE_VERTEXAI", "GOOGLE_CLOUD_PROJECT",
+            "GOOGLE_APPLICATION_CREDENTIALS", "ANTHROPIC_API_KEY"} <= set(plan.removed)
+    assert "AIza-stale" not in plan.env.values() and plan.env["EDITOR"] == "vim"
+    assert plan.argv == ["gemini", "-p", "hi"]
+
+
+def test_gemini_settings_choose_the_gateway_whatever_the_user_chose(tmp_path):
+    path = launch.gemini_settings({"HOME": str(tmp_path)})
+    assert path == tmp_path / ".gemini" / "broke-system-settings.json"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    settings = json.loads(path.read_text())
+    assert settings["security"]["auth"]["selectedType"] == "gemini-api-key"
+    assert settings["privacy"]["usageStatisticsEnabled"] is False
+
+
 def test_proxies_are_kept_but_loopback_bypasses_them():
     caller = {"PATH": "/bin", "https_proxy": "http://proxy:3128", "HTTP_PROXY": "http://proxy:3128",
               "NO_PROXY": "corp.example,localhost"}
@@ -112,6 +134,15 @@ def test_launch_env_masks_the_token(cli, monkeypatch):
     data = json.loads(cli("launch-env", "codex", "--json").stdout)
     assert data["set"] == {"BROKE_CODEX_KEY": token[:8] + "…"}
     assert data["argv"][-2:] == ["-m", "gpt-5-codex"]
+
+
+def test_launch_env_shows_gemini(cli, monkeypatch, tmp_path):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    token = json.loads(cli("connect", "--json").stdout)["token"]
+    data = json.loads(cli("launch-env", "gemini", "--json").stdout)
+    assert data["argv"] == ["gemini"] and data["set"]["GEMINI_API_KEY"] == token[:8] + "…"
+    assert data["set"]["GOOGLE_GEMINI_BASE_URL"].startswith("http://127.0.0.1:")
+    assert token not in cli("launch-env", "gemini").stdout
 
 
 @pytest.mark.parametrize("args", [[], ["--json"]])
@@ -171,6 +202,8 @@ def test_audit_line_names_variables_never_values(broke_home):
     (["c"], "npm i -g @anthropic-ai/claude-code"),
     (["codex", "exec", "hi"], "npm i -g @openai/codex"),
     (["x"], "npm i -g @openai/codex"),
+    (["gemini", "-p", "hi"], "npm i -g @google/gemini-cli"),
+    (["g"], "npm i -g @google/gemini-cli"),
 ])
 def test_missing_client_is_one_error_line_with_the_install_command(cli, broke_home, tmp_path, monkeypatch,
                                                                     command, install):

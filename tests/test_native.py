@@ -15,6 +15,7 @@ from fake_provider import FakeProvider
 pytestmark = pytest.mark.timeout(600)
 CLAUDE_SLOTS = ("sonnet", "opus", "haiku", "subagent", "custom")
 CODEX_SLOTS = ("gpt-5-codex", "gpt-5", "gpt-5-mini")
+GEMINI_SLOTS = ("gemini-pro", "gemini-flash")
 
 
 @pytest.fixture
@@ -51,8 +52,8 @@ def test_claude_code_and_codex_on_chat_servers_never_start_litellm(broke_home, f
     `broke start` starts no LiteLLM, /v1/messages is served within 2 s of the start, and none starts later."""
     monkeypatch.setenv("BROKE_NATIVE", "1")
     add_fake_backends(broke_home, fake, "model-a")
-    run_cli("swap", *[f"{s}=fake/model-a" for s in (*CLAUDE_SLOTS, *CODEX_SLOTS, "auto")])
-    for slot in (*CLAUDE_SLOTS, *CODEX_SLOTS, "auto"):
+    run_cli("swap", *[f"{s}=fake/model-a" for s in (*CLAUDE_SLOTS, *CODEX_SLOTS, *GEMINI_SLOTS, "auto")])
+    for slot in (*CLAUDE_SLOTS, *CODEX_SLOTS, *GEMINI_SLOTS, "auto"):
         run_cli("fallback", slot, "--clear")
     started = time.monotonic()
     run_cli("start", "--port", str(free_port()))
@@ -76,6 +77,13 @@ def test_claude_code_and_codex_on_chat_servers_never_start_litellm(broke_home, f
                                    headers={"authorization": f"Bearer {token}"},
                                    json={"model": "gpt-5-codex", "input": "hi", "stream": stream})
             assert responses.status_code == 200 and responses.headers["x-broke-via"] == "translated", responses.text
+        gemini = httpx.post(record.base_url + "/v1beta/models/gemini-2.5-pro:streamGenerateContent?alt=sse",
+                            headers={"x-goog-api-key": token}, timeout=30,
+                            json={"contents": [{"role": "user", "parts": [{"text": "hi"}]}]})
+        assert gemini.status_code == 200 and gemini.headers["x-broke-via"] == "translated", gemini.text
+        said = [json.loads(line[6:]) for line in gemini.text.splitlines() if line.startswith("data: ")]
+        assert "".join(p.get("text", "") for c in said for p in c["candidates"][0]["content"]["parts"]) \
+            .startswith("fake:model-a:")
         assert {r["api"] for r in fake.requests} == {"chat"}
         assert read_record(broke_home).litellm.pid == 0  # no LiteLLM process, then or now
         assert httpx.get(record.base_url + "/health", timeout=10).json()["litellm"] == "not started"
@@ -94,8 +102,8 @@ def test_native_backends_need_no_litellm_for_any_client_api(broke_home, fake, mo
     run_cli("backend", "add", "fakeoai/gpt-x", "--provider", "openai", "--api-base", fake.base_url,
             "--model", "gpt-x", "--key-env", "FAKE_API_KEY")
     run_cli("swap", *[f"{s}=fakeant/claude-x" for s in CLAUDE_SLOTS], *[f"{s}=fakeoai/gpt-x" for s in CODEX_SLOTS],
-            "auto=fake/model-a")
-    for slot in (*CLAUDE_SLOTS, *CODEX_SLOTS, "auto"):
+            *[f"{s}=fake/model-a" for s in GEMINI_SLOTS], "auto=fake/model-a")
+    for slot in (*CLAUDE_SLOTS, *CODEX_SLOTS, *GEMINI_SLOTS, "auto"):
         run_cli("fallback", slot, "--clear")
     run_cli("start", "--port", str(free_port()))
     try:

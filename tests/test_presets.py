@@ -233,7 +233,7 @@ def test_profile_list_shows_shipped(cli, cli_json):
     ci = next(p for p in data if p["name"] == "ci")
     assert ci["origin"] == "shipped"
     assert ci["team"] == "free-cloud"
-    assert ci["access"]["slots"] == ["haiku", "subagent", "gpt-5-mini", "gpt54mini", "gpt51codexmini"]
+    assert ci["access"]["slots"] == ["haiku", "subagent", "gpt-5-mini", "gpt54mini", "gpt51codexmini", "gemini-flash"]
 
 
 def test_profile_new_creates(cli, cli_json, broke_home):

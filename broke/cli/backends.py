@@ -7,7 +7,7 @@ from broke.cli.output import esc, say, store
 
 #: What users call each client API.
 API_NAMES = {"chat": "chat completions", "responses": "Responses (Codex)",
-             "messages": "Anthropic messages (Claude Code)"}
+             "messages": "Anthropic messages (Claude Code)", "gemini": "Google generateContent (Gemini CLI)"}
 
 backend_app = typer.Typer(no_args_is_help=True, help="Add or remove custom backends; set a backend's prices.")
 

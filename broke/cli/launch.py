@@ -1,4 +1,4 @@
-"""`claude`, `codex` (short: `c`, `x`) and `launch-env`: run a coding client through the gateway."""
+"""`claude`, `codex`, `gemini` (short: `c`, `x`, `g`) and `launch-env`: run a coding client through the gateway."""
 from __future__ import annotations
 
 import os
@@ -63,11 +63,21 @@ def codex(ctx: typer.Context, profile: str | None = PROFILE_OPTION, sandbox: str
     launch_client("codex", ctx.args, profile, sandbox, force)
 
 
-def launch_env(client: str = typer.Argument(..., metavar="CLIENT", help="claude or codex."),
+def gemini(ctx: typer.Context, profile: str | None = PROFILE_OPTION, sandbox: str | None = SANDBOX_OPTION,
+           force: bool = FORCE_OPTION) -> None:
+    """Run Gemini CLI through the gateway (started if needed); ARGS go to gemini untouched.
+
+    broke's options come first; `broke gemini -- --help` shows gemini's own help. Its model names
+    (`-m gemini-2.5-flash`) map to the gemini-pro and gemini-flash slots.
+    """
+    launch_client("gemini", ctx.args, profile, sandbox, force)
+
+
+def launch_env(client: str = typer.Argument(..., metavar="CLIENT", help="claude, codex or gemini."),
                shell: bool = typer.Option(False, "--shell", help="Print `export`/`unset` lines to eval "
                                           "(with the real token)."),
                profile: str | None = PROFILE_OPTION, as_json: bool = JSON_OPTION) -> None:
-    """Show what `broke claude` / `broke codex` would set and remove (token masked)."""
+    """Show what `broke claude` / `broke codex` / `broke gemini` would set and remove (token masked)."""
     from broke import launch, launch_sandbox
     from broke.errors import UsageProblem
 
@@ -94,7 +104,8 @@ def launch_env(client: str = typer.Argument(..., metavar="CLIENT", help="claude 
 
 def register(app: typer.Typer) -> None:
     for name, command, help_text in (("claude", claude, None), ("c", claude, "Short for `broke claude`."),
-                                     ("codex", codex, None), ("x", codex, "Short for `broke codex`.")):
+                                     ("codex", codex, None), ("x", codex, "Short for `broke codex`."),
+                                     ("gemini", gemini, None), ("g", gemini, "Short for `broke gemini`.")):
         app.command(name, help=help_text, context_settings=PASS_THROUGH,
                     options_metavar=OPTIONS_METAVAR)(command)
     app.command("launch-env")(launch_env)

@@ -25,7 +25,7 @@ COMMANDS: dict[str, str] = {
     **dict.fromkeys(("route", "explain", "validate", "doctor"), "routing"),
     **dict.fromkeys(("start", "stop", "restart", "status", "connect", "probe", "metrics"), "gateway"),
     "dashboard": "dashboard",
-    **dict.fromkeys(("claude", "c", "codex", "x", "launch-env"), "launch"),
+    **dict.fromkeys(("claude", "c", "codex", "x", "gemini", "g", "launch-env"), "launch"),
     **dict.fromkeys(("key-policy", "key-state", "model-policy", "model-state"), "policy"),
     "estimate": "router",
     "feedback": "router",

@@ -5,6 +5,8 @@
 - OpenAI Chat Completions: `prompt_tokens` includes `prompt_tokens_details.cached_tokens` (and, from
   LiteLLM's Anthropic translation, `cache_creation_input_tokens`): fresh input is what is left.
 - OpenAI Responses: `input_tokens` includes `input_tokens_details.cached_tokens`.
+- Google generateContent: `promptTokenCount` includes `cachedContentTokenCount`; `candidatesTokenCount`
+  is the output.
 
 Numbers are found with one regular expression over the bytes (no JSON parse on the request path); a
 stream is fed chunk by chunk, each field keeping its largest value (Anthropic's message_start and
@@ -17,11 +19,13 @@ from dataclasses import dataclass
 from typing import Any
 
 _FIELDS = re.compile(rb'"(prompt_tokens|completion_tokens|input_tokens|output_tokens|cached_tokens|'
-                     rb'cache_read_input_tokens|cache_creation_input_tokens)"\s*:\s*(\d+)')
+                     rb'cache_read_input_tokens|cache_creation_input_tokens|'
+                     rb'promptTokenCount|candidatesTokenCount|cachedContentTokenCount)"\s*:\s*(\d+)')
 #: Bytes of one chunk kept for the next, so that a field split between two chunks is still read.
 _CARRY = 64
 
 CHAT, MESSAGES, RESPONSES = "/v1/chat/completions", "/v1/messages", "/v1/responses"
+GEMINI = "/v1beta/"  # Google's generateContent paths
 
 
 @dataclass(frozen=True)
@@ -43,6 +47,9 @@ def usage_of(path: str, found: dict[bytes, int]) -> Usage | None:
     if not found:
         return None
     output = found.get(b"output_tokens", found.get(b"completion_tokens", 0))
+    if path.startswith(GEMINI):
+        cached = found.get(b"cachedContentTokenCount", 0)
+        return Usage(max(found.get(b"promptTokenCount", 0) - cached, 0), found.get(b"candidatesTokenCount", 0), cached)
     if path == MESSAGES:
         return Usage(found.get(b"input_tokens", 0), output, found.get(b"cache_read_input_tokens", 0),
                      found.get(b"cache_creation_input_tokens", 0))
@@ -73,7 +80,7 @@ class UsageMeter:
 
     def feed(self, chunk: bytes) -> None:
         data = self._carry + chunk
-        if b"_tokens" in data:
+        if b"_tokens" in data or b"TokenCount" in data:
             self._scan(data)
         self._carry = data[-_CARRY:]
 

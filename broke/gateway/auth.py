@@ -66,7 +66,9 @@ class Authenticator:
     def token_of(request: Request) -> str:
         header = request.headers.get("authorization", "")
         token = header[7:].strip() if header.lower().startswith("bearer ") else ""
-        return token or request.headers.get("x-api-key", "").strip()
+        return (token or request.headers.get("x-api-key", "").strip()
+                or request.headers.get("x-goog-api-key", "").strip()  # Google's API (Gemini CLI)
+                or (request.query_params.get("key", "").strip() if request.url.path.startswith("/v1beta/") else ""))
 
     def check(self, request: Request) -> Client | Refusal:
         """The client a request's token belongs to, or why it is refused (401, then 429 when repeated)."""
@@ -79,7 +81,8 @@ class Authenticator:
                 return Refusal(429, "rate_limited", "too many failed authentications; wait a minute",
                                "auth_rate_limited")
             self.limiter.fail(address, now)
-            what = "invalid token" if token else "missing token (Authorization: Bearer or x-api-key)"
+            what = "invalid token" if token else \
+                "missing token (Authorization: Bearer, x-api-key, x-goog-api-key or ?key=)"
             return Refusal(401, "authentication_error", f"{what}; see `broke connect`", "bad_token")
         asked = request.headers.get(PROFILE_HEADER, "").strip()
         if owner.startswith("profile:"):

@@ -27,8 +27,7 @@ from broke.gateway.outcomes import Answered, AttemptFailed, Failure, PassedOver,
 from broke.gateway.relay import Relay, is_stream, response_headers
 from broke.gateway.scrub import Scrubber
 from broke.gateway.traffic import Trace
-from broke.gateway.translate import Translation
-from broke.gateway.translate.messages_chat import count_estimate
+from broke.gateway.translate import Translation, count_estimate
 from broke.gateway.unserved import unserved
 from broke.gateway.wire import ModelStamp, encode, error_body, without_unkept_thinking
 from broke.health import ERROR, TIMEOUT, Health, blames_key, reason_for_status
@@ -36,7 +35,7 @@ from broke.keys import provider_env
 from broke.routing.backends import is_local
 from broke.routing.resolve import Candidate, Resolution
 from broke.routing.rotation import RotationState
-from broke.routing.transport import API_OF_PATH, COUNT_TOKENS, Route, route_for
+from broke.routing.transport import API_OF_PATH, COUNTING, Route, route_for
 from broke.state.model import State
 
 #: Upstream answers that send the request to the next candidate (only before the first byte).
@@ -46,7 +45,7 @@ FORWARDED_HEADERS = ("accept", "anthropic-version", "anthropic-beta", "openai-be
 ANTHROPIC_VERSION = "2023-06-01"
 #: Failure reasons of broke's own LiteLLM (never blamed on a backend).
 LITELLM_GONE, LITELLM_UNAVAILABLE = "litellm_gone", "litellm_unavailable"
-#: Anthropic's token counting (Claude Code asks it before long prompts, at COUNT_TOKENS): routed like a
+#: Token counting (Claude Code asks it before long prompts, Gemini CLI at :countTokens): routed like a
 #: request, answered natively by Anthropic backends, estimated by broke for those it translates for,
 #: by LiteLLM for the others, spending no tokens.
 
@@ -156,7 +155,7 @@ class Forwarder:
         finally:
             self.metrics.in_flight -= 1
         status, error, error_headers = last
-        if last_route is not None and last_route.via == "translated":  # in the client API's own shape
+        if last_route is not None and last_route.translates(path):  # in the client API's own shape
             error = Translation(API_OF_PATH[path], last_route.api, payload).error(status, error)
         trace.status, trace.attempts = status, number
         trace.error = f"every candidate failed ({number} attempts); the last answered {status}"
@@ -179,7 +178,7 @@ class Forwarder:
         try:
             translation = Translation(API_OF_PATH[shared.path], route.api, shared.payload,
                                       limit_field="max_completion_tokens" if candidate.provider == "openai"
-                                      else "max_tokens") if route.via == "translated" else None
+                                      else "max_tokens") if route.translates(shared.path) else None
         except InvalidInputError as exc:  # a request broke's translation cannot carry: said at once
             return await self._untranslatable(attempt, shared, base_headers, str(exc)), None
         lease = self.load.acquire(candidate.backend, attempt.replica) if is_local(candidate.provider, self.catalog) \
@@ -187,7 +186,7 @@ class Forwarder:
         sent = self._body(translation.body if translation else shared.payload, candidate, route)
         # a chat stream's usage is asked for where the client did not ask (and stripped again); a backend spoken
         # to in another API reports its usage in its own events, which the translation carries
-        strip_usage = route.via != "translated" and asks_stream_usage(shared.path, sent)
+        strip_usage = translation is None and asks_stream_usage(shared.path, sent)
         if strip_usage:
             sent = with_stream_usage(sent)
         upstream, content, failure = await self._send(route.url, encode(sent),
@@ -219,7 +218,7 @@ class Forwarder:
         relay = Relay(upstream, answer_headers, shared.resolution.slot, candidate.backend, shared.started, lease,
                       stamp, trace, shared.spend, content, shared.scrub, self.record.first_byte_timeout_s,
                       UsageMeter(shared.path), strip_usage)
-        return await relay.response(self.load, self.metrics, self.recorder, spends=shared.path != COUNT_TOKENS), None
+        return await relay.response(self.load, self.metrics, self.recorder, spends=shared.path not in COUNTING), None
 
     async def _send(self, url: str, body: bytes, headers: dict[str, str]
                     ) -> tuple[aiohttp.ClientResponse | None, bytes | None, Failure | None]:
@@ -284,7 +283,7 @@ class Forwarder:
                                             trace))
         headers = {**base_headers, "x-broke-backend": attempt.candidate.backend,
                    "x-broke-attempts": str(attempt.number), "x-broke-via": "translated"}
-        return JSONResponse(count_estimate(shared.payload), headers=headers)
+        return JSONResponse(count_estimate(API_OF_PATH[shared.path], shared.payload), headers=headers)
 
     @staticmethod
     async def _first_event(upstream: aiohttp.ClientResponse, bound: float
@@ -310,7 +309,7 @@ class Forwarder:
 
     def _replica(self, path: str, candidate: Candidate, health: Health, failed: set[str]) -> str | None:
         """The local worker a request goes to directly ("": not a worker's; None: none left)."""
-        if path == COUNT_TOKENS or candidate.backend not in self.load.pools:
+        if path in COUNTING or candidate.backend not in self.load.pools:
             return ""
         return self.load.pick(candidate.backend, health, time.time(), failed)
 

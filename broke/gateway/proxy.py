@@ -31,6 +31,7 @@ from broke.gateway.complexity import RouterModel, decision_headers
 from broke.gateway.dashboard.app import Dashboard, LiveView
 from broke.gateway.dashboard.sessions import host_allowed
 from broke.gateway.forward import Forwarder
+from broke.gateway.gemini import GeminiAPI
 from broke.gateway.judged import Judge
 from broke.gateway.limits import RateLimiter, header_problem
 from broke.gateway.litellm import LiteLLM
@@ -48,7 +49,7 @@ from broke.routing.backends import routes_by_complexity
 from broke.routing.conversation import user_turns
 from broke.routing.resolve import Conversation, resolve, tier_index
 from broke.routing.rotation import RotationState
-from broke.routing.transport import COUNT_TOKENS
+from broke.routing.transport import COUNT_TOKENS, COUNTING
 from broke.shared import Shared, redis_url
 from broke.state.model import State
 from broke.state.store import StateStore, default_state
@@ -105,6 +106,7 @@ class FrontProxy:
             Route("/metrics", self.metrics_text, methods=["GET"]),
             *Dashboard(view).routes(),
             *AdminAPI(view).routes(),
+            *GeminiAPI(self.catalog, self.handle, self._allowed_slots).routes(),
         ]
         return Starlette(routes=routes, lifespan=self._lifespan, middleware=[Middleware(self._HeaderLimit, proxy=self)])
 
@@ -175,12 +177,18 @@ class FrontProxy:
         return PlainTextResponse(self.metrics.render(self.state.get().generation),
                                  media_type="text/plain; version=0.0.4")
 
-    async def models(self, request: Request) -> Response:
+    async def _allowed_slots(self, request: Request) -> list[str] | Response:
+        """The slots a request's token may use, or its refusal."""
         client = await self._authenticate(request)
         if isinstance(client, Response):
             return client
         limits = client.limits(self.state.get().access)
-        slots = [s for s in self.catalog.slots if all(access.allows(s) for _, access in limits)]
+        return [s for s in self.catalog.slots if all(access.allows(s) for _, access in limits)]
+
+    async def models(self, request: Request) -> Response:
+        slots = await self._allowed_slots(request)
+        if isinstance(slots, Response):
+            return slots
         if CODEX_QUERY in request.query_params:  # Codex's discovery: its own catalog shape
             return JSONResponse(codex_catalog(self.catalog, slots))
         return JSONResponse({"object": "list", "data": [
@@ -237,16 +245,17 @@ class FrontProxy:
         return Conversation(tuple(turns), owner), await self.router_model.get()
 
     # ---- routing --------------------------------------------------------------------------------
-    async def handle(self, request: Request, path: str) -> Response:
-        """Answer one model request; every answer, refusals included, carries `x-broke-request-id`."""
+    async def handle(self, request: Request, path: str, fields: dict[str, Any] | None = None) -> Response:
+        """Answer one model request; every answer, refusals included, carries `x-broke-request-id`.
+        `fields` are set in its body (Google's API names the model in the URL)."""
         request_id = new_request_id()
-        response = await self._handle(request, path, request_id)
+        response = await self._handle(request, path, request_id, fields or {})
         response.headers["x-broke-request-id"] = request_id
         if not isinstance(response, StreamingResponse):  # a stream is priced when it ends (its trace, the ledger)
             response.headers.setdefault("x-broke-cost-usd", cost_header(0.0, answered=False))
         return response
 
-    async def _handle(self, request: Request, path: str, request_id: str) -> Response:
+    async def _handle(self, request: Request, path: str, request_id: str, fields: dict[str, Any]) -> Response:
         started = time.perf_counter()
         client = await self._authenticate(request)
         if isinstance(client, Response):
@@ -258,6 +267,8 @@ class FrontProxy:
             payload = orjson.loads(body)
         except orjson.JSONDecodeError:
             payload = None
+        if isinstance(payload, dict) and fields:
+            payload = {**payload, **fields}
         if not isinstance(payload, dict) or not isinstance(payload.get("model"), str):
             return await self._refuse("bad_request", 400, "invalid_request_error",
                                       "the body must be JSON with a string 'model'")
@@ -281,7 +292,7 @@ class FrontProxy:
         if not resolution.allowed or not all(access.allows(resolution.slot) for _, access in limits):
             return await self._refuse("slot_not_allowed", 403, "permission_error", resolution.reason or
                                       f"slot '{resolution.slot}' is not allowed by this token's own access limits")
-        limited = path != COUNT_TOKENS and await self._rate_limited([(owner, a.rpm, a.tpm) for owner, a in limits], now)
+        limited = path not in COUNTING and await self._rate_limited([(owner, a.rpm, a.tpm) for owner, a in limits], now)
         if limited:
             return await self._refuse("rate_limited", 429, "rate_limit_error", limited)
         admission = self.costs.admit(client.owner, (client.budget, client.on_budget), resolution.attempts, state,

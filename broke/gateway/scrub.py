@@ -11,7 +11,7 @@ import orjson
 MASK = b"[redacted]"
 #: Shorter values are not treated as secrets (masking them would garble ordinary text).
 MIN_SECRET = 6
-AUTH_HEADERS = ("authorization", "x-api-key", "api-key", "proxy-authorization")
+AUTH_HEADERS = ("authorization", "x-api-key", "api-key", "proxy-authorization", "x-goog-api-key")
 
 
 def credentials(headers: Mapping[str, str]) -> list[str]:

@@ -10,6 +10,8 @@ Messages and Responses requests to a backend that speaks chat completions (an Op
 server, OpenAI, a local model's worker) are translated by broke (gateway/translate) and sent as chat
 completions (their count_tokens estimated by broke: the route's url is then empty); chat completions
 and Responses requests to Anthropic are translated and sent as Anthropic messages.
+Google generateContent requests (Gemini CLI) are translated to chat completions the same way, and
+chained on to Anthropic messages; to any other backend they go to LiteLLM as chat completions.
 Everything else goes through LiteLLM.
 """
 from __future__ import annotations
@@ -29,11 +31,15 @@ API_OF_PATH = {
     "/v1/responses": "responses",
     "/v1/messages": "messages",
     "/v1/messages/count_tokens": "messages",
+    "/v1beta/models:generateContent": "gemini",
+    "/v1beta/models:streamGenerateContent": "gemini",
+    "/v1beta/models:countTokens": "gemini",
 }
 #: The endpoint of each client API.
-PATH_OF_API = {"chat": "/v1/chat/completions", "responses": "/v1/responses", "messages": "/v1/messages"}
+PATH_OF_API = {"chat": "/v1/chat/completions", "responses": "/v1/responses", "messages": "/v1/messages",
+               "gemini": "/v1beta/models:generateContent"}
 #: The API each slot family's clients speak (Claude Code: messages; Codex: responses; others: chat).
-FAMILY_API = {"claude": "messages", "codex": "responses"}
+FAMILY_API = {"claude": "messages", "codex": "responses", "gemini": "gemini"}
 #: Providers whose own API a backend keeps at a custom api_base (a proxy or a test double of it).
 OWN_API_AT_ANY_BASE = ("anthropic", "openai")
 #: The model name mlx_lm.server answers to (any other makes it look on the hub).
@@ -41,8 +47,13 @@ WORKER_MODEL = "default_model"
 
 Via = Literal["worker", "native", "translated", "litellm"]
 #: Backend API -> the client APIs broke translates onto it itself (in order of preference).
-TRANSLATES = {"chat": ("messages", "responses"), "messages": ("chat", "responses")}
+TRANSLATES = {"chat": ("messages", "responses", "gemini"), "messages": ("chat", "responses", "gemini")}
 COUNT_TOKENS = "/v1/messages/count_tokens"
+#: Google's generateContent paths (the model is in the URL; the gateway passes it in the body).
+GEMINI_GENERATE, GEMINI_STREAM, GEMINI_COUNT = (
+    "/v1beta/models:generateContent", "/v1beta/models:streamGenerateContent", "/v1beta/models:countTokens")
+#: Token counting: routed like a request, spending nothing.
+COUNTING = (COUNT_TOKENS, GEMINI_COUNT)
 #: How an attempt authenticates upstream: the provider key as a bearer token or as Anthropic's
 #: x-api-key, a node's worker token, or LiteLLM's master key.
 Auth = Literal["bearer", "x-api-key", "worker-token", "master-key"]
@@ -56,7 +67,11 @@ class Route:
     url: str
     model: str
     auth: Auth
-    api: str = ""  # the API the backend is spoken to in (translated routes)
+    api: str = ""  # the API the backend is spoken to in (translated routes, and Gemini clients' LiteLLM routes)
+
+    def translates(self, path: str) -> bool:
+        """True when broke rewrites the request to `path` into another API for this attempt."""
+        return bool(self.api) and self.api != API_OF_PATH.get(path)
 
     @property
     def through_litellm(self) -> bool:
@@ -89,7 +104,7 @@ def _translated(path: str, backend: Backend, provider: Provider) -> Route | None
         return None
     for target, clients in TRANSLATES.items():
         if target in native_apis(backend, provider) and api in clients:
-            url = "" if path == COUNT_TOKENS else endpoint(backend, provider, PATH_OF_API[target])
+            url = "" if path in COUNTING else endpoint(backend, provider, PATH_OF_API[target])
             return Route("translated", url, backend.model, "x-api-key" if target == "messages" else "bearer", target)
     return None
 
@@ -103,7 +118,7 @@ def route_for(path: str, candidate: Candidate, catalog: Catalog, workers: Mappin
     """
     pool, api = workers.get(candidate.backend), API_OF_PATH.get(path)
     if api is not None and pool:  # a local model's worker speaks chat completions: the rest is translated
-        url = "" if path == COUNT_TOKENS else f"{replica or pool[0]}/chat/completions"
+        url = "" if path in COUNTING else f"{replica or pool[0]}/chat/completions"
         return Route("worker" if api == "chat" else "translated", url, WORKER_MODEL, "worker-token", "chat")
     backend = candidate.definition
     provider = catalog.providers.get(candidate.provider)
@@ -111,6 +126,10 @@ def route_for(path: str, candidate: Candidate, catalog: Catalog, workers: Mappin
         direct = _native(path, backend, provider) or _translated(path, backend, provider)
         if direct is not None:
             return direct
+    if api == "gemini":  # LiteLLM is spoken to in chat completions, broke translates (a count is estimated)
+        if path in COUNTING:
+            return Route("translated", "", candidate.deployment, "master-key", "chat")
+        return Route("litellm", litellm_url + PATH_OF_API["chat"], candidate.deployment, "master-key", "chat")
     return Route("litellm", litellm_url + path, candidate.deployment, "master-key")
 
 

@@ -1,7 +1,8 @@
 """broke's own translation between a client's API and a backend's, one module per pair:
 Anthropic Messages ⇄ chat completions (messages_chat), Responses ⇄ chat completions
-(responses_chat) and chat completions ⇄ Anthropic Messages (chat_messages); a Responses client on an
-Anthropic backend goes through both of the last two. `Translation` is one request's: the body for
+(responses_chat), Google generateContent ⇄ chat completions (gemini_chat) and chat completions ⇄
+Anthropic Messages (chat_messages); a Responses or Gemini client on an Anthropic backend goes through
+chat completions, two hops. `Translation` is one request's: the body for
 the backend, then the answer, its stream or its error rewritten for the client, under the model the
 client asked for."""
 from __future__ import annotations
@@ -12,7 +13,12 @@ from typing import Any, Protocol
 
 import orjson
 
-from broke.gateway.translate import chat_messages, messages_chat, responses_chat
+from broke.gateway.translate import chat_messages, gemini_chat, messages_chat, responses_chat
+
+
+def count_estimate(client: str, payload: dict[str, Any]) -> dict[str, int]:
+    """A token count for a backend that cannot count, in the client API's shape (Anthropic's or Google's)."""
+    return gemini_chat.count_estimate(payload) if client == "gemini" else messages_chat.count_estimate(payload)
 
 
 class _Stream(Protocol):
@@ -44,6 +50,11 @@ class Translation:
             body = responses_chat.to_chat(payload, limit_field=limit_field)
             hops.append(_Hop(lambda a: responses_chat.from_chat(a, model, custom),
                              responses_chat.Stream(model, custom), responses_chat.error))
+        elif client == "gemini":
+            body = gemini_chat.to_chat(payload, limit_field=limit_field)
+            form = str(payload.get(gemini_chat.STREAM_FORM) or "sse")
+            hops.append(_Hop(lambda a: gemini_chat.from_chat(a, model), gemini_chat.Stream(model, form),
+                             gemini_chat.error))
         else:
             body = payload
         if backend == "messages":
