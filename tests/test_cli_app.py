@@ -39,6 +39,9 @@ def command_rows(help_text: str) -> dict[str, str]:
             inside = True
         elif inside and line.startswith("╰"):
             break
+        elif inside and line.startswith("│  ") and rows:  # a help text wrapped onto another line
+            last = list(rows)[-1]
+            rows[last] = " ".join([rows[last], *line.strip("│ ").split()])
         elif inside:
             name, _, text = line.strip("│ ").partition(" ")
             rows[name] = " ".join(text.split())
