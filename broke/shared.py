@@ -3,8 +3,8 @@ rpm/tpm windows, and budget spend. Configuration (state.toml) stays a file per h
 
 Redis is never in the way of a request: every call is bounded by a short timeout, and after a
 failure a circuit breaker keeps Redis out for BREAKER_S (the gateway goes on with its own state and
-says so). When Redis answers again, the gateway's cooldowns still running, and the requests and tokens
-it counted in its own rate windows meanwhile, are written back.
+says so). When Redis answers again, the gateway's cooldowns still running, the requests and tokens it
+counted in its own rate windows meanwhile, and the spend Redis missed are written back.
 """
 from __future__ import annotations
 
@@ -95,6 +95,7 @@ class Shared:
         self.windows = windows  # requests counted here while Redis is down, written back when it returns
         self.unsent: deque[tuple[str, int, float]] = deque()  # tokens (owner, count, when) Redis missed
         self.pushed_until = 0.0  # requests of the own windows up to this were written back
+        self.unspent: dict[str, tuple[float, float]] = {}  # spend counter -> (USD Redis missed, period end)
         self.client: Redis | None = None
         self.down_until = 0.0  # monotonic: Redis is not tried before this
         self.error = ""  # why it was last unreachable
@@ -168,7 +169,12 @@ class Shared:
 
     async def add_spend(self, counts: list[tuple[str, float, float]]) -> None:
         """An answer's cost added to shared spend counters: (counter, USD, when its period ends); a
-        counter outlives its period by SPEND_KEEP_S."""
+        counter outlives its period by SPEND_KEEP_S. What Redis misses is added when it returns."""
+        if await self._add_spend(counts) is None:
+            for counter, usd, ends in counts:
+                self.unspent[counter] = (self.unspent.get(counter, (0.0, ends))[0] + usd, ends)
+
+    async def _add_spend(self, counts: list[tuple[str, float, float]]) -> Any:
         async def add(redis: Redis) -> Any:
             pipe = redis.pipeline(transaction=False)
             for counter, usd, ends in counts:
@@ -176,7 +182,7 @@ class Shared:
                 pipe.expireat(f"{PREFIX}spend:{counter}", int(ends + SPEND_KEEP_S))
             return await pipe.execute()
 
-        await self._run(add)
+        return await self._run(add)
 
     async def spend(self, counters: list[str]) -> list[float] | None:
         """Every gateway's spend on each counter (USD), or None when Redis cannot say."""
@@ -232,6 +238,9 @@ class Shared:
         counted since the outage began, go to Redis for the others."""
         self.was_down = False
         await self._push_windows(now)
+        missed = [(counter, usd, ends) for counter, (usd, ends) in self.unspent.items() if ends > now]
+        if not missed or await self._add_spend(missed) is not None:
+            self.unspent.clear()
         for env, record in health.keys.items():
             if env in key_refs and record.effective(now) in UNUSABLE:
                 await self.cooled("keys", key_refs[env], record)

@@ -155,3 +155,15 @@ def test_requests_counted_during_an_outage_count_for_the_other_gateway_when_redi
     assert chat(a["url"], a["bot"]).status_code == 200  # A writes its 2 back, and this one makes 3
     refused = chat(b["url"], b["bot"])
     assert refused.status_code == 429 and "requests per minute" in refused.json()["error"]["message"]
+
+
+def test_spend_during_an_outage_counts_for_the_other_gateway_when_redis_returns(two_gateways):
+    a, b = two_gateways["gw"]["a"], two_gateways["gw"]["b"]
+    two_gateways["redis"].kill()
+    two_gateways["redis"].wait()
+    assert chat(a["url"], a["payer"]).status_code == 200  # past its budget, on A's own ledger only
+    two_gateways["redis"] = start_redis(two_gateways["redis_port"], two_gateways["tmp"])  # back, empty
+    time.sleep(2.2)  # the breaker's pause
+    assert chat(a["url"], a["token"]).status_code == 200  # A's next request: it writes its spend back
+    refused = chat(b["url"], b["payer"])
+    assert refused.status_code == 429 and "has spent its budget" in refused.json()["error"]["message"]
