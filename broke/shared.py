@@ -1,9 +1,10 @@
-"""State several gateways share through Redis (`BROKE_REDIS_URL`): key and model cooldowns, and
-profiles' rpm/tpm windows. Configuration (state.toml) stays a file per home.
+"""State several gateways share through Redis (`BROKE_REDIS_URL`): key and model cooldowns, profiles'
+rpm/tpm windows, and budget spend. Configuration (state.toml) stays a file per home.
 
 Redis is never in the way of a request: every call is bounded by a short timeout, and after a
 failure a circuit breaker keeps Redis out for BREAKER_S (the gateway goes on with its own state and
-says so). When Redis answers again, the gateway's cooldowns still running are written back.
+says so). When Redis answers again, the gateway's cooldowns still running, the requests and tokens it
+counted in its own rate windows meanwhile, and the spend Redis missed are written back.
 """
 from __future__ import annotations
 
@@ -11,9 +12,10 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import Mapping
+from collections import deque
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from broke.health import UNUSABLE, Health, HealthRecord
 
@@ -26,6 +28,8 @@ TIMEOUT_S = 0.25
 #: After a failure, Redis is left alone this long before it is tried again.
 BREAKER_S = 2.0
 WINDOW_S = 60.0
+#: A spend counter is kept this long past the end of its period, then Redis drops it.
+SPEND_KEEP_S = 86400
 PREFIX = "broke:"
 log = logging.getLogger("broke.shared")
 
@@ -75,11 +79,23 @@ def redacted(url: str) -> str:
     return f"{parts.scheme}://{parts.hostname}:{parts.port or 6379}{parts.path}"
 
 
+class Windows(Protocol):
+    """A gateway's own rate windows per owner (broke.gateway.limits.RateLimiter); it counts requests
+    only when Redis cannot say."""
+
+    @property
+    def requests(self) -> Mapping[str, Sequence[float]]: ...
+
+
 class Shared:
     """One gateway's link to the shared Redis (or none: `url` None)."""
 
-    def __init__(self, url: str | None) -> None:
+    def __init__(self, url: str | None, windows: Windows | None = None) -> None:
         self.url = url
+        self.windows = windows  # requests counted here while Redis is down, written back when it returns
+        self.unsent: deque[tuple[str, int, float]] = deque()  # tokens (owner, count, when) Redis missed
+        self.pushed_until = 0.0  # requests of the own windows up to this were written back
+        self.unspent: dict[str, tuple[float, float]] = {}  # spend counter -> (USD Redis missed, period end)
         self.client: Redis | None = None
         self.down_until = 0.0  # monotonic: Redis is not tried before this
         self.error = ""  # why it was last unreachable
@@ -146,7 +162,35 @@ class Shared:
             await redis.zadd(key, {f"{count}:{now}:{os.urandom(4).hex()}": now})
             return await redis.expire(key, 120)
 
-        await self._run(add)
+        if await self._run(add) is None:
+            self.unsent.append((owner, count, now))
+            while self.unsent and self.unsent[0][2] <= now - WINDOW_S:
+                self.unsent.popleft()
+
+    async def add_spend(self, counts: list[tuple[str, float, float]]) -> None:
+        """An answer's cost added to shared spend counters: (counter, USD, when its period ends); a
+        counter outlives its period by SPEND_KEEP_S. What Redis misses is added when it returns."""
+        if await self._add_spend(counts) is None:
+            for counter, usd, ends in counts:
+                self.unspent[counter] = (self.unspent.get(counter, (0.0, ends))[0] + usd, ends)
+
+    async def _add_spend(self, counts: list[tuple[str, float, float]]) -> Any:
+        async def add(redis: Redis) -> Any:
+            pipe = redis.pipeline(transaction=False)
+            for counter, usd, ends in counts:
+                pipe.incrbyfloat(f"{PREFIX}spend:{counter}", usd)
+                pipe.expireat(f"{PREFIX}spend:{counter}", int(ends + SPEND_KEEP_S))
+            return await pipe.execute()
+
+        return await self._run(add)
+
+    async def spend(self, counters: list[str]) -> list[float] | None:
+        """Every gateway's spend on each counter (USD), or None when Redis cannot say."""
+        async def read(redis: Redis) -> Any:
+            return await redis.mget([f"{PREFIX}spend:{counter}" for counter in counters])
+
+        found = await self._run(read)
+        return None if found is None else [float(value or 0.0) for value in found]
 
     async def cooled(self, section: str, name: str, record: HealthRecord) -> None:
         """Publish a key's (by key_ref) or model's cooldown or bench, until it ends."""
@@ -190,14 +234,45 @@ class Shared:
         return Health(health.generation, keys, models, health.workers)
 
     async def _reconcile(self, health: Health, key_refs: Mapping[str, str], now: float) -> None:
-        """Back after an outage: this gateway's running cooldowns go to Redis for the others."""
+        """Back after an outage: this gateway's running cooldowns, and what its own rate windows
+        counted since the outage began, go to Redis for the others."""
         self.was_down = False
+        await self._push_windows(now)
+        missed = [(counter, usd, ends) for counter, (usd, ends) in self.unspent.items() if ends > now]
+        if not missed or await self._add_spend(missed) is not None:
+            self.unspent.clear()
         for env, record in health.keys.items():
             if env in key_refs and record.effective(now) in UNUSABLE:
                 await self.cooled("keys", key_refs[env], record)
         for backend, record in health.models.items():
             if record.effective(now) in UNUSABLE:
                 await self.cooled("models", backend, record)
+
+    async def _push_windows(self, now: float) -> None:
+        since = now - WINDOW_S
+        windows = self.windows.requests.items() if self.windows is not None else ()
+        requests = {owner: [t for t in times if t > max(since, self.pushed_until)] for owner, times in windows}
+        tokens: dict[str, list[tuple[float, int]]] = {}
+        for owner, count, when in self.unsent:
+            if when > since:
+                tokens.setdefault(owner, []).append((when, count))
+
+        async def push(redis: Redis) -> Any:
+            pipe = redis.pipeline(transaction=False)
+            for owner, times in requests.items():
+                if times:
+                    pipe.zadd(f"{PREFIX}rpm:{owner}", {f"{t}:{os.urandom(6).hex()}": t for t in times})
+                    pipe.expire(f"{PREFIX}rpm:{owner}", 120)
+            for owner, counts in tokens.items():
+                if counts:
+                    pipe.zadd(f"{PREFIX}tpm:{owner}", {f"{n}:{t}:{os.urandom(4).hex()}": t for t, n in counts})
+                    pipe.expire(f"{PREFIX}tpm:{owner}", 120)
+            return await pipe.execute()
+
+        if (any(requests.values()) or tokens) and await self._run(push) is None:
+            return  # down again: tried at the next return
+        self.unsent.clear()
+        self.pushed_until = now
 
     async def close(self) -> None:
         if self.client is not None:

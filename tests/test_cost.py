@@ -20,7 +20,7 @@ import pytest
 
 from broke import changes
 from broke.catalog import load_catalog
-from broke.cost.budgets import REFRESH_S
+from broke.cost.budgets import REFRESH_S, Spending
 from broke.cost.ledger import TABLE
 from broke.cost.prices import Rates, rates_for
 from broke.cost.usage import MESSAGES, RESPONSES, Usage, UsageMeter
@@ -285,6 +285,18 @@ def profile_token(home: Path, name: str) -> str:
     from broke.control.runfiles import TokenStore
 
     return TokenStore(home).token_for(f"profile:{name}")
+
+
+def test_on_the_first_day_of_a_month_an_answer_counts_once_for_the_day_and_once_for_the_month(
+        tmp_path: Path) -> None:
+    first = 1796083200.0 + 3600  # 2026-12-01 01:00 UTC: the day and the month start together
+    spending = Spending(tmp_path, "this-gateway")
+    spending.add("client", "profile:team", 0.25, first)
+    try:
+        assert spending.spent("client", "profile:team", "day", first)[0] == 0.25
+        assert spending.spent("client", "profile:team", "month", first)[0] == 0.25
+    finally:
+        spending.close()
 
 
 def test_a_profile_budget_holds_under_20_concurrent_clients(priced: FakeProvider, store: StateStore,

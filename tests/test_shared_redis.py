@@ -63,11 +63,15 @@ def two_gateways(tmp_path, monkeypatch, broke_home):
             run_cli("swap", "haiku=fake/cloud")
             run_cli("fallback", "haiku", "fake/spare")
             run_cli("profile", "new", "bot", "--slots", "haiku", "--rpm", "3")
+            run_cli("profile", "new", "wordy", "--slots", "haiku", "--tpm", "1")
+            run_cli("profile", "new", "payer", "--slots", "haiku", "--budget-usd", "0.000001")
+            run_cli("backend", "price", "fake/cloud", "--price-in", "2", "--price-out", "8")
             port = free_port()
             run_cli("start", "--port", str(port))
             gateways[name] = {"home": home, "url": f"http://127.0.0.1:{port}",
                               "token": json.loads(run_cli("connect", "--json").stdout)["token"],
-                              "bot": json.loads(run_cli("connect", "--profile", "bot", "--json").stdout)["token"]}
+                              **{profile: json.loads(run_cli("connect", "--profile", profile, "--json").stdout)["token"]
+                                 for profile in ("bot", "wordy", "payer")}}
         yield ctx
     finally:
         for home in homes.values():
@@ -95,6 +99,27 @@ def test_a_profile_rpm_holds_across_both_gateways(two_gateways):
     assert codes == [200, 200, 200, 429, 429, 429]
 
 
+def test_a_profile_tpm_holds_across_both_gateways(two_gateways):
+    a, b = two_gateways["gw"]["a"], two_gateways["gw"]["b"]
+    assert chat(a["url"], a["wordy"]).status_code == 200  # its tokens fill the 1-token window of both
+    time.sleep(0.3)  # A counts them in Redis as the answer ends
+    refused = chat(b["url"], b["wordy"])
+    assert refused.status_code == 429 and "tokens per minute" in refused.json()["error"]["message"]
+    assert chat(a["url"], a["wordy"]).status_code == 429
+
+
+def test_a_profile_budget_spent_on_one_gateway_holds_on_the_other(two_gateways):
+    a, b = two_gateways["gw"]["a"], two_gateways["gw"]["b"]
+    first = chat(a["url"], a["payer"])
+    assert first.status_code == 200 and float(first.headers["x-broke-cost-usd"]) > 0.000001
+    time.sleep(0.3)  # A adds the cost to the shared counter as the answer ends
+    refused = chat(b["url"], b["payer"])  # B has answered nothing for it: only A's spend puts it over
+    assert refused.status_code == 429
+    assert "has spent its budget" in refused.json()["error"]["message"]
+    assert 0 < int(refused.headers["retry-after"]) <= 31 * 86400  # a monthly budget: at the next month
+    assert chat(b["url"], b["token"]).status_code == 200  # another profile is not held to it
+
+
 def test_redis_killed_mid_test_both_keep_serving_and_say_so(two_gateways, monkeypatch):
     gateways = two_gateways["gw"]
     for gw in gateways.values():
@@ -118,3 +143,27 @@ def test_redis_killed_mid_test_both_keep_serving_and_say_so(two_gateways, monkey
     for gw in gateways.values():
         assert chat(gw["url"], gw["token"]).status_code == 200
         assert httpx.get(gw["url"] + "/health", timeout=5).json()["shared"] == "ok"
+
+
+def test_requests_counted_during_an_outage_count_for_the_other_gateway_when_redis_returns(two_gateways):
+    a, b = two_gateways["gw"]["a"], two_gateways["gw"]["b"]
+    two_gateways["redis"].kill()
+    two_gateways["redis"].wait()
+    assert [chat(a["url"], a["bot"]).status_code for _ in range(2)] == [200, 200]  # A's own window: 2 of rpm 3
+    two_gateways["redis"] = start_redis(two_gateways["redis_port"], two_gateways["tmp"])  # back, empty
+    time.sleep(2.2)  # the breaker's pause
+    assert chat(a["url"], a["bot"]).status_code == 200  # A writes its 2 back, and this one makes 3
+    refused = chat(b["url"], b["bot"])
+    assert refused.status_code == 429 and "requests per minute" in refused.json()["error"]["message"]
+
+
+def test_spend_during_an_outage_counts_for_the_other_gateway_when_redis_returns(two_gateways):
+    a, b = two_gateways["gw"]["a"], two_gateways["gw"]["b"]
+    two_gateways["redis"].kill()
+    two_gateways["redis"].wait()
+    assert chat(a["url"], a["payer"]).status_code == 200  # past its budget, on A's own ledger only
+    two_gateways["redis"] = start_redis(two_gateways["redis_port"], two_gateways["tmp"])  # back, empty
+    time.sleep(2.2)  # the breaker's pause
+    assert chat(a["url"], a["token"]).status_code == 200  # A's next request: it writes its spend back
+    refused = chat(b["url"], b["payer"])
+    assert refused.status_code == 429 and "has spent its budget" in refused.json()["error"]["message"]

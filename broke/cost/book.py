@@ -2,15 +2,17 @@
 appends it to the ledger, and admits requests against the budgets of their profile and keys."""
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from broke.catalog import Catalog
-from broke.cost.budgets import Spending, Standing
+from broke.cost.budgets import Period, Spending, Standing, counter, period_bounds
 from broke.cost.ledger import INSERT, KEEP, SCHEMA, TABLE, Entry
 from broke.cost.prices import FREE, Rates, price_map, rates_for
 from broke.cost.reference import default_references, reference_for
@@ -18,6 +20,9 @@ from broke.cost.usage import Usage
 from broke.records import Appender
 from broke.routing.resolve import Candidate
 from broke.state.model import Budget, State
+
+if TYPE_CHECKING:
+    from broke.shared import Shared
 
 log = logging.getLogger("broke.gateway")
 
@@ -49,8 +54,10 @@ def cost_header(cost_usd: float | None, answered: bool) -> str:
 
 
 class CostBook:
-    def __init__(self, home: Path, catalog: Catalog, state: Callable[[], State]) -> None:
+    def __init__(self, home: Path, catalog: Catalog, state: Callable[[], State], shared: Shared | None = None) -> None:
         self.catalog, self.state = catalog, state
+        self.shared = shared if shared is not None and shared.url else None  # spend shared with other gateways
+        self.pending: set[asyncio.Task[None]] = set()  # costs being added to the shared counters
         self.gateway = f"{os.getpid()}-{secrets.token_hex(4)}"
         self.references = default_references(home)
         self.spending = Spending(home, self.gateway)
@@ -85,20 +92,44 @@ class CostBook:
                               usage.output, usage.cache_read, usage.cache_write, priced.cost_usd,
                               priced.reference_backend, priced.reference_usd, status).row())
         if priced.cost_usd:
-            self.spending.add("client", client, priced.cost_usd, ts)
-            if key_ref:
-                self.spending.add("key", key_ref, priced.cost_usd, ts)
+            owners = [("client", client), *([("key", key_ref)] if key_ref else [])]
+            for kind, who in owners:
+                self.spending.add(kind, who, priced.cost_usd, ts)
+            if self.shared is not None:
+                counts = [(counter(key), priced.cost_usd, end)
+                          for kind, who in owners for key, end in self.spending.periods(kind, who, ts)]
+                task = asyncio.get_running_loop().create_task(self.shared.add_spend(counts))
+                self.pending.add(task)
+                task.add_done_callback(self.pending.discard)
         return priced
+
+    async def _read_shared(self, owners: list[tuple[str, str, str]], now: float) -> None:
+        """Refresh the shared totals of the owners' periods (kind, who, period) not read lately; one
+        bounded Redis call, nothing when Redis cannot say."""
+        if self.shared is None:
+            return
+        keys: list[Period] = [(kind, who, period, period_bounds(period, now)[0]) for kind, who, period in owners]
+        keys = [key for key in dict.fromkeys(keys) if self.spending.stale(key, now)]
+        found = await self.shared.spend([counter(key) for key in keys]) if keys else None
+        for key, usd in zip(keys, found or [], strict=False):
+            self.spending.learned(key, usd, now)
 
     def free(self, candidate: Candidate, state: State) -> bool:
         """Whether a candidate costs nothing (a local worker, or a backend priced at 0)."""
         return self.rates(candidate.backend, state) == FREE
 
-    def admit(self, client: str, profile: tuple[Budget | None, str], attempts: tuple[Candidate, ...],
-              state: State, key_refs: Mapping[str, str], now: float) -> Admission:
+    async def admit(self, client: str, profile: tuple[Budget | None, str], attempts: tuple[Candidate, ...],
+                    state: State, key_refs: Mapping[str, str], now: float) -> Admission:
         """Hold a request to its profile's budget (and what the profile does past it) and its keys' budgets."""
         warnings: list[str] = []
         budget, on_budget = profile
+        if self.shared is not None:
+            owners = [("client", client, budget.period)] if budget is not None and budget.usd > 0 else []
+            for candidate in attempts:
+                policy, ref = state.key_policy.get(candidate.provider), key_refs.get(candidate.key_env or "")
+                if policy is not None and policy.budget.usd > 0 and ref:
+                    owners.append(("key", ref, policy.budget.period))
+            await self._read_shared(owners, now)
         if budget is not None and budget.usd > 0:
             standing = self.spending.standing("client", client, f"profile '{client.split(':', 1)[-1]}'", budget,
                                               now)

@@ -82,4 +82,7 @@ class RateLimiter:
 
     def spent(self, owner: str, count: int, now: float) -> None:
         if count > 0:
-            self.tokens[owner].append((now, count))
+            tokens = self.tokens[owner]
+            tokens.append((now, count))
+            while tokens[0][0] <= now - WINDOW_S:  # counted all along, checked only without Redis: bounded here
+                tokens.popleft()

@@ -74,14 +74,14 @@ class FrontProxy:
         self.metrics = Metrics()
         self.traffic = Traffic()
         self.rates = RateLimiter()
-        self.shared = Shared(redis_url(home))  # cooldowns and rate windows shared with other gateways
+        self.shared = Shared(redis_url(home), self.rates)  # cooldowns, rate windows, spend shared with others
         self.pending: set[asyncio.Task[None]] = set()  # shared token counts being written
         self.rotation = RotationState()
         self.load = WorkerLoad(record.direct_workers)
         self.watch = WorkerWatch(home, self.load, self.state)
         self.litellm = LiteLLM(home, record)
         transitions = HealthTransitions(home, self.health.last_good)
-        self.costs = CostBook(home, self.catalog, self.state.get)
+        self.costs = CostBook(home, self.catalog, self.state.get, self.shared)
         self.routed = OutcomeLog(home)
         self.runs = RunRequests(home)
         self.recorder = Recorder(self.metrics, self.traffic, transitions, self.rotation, self.costs, self.routed,
@@ -295,8 +295,8 @@ class FrontProxy:
         limited = path not in COUNTING and await self._rate_limited([(owner, a.rpm, a.tpm) for owner, a in limits], now)
         if limited:
             return await self._refuse("rate_limited", 429, "rate_limit_error", limited)
-        admission = self.costs.admit(client.owner, (client.budget, client.on_budget), resolution.attempts, state,
-                                     self.record.key_refs, now)
+        admission = await self.costs.admit(client.owner, (client.budget, client.on_budget), resolution.attempts,
+                                           state, self.record.key_refs, now)
         if admission.refusal:
             refused = await self._refuse("over_budget", 429, "rate_limit_error", admission.refusal)
             if admission.resets_at is not None:
