@@ -73,8 +73,10 @@ def the_worker(home: Path, model: str = "mlx/tiny-r") -> WorkerRecord:
 
 
 def events(home: Path, kind: str) -> list[dict]:
-    return [e for e in (json.loads(line) for line in (home / "run" / "rotation.log").read_text().splitlines())
-            if e["event"] == kind]
+    """The rotation log's events of `kind` (none while nothing was logged)."""
+    log = home / "run" / "rotation.log"
+    lines = log.read_text().splitlines() if log.exists() else []
+    return [e for e in (json.loads(line) for line in lines) if e["event"] == kind]
 
 
 def worker_status(key: str) -> dict:

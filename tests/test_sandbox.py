@@ -264,7 +264,7 @@ def test_bwrap_command_line_hides_brokes_home_wherever_it_is_and_bridges_strict(
     from broke.sandbox.bwrap import INNER_FORWARDER, INNER_SOCKET, bwrap_argv
 
     work = tmp_path / "work"
-    elsewhere, inside_work, under_tmp = Path(__file__).parent, work / ".broke", tmp_path / "other-broke"
+    elsewhere, inside_work, under_tmp = Path("/usr/share"), work / ".broke", tmp_path / "other-broke"
     for path in (inside_work, under_tmp):
         path.mkdir(parents=True)
     hardened = Policy("hardened", Path("/home/u"), work, hidden=(elsewhere, inside_work, under_tmp))

@@ -76,19 +76,23 @@ def _inside(path: Path, root: Path) -> bool:
 
 
 def program_paths(program: str, environ: Mapping[str, str], home: Path) -> list[Path]:
-    """Read-only paths a program installed under `home` needs: its PATH directory and its package
-    (an npm package's whole node_modules tree)."""
+    """Read-only paths a program installed where the sandbox empties (under `home`, or under the host's
+    /tmp) needs: its PATH directory and its package (an npm package's whole node_modules tree, a Python
+    virtual environment's whole directory)."""
     found = shutil.which(program, path=environ.get("PATH", os.defpath))
     if found is None:
         return []
     paths = []
     for path in (Path(found).absolute().parent, Path(os.path.realpath(found))):
-        if not _inside(path, home):
+        if not (_inside(path, home) or _inside(path, Path(PRIVATE_TMP))):
             continue
         parts = path.parts
         if "node_modules" in parts:
             path = Path(*parts[:parts.index("node_modules") + 1])
-        paths.append(path if path.is_dir() else path.parent)
+        directory = path if path.is_dir() else path.parent
+        if directory.name == "bin" and (directory.parent / "pyvenv.cfg").is_file():
+            directory = directory.parent
+        paths.append(directory)
     return paths
 
 
