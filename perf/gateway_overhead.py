@@ -16,7 +16,7 @@ Seven paths serve the same tiny answer, in one run:
   (g) messages via LiteLLM Anthropic Messages through gateway (d)'s LiteLLM (the path before issue 24).
 
 Setup: two temporary BROKE_HOMEs with a custom OpenAI-compatible backend fake/bench pointing at the
-fake, every Claude and Codex slot swapped to it, its key in .env, `broke start`; `broke stop` always
+fake, every slot swapped to it, its key in .env, `broke start`; `broke stop` always
 runs at the end. (b) is the LiteLLM of gateway (d).
 
 Sequential: N timed requests per path (after a warm-up), one at a time, the paths interleaved
@@ -52,6 +52,7 @@ import aiohttp
 import httpx
 import psutil
 
+from broke.catalog import load_catalog
 from fast_fake import running as fast_fake
 from harness import (
     CpuMeter,
@@ -76,7 +77,7 @@ START_TARGET_S = 2.0  # `broke start` to a served /v1/messages
 RSS_TARGET_MB = 100.0
 FAKE_KEY = "bench-key"  # a placeholder for the fake provider, not a real key
 BACKEND = "fake/bench"
-SLOTS = ("sonnet", "opus", "haiku", "subagent", "custom", "gpt-5-codex", "gpt-5", "gpt-5-mini", "auto")
+SLOTS = tuple(load_catalog().slots)  # every slot (Claude, Codex lanes, Gemini, auto) on the fake
 SLOT = "sonnet"
 PROMPT = [{"role": "user", "content": "ping"}]
 PATHS = {"chat": "/v1/chat/completions", "messages": "/v1/messages", "responses": "/v1/responses"}
