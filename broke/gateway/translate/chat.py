@@ -126,3 +126,25 @@ def arguments_object(text: str) -> dict[str, Any]:
     except orjson.JSONDecodeError:
         return {"arguments": text}
     return value if isinstance(value, dict) else {"arguments": value}
+
+
+def assistant_of_blocks(blocks: Any, *, answered: bool) -> dict[str, Any]:
+    """Anthropic content blocks as a chat assistant message: text, thinking as reasoning text, tool uses as
+    tool calls. With no text, an answer's content is null; a request's is "" unless it calls tools."""
+    text, reasoning, calls = [], [], []
+    for block in blocks or []:
+        kind = block.get("type") if isinstance(block, dict) else None
+        if kind == "text":
+            text.append(block.get("text", ""))
+        elif kind == "thinking":
+            reasoning.append(block.get("thinking", ""))
+        elif kind == "tool_use":
+            calls.append({"id": block.get("id", ""), "type": "function", "function": {
+                "name": block.get("name", ""), "arguments": orjson.dumps(block.get("input") or {}).decode()}})
+    message: dict[str, Any] = {"role": "assistant",
+                               "content": "".join(text) or (None if answered or calls else "")}
+    if reasoning:
+        message["reasoning_content"] = "".join(reasoning)
+    if calls:
+        message["tool_calls"] = calls
+    return message

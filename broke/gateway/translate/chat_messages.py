@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 
-from broke.gateway.translate.chat import arguments_object, error_message
+from broke.gateway.translate.chat import arguments_object, assistant_of_blocks, error_message
 from broke.gateway.translate.sse import DONE, ChatEvents
 
 #: A chat request without a limit gets this one (Anthropic requires max_tokens).
@@ -142,21 +142,7 @@ def _usage(usage: Any) -> dict[str, Any]:
 
 def from_messages(answer: dict[str, Any], model: str) -> dict[str, Any]:
     """A whole Messages answer as a chat completion, under the model the client asked for."""
-    text, reasoning, calls = [], [], []
-    for block in answer.get("content") or []:
-        kind = block.get("type") if isinstance(block, dict) else None
-        if kind == "text":
-            text.append(block.get("text", ""))
-        elif kind == "thinking":
-            reasoning.append(block.get("thinking", ""))
-        elif kind == "tool_use":
-            calls.append({"id": block.get("id", ""), "type": "function", "function": {
-                "name": block.get("name", ""), "arguments": orjson.dumps(block.get("input") or {}).decode()}})
-    message: dict[str, Any] = {"role": "assistant", "content": "".join(text) or None}
-    if reasoning:
-        message["reasoning_content"] = "".join(reasoning)
-    if calls:
-        message["tool_calls"] = calls
+    message = assistant_of_blocks(answer.get("content"), answered=True)
     return {"id": f"chatcmpl-{answer.get('id') or uuid.uuid4().hex}", "object": "chat.completion", "created": 0,
             "model": model, "choices": [{"index": 0, "message": message, "logprobs": None,
                                          "finish_reason": FINISH.get(str(answer.get("stop_reason")), "stop")}],

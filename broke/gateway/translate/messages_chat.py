@@ -15,6 +15,7 @@ import orjson
 from broke.gateway.translate.chat import (
     Usage,
     arguments_object,
+    assistant_of_blocks,
     calls_of,
     error_message,
     finish_of,
@@ -108,22 +109,7 @@ def _assistant(blocks: Any) -> dict[str, Any]:
     """An assistant turn: its text, its thinking as reasoning text, its tool calls."""
     if isinstance(blocks, str):
         return {"role": "assistant", "content": blocks}
-    text, reasoning, calls = [], [], []
-    for block in blocks or []:
-        kind = block.get("type") if isinstance(block, dict) else None
-        if kind == "text":
-            text.append(block.get("text", ""))
-        elif kind == "thinking":
-            reasoning.append(block.get("thinking", ""))
-        elif kind == "tool_use":
-            calls.append({"id": block.get("id", ""), "type": "function", "function": {
-                "name": block.get("name", ""), "arguments": orjson.dumps(block.get("input") or {}).decode()}})
-    message: dict[str, Any] = {"role": "assistant", "content": "".join(text) or (None if calls else "")}
-    if reasoning:
-        message["reasoning_content"] = "".join(reasoning)
-    if calls:
-        message["tool_calls"] = calls
-    return message
+    return assistant_of_blocks(blocks, answered=False)
 
 
 def _tools(tools: Any) -> list[dict[str, Any]]:
