@@ -179,6 +179,8 @@ def test_a_responses_request_continuing_a_stored_response_is_refused_in_one_line
 
 def test_litellm_is_needed_only_for_providers_broke_does_not_speak(store: StateStore) -> None:
     catalog = load_catalog()
+    workers = {LOCAL: ["http://127.0.0.1:9/v1"]}
+    keys = {"ANTHROPIC_API_KEY": "a", "OPENAI_API_KEY": "o", "GEMINI_API_KEY": "g"}
     changes.add_backend(store, "compat/m", provider="openai-compatible", model="m", api_base="http://h:1/v1",
                         key_env=None, pinned=False)
     changes.add_local_model(store, "tiny", "/models/tiny")
@@ -187,7 +189,18 @@ def test_litellm_is_needed_only_for_providers_broke_does_not_speak(store: StateS
         changes.swap(store, [(slot, backend) for slot in every])
         for slot in every:
             changes.set_fallbacks(store, slot, [])
-        assert not litellm_needed(store.load(), catalog, {LOCAL: ["http://127.0.0.1:9/v1"]}), backend
+        assert not litellm_needed(store.load(), catalog, workers, keys), backend
     changes.add_backend(store, "gemini/g", provider="gemini", model="g", api_base=None, key_env=None, pinned=False)
     changes.swap(store, [("sonnet", "gemini/g")])
-    assert litellm_needed(store.load(), catalog, {LOCAL: ["http://127.0.0.1:9/v1"]})
+    assert litellm_needed(store.load(), catalog, workers, keys)
+    # without a Gemini key the backend cannot answer: nothing to start LiteLLM for
+    assert not litellm_needed(store.load(), catalog, workers, {k: v for k, v in keys.items() if "GEMINI" not in k})
+
+
+def test_the_shipped_slots_need_no_litellm_without_the_keys_of_the_providers_only_it_speaks(
+        store: StateStore) -> None:
+    catalog = load_catalog()
+    state = store.load()
+    keys = {"ANTHROPIC_API_KEY": "a", "OPENAI_API_KEY": "o"}
+    assert not litellm_needed(state, catalog, {}, keys)
+    assert litellm_needed(state, catalog, {}, {**keys, "GEMINI_API_KEY": "g"})

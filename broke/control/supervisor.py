@@ -208,7 +208,7 @@ def start(home: Path, *, port: int | None = None, first_byte_timeout_s: float | 
         write_record(home, record)
         _start_front(home, record, env, progress)
         _wait_front(record, progress)
-        if not record.native_forwarding or litellm_needed(state, load_catalog(), pools):
+        if not record.native_forwarding or litellm_needed(state, load_catalog(), pools, env):
             _start_litellm(home, record, env, master, progress)  # requests that need it wait for it
             if wait_litellm:
                 _wait_litellm(record, progress)

@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 from broke.catalog import Backend, Catalog, Provider
-from broke.routing.backends import api_base, backend_chain, endpoint, find_backend
+from broke.keys import key_pool
+from broke.routing.backends import api_base, backend_chain, endpoint, find_backend, key_variable
 from broke.routing.resolve import Candidate
 from broke.state.model import State
 
@@ -142,16 +143,21 @@ def litellm_apis(backend: Backend, catalog: Catalog, workers: Mapping[str, Seque
             if route_for(path, probe, catalog, workers, native_forwarding=native_forwarding).through_litellm]
 
 
-def litellm_needed(state: State, catalog: Catalog, workers: Mapping[str, Sequence[str]]) -> bool:
-    """True if some slot's chain holds a backend that its clients' API reaches only through LiteLLM.
+def litellm_needed(state: State, catalog: Catalog, workers: Mapping[str, Sequence[str]],
+                   env: Mapping[str, str]) -> bool:
+    """True if some slot's chain holds a backend that its clients' API reaches only through LiteLLM
+    and that could answer: one whose key (if it needs one) is set in `env`.
 
     `broke start` starts LiteLLM (in the background) only then; a request that needs it later
-    starts it on demand.
+    (a key added since) starts it on demand.
     """
     for slot in state.slots:
         api = FAMILY_API.get(catalog.family_of(slot), "chat")
         for backend_id, _ in backend_chain(slot, state)[0]:
             backend = find_backend(backend_id, state, catalog)
+            prefix = key_variable(backend, catalog) if backend is not None else ""
+            if prefix and not key_pool(prefix, env):
+                continue  # it cannot answer: LiteLLM would start for nothing
             if backend is not None and backend.provider in catalog.providers \
                     and api in litellm_apis(backend, catalog, workers):
                 return True
