@@ -29,6 +29,12 @@ def test_user_turns_of_every_api():
     assert user_turns({"input": "just text"}) == ["just text"]
     assert user_turns({"input": [{"role": "user", "content": [{"type": "input_text", "text": "hi"}]}]}) == ["hi"]
     assert user_turns({"messages": "nonsense"}) == []
+    gemini = {"systemInstruction": {"parts": [{"text": "be brief"}]},
+              "contents": [{"role": "user", "parts": [{"text": "one"}]}, {"role": "model", "parts": [{"text": "ok"}]},
+                           {"role": "user", "parts": [{"functionResponse": {"name": "f", "response": {}}}]},
+                           {"role": "user", "parts": [{"text": "two"}, {"inlineData": {}}]}]}
+    assert user_turns(gemini) == ["one", "two"]
+    assert user_turns({"contents": "nonsense"}) == []
 
 
 def test_a_conversation_never_moves_down_a_tier():

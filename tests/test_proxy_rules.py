@@ -384,6 +384,23 @@ def test_the_gateway_and_explain_give_a_prompt_the_same_tier_backend_and_way(
     assert len(tiers) == 2  # the two prompts really are told apart
 
 
+@pytest.mark.timeout(300)
+def test_a_gemini_client_asking_for_auto_is_routed_by_its_prompt(
+        cloud: FakeProvider, start_proxy: StartProxy, store: StateStore, cli_json: Any) -> None:
+    changes.set_tier(store, "basic", [MODEL_A])
+    changes.set_tier(store, "premium", [MODEL_B])
+    proxy = start_proxy()
+    tiers = set()
+    for prompt in (EASY, HARD):
+        answer = proxy.http.post("/v1beta/models/auto:generateContent", headers={"x-goog-api-key": proxy.token},
+                                 json={"contents": [{"role": "user", "parts": [{"text": prompt}]}]})
+        assert answer.status_code == 200, answer.text
+        _, explained = cli_json("explain", "auto", "--prompt", prompt)
+        assert answer.headers["x-broke-tier"] == explained["tier"]
+        tiers.add(answer.headers["x-broke-tier"])
+    assert len(tiers) == 2  # Google's contents are read as the prompt, not skipped
+
+
 def test_explain_says_which_way_each_attempt_goes(cloud: FakeProvider, store: StateStore, cli: Any) -> None:
     changes.add_backend(store, GEMINI, provider="gemini", model="fake-gemini", api_base=None,
                         key_env="FAKE_API_KEY", pinned=False)

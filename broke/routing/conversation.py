@@ -15,7 +15,13 @@ def _text(content: object) -> str:
 
 
 def user_turns(payload: Mapping[str, object]) -> list[str]:
-    """The texts of the user's turns, oldest first (`messages`, or the Responses API's `input`)."""
+    """The texts of the user's turns, oldest first (`messages`, the Responses API's `input`, or Google's
+    `contents`)."""
+    if "contents" in payload and "messages" not in payload:
+        contents = payload["contents"]
+        turns = [_text(item.get("parts")) for item in contents if isinstance(item, dict)
+                 and item.get("role", "user") == "user"] if isinstance(contents, list) else []
+        return [t for t in turns if t]
     source = payload.get("messages") if "messages" in payload else payload.get("input")
     if isinstance(source, str) and "messages" not in payload:  # the Responses API's plain-text input
         return [source]
