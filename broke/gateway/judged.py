@@ -1,9 +1,12 @@
-"""Judged samples of `auto` inside the gateway (`broke router judge`): for a share of the chat-completions
-requests the router decided, after the client has its answer, ask the tier it did not choose the same
-request, ask the judge slot to compare the two answers in both orders, and record the label and its cost
-(`broke.router.judging`). Only non-streamed /v1/chat/completions requests are judged (their answers are
-whole bodies the gateway already holds); each background request goes through the same forwarder, so it
-is priced in the ledger like any other (client "judge")."""
+"""Judged samples of `auto` inside the gateway (`broke router judge`): for a share of the requests the
+router decided (chat completions, Anthropic Messages and Responses, streamed or not), after the client has
+its answer, ask the tier it did not choose the same request, ask the judge slot to compare the two answers
+in both orders, and record the label and its cost (`broke.router.judging`). A streamed answer is read as
+it passes (answers.Capture, bytes unchanged) and judged once the stream has ended well; a client that left
+or a stream that broke is not judged. The other tier is asked in chat completions (a Messages or Responses
+request translated by broke's own translators; one they cannot carry is not judged), not streamed; each
+background request goes through the same forwarder, so it is priced in the ledger like any other (client
+"judge")."""
 from __future__ import annotations
 
 import asyncio
@@ -17,12 +20,16 @@ from typing import Any
 import orjson
 from starlette.background import BackgroundTask
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 
 from broke.catalog import Catalog
 from broke.cost.book import CostBook
 from broke.cost.usage import Usage
+from broke.errors import InvalidInputError
+from broke.gateway import answers
+from broke.gateway.answers import CHAT, MESSAGES
 from broke.gateway.traffic import Traffic, new_request_id
+from broke.gateway.translate import messages_chat, responses_chat
 from broke.health import Health
 from broke.router import judging
 from broke.routing.conversation import user_turns
@@ -31,7 +38,6 @@ from broke.state.model import State
 
 log = logging.getLogger("broke.gateway")
 
-CHAT = "/v1/chat/completions"
 #: Output tokens asked of the other tier at most (what its reservation is priced at).
 ANSWER_MAX_TOKENS = 1024
 #: Output tokens asked of the judge at most (a short explanation and the verdict).
@@ -39,17 +45,41 @@ JUDGE_MAX_TOKENS = 512
 #: Input tokens counted per character of what is sent (over-counted on purpose: the reservation holds).
 TOKENS_PER_CHAR = 0.5
 JUDGE_CLIENT = "judge"
+#: Characters of each last tool result shown to the judge.
+RESULT_LIMIT = 1_000
 
 Forward = Callable[..., Awaitable[Response]]
 
 
-def answer_text(body: bytes) -> str | None:
-    """The assistant's text in a chat-completions body, None if there is none."""
+def chat_request(path: str, payload: dict[str, Any]) -> dict[str, Any] | None:
+    """The request asked of the other tier: in chat completions, not streamed, its output capped at
+    ANSWER_MAX_TOKENS (None: broke's translation cannot carry it)."""
     try:
-        content = orjson.loads(body)["choices"][0]["message"]["content"]
-    except (orjson.JSONDecodeError, KeyError, IndexError, TypeError):
+        body = payload if path == CHAT else (messages_chat.to_chat if path == MESSAGES else
+                                             responses_chat.to_chat)(payload)
+    except InvalidInputError:
         return None
-    return content if isinstance(content, str) and content.strip() else None
+    asked = {**body, "model": payload["model"], "stream": False,
+             "max_tokens": min(_limit(body), ANSWER_MAX_TOKENS)}
+    for field in ("max_completion_tokens", "stream_options"):
+        asked.pop(field, None)
+    return asked
+
+
+def question(payload: dict[str, Any], asked: dict[str, Any]) -> str:
+    """What the judge is told the user asked: the user's turns, then the tool results the answers follow
+    (an agent's request), each cut at RESULT_LIMIT characters."""
+    said = "\n\n".join(user_turns(payload))
+    messages = [m for m in asked.get("messages") or [] if isinstance(m, dict)]
+    results: list[str] = []
+    while messages and messages[-1].get("role") == "tool":
+        content = messages.pop().get("content")
+        text = content if isinstance(content, str) else " ".join(
+            p["text"] for p in content or [] if isinstance(p, dict) and isinstance(p.get("text"), str))
+        results.insert(0, text[:RESULT_LIMIT] + ("…" if len(text) > RESULT_LIMIT else ""))
+    if not results:
+        return said
+    return said + "\n\n[The tool results the assistant answers]\n" + "\n".join(results)
 
 
 def other_tier(chosen: str, state: State) -> tuple[str, float] | None:
@@ -86,15 +116,21 @@ class Judge:
                 resolution: Resolution, state: State, health: Health) -> None:
         judge = state.router.judge
         estimate = resolution.estimate
-        if (not judge.slot or judge.rate <= 0 or path != CHAT or payload.get("stream") or not resolution.tier
+        if (not judge.slot or judge.rate <= 0 or path not in answers.APIS or not resolution.tier
                 or estimate is None or getattr(estimate, "vector", None) is None or response.status_code != 200
                 or self.random.random() >= judge.rate):
             return
-        body = getattr(response, "body", None)  # a streamed answer has none: not judged
-        answer = answer_text(bytes(body)) if isinstance(body, bytes | memoryview) else None
-        if answer is None:
-            return
-        task = BackgroundTask(self.judge, request_id, payload, resolution, answer, state, health)
+        answer: str | Callable[[], str | None] | None
+        if isinstance(response, StreamingResponse):  # read as it passes; judged if it ended well
+            capture = answers.Capture(path)
+            response.body_iterator = capture.passing(response.body_iterator)
+            answer = capture.answer
+        else:
+            body = getattr(response, "body", None)
+            answer = answers.whole(path, bytes(body)) if isinstance(body, bytes | memoryview) else None
+            if answer is None:
+                return
+        task = BackgroundTask(self.judge, request_id, path, payload, resolution, answer, state, health)
         if response.background is None:
             response.background = task
         else:
@@ -105,15 +141,19 @@ class Judge:
                 await task()
             response.background = BackgroundTask(both)
 
-    async def judge(self, request_id: str, payload: dict[str, Any], resolution: Resolution, answer: str,
-                    state: State, health: Health) -> None:
+    async def judge(self, request_id: str, path: str, payload: dict[str, Any], resolution: Resolution,
+                    answer: str | Callable[[], str | None], state: State, health: Health) -> None:
+        """Judge the answer (a stream's: once it has ended) unless there is none or the request cannot
+        be asked in chat completions."""
         try:
-            await self._judge(request_id, payload, resolution, answer, state, health)
+            given, asked = answer() if callable(answer) else answer, chat_request(path, payload)
+            if given is not None and asked is not None:
+                await self._judge(request_id, payload, asked, resolution, given, state, health)
         except Exception:
             log.exception("judging request %s failed; nothing was learned from it", request_id)
 
-    async def _judge(self, request_id: str, payload: dict[str, Any], resolution: Resolution, answer: str,
-                     state: State, health: Health) -> None:
+    async def _judge(self, request_id: str, payload: dict[str, Any], asked: dict[str, Any], resolution: Resolution,
+                     answer: str, state: State, health: Health) -> None:
         judge, now = state.router.judge, time.time()
         other = other_tier(resolution.tier, state)
         if other is None:
@@ -124,12 +164,10 @@ class Judge:
         judge_res = resolve(judge.slot, state, health, env=self.key_names, now=now, catalog=self.catalog)
         if other_res.chosen is None or judge_res.chosen is None:
             return
-        asked = {**payload, "stream": False, "max_tokens": min(_limit(payload), ANSWER_MAX_TOKENS)}
-        asked.pop("max_completion_tokens", None)
-        question = "\n\n".join(user_turns(payload))
+        asked_about = question(payload, asked)
         size = len(orjson.dumps(asked))
         reserve = self._priced(other_res, state, size, asked["max_tokens"])
-        judged_chars = len(judging.SYSTEM) + len(question) + len(answer) + 4 * ANSWER_MAX_TOKENS + 400
+        judged_chars = len(judging.SYSTEM) + len(asked_about) + len(answer) + 4 * ANSWER_MAX_TOKENS + 400
         judge_cost = self._priced(judge_res, state, judged_chars, JUDGE_MAX_TOKENS)
         if reserve is None or judge_cost is None:
             log.warning("judging skipped: a backend it would ask has no price, so the budget cannot be held")
@@ -150,7 +188,7 @@ class Judge:
             verdicts = []
             for a, b in ((weak, strong), (strong, weak)):
                 asking = {"model": judge.slot, "stream": False, "max_tokens": JUDGE_MAX_TOKENS,
-                          "messages": judging.judge_messages(question, a, b)}
+                          "messages": judging.judge_messages(asked_about, a, b)}
                 said = await self._ask(judge_res, asking, state, health, spent)
                 if said is None:
                     return
@@ -187,7 +225,7 @@ class Judge:
         spent.append(trace.cost_usd or 0.0)
         if response.status_code != 200:
             return None
-        return answer_text(bytes(response.body))
+        return answers.whole(CHAT, bytes(response.body))
 
 
 def _limit(payload: dict[str, Any]) -> int:
