@@ -184,7 +184,7 @@ def test_a_sampled_request_is_judged_in_both_orders_and_teaches_the_router(
     wait_settled(home, 21)
     assert cli_json("estimate", PROMPT)[1]["p_strong"] > before
     assert cli_json("router", "show")[1]["learned"]["by_origin"] == {"judge": 21}
-    assert "judging: 100% of `auto` chat requests by slot opus, 21 judged" in cli("router", "show").output
+    assert "judging: 100% of `auto` requests by slot opus, 21 judged" in cli("router", "show").output
 
 
 @pytest.mark.parametrize("agent", [False, True])

@@ -62,7 +62,7 @@ def judging_line(judge: JudgeConfig, judged: int, spent: float, needs: float) ->
     if not judge.slot:
         return f"judging: off ({judged} judged, ${spent:.4f} spent; `broke router judge --slot SLOT`)"
     used = " — the budget is used: judging has stopped" if stopped(judge, spent, needs) else ""
-    return (f"judging: {judge.rate:.0%} of `auto` chat requests by slot {esc(judge.slot)}, {judged} judged, "
+    return (f"judging: {judge.rate:.0%} of `auto` requests by slot {esc(judge.slot)}, {judged} judged, "
             f"${spent:.4f} of ${judge.budget_usd:.2f} spent{used}")
 
 
@@ -83,7 +83,7 @@ def router_judge(slot: str | None = typer.Option(None, "--slot", help="The slot 
     if slot is None or rate is None or budget is None:
         raise UsageProblem("give --slot SLOT --rate R --budget-usd N (or --off)")
     state = changes.set_judge(store(), slot, rate, budget)
-    say(f"judging {rate:.0%} of `auto` chat requests with slot {esc(slot)}, at most ${budget:.2f} in all "
+    say(f"judging {rate:.0%} of `auto` requests with slot {esc(slot)}, at most ${budget:.2f} in all "
         f"(generation {state.generation})")
 
 
