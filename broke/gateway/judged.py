@@ -10,6 +10,7 @@ background request goes through the same forwarder, so it is priced in the ledge
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import random
 import time
@@ -120,16 +121,15 @@ class Judge:
                 or estimate is None or getattr(estimate, "vector", None) is None or response.status_code != 200
                 or self.random.random() >= judge.rate):
             return
-        answer: str | Callable[[], str | None] | None
+        answer: Callable[[], str | None]
         if isinstance(response, StreamingResponse):  # read as it passes; judged if it ended well
             capture = answers.Capture(path)
             response.body_iterator = capture.passing(response.body_iterator)
             answer = capture.answer
+        elif isinstance(body := getattr(response, "body", None), bytes | memoryview):
+            answer = functools.partial(answers.whole, path, bytes(body))  # read after it was sent
         else:
-            body = getattr(response, "body", None)
-            answer = answers.whole(path, bytes(body)) if isinstance(body, bytes | memoryview) else None
-            if answer is None:
-                return
+            return
         task = BackgroundTask(self.judge, request_id, path, payload, resolution, answer, state, health)
         if response.background is None:
             response.background = task
@@ -142,11 +142,11 @@ class Judge:
             response.background = BackgroundTask(both)
 
     async def judge(self, request_id: str, path: str, payload: dict[str, Any], resolution: Resolution,
-                    answer: str | Callable[[], str | None], state: State, health: Health) -> None:
+                    answer: Callable[[], str | None], state: State, health: Health) -> None:
         """Judge the answer (a stream's: once it has ended) unless there is none or the request cannot
         be asked in chat completions."""
         try:
-            given, asked = answer() if callable(answer) else answer, chat_request(path, payload)
+            given, asked = answer(), chat_request(path, payload)
             if given is not None and asked is not None:
                 await self._judge(request_id, payload, asked, resolution, given, state, health)
         except Exception:
