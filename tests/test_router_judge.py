@@ -14,6 +14,7 @@ import pytest
 
 from broke import changes
 from broke.gateway import answers
+from broke.gateway.judged import chat_request
 from broke.router import artifact, judging, model
 from broke.router.data import DATA_FILE, data_version, load_rows
 from broke.state.model import Price
@@ -318,3 +319,26 @@ def test_an_answer_is_shown_to_the_judge_within_its_limits() -> None:
     assert broken.answer() is None
     assert answers.whole("/v1/chat/completions", b'{"choices": [{"message": {"content": ""}}]}') is None
 
+
+
+def test_the_judge_reads_the_tool_results_an_agent_answers_and_an_untranslatable_request_is_not_judged(
+        home: Path, cloud: FakeProvider, routed: StateStore, start_proxy: StartProxy, cli) -> None:
+    assert cli("router", "judge", "--slot", "opus", "--rate", "1", "--budget-usd", "1").exit_code == 0
+    proxy = start_proxy()
+    history = [{"role": "user", "content": PROMPT},
+               {"role": "assistant",
+                "content": [{"type": "tool_use", "id": "toolu_1", "name": "Write", "input": WRITE}]},
+               {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1",
+                                             "content": "File written: 7 rows. " + "r" * 3_000}]}]
+    answer = proxy.post("/v1/messages", {**AGENT["/v1/messages"], "model": "auto", "stream": True, "messages": history})
+    assert answer.status_code == 200
+    judges = judge_requests(cloud)
+    assert len(judges) == 2
+    asked = judges[0]["body"]["messages"][1]["content"]
+    told = f"[User Question]\n{PROMPT}\n\n[The tool results the assistant answers]\nFile written: 7 rows. r"
+    assert told in asked
+    assert "r" * 1_000 not in asked and "r…" in asked  # the result cut
+    assert judging.spending(home)[0] == 1
+
+    # the other tier is asked through broke's translation, which cannot carry a stored response's continuation
+    assert chat_request("/v1/responses", {"model": "auto", "input": "hi", "previous_response_id": "resp_1"}) is None
