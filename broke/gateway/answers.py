@@ -35,7 +35,7 @@ class Answer:
         return kept
 
     def add_text(self, text: Any) -> None:
-        if isinstance(text, str) and text:
+        if isinstance(text, str) and text and self.room > 0:
             self.text.append(self._kept(text, self.room))
 
     def add_call(self, key: Any, name: Any, arguments: Any = "") -> None:
@@ -153,8 +153,7 @@ class Capture:
             for call in _dicts(delta.get("tool_calls")):
                 function = _dict(call.get("function"))
                 key = call.get("index", 0)
-                if key not in self.read.calls:
-                    self.read.add_call(key, function.get("name"))
+                self.read.add_call(key, function.get("name"))  # named in its first piece only
                 self.read.add_arguments(key, function.get("arguments"))
         if choices[0].get("finish_reason"):
             self.ended = True
