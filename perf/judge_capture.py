@@ -18,6 +18,9 @@ Two measurements, one run:
             is not even wrapped), and at rate 1 (read as it passes; the judgement runs after the last
             byte). Timed: from the request's arrival at the app to its last byte sent (an ASGI wrap),
             so that rate 1's judgement, which runs after, is not counted. Printed: p50 and p90 per mode.
+  uvicorn   The same app served by uvicorn, at rate 1, the other tier's answer hanging HANG_S seconds:
+            one streamed request and then another on the same keep-alive connection, timed by the
+            client; neither waits for the judgement.
 
 Nothing leaves the machine; the home is a temporary directory, removed at the end.
 """
@@ -25,11 +28,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
+import importlib.util
 import json
 import os
+import socket
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -42,6 +49,8 @@ from broke.gateway.answers import CHAT, MESSAGES, RESPONSES, Capture  # noqa: E4
 
 ARGUMENTS = json.dumps({"file_path": "/tmp/x.py", "content": "print('hello world')\n" * 285})
 PIECE = 7
+#: How long the judgement's first request hangs in the keep-alive measurement.
+HANG_S = 3.0
 
 
 def sse(data: dict[str, Any], name: str | None = None) -> bytes:
@@ -192,6 +201,43 @@ def gateway_cost(requests: int) -> None:
             values.sort()
             print(f"  {mode:7} p50 {statistics.median(values) * 1e3:7.2f} ms  "
                   f"p90 {values[int(len(values) * 0.9) - 1] * 1e3:7.2f} ms")
+        changes.set_judge(store, "opus", 1.0, 1000.0)
+        served = FrontProxy(home, dataclasses.replace(record, first_byte_timeout_s=HANG_S), "sk-perf").app()
+        keep_alive(served, fake, body, token)
+
+
+def keep_alive(app: Any, fake: Any, body: dict[str, Any], token: str) -> None:
+    """Under uvicorn (as `broke start` serves), with the judgement held up HANG_S seconds: the stream, and
+    the client's next request on the same connection, each timed end to end."""
+    import httpx
+    import uvicorn
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    http = "httptools" if importlib.util.find_spec("httptools") else "h11"
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, http=http, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.01)
+    fake.fail("hang", model="model-b", times=1)  # the other tier's answer, asked after the stream, hangs
+    headers = {"authorization": f"Bearer {token}"}
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers=headers, timeout=30) as client:
+            started = time.perf_counter()
+            with client.stream("POST", "/v1/messages", json=body) as answer:
+                streamed = b"".join(answer.iter_bytes())
+            first = time.perf_counter() - started
+            started = time.perf_counter()
+            again = client.post("/v1/messages", json={**body, "stream": False})
+            second = time.perf_counter() - started
+            assert b"message_stop" in streamed and again.status_code == 200
+            print(f"uvicorn ({http}), the judgement held up {HANG_S:.0f} s: the stream took {first * 1e3:.1f} ms, "
+                  f"the next request on the same connection {second * 1e3:.1f} ms")
+    finally:
+        server.should_exit = True
+        thread.join(timeout=HANG_S + 10)
 
 
 def main() -> int:
