@@ -329,13 +329,15 @@ def test_the_judge_reads_the_tool_results_an_agent_answers_and_an_untranslatable
                {"role": "assistant",
                 "content": [{"type": "tool_use", "id": "toolu_1", "name": "Write", "input": WRITE}]},
                {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1",
-                                             "content": "File written: 7 rows. " + "r" * 3_000}]}]
+                                             "content": "File written: 7 rows. " + "r" * 3_000},
+                                            {"type": "text", "text": "<system-reminder>keep going</system-reminder>"}]}]
     answer = proxy.post("/v1/messages", {**AGENT["/v1/messages"], "model": "auto", "stream": True, "messages": history})
     assert answer.status_code == 200
     judges = judge_requests(cloud)
     assert len(judges) == 2
     asked = judges[0]["body"]["messages"][1]["content"]
-    told = f"[User Question]\n{PROMPT}\n\n[The tool results the assistant answers]\nFile written: 7 rows. r"
+    told = (f"[User Question]\n{PROMPT}\n\n<system-reminder>keep going</system-reminder>\n\n"
+            "[The tool results the assistant answers]\nFile written: 7 rows. r")
     assert told in asked
     assert "r" * 1_000 not in asked and "r…" in asked  # the result cut
     assert judging.spending(home)[0] == 1

@@ -69,15 +69,17 @@ def chat_request(path: str, payload: dict[str, Any]) -> dict[str, Any] | None:
 
 def question(payload: dict[str, Any], asked: dict[str, Any]) -> str:
     """What the judge is told the user asked: the user's turns, then the tool results the answers follow
-    (an agent's request), each cut at RESULT_LIMIT characters."""
+    (an agent's request: those after the last assistant message), each cut at RESULT_LIMIT characters."""
     said = "\n\n".join(user_turns(payload))
-    messages = [m for m in asked.get("messages") or [] if isinstance(m, dict)]
     results: list[str] = []
-    while messages and messages[-1].get("role") == "tool":
-        content = messages.pop().get("content")
-        text = content if isinstance(content, str) else " ".join(
-            p["text"] for p in content or [] if isinstance(p, dict) and isinstance(p.get("text"), str))
-        results.insert(0, text[:RESULT_LIMIT] + ("…" if len(text) > RESULT_LIMIT else ""))
+    for message in reversed([m for m in asked.get("messages") or [] if isinstance(m, dict)]):
+        if message.get("role") == "assistant":
+            break
+        if message.get("role") == "tool":
+            content = message.get("content")
+            text = content if isinstance(content, str) else " ".join(
+                p["text"] for p in content or [] if isinstance(p, dict) and isinstance(p.get("text"), str))
+            results.insert(0, text[:RESULT_LIMIT] + ("…" if len(text) > RESULT_LIMIT else ""))
     if not results:
         return said
     return said + "\n\n[The tool results the assistant answers]\n" + "\n".join(results)
