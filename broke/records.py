@@ -11,6 +11,7 @@ import os
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -71,10 +72,13 @@ Row = Sequence[object] | Callable[[], Sequence[object]]
 
 class Appender:
     """Appends rows to one table from a background thread, in batches; `add` never blocks. `keep` bounds the
-    table: past it, the oldest rows go."""
+    table: past it, the oldest rows go. `linger_s`: how long the writer waits after a row arrives before it
+    makes and writes the batch (so that the request that sent it has been answered first)."""
 
-    def __init__(self, home: Path, schema: str, insert: str, *, table: str, keep: int | None = None) -> None:
+    def __init__(self, home: Path, schema: str, insert: str, *, table: str, keep: int | None = None,
+                 linger_s: float = 0.0) -> None:
         self.home, self.schema, self.insert, self.table, self.keep = home, schema, insert, table, keep
+        self.linger_s = linger_s
         self.items: queue.Queue[Row | threading.Event | None] = queue.Queue(BACKLOG)
         self.dropped = 0
         self.thread = threading.Thread(target=self._run, name=f"broke-records-{table}", daemon=True)
@@ -117,6 +121,8 @@ class Appender:
         since_prune = 0
         while True:
             batch = [self.items.get()]
+            if self.linger_s and batch[0] is not None and not isinstance(batch[0], threading.Event):
+                time.sleep(self.linger_s)
             while len(batch) < BATCH and not self.items.empty():
                 batch.append(self.items.get_nowait())
             rows = [made for item in batch if item is not None and not isinstance(item, threading.Event)

@@ -28,6 +28,8 @@ log = logging.getLogger("broke.gateway")
 
 #: Decisions whose answers have not ended yet, kept at most (a request refused after its decision never ends).
 PENDING = 4096
+#: How long the records writer waits before estimating and writing (the answer goes out first, undisturbed).
+LINGER_S = 0.02
 
 
 @dataclass(frozen=True)
@@ -71,7 +73,7 @@ class OutcomeLog:
             return
         if self._appender is None:
             self._appender = Appender(self.home, outcomes.SCHEMA, outcomes.INSERT, table=outcomes.TABLE,
-                                      keep=outcomes.KEEP)
+                                      keep=outcomes.KEEP, linger_s=LINGER_S)
         known = (trace.request_id, trace.ts, trace.client, trace.slot, trace.tier, trace.backend)
         ended = (trace.latency_ms, trace.tokens, trace.status)
         if entry.estimate is not None:
@@ -86,7 +88,7 @@ class OutcomeLog:
         if entry.keep_text and entry.text:
             if self._prompts is None:
                 self._prompts = Appender(self.home, outcomes.SCHEMA, outcomes.PROMPT_INSERT,
-                                         table=outcomes.PROMPTS_TABLE, keep=outcomes.KEEP)
+                                         table=outcomes.PROMPTS_TABLE, keep=outcomes.KEEP, linger_s=LINGER_S)
             self._prompts.add((trace.request_id, *outcomes.prompt_row(entry.text)))
 
     def _estimate(self, text: str) -> tuple[float | None, float | None, bytes | None]:

@@ -29,7 +29,9 @@ from broke.errors import InvalidInputError, NotFoundError
 from broke.paths import FILE_MODE
 from broke.records import open_records
 
+#: Deleted rows (the oldest pruned, `forget`) are overwritten on disk: no prompt text stays in free pages.
 SCHEMA = """
+PRAGMA secure_delete=ON;
 CREATE TABLE IF NOT EXISTS router_outcomes (
     request_id TEXT PRIMARY KEY,
     time REAL NOT NULL,
@@ -167,7 +169,6 @@ def forget(home: Path) -> int:
     drops those). Returns how many outcome records went."""
     connection = open_records(home, SCHEMA)
     try:
-        connection.execute("PRAGMA secure_delete=ON")
         gone = int(connection.execute(f"DELETE FROM {TABLE}").rowcount)
         connection.execute(f"DELETE FROM {PROMPTS_TABLE}")
         connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
