@@ -65,6 +65,7 @@ def test_another_slot_is_recorded_once_turned_on_and_its_feedback_is_kept_not_le
     proxy = start_proxy()
     ask(proxy, "sonnet", "Summarise the plot of Hamlet in two sentences")
     assert cli_json("router", "outcomes", "--json") == (0, [])  # not recorded by default
+    assert proxy.front is not None and proxy.front.router_model._router is None  # nor estimated: no router loaded
 
     said = cli("router", "record", "--slot", "sonnet")
     assert said.exit_code == 0 and "`auto` and slot sonnet" in said.output, said.output
@@ -174,3 +175,12 @@ def test_record_settings_show_in_router_show_and_bad_input_changes_nothing(store
     assert store.path.read_bytes() == before
     assert cli("router", "record", "--all").exit_code == 0
     assert "`auto` and every other slot" in cli("router", "show").output
+
+
+def test_a_state_file_without_the_record_table_reads_as_auto_only(store: StateStore, cli, cli_json) -> None:
+    assert cli("router", "record", "--slot", "sonnet", "--prompt-text", "on").exit_code == 0
+    text = store.path.read_text()
+    start = text.index("[router.record]")
+    end = text.index("\n[", start + 1)
+    store.path.write_text(text[:start] + text[end + 1:])  # as a broke without `router record` wrote it
+    assert cli_json("router", "show")[1]["record"] == {"slots": [], "prompt_text": False}
