@@ -11,7 +11,8 @@ import os
 import queue
 import sqlite3
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from broke.errors import BrokeError
@@ -65,18 +66,25 @@ def prune(connection: sqlite3.Connection, table: str, keep: int) -> int:
     return cursor.rowcount
 
 
+#: What an Appender is given: a row, or a function making it on the writer thread (work kept off the caller's path).
+Row = Sequence[object] | Callable[[], Sequence[object]]
+
+
 class Appender:
     """Appends rows to one table from a background thread, in batches; `add` never blocks. `keep` bounds the
-    table: past it, the oldest rows go."""
+    table: past it, the oldest rows go. `linger_s`: how long the writer waits after a row arrives before it
+    makes and writes the batch (so that the request that sent it has been answered first)."""
 
-    def __init__(self, home: Path, schema: str, insert: str, *, table: str, keep: int | None = None) -> None:
+    def __init__(self, home: Path, schema: str, insert: str, *, table: str, keep: int | None = None,
+                 linger_s: float = 0.0) -> None:
         self.home, self.schema, self.insert, self.table, self.keep = home, schema, insert, table, keep
-        self.items: queue.Queue[Sequence[object] | threading.Event | None] = queue.Queue(BACKLOG)
+        self.linger_s = linger_s
+        self.items: queue.Queue[Row | threading.Event | None] = queue.Queue(BACKLOG)
         self.dropped = 0
         self.thread = threading.Thread(target=self._run, name=f"broke-records-{table}", daemon=True)
         self.thread.start()
 
-    def add(self, row: Sequence[object]) -> None:
+    def add(self, row: Row) -> None:
         try:
             self.items.put_nowait(row)
         except queue.Full:
@@ -93,6 +101,17 @@ class Appender:
         self.items.put(None)
         self.thread.join(timeout_s)
 
+    @staticmethod
+    def _made(item: Row) -> list[Sequence[object]]:
+        """The row itself, or the one its function makes ([] if that failed: the row is lost, the writer goes on)."""
+        if not callable(item):
+            return [item]
+        try:
+            return [item()]
+        except Exception:
+            log.exception("a record was not made; the others are written")
+            return []
+
     def _run(self) -> None:
         try:
             connection = open_records(self.home, self.schema)
@@ -102,9 +121,12 @@ class Appender:
         since_prune = 0
         while True:
             batch = [self.items.get()]
+            if self.linger_s and batch[0] is not None and not isinstance(batch[0], threading.Event):
+                time.sleep(self.linger_s)
             while len(batch) < BATCH and not self.items.empty():
                 batch.append(self.items.get_nowait())
-            rows = [item for item in batch if item is not None and not isinstance(item, threading.Event)]
+            rows = [made for item in batch if item is not None and not isinstance(item, threading.Event)
+                    for made in self._made(item)]
             try:
                 if rows:
                     connection.execute("BEGIN")

@@ -36,6 +36,26 @@ def test_an_appender_writes_rows_from_its_own_thread_and_flush_waits_for_them(tm
     assert not appender.thread.is_alive()
 
 
+def test_a_row_made_by_a_function_is_made_on_the_writer_thread_and_one_that_fails_is_left_out(
+        tmp_path: Path) -> None:
+    appender = Appender(tmp_path, SCHEMA, INSERT, table="things", linger_s=0.01)
+    made_on: list[int] = []
+
+    def made() -> tuple[float, str]:
+        made_on.append(threading.get_ident())
+        return 1.0, "made"
+
+    def fails() -> tuple[float, str]:
+        raise ValueError("no row")
+
+    for row in ((0.0, "given"), made, fails, (2.0, "after")):
+        appender.add(row)
+    assert appender.flush()
+    assert names(tmp_path) == ["given", "made", "after"]
+    assert made_on == [appender.thread.ident]
+    appender.close()
+
+
 def test_a_bounded_table_keeps_its_newest_rows(tmp_path: Path) -> None:
     appender = Appender(tmp_path, SCHEMA, INSERT, table="things", keep=300)
     for number in range(1000):

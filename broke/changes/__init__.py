@@ -15,6 +15,7 @@ from broke.changes.health import set_key_state, set_model_state
 from broke.changes.judge import judge_off, set_judge
 from broke.changes.local import add_local_model, add_node, remove_node
 from broke.changes.presets import ProfileChange, load_profile, load_team, save_team, write_profile
+from broke.changes.recording import EVERY_SLOT, check_record_slots, set_recording
 from broke.changes.routes import set_route
 from broke.changes.sandbox import default_sandbox, set_default_sandbox
 from broke.changes.slots import check_backend, check_slot, set_fallbacks, set_frozen, set_thresholds, set_tier, swap

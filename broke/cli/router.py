@@ -1,5 +1,5 @@
-"""`router show|tier|thresholds|calibrate|eval|train|learn|forget|judge`, `estimate`: the complexity router
-for `auto`."""
+"""`router show|tier|thresholds|calibrate|eval|train|learn|forget|judge|record|outcomes`, `estimate`,
+`feedback`: the complexity router for `auto`, and the outcome records it learns from."""
 from __future__ import annotations
 
 import json
@@ -13,7 +13,7 @@ from broke.cli.output import JSON_OPTION, console, esc, print_json, say, show, s
 from broke.errors import UsageProblem
 
 if TYPE_CHECKING:
-    from broke.state.model import JudgeConfig
+    from broke.state.model import JudgeConfig, RecordConfig
 
 router_app = typer.Typer(no_args_is_help=True, help="The complexity router: tiers and thresholds for `auto`.")
 
@@ -50,6 +50,53 @@ def router_show(as_json: bool = JSON_OPTION) -> None:
     else:
         say("learned from no labels: p_strong is the shipped prior's (`broke router learn FILE`, `broke feedback`)")
     say(judging_line(router.judge, judged, spent, needs))
+    say(recording_line(router.record))
+
+
+def recording_line(record: RecordConfig) -> str:
+    """What `router show` and `router record` say about outcome records."""
+    from broke.router.outcomes import PROMPT_CHARS
+
+    if "*" in record.slots:
+        which = "`auto` and every other slot"
+    elif record.slots:
+        which = f"`auto` and slot{'s' if len(record.slots) > 1 else ''} {esc(', '.join(record.slots))}"
+    else:
+        which = "`auto` only"
+    text = (f"kept (cut at {PROMPT_CHARS:,} characters)" if record.prompt_text
+            else "not kept (the prompt's vector only)")
+    return f"outcome records: {which}; prompt text {text}"
+
+
+@router_app.command("record")
+def router_record(
+        slots: list[str] | None = typer.Option(None, "--slot", metavar="NAME",
+                                               help="Record requests to this slot too (repeat it; replaces the "
+                                                    "list)."),
+        every: bool = typer.Option(False, "--all", help="Record requests to every slot."),
+        auto_only: bool = typer.Option(False, "--auto-only", help="Record `auto`'s requests only (the default)."),
+        prompt_text: str | None = typer.Option(None, "--prompt-text", metavar="on|off",
+                                               help="Keep the prompt's text in new records (default off)."),
+) -> None:
+    """Which requests get outcome records besides `auto`'s (always), and whether they keep the prompt's text."""
+    from broke import changes
+    from broke.router import outcomes
+
+    chosen = [name for name, given in (("--slot", bool(slots)), ("--all", every), ("--auto-only", auto_only))
+              if given]
+    if len(chosen) > 1:
+        raise UsageProblem(f"give one of --slot, --all or --auto-only, not {' and '.join(chosen)}")
+    if prompt_text not in (None, "on", "off"):
+        raise UsageProblem(f"--prompt-text is on or off, not '{prompt_text}'")
+    if not chosen and prompt_text is None:
+        raise UsageProblem("give --slot NAME (repeatable), --all or --auto-only, and/or --prompt-text on|off")
+    wanted = list(slots or []) if not every else [changes.EVERY_SLOT]
+    s = store()
+    state = changes.set_recording(s, wanted if chosen else None, None if prompt_text is None else prompt_text == "on")
+    say(f"{recording_line(state.router.record)} (generation {state.generation})")
+    kept = outcomes.count(s.home, outcomes.PROMPTS_TABLE) if prompt_text == "off" else 0
+    if kept:
+        say(f"{kept} records keep the prompt text they stored; `broke router outcomes --forget` deletes them")
 
 
 def stopped(judge: JudgeConfig, spent: float, needs: float) -> bool:
@@ -208,12 +255,14 @@ def router_outcomes(as_json: bool = JSON_OPTION,
                                                        help="Write every record to FILE as JSON lines."),
                     forget: bool = typer.Option(False, "--forget", help="Delete every outcome record."),
                     last: int = typer.Option(20, "--last", min=1, help="Records to show (newest first).")) -> None:
-    """The outcome records of requests `auto` routed (never their prompts): tier, backend, p_strong, feedback."""
+    """The outcome records of routed requests: slot, tier, backend, p_strong, feedback (and the prompt's text with
+    --json or --export, where `broke router record --prompt-text on` kept it)."""
     from broke.router import outcomes
 
     home = store().home
     if forget:
-        say(f"forgot {outcomes.forget(home)} outcome records (labels stay; `broke router forget` drops them)")
+        say(f"forgot {outcomes.forget(home)} outcome records and the prompt text they kept (labels stay; "
+            "`broke router forget` drops them)")
         return
     if export is not None:
         say(f"{outcomes.export(home, export.expanduser())} outcome records written to {esc(str(export))}")
@@ -222,14 +271,18 @@ def router_outcomes(as_json: bool = JSON_OPTION,
     if as_json:
         print_json(records)
         return
-    t = table("request", "time", "client", "tier", "backend", "p_strong", "ms", "tokens", "status", "feedback")
+    t = table("request", "time", "client", "slot", "tier", "backend", "p_strong", "ms", "tokens", "status",
+              "feedback")
     for r in records:
         t.add_row(r["request_id"], time.strftime("%H:%M:%S", time.localtime(r["time"])), esc(r["client"]),
-                  r["tier"] or "-", esc(r["backend"]), "-" if r["p_strong"] is None else f"{r['p_strong']:.3f}",
+                  esc(r["slot"]), r["tier"] or "-", esc(r["backend"]),
+                  "-" if r["p_strong"] is None else f"{r['p_strong']:.3f}",
                   f"{r['latency_ms'] or 0:.0f}", "-" if r["tokens"] is None else str(r["tokens"]), str(r["status"]),
                   r["feedback"] or "")
     show(t)
-    say(f"{outcomes.count(home)} outcome records in all")
+    texts = outcomes.count(home, outcomes.PROMPTS_TABLE)
+    say(f"{outcomes.count(home)} outcome records in all" + (f", {texts} with their prompt text (--json, --export)"
+                                                            if texts else ""))
 
 
 def feedback(request_id: str = typer.Argument(..., help="The answer's x-broke-request-id."),
@@ -237,11 +290,11 @@ def feedback(request_id: str = typer.Argument(..., help="The answer's x-broke-re
     """Say whether a routed answer was good enough: on basic or balanced, `auto` learns from it."""
     from broke.router.outcomes import give_feedback
 
-    if give_feedback(store().home, request_id, verdict):
+    given = give_feedback(store().home, request_id, verdict)
+    if given.learned:
         say(f"{request_id}: {verdict}; the router learned from it")
     else:
-        say(f"{request_id}: {verdict}; recorded (answered by premium: it says nothing about the weaker tiers, "
-            "so the router does not learn from it)")
+        say(f"{request_id}: {verdict}; recorded ({esc(given.why_not)})")
 
 
 def estimate(prompt: str | None = typer.Argument(None, help="The prompt (default: read stdin)."),

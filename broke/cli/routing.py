@@ -87,10 +87,13 @@ def explain(slot: str = typer.Argument(..., help="A slot or a client model name.
 
         drivers = ", ".join(f"{name} {value:+.2f}" for name, value in prompt_drivers(store().home, prompt))
         say(f"router: prior p_strong driven by (logit contributions): {esc(drivers)}")
+        from broke.router.outcomes import snippets
+
         learned = prompt_neighbours(store().home, prompt)
         if learned.neighbours:
-            names = ", ".join(f"{esc(n.name)} (similarity {n.similarity:.2f}, strong needed {n.target:.2f}, "
-                              f"pull {n.share:.0%})" for n in learned.neighbours)
+            texts = snippets(store().home, (n.name for n in learned.neighbours))  # where prompt text was kept
+            names = ", ".join(f"{esc(n.name)}{_quoted(texts.get(n.name))} (similarity {n.similarity:.2f}, "
+                              f"strong needed {n.target:.2f}, pull {n.share:.0%})" for n in learned.neighbours)
             say(f"router: your labels carry {learned.weight:.0%} here (prior {learned.prior:.3f} → "
                 f"{learned.p_strong:.3f}); nearest labels: {names}")
     t = table("#", "backend", "key", "source", "version", "health", "speed here", "verdict")
@@ -160,6 +163,11 @@ def _verdict(resolution: Resolution, candidate: Candidate, routes: dict[str, Rou
     if attempt.last_resort:
         return f"{word} [yellow]last resort[/] ({esc(candidate.skip_reason)})"
     return word + (" [yellow](busy)[/]" if attempt.busy else "")
+
+
+def _quoted(snippet: str | None) -> str:
+    """A labelled neighbour's stored prompt text, as `explain` shows it after the request id ("" if none kept)."""
+    return f' "{esc(snippet)}"' if snippet else ""
 
 
 def _speed(candidate) -> str:

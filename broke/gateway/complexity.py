@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -30,6 +31,7 @@ class RouterModel:
         self._loading: asyncio.Future[Learned] | None = None
         self._refitting: asyncio.Future[None] | None = None
         self._checked = time.monotonic()
+        self._load_lock = threading.Lock()
 
     def warm_up(self) -> None:
         """Load (or train, the first time) the model in the background when the server starts."""
@@ -41,15 +43,22 @@ class RouterModel:
         from broke.router.local import LocalModel
         from broke.router.model import load_or_train
 
-        prior = load_or_train(self.home)
-        try:
-            router = fit(self.home, prior)
-        except RecordsError as exc:
-            log.error("the router's labels are not read (%s); `auto` uses the shipped prior", exc)
-            router = Learned(prior, LocalModel.empty(prior.vector_dims()))
-        router.estimate("warm up")  # the token vectors are read here, not on the first request
-        self._router = router
-        return router
+        with self._load_lock:  # the warm-up and a writer thread (`loaded`) may both ask
+            if self._router is not None:
+                return self._router
+            prior = load_or_train(self.home)
+            try:
+                router = fit(self.home, prior)
+            except RecordsError as exc:
+                log.error("the router's labels are not read (%s); `auto` uses the shipped prior", exc)
+                router = Learned(prior, LocalModel.empty(prior.vector_dims()))
+            router.estimate("warm up")  # the token vectors are read here, not on the first request
+            self._router = router
+            return router
+
+    def loaded(self) -> Learned:
+        """The model, loaded by this call if it is not yet: for threads off the event loop, never on it."""
+        return self._router if self._router is not None else self._load()
 
     def _refit(self) -> None:
         """Fit again if the stored labels changed since the last fit."""

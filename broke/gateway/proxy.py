@@ -82,7 +82,7 @@ class FrontProxy:
         self.litellm = LiteLLM(home, record)
         transitions = HealthTransitions(home, self.health.last_good)
         self.costs = CostBook(home, self.catalog, self.state.get, self.shared)
-        self.routed = OutcomeLog(home)
+        self.routed = OutcomeLog(home, self.router_model.loaded)
         self.runs = RunRequests(home)
         self.recorder = Recorder(self.metrics, self.traffic, transitions, self.rotation, self.costs, self.routed,
                                  self.runs, self.shared)
@@ -137,7 +137,8 @@ class FrontProxy:
         )
         self.forwarder.session = session
         self.litellm.bind(session)
-        if self.state.get().router.tiers:  # `auto` is routed by complexity: have the model ready
+        router = self.state.get().router
+        if router.tiers or router.record.slots:  # `auto` is routed by complexity, or prompts are recorded
             self.router_model.warm_up()
         watching = await self.watch.start()  # brings back dead workers, follows the replicas there are
         try:
@@ -307,7 +308,8 @@ class FrontProxy:
         self.rotation.advance(resolution.slot, (c.provider for c in resolution.candidates), state)
         trace = self.traffic.begin(client.owner, resolution.slot, requested, resolution.generation, request_id)
         trace.tier, trace.p_strong, trace.stream = resolution.tier, resolution.p_strong, bool(payload.get("stream"))
-        self.routed.decided(request_id, resolution.estimate)
+        self.routed.decided(request_id, resolution.slot, resolution.estimate, state.router.record,
+                            lambda: conversation.turns if conversation else user_turns(payload), path in COUNTING)
         headers = decision_headers(resolution)
         if admission.warning:
             headers["x-broke-budget-warning"] = admission.warning

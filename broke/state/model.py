@@ -132,6 +132,19 @@ class JudgeConfig:
 
 
 @dataclass
+class RecordConfig:
+    """Outcome records beyond `auto`'s (always kept): the other slots recorded ("*": every slot), and whether
+    each record keeps the prompt's text (off: its vector only)."""
+
+    slots: list[str] = field(default_factory=list)
+    prompt_text: bool = False
+
+    def records(self, slot: str) -> bool:
+        """Whether requests to `slot` are recorded although no router estimated them."""
+        return bool(self.slots) and ("*" in self.slots or slot in self.slots)
+
+
+@dataclass
 class RouterConfig:
     """The complexity router: each tier's backends, and the p_strong at which a tier starts."""
 
@@ -140,6 +153,7 @@ class RouterConfig:
     balanced_from: float = field(default=0.152, metadata={"min": 0.0})
     premium_from: float = field(default=0.305, metadata={"min": 0.0})
     judge: JudgeConfig = field(default_factory=JudgeConfig)
+    record: RecordConfig = field(default_factory=RecordConfig)
 
     def tier_for(self, p_strong: float) -> Tier:
         """The cheapest tier likely good enough for a prompt whose p_strong is given."""

@@ -351,8 +351,8 @@ class Dashboard:
 
         try:
             body = orjson.loads(await request.body())
-            learned = await asyncio.to_thread(give_feedback, self.home, self._text(body, "request_id"),
-                                              self._text(body, "verdict"))
+            given = await asyncio.to_thread(give_feedback, self.home, self._text(body, "request_id"),
+                                            self._text(body, "verdict"))
         except (orjson.JSONDecodeError, AttributeError, ValueError) as exc:
             return _error(400, str(exc) if isinstance(exc, ValueError) else "the body must be a JSON object",
                           "invalid_request_error")
@@ -360,7 +360,7 @@ class Dashboard:
             return _error(404, str(exc), "not_found")
         except BrokeError as exc:
             return _error(400, str(exc), "invalid_input")
-        return JSONResponse({"learned": learned})
+        return JSONResponse({"learned": given.learned, **({"why_not": given.why_not} if given.why_not else {})})
 
     async def freeze(self, request: Request) -> Response:
         def call(body: dict) -> State:

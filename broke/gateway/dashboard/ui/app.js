@@ -274,7 +274,7 @@ async function thumb(cell, requestId, verdict) {
   const data = await answer.json();
   if (!answer.ok) { notice(`refused: ${data.error ? data.error.message : `HTTP ${answer.status}`}`, true); return; }
   cell.textContent = verdict === "good" ? "👍" : "👎";
-  notice(`${requestId}: ${verdict}${data.learned ? "; the router learned from it" : " (recorded; premium answers teach nothing)"}`, false);
+  notice(`${requestId}: ${verdict}${data.learned ? "; the router learned from it" : ` (recorded; ${data.why_not || "the router does not learn from it"})`}`, false);
 }
 
 function decisionRow(d) {
