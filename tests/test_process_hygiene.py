@@ -119,7 +119,9 @@ def litellm_seen_by_front(record: GatewayRecord) -> str:
 
 
 def test_killed_gateway_processes_are_noticed_and_brought_back_alone(broke_home, cli_json):
-    run_cli("swap", "auto=gemini/gemini-2.5-flash")  # a provider only LiteLLM speaks: it runs
+    run_cli("swap", "auto=gemini/gemini-2.5-flash")  # a provider only LiteLLM speaks, with a key: it runs
+    with (broke_home / ".env").open("a") as env:
+        env.write("\nGEMINI_API_KEY=never-used\n")
     run_cli("start", "--port", str(free_port()), "--wait")
     first = read_record(broke_home)
     try:

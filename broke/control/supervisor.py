@@ -159,7 +159,8 @@ def start(home: Path, *, port: int | None = None, first_byte_timeout_s: float | 
         return _repair(home, current, progress), True
     if current.record is not None:
         port = port or current.record.front.port  # the port its clients were given
-        stop(home)  # stale: end what is left of its groups, clean the record
+        stop(home, keep_workers=True)  # stale: end what is left of its groups, clean the record
+        _revive_workers(home, progress)  # its recorded workers come back on their ports
     port = port or int(_env_number("BROKE_PORT", DEFAULT_PORT))
     if not port_free(port):
         raise GatewayError(f"port {port} on 127.0.0.1 is in use; pick another with `broke start --port N`")
