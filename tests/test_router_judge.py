@@ -15,19 +15,17 @@ import pytest
 from broke import changes
 from broke.gateway import answers
 from broke.gateway.judged import chat_request
-from broke.router import artifact, judging, model
-from broke.router.data import DATA_FILE, data_version, load_rows
+from broke.router import judging
 from broke.state.model import Price
 from broke.state.store import StateStore
 from conftest import assert_one_error_line
 from fake_conversation import Reply, Script, Step, ToolCall
 from fake_provider import FakeProvider
-from tools.router_data.make_data import write
 
 if TYPE_CHECKING:
     from proxy_harness import Proxy
 
-pytest_plugins = ("proxy_harness",)
+pytest_plugins = ("proxy_harness", "router_prior")
 pytestmark = pytest.mark.timeout(120)
 
 StartProxy = Callable[..., "Proxy"]
@@ -50,22 +48,6 @@ AGENT = {
 }
 #: What every answer makes fresh: its ids and its time.
 FRESH = re.compile(rb'"(id|item_id|call_id|created_at|created)":\s*("[^"]*"|\d+)')
-
-
-@pytest.fixture(scope="module")
-def prior(tmp_path_factory: pytest.TempPathFactory) -> model.Router:
-    rows = load_rows()
-    path = tmp_path_factory.mktemp("data") / "small.jsonl.gz"
-    write([r for i, r in enumerate(rows) if r["source"] == "arena_hard_v2" or i % 8 == 0], path)
-    return model.train(load_rows(path))
-
-
-@pytest.fixture
-def home(prior: model.Router, broke_home: Path) -> Path:
-    artifact.save(broke_home, artifact.version(data_version(DATA_FILE)), prior)
-    model.forget_loaded()
-    yield broke_home
-    model.forget_loaded()
 
 
 @pytest.fixture

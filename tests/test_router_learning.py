@@ -15,17 +15,16 @@ import pytest
 
 from broke import changes
 from broke.router import artifact, learned, model
-from broke.router.data import DATA_FILE, data_version, load_rows
+from broke.router.data import DATA_FILE, data_version
 from broke.router.labels import parse_outcomes
 from broke.state.store import StateStore
 from conftest import assert_one_error_line
 from fake_provider import FakeProvider
-from tools.router_data.make_data import write
 
 if TYPE_CHECKING:
     from proxy_harness import Proxy
 
-pytest_plugins = ("proxy_harness",)
+pytest_plugins = ("proxy_harness", "router_prior")
 pytestmark = pytest.mark.timeout(120)
 
 StartProxy = Callable[..., "Proxy"]
@@ -37,24 +36,6 @@ SQL = [f"Write a SQL query joining orders and customers to find the top {n} cust
 CHAT = [f"Say hello to my friend number {n} and wish them a nice {d}" for n, d in
         zip(range(20), ["day", "week", "weekend", "evening", "morning"] * 4, strict=True)]
 PROBE = "Write a SQL query joining orders and customers to find the top 7 customers by revenue in 2023"
-
-
-@pytest.fixture(scope="module")
-def prior(tmp_path_factory: pytest.TempPathFactory) -> model.Router:
-    """A prior fitted in a few seconds (every 8th RouteLLM row, all Arena-Hard rows)."""
-    rows = load_rows()
-    path = tmp_path_factory.mktemp("data") / "small.jsonl.gz"
-    write([r for i, r in enumerate(rows) if r["source"] == "arena_hard_v2" or i % 8 == 0], path)
-    return model.train(load_rows(path))
-
-
-@pytest.fixture
-def home(prior: model.Router, broke_home: Path) -> Path:
-    """$BROKE_HOME with that prior as its cached artifact, as `load_or_train` would leave it."""
-    artifact.save(broke_home, artifact.version(data_version(DATA_FILE)), prior)
-    model.forget_loaded()
-    yield broke_home
-    model.forget_loaded()
 
 
 def outcome_file(path: Path, lines: list[Any]) -> Path:
