@@ -1,6 +1,8 @@
 """Errors meant for a person: the CLI prints the message on one line and exits with `exit_code`."""
 from __future__ import annotations
 
+from collections.abc import Collection
+
 
 class BrokeError(Exception):
     """Base of every error broke reports to the user (exit code 1)."""
@@ -32,3 +34,10 @@ class UsageProblem(BrokeError):
 
 class LockTimeoutError(BrokeError):
     """Another broke process held the state lock for too long."""
+
+
+def one_of(kind: str, name: str, choices: Collection[str]) -> str:
+    """`name` if it is one of `choices`; else UsageProblem "unknown KIND 'NAME'; expected one of: …"."""
+    if name not in choices:
+        raise UsageProblem(f"unknown {kind} '{name}'; expected one of: {', '.join(choices)}")
+    return name

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from broke.control.tokens import CLIENT_TOKEN_ENV, MASTER_KEY_ENV
-from broke.errors import BrokeError, UsageProblem
+from broke.errors import BrokeError, UsageProblem, one_of
 
 #: Prefixes and names of caller variables that would point a client somewhere other than broke.
 STALE_PREFIXES = ("ANTHROPIC_", "OPENAI_", "GOOGLE_GEMINI_", "GOOGLE_GENAI_", "GOOGLE_VERTEX_")
@@ -97,10 +97,7 @@ def mask(secret: str) -> str:
 def client_named(name: str) -> Client:
     if name == COMMAND:
         return Client(COMMAND, "", "")
-    try:
-        return CLIENTS[name]
-    except KeyError:
-        raise UsageProblem(f"unknown client '{name}'; expected one of: {', '.join(CLIENTS)}") from None
+    return CLIENTS[one_of("client", name, CLIENTS)]
 
 
 def token_owner(home: Path, profile: str | None) -> str:

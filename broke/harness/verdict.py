@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import IntEnum
 
-from broke.errors import UsageProblem
+from broke.errors import UsageProblem, one_of
 
 
 class Verdict(IntEnum):
@@ -50,15 +50,11 @@ def parse_lane(text: str) -> LaneVerdict:
 
 
 def check_policy(name: str) -> str:
-    if name not in POLICIES:
-        raise UsageProblem(f"unknown policy '{name}'; expected one of: {', '.join(POLICIES)}")
-    return name
+    return one_of("policy", name, POLICIES)
 
 
 def check_risk(name: str) -> str:
-    if name not in RISKS:
-        raise UsageProblem(f"unknown risk '{name}'; expected one of: {', '.join(RISKS)}")
-    return name
+    return one_of("risk", name, RISKS)
 
 
 @dataclass(frozen=True)

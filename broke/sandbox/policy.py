@@ -8,7 +8,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from broke.errors import InvalidInputError, UsageProblem
+from broke.errors import InvalidInputError, one_of
 
 PROFILES = ("normal", "hardened", "strict")
 #: The clients whose own configuration directories a sandbox keeps (`client_paths`).
@@ -48,15 +48,11 @@ class Policy:
 
 
 def check_profile(name: str) -> str:
-    if name not in PROFILES:
-        raise UsageProblem(f"unknown sandbox profile '{name}'; expected one of: {', '.join(PROFILES)}")
-    return name
+    return one_of("sandbox profile", name, PROFILES)
 
 
 def check_client(name: str) -> str:
-    if name not in CLIENTS:
-        raise UsageProblem(f"unknown client '{name}'; expected one of: {', '.join(CLIENTS)}")
-    return name
+    return one_of("client", name, CLIENTS)
 
 
 def client_paths(client: str, home: Path, environ: Mapping[str, str]) -> tuple[list[Path], list[Path]]:
