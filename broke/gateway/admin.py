@@ -24,21 +24,17 @@ from broke import changes
 from broke.changes.health import key_rows, model_rows, set_key_state, set_model_state
 from broke.changes.routes import set_route
 from broke.control.tokens import admin_token_path, read_admin_token
-from broke.errors import BrokeError, FrozenError, NotFoundError
+from broke.errors import BrokeError, NotFoundError
 from broke.gateway.admin_spec import BODIES, openapi
 from broke.gateway.auth import Authenticator, is_loopback
 from broke.gateway.dashboard import views
-from broke.gateway.dashboard.app import LiveView
+from broke.gateway.dashboard.app import LiveView, change_refused, json_error
 from broke.gateway.dashboard.sessions import host_allowed
 from broke.gateway.live import Watched
 from broke.state.store import StateStore
 
 PREFIX = "/admin/v1"
 Handler = Callable[[Request], Awaitable[Response]]
-
-
-def _error(status: int, message: str, kind: str) -> JSONResponse:
-    return JSONResponse({"error": {"message": message, "type": kind}}, status_code=status)
 
 
 class BadBody(ValueError):
@@ -107,30 +103,26 @@ class AdminAPI:
         if token and expected and hmac.compare_digest(token.encode(), expected.encode()):
             return None
         if token and token in auth.owners.get():
-            return _error(403, "a client or profile token cannot use the admin API; see `broke connect --admin`",
+            return json_error(403, "a client or profile token cannot use the admin API; see `broke connect --admin`",
                           "permission_error")
         address, now = (request.client.host if request.client else "?"), time.time()
         if auth.limiter.blocked(address, now):
-            return _error(429, "too many failed authentications; wait a minute", "rate_limited")
+            return json_error(429, "too many failed authentications; wait a minute", "rate_limited")
         auth.limiter.fail(address, now)
         what = "invalid admin token" if token else "missing admin token (Authorization: Bearer)"
-        return _error(401, f"{what}; see `broke connect --admin`", "authentication_error")
+        return json_error(401, f"{what}; see `broke connect --admin`", "authentication_error")
 
     def _guarded(self, endpoint: Endpoint) -> Handler:
         async def guarded(request: Request) -> Response:
             if not is_loopback(request) or not host_allowed(request.headers.get("host", "")):
-                return _error(403, f"{PREFIX} answers loopback clients (and loopback Host names) only", "forbidden")
+                return json_error(403, f"{PREFIX} answers loopback clients (and loopback Host names) only", "forbidden")
             refusal = None if endpoint.public else self._refusal(request)
             if refusal is not None:
                 return refusal
             try:
                 return await endpoint.handler(request)
-            except FrozenError as exc:
-                return _error(409, str(exc), "frozen")
-            except NotFoundError as exc:
-                return _error(404, str(exc), "not_found")
             except (BrokeError, BadBody) as exc:
-                return _error(400, str(exc), "invalid_input")
+                return change_refused(exc)
 
         return guarded
 

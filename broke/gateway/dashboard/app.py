@@ -59,8 +59,19 @@ STATE_POLL_S = 1.0
 Handler = Callable[[Request], Awaitable[Response]]
 
 
-def _error(status: int, message: str, kind: str = "error") -> JSONResponse:
+def json_error(status: int, message: str, kind: str = "error") -> JSONResponse:
+    """The dashboard's and the control API's error body."""
     return JSONResponse({"error": {"message": message, "type": kind}}, status_code=status)
+
+
+def change_refused(exc: Exception) -> JSONResponse:
+    """A change broke refused, as the dashboard and the control API answer it: 409 frozen, 404 not found,
+    else 400."""
+    if isinstance(exc, FrozenError):
+        return json_error(409, str(exc), "frozen")
+    if isinstance(exc, NotFoundError):
+        return json_error(404, str(exc), "not_found")
+    return json_error(400, str(exc), "invalid_input")
 
 
 @dataclass(frozen=True)
@@ -112,7 +123,7 @@ class Dashboard:
         """Loopback clients addressing a loopback name only; every answer with the security headers."""
         async def guarded(request: Request) -> Response:
             if not is_loopback(request) or not host_allowed(request.headers.get("host", "")):
-                response: Response = _error(403, "the dashboard answers loopback clients at 127.0.0.1 only",
+                response: Response = json_error(403, "the dashboard answers loopback clients at 127.0.0.1 only",
                                             "forbidden")
             else:
                 response = await handler(request)
@@ -139,7 +150,7 @@ class Dashboard:
     def _api(self, handler: Handler) -> Handler:
         async def api(request: Request) -> Response:
             if self._session(request) is None and not self._bearer_is_client(request):
-                return _error(401, "log in first: open /ui/login, or run `broke dashboard --open`",
+                return json_error(401, "log in first: open /ui/login, or run `broke dashboard --open`",
                               "authentication_error")
             return await handler(request)
 
@@ -151,13 +162,13 @@ class Dashboard:
             host = request.headers.get("host", "")
             if not same_origin(request.headers.get("origin"), host) or \
                     request.headers.get("sec-fetch-site", "same-origin") not in ("same-origin", "none"):
-                return _error(403, "cross-site request refused", "forbidden")
+                return json_error(403, "cross-site request refused", "forbidden")
             session = self._session(request)
             if session is not None:
                 if not csrf_matches(session.csrf, request.headers.get("x-broke-csrf")):
-                    return _error(403, "missing or wrong CSRF token; reload the page", "forbidden")
+                    return json_error(403, "missing or wrong CSRF token; reload the page", "forbidden")
             elif not self._bearer_is_client(request):
-                return _error(401, "log in first: open /ui/login, or run `broke dashboard --open`",
+                return json_error(401, "log in first: open /ui/login, or run `broke dashboard --open`",
                               "authentication_error")
             return await handler(request)
 
@@ -190,7 +201,7 @@ class Dashboard:
 
     async def login(self, request: Request) -> Response:
         if not same_origin(request.headers.get("origin"), request.headers.get("host", "")):
-            return _error(403, "cross-site request refused", "forbidden")
+            return json_error(403, "cross-site request refused", "forbidden")
         address = request.client.host if request.client else "?"
         limiter, now = self.proxy.auth.limiter, time.time()
         if limiter.blocked(address, now):
@@ -215,7 +226,7 @@ class Dashboard:
     async def link(self, request: Request) -> Response:
         """A one-time login link for `broke dashboard`, asked with the client token."""
         if not self._bearer_is_client(request) or request.headers.get("origin"):
-            return _error(401, "a login link needs the client token (see `broke connect`)",
+            return json_error(401, "a login link needs the client token (see `broke connect`)",
                           "authentication_error")
         return JSONResponse({"path": f"/ui/login?code={self.sessions.new_link(time.time())}"})
 
@@ -223,9 +234,9 @@ class Dashboard:
         name = request.path_params["name"]
         kind = PUBLIC_ASSETS.get(name) or PRIVATE_ASSETS.get(name)
         if kind is None:
-            return _error(404, "not found", "not_found")
+            return json_error(404, "not found", "not_found")
         if name in PRIVATE_ASSETS and self._session(request) is None:
-            return _error(401, "log in first: open /ui/login", "authentication_error")
+            return json_error(401, "log in first: open /ui/login", "authentication_error")
         return Response((ASSETS / name).read_bytes(), media_type=kind)
 
     # ---- reading ----------------------------------------------------------------------------------
@@ -237,7 +248,7 @@ class Dashboard:
         try:
             view = await asyncio.to_thread(views.slots_view, self.home)
         except BrokeError as exc:
-            return _error(500, str(exc), type(exc).__name__)
+            return json_error(500, str(exc), type(exc).__name__)
         return JSONResponse(view)
 
     async def traffic(self, request: Request) -> Response:
@@ -262,7 +273,7 @@ class Dashboard:
         try:
             return JSONResponse(await asyncio.to_thread(dashboard_view, self.home))
         except BrokeError as exc:
-            return _error(500, str(exc), type(exc).__name__)
+            return json_error(500, str(exc), type(exc).__name__)
 
     async def cost(self, request: Request) -> Response:
         return JSONResponse(await asyncio.to_thread(views.cost_view, self.home, self.proxy.state.get()))
@@ -305,15 +316,11 @@ class Dashboard:
         except orjson.JSONDecodeError:
             body = None
         if not isinstance(body, dict):
-            return _error(400, "the body must be a JSON object", "invalid_request_error")
+            return json_error(400, "the body must be a JSON object", "invalid_request_error")
         try:
             state = await asyncio.to_thread(call, body)
-        except FrozenError as exc:
-            return _error(409, str(exc), "frozen")
-        except NotFoundError as exc:
-            return _error(404, str(exc), "not_found")
         except (BrokeError, ValueError) as exc:
-            return _error(400, str(exc), "invalid_input")
+            return change_refused(exc)
         return JSONResponse({"generation": state.generation})
 
     @staticmethod
@@ -354,12 +361,12 @@ class Dashboard:
             given = await asyncio.to_thread(give_feedback, self.home, self._text(body, "request_id"),
                                             self._text(body, "verdict"))
         except (orjson.JSONDecodeError, AttributeError, ValueError) as exc:
-            return _error(400, str(exc) if isinstance(exc, ValueError) else "the body must be a JSON object",
+            return json_error(400, str(exc) if isinstance(exc, ValueError) else "the body must be a JSON object",
                           "invalid_request_error")
         except NotFoundError as exc:
-            return _error(404, str(exc), "not_found")
+            return json_error(404, str(exc), "not_found")
         except BrokeError as exc:
-            return _error(400, str(exc), "invalid_input")
+            return json_error(400, str(exc), "invalid_input")
         return JSONResponse({"learned": given.learned, **({"why_not": given.why_not} if given.why_not else {})})
 
     async def freeze(self, request: Request) -> Response:
