@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import sqlite3
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -105,8 +106,7 @@ def summarize(home: Path, *, by: str | None = None, since: float = 0.0) -> Summa
         raise InvalidInputError(f"--by must be one of {', '.join(GROUPS)}, got '{by}'")
     if not records_path(home).exists():
         return Summary()
-    connection = open_records(home, SCHEMA)
-    try:
+    with closing(open_records(home, SCHEMA)) as connection:
         count, total, saved, unpriced, _ = connection.execute(
             f"SELECT {_SUMS} FROM {TABLE} WHERE ts >= ?", (since,)).fetchone()
         summary = Summary(total, saved, count, unpriced or 0)
@@ -117,8 +117,6 @@ def summarize(home: Path, *, by: str | None = None, since: float = 0.0) -> Summa
                     (since,)):
                 summary.rows.append({by: name, "requests": n, "total_usd": round(usd, 6),
                                      "saved_usd": round(kept, 6), "unpriced": none or 0, "tokens": tokens or 0})
-    finally:
-        connection.close()
     return summary
 
 

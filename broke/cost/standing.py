@@ -3,6 +3,7 @@ read from the ledger, every gateway's rows counted."""
 from __future__ import annotations
 
 from collections.abc import Mapping
+from contextlib import closing
 from pathlib import Path
 
 from broke.catalog import Catalog
@@ -20,11 +21,8 @@ def _standing(home: Path, owner: str, budget: Budget, now: float, *, client: str
     start, end = period_bounds(budget.period, now)
     if not records_path(home).exists():
         return Standing(owner, budget, 0.0, end)
-    connection = open_records(home, SCHEMA)
-    try:
+    with closing(open_records(home, SCHEMA)) as connection:
         return Standing(owner, budget, spent(connection, since=start, client=client, key_ref=ref), end)
-    finally:
-        connection.close()
 
 
 def budget_standing(home: Path, profile: str, now: float) -> Standing | None:

@@ -8,6 +8,7 @@ import json
 import re
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -106,11 +107,8 @@ class ReviewCache:
         return hashlib.sha256(f"{digest}\0{lane}\0{slot}".encode()).hexdigest()
 
     def get(self, key: str) -> LaneResult | None:
-        connection = open_records(self.home, SCHEMA)
-        try:
+        with closing(open_records(self.home, SCHEMA)) as connection:
             row = connection.execute("SELECT result FROM harness_reviews WHERE key = ?", (key,)).fetchone()
-        finally:
-            connection.close()
         if row is None:
             return None
         result = LaneResult(**json.loads(row[0]))
@@ -120,12 +118,9 @@ class ReviewCache:
     def put(self, key: str, result: LaneResult) -> None:
         if result.verdict == DEGRADED:
             return
-        connection = open_records(self.home, SCHEMA)
-        try:
+        with closing(open_records(self.home, SCHEMA)) as connection:
             connection.execute("INSERT OR REPLACE INTO harness_reviews VALUES (?, ?, ?, ?, ?)",
                                (key, result.lane, result.slot, time.time(), json.dumps(asdict(result))))
-        finally:
-            connection.close()
 
 
 def review(home: Path, base_url: str, token: str, evidence: Evidence, slots: dict[str, str]) -> dict[str, LaneResult]:

@@ -2,6 +2,7 @@
 use a token of their own (owner `run:ID`, `run:ID/review`), so the gateway knows whose request it serves."""
 from __future__ import annotations
 
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -66,10 +67,7 @@ class RunRequests:
 
 def run_requests(home: Path, run_id: str) -> list[dict[str, Any]]:
     """The requests recorded for `run_id`, oldest first."""
-    connection = open_records(home, SCHEMA)
-    try:
+    with closing(open_records(home, SCHEMA)) as connection:
         rows = connection.execute(f"SELECT {', '.join(COLUMNS)} FROM harness_requests WHERE run_id = ? "
                                   "ORDER BY ts", (run_id,)).fetchall()
-    finally:
-        connection.close()
     return [dict(zip(COLUMNS, row, strict=True)) for row in rows]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 import time
+from contextlib import closing
 from pathlib import Path
 from typing import Literal
 
@@ -68,8 +69,7 @@ def winner(weak_first: str | None, strong_first: str | None) -> Winner:
 
 def reserve(home: Path, request_id: str, slot: str, amount: float, budget_usd: float) -> bool:
     """Hold `amount` USD of the budget for a judgement; False (nothing held) if the budget would be exceeded."""
-    connection = open_records(home, SCHEMA)
-    try:
+    with closing(open_records(home, SCHEMA)) as connection:
         connection.execute("BEGIN IMMEDIATE")
         spent = connection.execute(
             "SELECT coalesce(sum(coalesce(cost_usd, reserved)), 0) FROM router_judgements").fetchone()[0]
@@ -80,29 +80,21 @@ def reserve(home: Path, request_id: str, slot: str, amount: float, budget_usd: f
                            "VALUES (?, ?, ?, ?)", (request_id, time.time(), slot, amount))
         connection.execute("COMMIT")
         return True
-    finally:
-        connection.close()
 
 
 def settle(home: Path, request_id: str, cost_usd: float, found: Winner | None) -> None:
     """What a judgement cost (its reservation is released) and its winner (None: it did not finish)."""
-    connection = open_records(home, SCHEMA)
-    try:
+    with closing(open_records(home, SCHEMA)) as connection:
         connection.execute("UPDATE router_judgements SET cost_usd = ?, winner = ? WHERE request_id = ?",
                            (cost_usd, found, request_id))
-    finally:
-        connection.close()
 
 
 def spending(home: Path) -> tuple[int, float, float]:
     """(judgements with a winner, USD spent or held so far, what the newest judgement held)."""
-    connection = open_records(home, SCHEMA)
-    try:
+    with closing(open_records(home, SCHEMA)) as connection:
         judged, spent = connection.execute(
             "SELECT count(winner), coalesce(sum(coalesce(cost_usd, reserved)), 0) FROM router_judgements").fetchone()
         newest = connection.execute("SELECT reserved FROM router_judgements ORDER BY rowid DESC LIMIT 1").fetchone()
-    finally:
-        connection.close()
     return int(judged), float(spent), float(newest[0]) if newest else 0.0
 
 

@@ -10,6 +10,7 @@ import hashlib
 import json
 import time
 from collections.abc import Iterable, Sequence
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeGuard
@@ -99,8 +100,7 @@ def add(home: Path, labels: Sequence[Label]) -> None:
     """Store `labels` in one transaction (a label with a key already stored replaces it), then bound the table."""
     from broke.records import prune
 
-    connection = open_records(home, SCHEMA)
-    try:
+    with closing(open_records(home, SCHEMA)) as connection:
         now = time.time()
         connection.execute("BEGIN")
         connection.executemany(
@@ -110,8 +110,6 @@ def add(home: Path, labels: Sequence[Label]) -> None:
               np.asarray(label.vector, dtype=np.float32).tobytes()) for label in labels])
         connection.execute("COMMIT")
         prune(connection, "router_labels", KEEP)
-    finally:
-        connection.close()
 
 
 @dataclass(frozen=True)
@@ -128,12 +126,9 @@ class Stored:
 
 def read(home: Path, dims: int) -> Stored:
     """Every stored label whose vector has `dims` dimensions (others were made with other token vectors)."""
-    connection = open_records(home, SCHEMA)
-    try:
+    with closing(open_records(home, SCHEMA)) as connection:
         rows = connection.execute(
             "SELECT name, origin, target, prior, weight, vector FROM router_labels ORDER BY id").fetchall()
-    finally:
-        connection.close()
     rows = [r for r in rows if len(r[5]) == dims * 4]
     vectors = (np.frombuffer(b"".join(r[5] for r in rows), dtype=np.float32).reshape(len(rows), dims)
                if rows else np.zeros((0, dims), dtype=np.float32))
@@ -143,18 +138,12 @@ def read(home: Path, dims: int) -> Stored:
 
 def version(home: Path) -> tuple[int, int]:
     """(count, newest id) of the stored labels: changes whenever labels are added, replaced or forgotten."""
-    connection = open_records(home, SCHEMA)
-    try:
+    with closing(open_records(home, SCHEMA)) as connection:
         count, newest = connection.execute("SELECT count(*), coalesce(max(id), 0) FROM router_labels").fetchone()
-    finally:
-        connection.close()
     return int(count), int(newest)
 
 
 def forget(home: Path) -> int:
     """Delete every label; returns how many there were."""
-    connection = open_records(home, SCHEMA)
-    try:
+    with closing(open_records(home, SCHEMA)) as connection:
         return int(connection.execute("DELETE FROM router_labels").rowcount)
-    finally:
-        connection.close()

@@ -20,6 +20,7 @@ import json
 import os
 import sqlite3
 from collections.abc import Iterable, Iterator
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -91,8 +92,7 @@ def rows(home: Path, limit: int | None = None) -> Iterator[dict]:
     """Outcome records, newest first (every one, or the newest `limit`), without their vectors; those that
     kept the prompt's text have it as `prompt` (and `prompt_cut`: whether it was cut at PROMPT_CHARS)."""
     columns = ", ".join(f"o.{f}" for f in FIELDS)
-    connection = open_records(home, SCHEMA)
-    try:
+    with closing(open_records(home, SCHEMA)) as connection:
         cursor = connection.execute(f"SELECT {columns}, p.prompt, p.cut FROM {TABLE} o LEFT JOIN {PROMPTS_TABLE} p "
                                     "ON p.request_id = o.request_id ORDER BY o.rowid DESC LIMIT ?",
                                     (-1 if limit is None else limit,))
@@ -101,19 +101,14 @@ def rows(home: Path, limit: int | None = None) -> Iterator[dict]:
             if prompt is not None:
                 record.update(prompt=prompt, prompt_cut=bool(cut))
             yield record
-    finally:
-        connection.close()
 
 
 def priors(home: Path, limit: int = 5000) -> tuple[list[float], np.ndarray]:
     """The shipped prior's p_strong and the embedding of the newest `limit` requests a router decided
     (a tier) that have both."""
-    connection = open_records(home, SCHEMA)
-    try:
+    with closing(open_records(home, SCHEMA)) as connection:
         found = connection.execute(f"SELECT prior, vector FROM {TABLE} WHERE prior IS NOT NULL AND vector IS NOT NULL "
                                    "AND tier != '' ORDER BY rowid DESC LIMIT ?", (limit,)).fetchall()
-    finally:
-        connection.close()
     sizes = {len(v) for _, v in found}
     if len(sizes) > 1:  # made with other token vectors: keep the newest kind
         found = [(p, v) for p, v in found if len(v) == len(found[0][1])]
@@ -124,11 +119,8 @@ def priors(home: Path, limit: int = 5000) -> tuple[list[float], np.ndarray]:
 
 def count(home: Path, table: str = TABLE) -> int:
     """How many outcome records there are (or, with PROMPTS_TABLE, how many keep their prompt's text)."""
-    connection = open_records(home, SCHEMA)
-    try:
+    with closing(open_records(home, SCHEMA)) as connection:
         return int(connection.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
-    finally:
-        connection.close()
 
 
 def snippets(home: Path, request_ids: Iterable[str]) -> dict[str, str]:
@@ -136,12 +128,9 @@ def snippets(home: Path, request_ids: Iterable[str]) -> dict[str, str]:
     wanted = list(dict.fromkeys(request_ids))
     if not wanted:
         return {}
-    connection = open_records(home, SCHEMA)
-    try:
+    with closing(open_records(home, SCHEMA)) as connection:
         found = connection.execute(f"SELECT request_id, substr(prompt, 1, {SNIPPET_CHARS + 1}) FROM {PROMPTS_TABLE} "
                                    f"WHERE request_id IN ({', '.join('?' * len(wanted))})", wanted).fetchall()
-    finally:
-        connection.close()
     return {rid: _one_line(text) for rid, text in found}
 
 
@@ -167,14 +156,11 @@ def forget(home: Path) -> int:
     """Delete every outcome record and every stored prompt text, overwriting the freed bytes and emptying the
     write-ahead log, so no text stays in the file (labels learned from feedback stay: `broke router forget`
     drops those). Returns how many outcome records went."""
-    connection = open_records(home, SCHEMA)
-    try:
+    with closing(open_records(home, SCHEMA)) as connection:
         gone = int(connection.execute(f"DELETE FROM {TABLE}").rowcount)
         connection.execute(f"DELETE FROM {PROMPTS_TABLE}")
         connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         return gone
-    finally:
-        connection.close()
 
 
 def give_feedback(home: Path, request_id: str, verdict: str, client: str | None = None) -> Feedback:
