@@ -415,13 +415,17 @@ class _Handler(BaseHTTPRequestHandler):
             events.append({**base, "choices": [], "usage": conversation.chat_usage(answer, len(pieces))})
         self._stream_events([(None, event) for event in events], done=True)
 
-    def _stream_events(self, events: list[tuple[str | None, dict[str, Any]]], done: bool = False) -> None:
-        """Server-sent events, one HTTP chunk each (``event:`` line when named; ``[DONE]`` if ``done``)."""
+    def _begin_event_stream(self) -> None:
+        """A 200 answer's headers for server-sent events sent in HTTP chunks."""
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream; charset=utf-8")
         self.send_header("Cache-Control", "no-cache")
         self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
+
+    def _stream_events(self, events: list[tuple[str | None, dict[str, Any]]], done: bool = False) -> None:
+        """Server-sent events, one HTTP chunk each (``event:`` line when named; ``[DONE]`` if ``done``)."""
+        self._begin_event_stream()
         try:
             for index, (name, event) in enumerate(events):
                 if index and self._pause(self.server.provider.chunk_delay_s):
@@ -479,10 +483,7 @@ class _Handler(BaseHTTPRequestHandler):
         """A chat stream's first two events, then the connection closed without the ending chunk."""
         self.close_connection = True
         try:
-            self.send_response(200)
-            self.send_header("Content-Type", "text/event-stream; charset=utf-8")
-            self.send_header("Transfer-Encoding", "chunked")
-            self.end_headers()
+            self._begin_event_stream()
             for piece in ("fake", ":"):
                 event = {"id": "chatcmpl-cut", "object": "chat.completion.chunk", "created": 0, "model": "m",
                          "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]}
@@ -495,10 +496,7 @@ class _Handler(BaseHTTPRequestHandler):
         """A 200 event stream's headers, then nothing: held open ("stall-stream") or closed ("empty-stream")."""
         self.close_connection = True
         try:
-            self.send_response(200)
-            self.send_header("Content-Type", "text/event-stream; charset=utf-8")
-            self.send_header("Transfer-Encoding", "chunked")
-            self.end_headers()
+            self._begin_event_stream()
             self.wfile.flush()
         except OSError:
             return
