@@ -55,6 +55,27 @@ def new_home(root: Path, name: str) -> Path:
     return home
 
 
+def started_gateway(root: Path, fake: FakeProvider, name: str, models: tuple[str, ...] = ("a",),
+                    first_byte_timeout_s: int | None = None) -> tuple[Path, int, str]:
+    """A new home whose `sonnet` is fake/a (with backends fake/MODEL for `models`), its gateway started:
+    (home, port, client token)."""
+    home = new_home(root, name)
+    for model in models:
+        must(broke(home, "backend", "add", f"fake/{model}", "--provider", "openai-compatible", "--api-base",
+                   fake.base_url, "--model", model, "--key-env", "FAKE_API_KEY"), "backend add")
+    must(broke(home, "swap", "sonnet=fake/a"), "swap")
+    port = free_port()
+    if first_byte_timeout_s is None:
+        must(broke(home, "start", "--port", str(port), "--wait"), "start")
+    else:
+        os.environ["BROKE_FIRST_BYTE_TIMEOUT"] = str(first_byte_timeout_s)
+        try:
+            must(broke(home, "start", "--port", str(port), "--wait"), "start")
+        finally:
+            del os.environ["BROKE_FIRST_BYTE_TIMEOUT"]
+    return home, port, json.loads(must(broke(home, "connect", "--json"), "connect"))["token"]
+
+
 def one_line_refusal(result: subprocess.CompletedProcess[str]) -> bool:
     """Exit 1, no traceback, and the error in one line."""
     said = (result.stdout + result.stderr).strip()
@@ -191,18 +212,8 @@ def client_shape(path: str, response: httpx.Response, stream: bool) -> bool:
 
 
 def attack_faults(root: Path, fake: FakeProvider, errors: list[str]) -> None:
-    home = new_home(root, "faults")
-    for name in ("a", "b"):
-        must(broke(home, "backend", "add", f"fake/{name}", "--provider", "openai-compatible", "--api-base",
-                   fake.base_url, "--model", name, "--key-env", "FAKE_API_KEY"), "backend add")
-    port = free_port()
-    must(broke(home, "swap", "sonnet=fake/a"), "swap")
-    os.environ["BROKE_FIRST_BYTE_TIMEOUT"] = "3"  # a hanging upstream is given up on after 3 s, not 120 s
-    try:
-        must(broke(home, "start", "--port", str(port), "--wait"), "start")
-    finally:
-        del os.environ["BROKE_FIRST_BYTE_TIMEOUT"]
-    token = json.loads(must(broke(home, "connect", "--json"), "connect"))["token"]
+    # a hanging upstream is given up on after 3 s, not 120 s
+    home, port, token = started_gateway(root, fake, "faults", ("a", "b"), first_byte_timeout_s=3)
     runs = bad = 0
     modes = [m for m in FAILURE_MODES if m != "hang"] + ["hang"]
     try:
@@ -275,13 +286,7 @@ def hostile_requests(token: str) -> list[tuple[str, str, str, dict[str, str], by
 
 
 def attack_hostile(root: Path, fake: FakeProvider, errors: list[str]) -> None:
-    home = new_home(root, "hostile")
-    must(broke(home, "backend", "add", "fake/a", "--provider", "openai-compatible", "--api-base", fake.base_url,
-               "--model", "a", "--key-env", "FAKE_API_KEY"), "backend add")
-    must(broke(home, "swap", "sonnet=fake/a"), "swap")
-    port = free_port()
-    must(broke(home, "start", "--port", str(port), "--wait"), "start")
-    token = json.loads(must(broke(home, "connect", "--json"), "connect"))["token"]
+    home, port, token = started_gateway(root, fake, "hostile")
     cases, bad = hostile_requests(token), 0
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
@@ -306,13 +311,7 @@ def attack_hostile(root: Path, fake: FakeProvider, errors: list[str]) -> None:
 
 
 def attack_load(root: Path, fake: FakeProvider, loads: int, requests: int, errors: list[str]) -> None:
-    home = new_home(root, "load")
-    must(broke(home, "backend", "add", "fake/a", "--provider", "openai-compatible", "--api-base", fake.base_url,
-               "--model", "a", "--key-env", "FAKE_API_KEY"), "backend add")
-    must(broke(home, "swap", "sonnet=fake/a"), "swap")
-    port = free_port()
-    must(broke(home, "start", "--port", str(port), "--wait"), "start")
-    token = json.loads(must(broke(home, "connect", "--json"), "connect"))["token"]
+    home, port, token = started_gateway(root, fake, "load")
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60,
                           headers={"authorization": f"Bearer {token}"},
