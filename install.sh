@@ -106,43 +106,42 @@ if [ "$mirror" = 0 ] && [ -f "$STAMP" ] && [ -x "$VPY" ] && [ -x "$VENV/bin/brok
   fi
 fi
 
+# dev_package PACKAGE WHAT HINT NOTE: a Debian package a dev test needs, installed as root where apt-get
+# exists (the package lists fetched once per run); elsewhere NOTE is said. HINT ends the error line.
+apt_updated=0
+dev_package() {
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    say "installing $2 (apt-get install $1)"
+    { { [ "$apt_updated" = 1 ] || apt-get update -qq; } && apt_updated=1 &&
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$1"; } >/dev/null ||
+      die "apt-get install $1 failed (see above); install it by hand$3"
+  else
+    say "note: $4"
+  fi
+}
+
 # --- dev: the browser the dashboard's tests drive --------------------------------
 # Debian's Chromium (Playwright never downloads a browser). Installed as root where apt-get exists
 # (CI's fresh machines); elsewhere only a note: those tests are skipped, or point BROKE_CHROMIUM at one.
 if [ "$dev" = 1 ] && [ "$offline" = 0 ] && [ ! -x "${BROKE_CHROMIUM:-/usr/bin/chromium}" ]; then
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    say "installing Chromium for the dashboard's browser tests (apt-get install chromium)"
-    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } >/dev/null ||
-      die "apt-get install chromium failed (see above); install it by hand, or set BROKE_CHROMIUM"
-  else
-    say "note: no Chromium at ${BROKE_CHROMIUM:-/usr/bin/chromium}: the dashboard's browser tests will be skipped (apt-get install chromium, or set BROKE_CHROMIUM)"
-  fi
+  dev_package chromium "Chromium for the dashboard's browser tests" ", or set BROKE_CHROMIUM" \
+    "no Chromium at ${BROKE_CHROMIUM:-/usr/bin/chromium}: the dashboard's browser tests will be skipped (apt-get install chromium, or set BROKE_CHROMIUM)"
 fi
 
 # --- dev: bubblewrap, the Linux sandbox `--sandbox hardened|strict` and its tests use ------------------
 # Debian's bubblewrap, installed as root where apt-get exists, as Chromium above; elsewhere only a note:
 # the sandbox tests are skipped and `broke sandbox check` says why.
 if [ "$dev" = 1 ] && [ "$offline" = 0 ] && [ "$(uname -s)" = Linux ] && ! command -v bwrap >/dev/null 2>&1; then
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    say "installing bubblewrap for the sandbox and its tests (apt-get install bubblewrap)"
-    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap; } >/dev/null ||
-      die "apt-get install bubblewrap failed (see above); install it by hand"
-  else
-    say "note: no bwrap on PATH: the sandbox tests will be skipped (apt-get install bubblewrap)"
-  fi
+  dev_package bubblewrap "bubblewrap for the sandbox and its tests" "" \
+    "no bwrap on PATH: the sandbox tests will be skipped (apt-get install bubblewrap)"
 fi
 
 # --- dev: redis-server, the shared store several gateways use (BROKE_REDIS_URL) and its tests start --------
 # Debian's redis-server, installed as root where apt-get exists, as above; elsewhere only a note: the
 # shared-state tests are skipped. The package's own service is not used: tests start their own on loopback.
 if [ "$dev" = 1 ] && [ "$offline" = 0 ] && [ "$(uname -s)" = Linux ] && ! command -v redis-server >/dev/null 2>&1; then
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    say "installing redis-server for the shared-state tests (apt-get install redis-server)"
-    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server; } >/dev/null ||
-      die "apt-get install redis-server failed (see above); install it by hand"
-  else
-    say "note: no redis-server on PATH: the shared-state tests will be skipped (apt-get install redis-server)"
-  fi
+  dev_package redis-server "redis-server for the shared-state tests" "" \
+    "no redis-server on PATH: the shared-state tests will be skipped (apt-get install redis-server)"
 fi
 
 # --offline needs the mirror; fail before touching .venv if there is none.
